@@ -1,0 +1,37 @@
+# Two commands set up everything on a fresh machine:
+#   make demo   the main job on the built-in default
+#   make test   the test suite
+# Both create (or reuse) the virtual environment in .venv and install what they need.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test demo bench clean help
+
+help:
+	@echo "make demo   record -> train -> compare -> drive on the built-in tracks"
+	@echo "make test   run the test suite"
+	@echo "make bench  run the benchmarks (figures go to the terminal; see docs/benchmarks.md)"
+
+venv: $(STAMP)
+
+# Re-install only when the dependency list changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m driving.demo
+
+bench: $(STAMP)
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
