@@ -30,8 +30,9 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m driving.demo
 
+# Each benchmark prints its figures beside the reference approach measured in the same run.
 bench: $(STAMP)
-	$(PY) bench/pipeline.py
+	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache
