@@ -1,0 +1,297 @@
+"""The registry of named steering models, MAC counting, and safe model files.
+
+A model is a function that returns a keras.Model for a given input shape; `@register("name")`
+puts it in MODELS, so a variant is one line. Every model takes float32 frames in [-0.5, 0.5]
+(driving.preprocess scales them; no normalisation inside the model) and outputs one steering
+value. Only keras.layers / keras.ops are used, so the same code runs on the JAX or PyTorch backends.
+
+    python -m driving.models              # table of models: params and forward MACs per frame
+    python -m driving.models --json
+    python -m driving.models save effnet /tmp/effnet.keras   # an untrained model, for smoke tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+import keras
+from keras import layers
+
+from driving.config import INPUT_SHAPE
+
+MODELS: dict[str, Callable[..., keras.Model]] = {}
+
+
+def register(name: str) -> Callable:
+    """Decorator: add a builder to MODELS under `name`."""
+    def add(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        if name in MODELS:
+            raise ValueError(f"model name {name!r} is registered twice")
+        MODELS[name] = builder
+        return builder
+    return add
+
+
+def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> keras.Model:
+    """A fresh, untrained model by registry name."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+    return MODELS[name](input_shape=input_shape, **kw)
+
+
+# --- base: the original steering CNN ------------------------------------------------------------
+
+@register("base")
+def base(input_shape=INPUT_SHAPE) -> keras.Model:
+    """Plain VGG-style CNN: 5 conv stages, a Flatten->Dense 256/128/64 head. 865,921 params."""
+    inputs = keras.Input(input_shape, name="frame")
+    x = inputs
+    for i, (filters, kernel) in enumerate([(64, 5), (64, 3), (64, 3), (128, 3), (128, 3)]):
+        x = layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        x = layers.Dropout(0.2)(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    for units in (256, 128, 64):
+        x = layers.Dense(units, activation="relu")(x)
+        x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(1, name="steering")(x)
+    return keras.Model(inputs, outputs, name="base")
+
+
+# --- EffNet family ------------------------------------------------------------------------------
+
+def effnet_block(x, ch_in: int, ch_out: int, batch_norm: bool = False, dropout: float = 0.25):
+    """EffNet's block: a 1x1 squeeze, a separable 1x3 / 3x1 depthwise pair with the pooling
+    between them, and a (2,1) conv striding along the width, so both axes halve.
+    Convolutions carry no bias: they are followed by LeakyReLU (and BN in the -bn variant)."""
+    def act(y):
+        y = layers.LeakyReLU(negative_slope=0.3)(y)
+        return layers.BatchNormalization()(y) if batch_norm else y
+
+    x = act(layers.Conv2D(ch_in, 1, padding="same", kernel_initializer="he_normal", use_bias=False)(x))
+    x = act(layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False)(x))
+    x = layers.MaxPooling2D(pool_size=(2, 1), strides=(2, 1))(x)
+    x = act(layers.DepthwiseConv2D((3, 1), padding="same", use_bias=False)(x))
+    x = act(layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", use_bias=False)(x))
+    return layers.Dropout(dropout)(x) if dropout else x
+
+
+def dense_head(x, units: tuple[int, ...]):
+    """The EffNet write-up's head: Dense (he_normal) + LeakyReLU + BN + Dropout 0.5 per layer."""
+    for n in units:
+        x = layers.Dense(n, kernel_initializer="he_normal")(x)
+        x = layers.LeakyReLU(negative_slope=0.3)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Dropout(0.5)(x)
+    return x
+
+
+def effnet_family(name: str, input_shape, blocks, head: tuple[int, ...], batch_norm: bool = False,
+                  squeeze: int | None = None, block_dropout: float = 0.25) -> keras.Model:
+    """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
+    Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head."""
+    inputs = keras.Input(input_shape, name="frame")
+    x = inputs
+    for ch_in, ch_out in blocks:
+        x = effnet_block(x, ch_in, ch_out, batch_norm=batch_norm, dropout=block_dropout)
+    if squeeze:
+        x = layers.Conv2D(squeeze, 1, kernel_initializer="he_normal", name="squeeze")(x)
+        x = layers.LeakyReLU(negative_slope=0.3)(x)
+    x = layers.Flatten()(x)
+    x = dense_head(x, head)
+    outputs = layers.Dense(1, name="steering")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+EFFNET_BLOCKS = ((32, 64), (32, 64), (32, 64), (64, 128), (64, 128))
+# Half-width first block: at 128x128 it costs most of EffNet's MACs.
+SLIM_BLOCKS = ((16, 32), (32, 64), (32, 64), (64, 96), (64, 96))
+
+
+@register("effnet")
+def effnet(input_shape=INPUT_SHAPE) -> keras.Model:
+    """EffNet-slimmed base, as originally trained (block BN switched off). 630,433 params."""
+    return effnet_family("effnet", input_shape, EFFNET_BLOCKS, head=(256, 128, 64))
+
+
+@register("effnet-bn")
+def effnet_bn(input_shape=INPUT_SHAPE) -> keras.Model:
+    """EffNet with BatchNormalization after every activation inside the blocks, as described."""
+    return effnet_family("effnet-bn", input_shape, EFFNET_BLOCKS, head=(256, 128, 64), batch_norm=True)
+
+
+@register("effnet-slim")
+def effnet_slim(input_shape=INPUT_SHAPE) -> keras.Model:
+    """Slimmer EffNet: half-width first block, a 1x1 squeeze to 16 channels before Flatten (keeps
+    where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base."""
+    return effnet_family("effnet-slim", input_shape, SLIM_BLOCKS, head=(64,), batch_norm=True,
+                         squeeze=16)
+
+
+@register("effnet-gap")
+def effnet_gap(input_shape=INPUT_SHAPE) -> keras.Model:
+    """EffNet blocks with a global-average-pooling head: the smallest head possible, but pooling
+    throws away *where* the road is, which steering needs; kept as the cautionary variant."""
+    inputs = keras.Input(input_shape, name="frame")
+    x = inputs
+    for ch_in, ch_out in SLIM_BLOCKS:
+        x = effnet_block(x, ch_in, ch_out, batch_norm=True)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = dense_head(x, (64,))
+    outputs = layers.Dense(1, name="steering")(x)
+    return keras.Model(inputs, outputs, name="effnet-gap")
+
+
+# --- PilotNet: the field's yardstick -----------------------------------------------------------
+
+@register("pilotnet")
+def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
+    """NVIDIA's PilotNet (Bojarski et al. 2016): 5 convs, Dense 100/50/10. A Resizing layer maps
+    our 128x128 input to NVIDIA's 66x200, so every layer after it is exactly theirs (252,219 params)."""
+    inputs = keras.Input(input_shape, name="frame")
+    x = layers.Resizing(66, 200, interpolation="bilinear")(inputs)
+    for filters, kernel, stride in [(24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1)]:
+        x = layers.Conv2D(filters, kernel, strides=stride, activation="relu")(x)
+    x = layers.Flatten()(x)
+    for units in (100, 50, 10):
+        x = layers.Dense(units, activation="relu")(x)
+    outputs = layers.Dense(1, name="steering")(x)
+    return keras.Model(inputs, outputs, name="pilotnet")
+
+
+# --- counting -----------------------------------------------------------------------------------
+
+def count_params(model: keras.Model) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    return model.count_params(), trainable
+
+
+def _spatial(shape) -> int:
+    out = 1
+    for d in shape[1:-1]:
+        out *= int(d)
+    return out
+
+
+def count_macs(model: keras.Model) -> int:
+    """Forward multiply-accumulates per frame of the conv and dense layers (the work that scales;
+    activations, pooling and BN are a few per element and left out, as is usual)."""
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            macs += count_macs(layer)
+        elif isinstance(layer, layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            cin = int(layer.input.shape[-1])
+            macs += _spatial(layer.output.shape) * kh * kw * cin * layer.depth_multiplier
+        elif isinstance(layer, layers.SeparableConv2D):
+            kh, kw = layer.kernel_size
+            cin, cout = int(layer.input.shape[-1]), int(layer.output.shape[-1])
+            dm = layer.depth_multiplier
+            macs += _spatial(layer.output.shape) * (kh * kw * cin * dm + cin * dm * cout)
+        elif isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            cin, cout = int(layer.input.shape[-1]), int(layer.output.shape[-1])
+            macs += _spatial(layer.output.shape) * kh * kw * (cin // layer.groups) * cout
+        elif isinstance(layer, layers.Dense):
+            macs += int(layer.input.shape[-1]) * layer.units
+    return macs
+
+
+# --- training set-up and files ------------------------------------------------------------------
+
+def compile_for_training(model: keras.Model, lr: float = 1e-3) -> None:
+    """Adam + MSE. The loss is an object, not the string "mse": Keras 3 cannot deserialise the
+    string from an .h5 file's training config."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
+                  loss=keras.losses.MeanSquaredError(),
+                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+
+
+def load(path: str | Path, compile: bool = False) -> keras.Model:
+    """Load a .keras or .h5 model (safe_mode: no arbitrary code runs). Uncompiled unless asked,
+    which is all inference needs and sidesteps old .h5 training configs."""
+    path = Path(path)
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"{path}: expected a .keras or .h5 model file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
+def save_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = True) -> None:
+    """Write a .keras or .h5 model to a temporary file in the same folder, then rename it over
+    `path`: a crash mid-save never leaves a broken file under the real name."""
+    path = Path(path)
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"{path}: expected a .keras or .h5 file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".h5":
+            model.save(tmp, include_optimizer=include_optimizer)
+        elif include_optimizer:
+            model.save(tmp)
+        else:
+            # .keras has no include_optimizer switch: save an optimizer-free copy of the model.
+            clone = keras.models.clone_model(model)
+            clone.set_weights(model.get_weights())
+            clone.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def summary_rows() -> list[dict]:
+    rows = []
+    for name in MODELS:
+        model = build(name)
+        total, trainable = count_params(model)
+        rows.append({"model": name, "params": total, "trainable": trainable, "macs": count_macs(model)})
+        keras.backend.clear_session()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m driving.models",
+        description="List the registered steering models (parameters, forward MACs per frame), "
+                    "or save an untrained one.")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    sub = parser.add_subparsers(dest="command")
+    save = sub.add_parser("save", help="write an untrained model (for smoke tests)")
+    save.add_argument("name", choices=sorted(MODELS), help="registered model name")
+    save.add_argument("path", type=Path, help="output file, .keras or .h5")
+    args = parser.parse_args(argv)
+
+    if args.command == "save":
+        model = build(args.name)
+        compile_for_training(model)
+        save_atomic(model, args.path)
+        print(f"wrote untrained {args.name} to {args.path}")
+        return
+    rows = summary_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    base_macs = next(r["macs"] for r in rows if r["model"] == "base")
+    base_params = next(r["params"] for r in rows if r["model"] == "base")
+    print(f"{'model':<12} {'params':>10} {'trainable':>10} {'MACs/frame':>13} {'params/base':>12} {'MACs/base':>10}")
+    for r in rows:
+        print(f"{r['model']:<12} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
+              f"{r['params'] / base_params:>12.3f} {r['macs'] / base_macs:>10.3f}")
+
+
+if __name__ == "__main__":
+    main()
