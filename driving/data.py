@@ -11,14 +11,24 @@ significant digits) in the recording machine's locale.
 
 from __future__ import annotations
 
+import argparse
+import csv
+import math
 import os
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-from driving.config import CAMERAS, CSV_NAME, IMG_DIR
-from driving.preprocess import encode_jpeg
+from driving.config import CAMERAS, CSV_NAME, IMG_DIR, SAMPLE_RATE_HZ
+from driving.preprocess import FrameError, encode_jpeg, read_frame
 
 COLUMNS = ("center", "left", "right", "steering", "throttle", "brake", "speed")
 
@@ -83,3 +93,361 @@ class RecordingWriter:
 
 # --- Reading recordings -------------------------------------------------------------------------
 # (loader, validation, summary, split: see issue "Foundation")
+
+NUMBER_COLUMNS = COLUMNS[3:]
+FRAME_COLUMNS = ("recording", "row", "time", *COLUMNS)
+
+# Reasons a row is skipped; the summary counts rows under these names.
+WRONG_FIELDS = "wrong number of fields"
+NOT_NUMERIC = "non-numeric value"
+NOT_FINITE = "NaN or infinite value"
+STEERING_RANGE = "steering outside [-1, 1]"
+NO_CENTER = "no center image path"
+MISSING_IMAGE = "missing image file"
+BROKEN_IMAGE = "unreadable or truncated JPEG"
+
+
+class RecordingError(ValueError):
+    """Bad recording input. The message names the file and, where there is one, the line."""
+
+
+@dataclass
+class RecordingStats:
+    """What happened to one recording's rows."""
+
+    read: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> first message seen
+
+    @property
+    def used(self) -> int:
+        return self.read - sum(self.skipped.values())
+
+
+@dataclass
+class LoadSummary:
+    """Rows read, used and skipped by reason, per recording. `print(summary)` shows the table."""
+
+    recordings: dict[str, RecordingStats] = field(default_factory=dict)
+
+    def stats(self, recording: str) -> RecordingStats:
+        return self.recordings.setdefault(recording, RecordingStats())
+
+    def skip(self, recording: str, reason: str, message: str) -> None:
+        """Count one skipped row; the first message per reason is kept to show where to look."""
+        stats = self.stats(recording)
+        stats.skipped[reason] += 1
+        stats.examples.setdefault(reason, message)
+
+    @property
+    def read(self) -> int:
+        return sum(s.read for s in self.recordings.values())
+
+    @property
+    def used(self) -> int:
+        return sum(s.used for s in self.recordings.values())
+
+    @property
+    def skipped(self) -> Counter:
+        return sum((s.skipped for s in self.recordings.values()), Counter())
+
+    def __str__(self) -> str:
+        reasons = sorted(self.skipped)
+        header = ["recording", "read", "used", *reasons]
+        rows = [[name, str(s.read), str(s.used), *(str(s.skipped[r]) for r in reasons)]
+                for name, s in self.recordings.items()]
+        rows.append(["total", str(self.read), str(self.used), *(str(self.skipped[r]) for r in reasons)])
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
+                                       for i, (c, w) in enumerate(zip(cells, widths)))
+        text = [line(header), line(["-" * w for w in widths]), *map(line, rows)]
+        examples = [f"  {reason}: {msg}" for s in self.recordings.values()
+                    for reason, msg in s.examples.items()]
+        if examples:
+            text += ["", "first skipped row per reason and recording:", *examples]
+        return "\n".join(text)
+
+
+@dataclass
+class Recordings:
+    """The usable rows of one or more recordings.
+
+    frames: one row per CSV row used, columns FRAME_COLUMNS: recording (folder, str), row (1-based
+    line number in driving_log.csv), time (seconds since the recording's first sample), center,
+    left, right (absolute image paths; "" where the recording has no such camera), steering,
+    throttle, brake, speed (float).
+    """
+
+    frames: pd.DataFrame
+    summary: LoadSummary
+
+
+def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
+    """Recording folders (those holding driving_log.csv) named by `paths`: each path is a recording
+    or a folder with recordings anywhere below it. Sorted within each path, no duplicates."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / CSV_NAME).is_file():
+            candidates = [path]
+        elif path.is_dir():
+            candidates = sorted(p.parent for p in path.rglob(CSV_NAME))
+        else:
+            raise RecordingError(f"{path}: no such folder")
+        if not candidates:
+            raise RecordingError(f"{path}: no {CSV_NAME} in this folder or below it")
+        found += [c.absolute() for c in candidates if c.absolute() not in found]
+    return found
+
+
+def image_path(recording: Path, logged: str) -> str:
+    """The image a log entry means, found by its file name in the recording's own IMG/, wherever
+    the recording machine kept it (Windows or POSIX, absolute or relative, leading spaces)."""
+    name = logged.strip().replace("\\", "/").rsplit("/", 1)[-1]
+    return str(recording / IMG_DIR / name) if name else ""
+
+
+def frame_time(center: str) -> float | None:
+    """Seconds since the epoch from the simulator's file name (center_yyyy_MM_dd_HH_mm_ss_fff.jpg)."""
+    stem = Path(center).stem
+    try:
+        when = datetime.strptime(stem[-23:], "%Y_%m_%d_%H_%M_%S_%f")
+    except ValueError:
+        return None
+    return (when - datetime(1970, 1, 1)).total_seconds()  # naive: no time-zone or DST shifts
+
+
+def _is_header(fields: list[str]) -> bool:
+    return [f.strip().lower() for f in fields] == list(COLUMNS)
+
+
+def _looks_comma_decimal(fields: list[str]) -> bool:
+    """More than 7 fields whose numeric tail reads as C# numbers written with a decimal comma."""
+    tail = [f.strip() for f in fields[3:]]
+    return len(fields) > len(COLUMNS) and all(t.lstrip("-").replace("E-", "").replace("E+", "")
+                                              .isdigit() for t in tail)
+
+
+class _RowProblem(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _parse_row(fields: list[str], recording: Path, check_images: bool) -> dict:
+    if len(fields) != len(COLUMNS):
+        raise _RowProblem(WRONG_FIELDS, f"{len(fields)} fields, expected {len(COLUMNS)} "
+                                        f"({','.join(COLUMNS)})")
+    row: dict = {}
+    for name, text in zip(NUMBER_COLUMNS, fields[3:]):
+        try:
+            value = float(text)
+        except ValueError:
+            raise _RowProblem(NOT_NUMERIC, f"{name} is {text.strip()!r}, not a number") from None
+        if not math.isfinite(value):
+            raise _RowProblem(NOT_FINITE, f"{name} is {text.strip()!r}")
+        row[name] = value
+    if not -1.0 <= row["steering"] <= 1.0:
+        raise _RowProblem(STEERING_RANGE, f"steering is {row['steering']:g}")
+    for camera, logged in zip(CAMERAS, fields[:3]):
+        row[camera] = image_path(recording, logged)
+    if not row["center"]:
+        raise _RowProblem(NO_CENTER, "the center image path is empty")
+    if check_images:
+        for camera in CAMERAS:
+            if row[camera] and not os.path.isfile(row[camera]):
+                raise _RowProblem(MISSING_IMAGE, f"{camera} image {row[camera]} does not exist")
+    return row
+
+
+def read_log(recording: Path, summary: LoadSummary, strict: bool = False,
+             check_images: bool = True) -> list[dict]:
+    """The usable rows of one recording's driving_log.csv; skipped rows are counted in `summary`
+    (or raise RecordingError with `strict`). Comma-decimal rows always raise: a whole recording in
+    that format cannot be read without guessing (see docs/data.md)."""
+    log = recording / CSV_NAME
+    name = str(recording)
+    stats = summary.stats(name)
+    rows = []
+    try:
+        text = log.read_text(encoding="utf-8-sig")  # -sig: a BOM from Windows editors is no field
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordingError(f"{log}: cannot read ({e})") from None
+    for line_no, fields in enumerate(csv.reader(text.splitlines()), start=1):
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # blank line
+        if line_no == 1 and _is_header(fields):
+            continue
+        stats.read += 1
+        if _looks_comma_decimal(fields):
+            raise RecordingError(
+                f"{log}, line {line_no}: {len(fields)} fields where 7 are expected; the numbers "
+                f"look written with a decimal comma ({','.join(f.strip() for f in fields[3:])}), "
+                "as the simulator does on a comma-decimal locale. Such a row cannot be read "
+                "unambiguously (is '0,0,22,1' 0, 0.22 and 1, or 0, 0 and 22.1?); record again with "
+                "a point-decimal locale, or rewrite the numbers with points and ';' between fields "
+                "replaced back to ','.")
+        try:
+            row = _parse_row(fields, recording, check_images)
+        except _RowProblem as problem:
+            message = f"{log}, line {line_no}: {problem}"
+            if strict:
+                raise RecordingError(message) from None
+            summary.skip(name, problem.reason, message)
+            continue
+        row["recording"], row["row"] = name, line_no
+        rows.append(row)
+    return rows
+
+
+def _add_time(frames: pd.DataFrame) -> pd.DataFrame:
+    """Seconds since each recording's first sample, from the file names' timestamps; recordings
+    whose names carry none fall back to their row order at the simulator's 15 samples/s."""
+    times = frames["center"].map(frame_time)
+    for name, group in frames.groupby("recording", sort=False):
+        t = times[group.index]
+        if t.isna().any():
+            t = pd.Series(range(len(group)), index=group.index, dtype=float) / SAMPLE_RATE_HZ
+        frames.loc[group.index, "time"] = t - t.min()
+    return frames
+
+
+def load_recordings(paths: Sequence[str | Path], strict: bool = False,
+                    check_images: bool = True) -> Recordings:
+    """Read and validate the recordings at `paths` (see find_recordings) into one table.
+
+    Bad rows are skipped and counted by reason in the summary; with `strict` the first one raises
+    RecordingError naming the file and line. `check_images` checks that every image file exists
+    (decoding them is left to the pipeline's cache, which decodes each once anyway).
+    """
+    summary = LoadSummary()
+    rows = []
+    for recording in find_recordings(paths):
+        rows += read_log(recording, summary, strict, check_images)
+    if not rows:
+        raise RecordingError(f"no usable rows in {', '.join(map(str, paths))}\n{summary}")
+    frames = pd.DataFrame(rows)
+    frames["time"] = 0.0
+    frames = _add_time(frames)[list(FRAME_COLUMNS)]
+    return Recordings(frames=frames, summary=summary)
+
+
+def drop_broken_images(frames: pd.DataFrame, broken: dict[str, str], summary: LoadSummary | None,
+                       strict: bool = False) -> pd.DataFrame:
+    """Drop the rows that use an image in `broken` (path -> why), counting each in `summary` under
+    BROKEN_IMAGE; with `strict` the first such row raises RecordingError instead."""
+    cameras = frames[list(CAMERAS)]
+    bad = cameras.isin(list(broken)).any(axis=1) if broken else pd.Series(False, frames.index)
+    for (_, row), paths in zip(frames[bad].iterrows(), cameras[bad].values):
+        why = next(broken[p] for p in paths if p in broken)
+        message = f"{Path(row['recording']) / CSV_NAME}, line {row['row']}: {why}"
+        if strict:
+            raise RecordingError(message)
+        if summary is not None:
+            summary.skip(row["recording"], BROKEN_IMAGE, message)
+    return frames[~bad]
+
+
+def check_decodable(frames: pd.DataFrame, summary: LoadSummary | None = None,
+                    strict: bool = False) -> pd.DataFrame:
+    """Decode every image of `frames` once and drop the rows with an unreadable or truncated JPEG
+    (see drop_broken_images). The training pipeline does this while it builds its cache."""
+
+    def why_broken(path: str) -> str | None:
+        try:
+            read_frame(path)
+        except FrameError as e:
+            return str(e)
+        return None
+
+    paths = [p for camera in CAMERAS for p in frames[camera] if p]
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # cv2 decodes without holding the GIL
+        reasons = tqdm(pool.map(why_broken, paths), total=len(paths), unit="img", desc="decoding",
+                       leave=False, disable=None)
+        broken = {p: why for p, why in zip(paths, reasons) if why}
+    return drop_broken_images(frames, broken, summary, strict)
+
+
+def split_by_time(frames: pd.DataFrame, val_fraction: float = 0.2, block_seconds: float = 10.0,
+                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split into training and validation sets by whole blocks of `block_seconds` of driving.
+
+    Neighbouring frames (1/15 s apart) are near duplicates, so a random split by frame would leak
+    validation into training. Each recording is cut into consecutive blocks; a seeded shuffle of all
+    blocks picks validation blocks until they hold at least `val_fraction` of the frames.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    keys = pd.MultiIndex.from_arrays([frames["recording"],
+                                      (frames["time"] // block_seconds).astype(int)])
+    sizes = pd.Series(1, index=keys).groupby(level=[0, 1]).size()  # sorted: same order every run
+    target, chosen, count = val_fraction * len(frames), [], 0
+    for i in np.random.default_rng(seed).permutation(len(sizes)):
+        if count >= target:
+            break
+        chosen.append(sizes.index[i])
+        count += sizes.iloc[i]
+    if val_fraction > 0 and count == len(frames):
+        raise ValueError(f"cannot split {len(frames)} frames in {len(sizes)} block(s) of "
+                         f"{block_seconds:g} s: record longer or use shorter blocks")
+    is_val = keys.isin(chosen)
+    return frames[~is_val], frames[is_val]
+
+
+# --- Command line -------------------------------------------------------------------------------
+
+def save_steering_histogram(frames: pd.DataFrame, path: str | Path, bins: int = 51) -> None:
+    """PNG histogram of the steering values (log scale: most rows of a real recording are 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(frames["steering"], bins=bins, range=(-1, 1), color="#3465a4")
+    ax.set(xlabel="steering (1 = 25 degrees, positive = right)", ylabel="frames",
+           title=f"Steering over {len(frames)} frames", yscale="log")
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name("." + path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m driving.data",
+        description="Inspect Udacity-simulator recordings (driving_log.csv + IMG/).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    summary_cmd = commands.add_parser(
+        "summary", help="validate recordings; print rows read, used and skipped by reason",
+        description="Read every recording, check each row and decode each image, then print the "
+                    "rows read, used and skipped by reason and write a steering histogram PNG.")
+    summary_cmd.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                             help="recording folders (with driving_log.csv), or folders holding several")
+    summary_cmd.add_argument("--strict", action="store_true",
+                             help="stop at the first bad row or image instead of skipping it")
+    summary_cmd.add_argument("--hist", default="steering.png", metavar="PNG",
+                             help="where to write the steering histogram (default: %(default)s)")
+    summary_cmd.add_argument("--no-decode", action="store_true",
+                             help="only check that the image files exist; do not decode them")
+    args = parser.parse_args(argv)
+
+    try:
+        recordings = load_recordings(args.data, strict=args.strict)
+        frames = recordings.frames
+        if not args.no_decode:
+            frames = check_decodable(frames, recordings.summary, strict=args.strict)
+    except RecordingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(recordings.summary)
+    save_steering_histogram(frames, args.hist)
+    straight = (frames["steering"].abs() < 0.01).mean() if len(frames) else 0.0
+    print(f"\n{len(frames)} frames ({len(frames) / SAMPLE_RATE_HZ / 60:.1f} min of driving), "
+          f"{straight:.0%} with |steering| < 0.01; steering histogram: {args.hist}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
