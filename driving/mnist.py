@@ -1,0 +1,553 @@
+"""MNIST: the Baseline-vs-EffNet experiment behind EffNet slimming, reproduced.
+
+Two models, trained with the original protocol (featurewise centring and std normalisation,
+batch 1000, best checkpoint by validation accuracy), then compared on parameters, .h5 size,
+forward MACs, time per epoch and test accuracy beside the published figures.
+
+    python -m driving.mnist --dry-run [--json]          # build both models, print parameter counts
+    python -m driving.mnist --epochs 20 --out runs/mnist  # the full experiment
+    python -m driving.mnist --data-dir data/mnist --subset 2000 --epochs 1   # a quick smoke run
+
+Data, first found wins: --data-dir (IDX files, raw or .gz, or mnist.npz); data/mnist/ (what
+`make mnist-data` fetches); Keras's cache ~/.keras/datasets/mnist.npz; keras.datasets download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import signal
+import sys
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+import keras
+from keras import layers
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+DEFAULT_DATA_DIR = Path("data/mnist")
+KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
+
+# The published figures this experiment reproduces (test accuracy after N epochs).
+PUBLISHED = {
+    "baseline": {"params": 147_658, "accuracy": {20: 0.9943}},
+    "effnet": {"params": 68_090, "accuracy": {20: 0.9798, 50: 0.9832}},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: IDX / npz readers with clear errors
+
+
+class MnistDataError(ValueError):
+    """A missing, truncated or malformed MNIST file."""
+
+
+# IDX type byte -> numpy dtype (IDX stores multi-byte values big-endian).
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_NAMES = {
+    "x_train": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "y_train": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "x_test": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "y_test": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (raw or gzip-compressed) into an array, checking header and size."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        raise MnistDataError(f"{path}: cannot read ({err})") from err
+    if len(raw) < 4:
+        raise MnistDataError(f"{path}: {len(raw)} bytes, too short for an IDX header")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise MnistDataError(f"{path}: bad IDX magic number 0x{raw[:4].hex()} "
+                             "(expected 0x0000TTDD: type byte, number of dimensions)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise MnistDataError(f"{path}: IDX header declares {ndim} dimensions but the file ends early")
+    dims = tuple(int(d) for d in np.frombuffer(raw[4:header], ">u4"))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise MnistDataError(f"{path}: header says shape {dims} ({expected} bytes of data) "
+                             f"but the file holds {len(raw) - header} bytes after the header")
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _find_idx(folder: Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in _IDX_NAMES if k not in npz.files]
+            if missing:
+                raise MnistDataError(f"{path}: missing arrays {missing} (has {npz.files})")
+            return {k: npz[k] for k in _IDX_NAMES}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        if isinstance(err, MnistDataError):
+            raise
+        raise MnistDataError(f"{path}: not a readable .npz file ({err})") from err
+
+
+def _check(arrays: dict[str, np.ndarray], source: str) -> None:
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE[:2]:
+            raise MnistDataError(f"{source}: {split} images have shape {x.shape}, expected (N, 28, 28)")
+        if y.ndim != 1 or len(y) != len(x):
+            raise MnistDataError(f"{source}: {len(x)} {split} images but labels of shape {y.shape}")
+        if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+            raise MnistDataError(f"{source}: {split} labels outside 0..9 (min {y.min()}, max {y.max()})")
+
+
+def read_folder(folder: str | Path) -> dict[str, np.ndarray]:
+    """MNIST from a folder holding mnist.npz or the four original IDX files (raw or .gz)."""
+    folder = Path(folder)
+    if folder.is_file() and folder.suffix == ".npz":
+        arrays = _read_npz(folder)
+    elif (folder / "mnist.npz").is_file():
+        arrays = _read_npz(folder / "mnist.npz")
+    else:
+        paths = {key: _find_idx(folder, names) for key, names in _IDX_NAMES.items()}
+        missing = [names[0] for key, names in _IDX_NAMES.items() if paths[key] is None]
+        if missing:
+            raise MnistDataError(f"{folder}: no mnist.npz and missing IDX files {missing} "
+                                 "(raw or .gz); `make mnist-data` fetches them into data/mnist/")
+        arrays = {key: read_idx(path) for key, path in paths.items()}
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    _check(arrays, str(folder))
+    return arrays
+
+
+def load_mnist(data_dir: str | Path | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """The four MNIST arrays (x_train, y_train, x_test, y_test as uint8) and where they came from."""
+    if data_dir is not None:
+        return read_folder(data_dir), str(data_dir)
+    if DEFAULT_DATA_DIR.is_dir() and any(DEFAULT_DATA_DIR.iterdir()):
+        return read_folder(DEFAULT_DATA_DIR), str(DEFAULT_DATA_DIR)
+    if KERAS_CACHE.is_file():
+        return read_folder(KERAS_CACHE), str(KERAS_CACHE)
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as err:  # no network: say how to get the files instead
+        raise MnistDataError("MNIST not found in data/mnist/ or ~/.keras/datasets and the download "
+                             f"failed ({err}); run `make mnist-data` or pass --data-dir") from err
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    _check(arrays, "keras.datasets.mnist")
+    return arrays, "keras.datasets.mnist"
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Featurewise centring and std normalisation, with statistics from the training images."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, images: np.ndarray) -> "Standardizer":
+        x = images.astype(np.float32)
+        return cls(mean=float(x.mean()), std=float(x.std()) or 1.0)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = (images.astype(np.float32) - self.mean) / self.std
+        return x[..., None]  # (N, 28, 28) -> (N, 28, 28, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: a registry of named builders, each with the learning rate its experiment used
+
+MODELS: dict[str, Callable[[], keras.Model]] = {}
+LEARNING_RATES: dict[str, float] = {}
+
+
+def register(name: str, learning_rate: float) -> Callable:
+    def add(builder: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
+        MODELS[name] = builder
+        LEARNING_RATES[name] = learning_rate
+        return builder
+    return add
+
+
+def _classifier_head(x):
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Dropout(0.25)(x)
+    return layers.Dense(NUM_CLASSES, activation="softmax")(x)
+
+
+@register("baseline", learning_rate=1e-3)  # Adam's default rate
+def baseline() -> keras.Model:
+    """Four conv+pool+dropout stages and a Dense 128 head: 147,658 trainable parameters."""
+    inputs = keras.Input(IMAGE_SHAPE)
+    x = layers.Conv2D(32, 3, activation="relu")(inputs)  # valid: 28 -> 26
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Dropout(0.2)(x)
+    for filters in (64, 64, 128):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(0.25)(x)
+    return keras.Model(inputs, _classifier_head(x), name="baseline")
+
+
+def effnet_block(x, ch_in: int, ch_out: int):
+    """EffNet block: 1x1 squeeze, separable 1x3 / pool (2,1) / 3x1 depthwise, strided (2,1) conv.
+
+    Halves height (pooling) and width (stride) with no biases, as in the steering EffNet;
+    ReLU replaces its LeakyReLU."""
+    x = layers.Conv2D(ch_in, 1, use_bias=False, kernel_initializer="he_normal", activation="relu")(x)
+    x = layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, activation="relu")(x)
+    x = layers.MaxPooling2D(pool_size=(2, 1), strides=(2, 1))(x)
+    x = layers.DepthwiseConv2D((3, 1), padding="same", use_bias=False, activation="relu")(x)
+    x = layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", use_bias=False,
+                      activation="relu")(x)
+    return layers.Dropout(0.25)(x)
+
+
+@register("effnet", learning_rate=1e-2)
+def effnet() -> keras.Model:
+    """Four EffNet blocks and the same head: 68,090 trainable parameters."""
+    inputs = keras.Input(IMAGE_SHAPE)
+    x = inputs
+    for ch_in, ch_out in ((16, 32), (32, 64), (32, 64), (64, 128)):
+        x = effnet_block(x, ch_in, ch_out)
+    return keras.Model(inputs, _classifier_head(x), name="effnet")
+
+
+def build(name: str) -> keras.Model:
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name]()
+
+
+def trainable_params(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def count_macs(model: keras.Model) -> int:
+    """Forward multiply-accumulates per image of the convolution and dense layers."""
+    macs = 0
+    for layer in model.layers:
+        out = layer.output.shape
+        if isinstance(layer, layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            macs += int(np.prod(out[1:])) * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            macs += int(np.prod(out[1:])) * kh * kw * layer.input.shape[-1] // layer.groups
+        elif isinstance(layer, layers.SeparableConv2D):
+            kh, kw = layer.kernel_size
+            c_in, (h, w) = layer.input.shape[-1], out[1:3]
+            macs += h * w * c_in * (kh * kw * layer.depth_multiplier + out[-1])
+        elif isinstance(layer, layers.Dense):
+            macs += int(layer.input.shape[-1]) * int(out[-1])
+    return macs
+
+
+# ---------------------------------------------------------------------------------------------
+# Training with the original protocol
+
+
+class BestByValAccuracy(keras.callbacks.Callback):
+    """Keep (and save to `path`) the weights of the epoch with the best validation accuracy, and
+    time each epoch."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.best_accuracy, self.best_epoch, self.best_weights = -1.0, -1, None
+        self.epoch_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+        logs = logs or {}
+        logs["epoch_seconds"] = self.epoch_seconds[-1]
+        if logs.get("val_accuracy", -1.0) > self.best_accuracy:
+            self.best_accuracy, self.best_epoch = logs["val_accuracy"], epoch + 1
+            self.best_weights = self.model.get_weights()
+            save_h5_atomic(self.model, self.path)
+
+
+def save_h5_atomic(model: keras.Model, path: Path) -> None:
+    """Write the .h5 under a temporary name in the same folder, then rename it into place."""
+    tmp = path.with_name(f".{path.stem}.tmp.h5")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunResult:
+    model: str
+    params: int
+    trainable_params: int
+    macs: int
+    h5_kb: float
+    epochs: int  # epochs actually run (fewer than planned when interrupted)
+    epochs_planned: int
+    best_epoch: int
+    best_val_accuracy: float
+    test_accuracy: float
+    seconds_per_epoch: float  # median over epochs, so the first epoch's graph tracing is excluded
+    learning_rate: float
+    history: dict
+
+
+def train_one(name: str, data: dict[str, np.ndarray], out: Path, epochs: int, batch_size: int,
+              val_split: float, seed: int, verbose: int = 2) -> RunResult:
+    """Train one registered model; save NAME.h5 (best epoch) and NAME_history.csv under `out`.
+
+    Ctrl-C (or SIGTERM) stops training early; the best epoch so far is still evaluated and saved,
+    and the result says how many epochs ran."""
+    keras.utils.set_random_seed(seed)
+    standardize = Standardizer.fit(data["x_train"])
+    x, y = standardize(data["x_train"]), data["y_train"].astype(np.int64)
+    x_test, y_test = standardize(data["x_test"]), data["y_test"].astype(np.int64)
+    n_val = int(round(len(x) * val_split))
+    if n_val:  # hold out the last images for checkpoint selection; the test set stays unseen
+        x, x_val, y, y_val = x[:-n_val], x[-n_val:], y[:-n_val], y[-n_val:]
+    else:  # the original's choice: select the checkpoint on the test set itself
+        x_val, y_val = x_test, y_test
+
+    model = build(name)
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATES[name]),
+                  loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    out.mkdir(parents=True, exist_ok=True)
+    h5 = out / f"{name}.h5"
+    best = BestByValAccuracy(h5)
+    history = keras.callbacks.History()
+    try:
+        model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val),
+                  callbacks=[best, history,
+                             keras.callbacks.CSVLogger(str(out / f"{name}_history.csv"))],
+                  verbose=verbose)
+    except KeyboardInterrupt:
+        if best.best_weights is None:
+            raise
+        print(f"\n{name}: interrupted after {len(best.epoch_seconds)} epochs; using the best so far")
+    model.set_weights(best.best_weights)
+    test_accuracy = float(model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0,
+                                         return_dict=True)["accuracy"])
+    # Per-epoch lists; an interrupted epoch may have logged training metrics without validation.
+    completed = len(best.epoch_seconds)
+    curves = {k: [float(v) for v in vs][:completed] for k, vs in history.history.items()}
+    return RunResult(
+        model=name, params=int(model.count_params()), trainable_params=trainable_params(model),
+        macs=count_macs(model), h5_kb=round(h5.stat().st_size / 1024, 1), epochs=completed,
+        epochs_planned=epochs, best_epoch=best.best_epoch, best_val_accuracy=float(best.best_accuracy),
+        test_accuracy=test_accuracy, seconds_per_epoch=float(np.median(best.epoch_seconds)),
+        learning_rate=LEARNING_RATES[name],
+        history=curves)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: plots, table, the headline ratio
+
+
+def plot_accuracy(results: list[RunResult], out: Path) -> list[Path]:
+    """One train/validation accuracy PNG per model and one overlay of validation accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for r in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        epochs = range(1, len(r.history["accuracy"]) + 1)
+        ax.plot(epochs, r.history["accuracy"], label="train")
+        ax.plot(epochs, r.history["val_accuracy"], label="validation")
+        ax.set(title=f"MNIST {r.model}: test accuracy {r.test_accuracy:.4f}", xlabel="epoch",
+               ylabel="accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        paths.append(out / f"{r.model}_accuracy.png")
+        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        ax.plot(range(1, len(r.history["val_accuracy"]) + 1), r.history["val_accuracy"],
+                label=f"{r.model} ({r.trainable_params:,} params)")
+    ax.set(title="MNIST validation accuracy", xlabel="epoch", ylabel="accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    paths.append(out / "accuracy.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def headline(results: list[RunResult]) -> str | None:
+    """'EffNet reaches X% of the baseline's accuracy with Y% of its parameters', from our numbers."""
+    by_name = {r.model: r for r in results}
+    if not {"baseline", "effnet"} <= by_name.keys():
+        return None
+    base, eff = by_name["baseline"], by_name["effnet"]
+    return (f"EffNet reaches {100 * eff.test_accuracy / base.test_accuracy:.2f}% of the baseline's "
+            f"accuracy with {100 * eff.trainable_params / base.trainable_params:.2f}% of its "
+            f"parameters and {100 * eff.macs / base.macs:.2f}% of its MACs "
+            f"(published: 98.88% with 46.11%).")
+
+
+def _epochs_cell(r: RunResult) -> str:
+    ran = f"{r.epochs} of {r.epochs_planned}" if r.epochs < r.epochs_planned else str(r.epochs)
+    return f"{ran} (best {r.best_epoch})"
+
+
+def results_table(results: list[RunResult]) -> str:
+    """Markdown table of our figures beside the published ones."""
+    rows = ["| model | trainable params | .h5 KB | MACs/image | s/epoch | epochs | test accuracy "
+            "| published accuracy (same epochs) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        published = PUBLISHED.get(r.model, {}).get("accuracy", {}).get(r.epochs_planned)
+        rows.append(f"| {r.model} | {r.trainable_params:,} | {r.h5_kb:,.1f} | {r.macs:,} "
+                    f"| {r.seconds_per_epoch:.1f} | {_epochs_cell(r)} "
+                    f"| {r.test_accuracy:.4f} | {published if published is not None else '-'} |")
+    return "\n".join(rows)
+
+
+def write_report(results: list[RunResult], out: Path, meta: dict) -> Path:
+    plot_accuracy(results, out)
+    sentence = headline(results)
+    (out / "results.json").write_text(json.dumps(
+        {**meta, "headline": sentence, "results": [asdict(r) for r in results]}, indent=2))
+    text = f"# MNIST: Baseline vs EffNet\n\n{results_table(results)}\n"
+    if sentence:
+        text += f"\n{sentence}\n"
+    text += f"\nData: {meta['data']}; normalisation mean {meta['mean']:.3f}, std {meta['std']:.3f}.\n"
+    path = out / "results.md"
+    path.write_text(text)
+    return path
+
+
+def combine(run_dirs: list[Path], out: Path) -> Path:
+    """One report from the results.json files of several runs (one model each, say)."""
+    results, metas = [], []
+    for run in run_dirs:
+        path = run / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"error: {path} not found (run `python -m driving.mnist --out {run}`)")
+        meta = json.loads(path.read_text())
+        results += [RunResult(**r) for r in meta.pop("results")]
+        meta.pop("headline", None)
+        metas.append(meta)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_report(results, out, {**metas[0], "runs": [str(r) for r in run_dirs]})
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def dry_run(as_json: bool) -> None:
+    rows = []
+    for name in MODELS:
+        model = build(name)
+        rows.append({"model": name, "params": int(model.count_params()),
+                     "trainable_params": trainable_params(model), "macs": count_macs(model),
+                     "learning_rate": LEARNING_RATES[name]})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'model':10} {'params':>10} {'trainable':>10} {'MACs/image':>12} {'lr':>7}")
+    for r in rows:
+        print(f"{r['model']:10} {r['params']:>10,} {r['trainable_params']:>10,} "
+              f"{r['macs']:>12,} {r['learning_rate']:>7g}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m driving.mnist",
+        description="Train the MNIST Baseline and EffNet models with the original protocol and "
+                    "compare them (params, .h5 size, MACs, time per epoch, test accuracy).")
+    parser.add_argument("--dry-run", action="store_true", help="only build the models and print "
+                        "their parameter counts and MACs")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+    parser.add_argument("--model", action="append", choices=sorted(MODELS),
+                        help="model to train (repeatable; default: all)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per model (default 20; "
+                        "the longer EffNet run used 50)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="default 1000, the original's")
+    parser.add_argument("--data-dir", type=Path, help="folder with the IDX files (raw or .gz) or "
+                        "mnist.npz; default: data/mnist/, then Keras's cache")
+    parser.add_argument("--subset", type=int, help="use only the first N training and N test "
+                        "images (quick runs and tests)")
+    parser.add_argument("--val-split", type=float, default=0.1, help="fraction of the training "
+                        "images held out to pick the best epoch (default 0.1); 0 selects on the "
+                        "test set as the original did")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--combine", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="no training: merge the results.json of earlier runs (for example "
+                        "one per model, run side by side) into one report under --out")
+    parser.add_argument("--out", type=Path, default=Path("runs/mnist"),
+                        help="output folder for .h5 models, histories, plots and the results table")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        dry_run(args.json)
+        return 0
+    if not 0 <= args.val_split < 1:
+        parser.error("--val-split must be in [0, 1)")
+    if args.combine:
+        print(combine(args.combine, args.out).read_text())
+        return 0
+
+    try:
+        data, source = load_mnist(args.data_dir)
+    except MnistDataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.subset:
+        data = {k: v[: args.subset] for k, v in data.items()}
+    standardize = Standardizer.fit(data["x_train"])
+    print(f"MNIST from {source}: {len(data['x_train'])} train, {len(data['x_test'])} test images")
+    # SIGTERM stops a background run the way Ctrl-C does: the best epoch so far is still reported.
+    signal.signal(signal.SIGTERM, _interrupt)
+    results = []
+    for name in args.model or list(MODELS):
+        print(f"== {name}: {args.epochs} epochs, batch {args.batch_size}, Adam {LEARNING_RATES[name]:g}")
+        results.append(train_one(name, data, args.out, args.epochs, args.batch_size,
+                                 args.val_split, args.seed, verbose=1 if sys.stdout.isatty() else 2))
+        if results[-1].epochs < args.epochs:
+            break  # interrupted: report what ran
+    meta = {"data": source, "train_images": int(len(data["x_train"])),
+            "test_images": int(len(data["x_test"])), "val_split": args.val_split,
+            "batch_size": args.batch_size, "seed": args.seed, **asdict(standardize)}
+    report = write_report(results, args.out, meta)
+    print(report.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
