@@ -1,0 +1,111 @@
+"""The expert driver: pure pursuit on the centre line, speed from the curvature ahead, and
+deliberate drifts towards the road edge followed by recoveries, so recordings teach a model how
+to come back. Its steering is low-pass filtered and rate-limited, like a person's hands.
+
+Pure pursuit also fixes the side cameras' geometry: a camera SIDE_CAMERA_OFFSET_M to the left sees
+the road as if the car were that far left of the line; the steering that brings such a car back
+onto the line over a LOOKAHEAD_FOR_CORRECTION_M pure-pursuit arc is implied_correction(...) = 0.25,
+the project's STEERING_CORRECTION.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from driving.config import MAX_WHEEL_ANGLE_DEG
+from driving.sim.car import MPH, WHEELBASE_M, Car
+from driving.sim.track import Track
+
+SIDE_CAMERA_OFFSET_M = 0.8
+LOOKAHEAD_FOR_CORRECTION_M = 6.16  # the expert's own lookahead at about 12 mph
+
+
+def pure_pursuit(car: Car, target: np.ndarray) -> float:
+    """Steering in [-1, 1] that puts the rear axle on a circular arc through `target` (x, y)."""
+    fx, fy = math.cos(car.heading), math.sin(car.heading)
+    rear = np.array([car.x - fx * WHEELBASE_M / 2, car.y - fy * WHEELBASE_M / 2])
+    dx, dy = target - rear
+    dist = math.hypot(dx, dy)
+    alpha = math.atan2(dy, dx) - car.heading  # positive = target to the left
+    wheel = math.atan(2 * WHEELBASE_M * math.sin(alpha) / max(dist, 1e-6))
+    return max(-1.0, min(1.0, -math.degrees(wheel) / MAX_WHEEL_ANGLE_DEG))
+
+
+def implied_correction(offset_m: float = SIDE_CAMERA_OFFSET_M,
+                       lookahead_m: float = LOOKAHEAD_FOR_CORRECTION_M) -> float:
+    """Extra steering (right positive) for a car `offset_m` left of a straight line to reach it
+    `lookahead_m` ahead by pure pursuit."""
+    return math.degrees(math.atan(2 * WHEELBASE_M * offset_m / lookahead_m**2)) / MAX_WHEEL_ANGLE_DEG
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    cruise_mph: float = 20.0
+    lateral_accel: float = 2.5  # m/s^2 allowed in bends; sets the cornering speed
+    lookahead_s: float = 0.6  # lookahead = lookahead_min_m + lookahead_s * speed
+    lookahead_min_m: float = 3.0
+    steer_tau_s: float = 0.15  # hands' low-pass time constant
+    steer_rate: float = 2.5  # max steering change per second
+    weave: bool = True
+    drift_every_s: tuple[float, float] = (5.0, 12.0)  # pause between drifts, uniform
+    drift_s: tuple[float, float] = (1.5, 3.0)  # time spent drifting away from the line
+    drift_edge_margin_m: float = 1.2  # how close to the road edge the car's centre may drift
+
+
+class Expert:
+    """Drives a Car around a Track. Deterministic for a given seed."""
+
+    def __init__(self, track: Track, seed: int = 0, config: ExpertConfig = ExpertConfig()):
+        self.track, self.cfg = track, config
+        self.rng = np.random.default_rng(seed)
+        self.steering = 0.0
+        self.offset = 0.0  # lateral offset (m, right positive) of the line it follows now
+        self._phase, self._timer, self._goal = "cruise", self._pause(), 0.0
+        self._speed_i = 0.0
+
+    def _pause(self) -> float:
+        return float(self.rng.uniform(*self.cfg.drift_every_s))
+
+    def _update_offset(self, dt: float) -> None:
+        """cruise -> drift (glide towards an edge) -> recover (back to the line) -> cruise."""
+        cfg = self.cfg
+        self._timer -= dt
+        if cfg.weave and self._timer <= 0:
+            if self._phase == "cruise":
+                reach = self.track.width / 2 - cfg.drift_edge_margin_m
+                self._phase, self._timer = "drift", float(self.rng.uniform(*cfg.drift_s))
+                self._goal = float(self.rng.choice([-1, 1]) * self.rng.uniform(0.6, 1.0) * reach)
+            elif self._phase == "drift":
+                self._phase, self._timer, self._goal = "recover", 2.0, 0.0
+            else:
+                self._phase, self._timer = "cruise", self._pause()
+        # Drifting is slow and careless; recovering is brisk.
+        rate = 0.8 if self._phase == "drift" else 2.0
+        self.offset += float(np.clip(self._goal - self.offset, -rate * dt, rate * dt))
+
+    def target_speed(self, s: float, speed: float) -> float:
+        """Cruise speed, lowered so the tightest bend in the next few seconds stays within the
+        lateral acceleration limit."""
+        tr = self.track
+        ahead = (tr.index_at(s) + np.arange(int((10 + 3 * speed) / tr.spacing))) % len(tr.points)
+        kappa = float(np.abs(tr.curvature[ahead]).max())
+        return min(self.cfg.cruise_mph * MPH, math.sqrt(self.cfg.lateral_accel / max(kappa, 1e-4)))
+
+    def act(self, car: Car, s: float, dt: float) -> tuple[float, float, float]:
+        """(steering, throttle, brake) for a car whose nearest centre-line point is at arc `s`."""
+        cfg = self.cfg
+        self._update_offset(dt)
+        lookahead = cfg.lookahead_min_m + cfg.lookahead_s * car.speed
+        aim = pure_pursuit(car, self.track.point_at(s + lookahead, self.offset))
+        # Hands: first-order lag, then a rate limit.
+        wanted = self.steering + (aim - self.steering) * dt / (cfg.steer_tau_s + dt)
+        self.steering += float(np.clip(wanted - self.steering, -cfg.steer_rate * dt, cfg.steer_rate * dt))
+        error = self.target_speed(s, car.speed) - car.speed
+        self._speed_i = float(np.clip(self._speed_i + error * dt, -2, 2))
+        command = 0.4 * error + 0.1 * self._speed_i
+        throttle = float(np.clip(command, 0.0, 1.0))
+        brake = float(np.clip(-command, 0.0, 1.0)) if error < -0.5 else 0.0
+        return round(self.steering, 4), round(throttle, 4), round(brake, 4)

@@ -1,0 +1,75 @@
+"""One simulated car on one track: physics, lap progress, road checks and the three cameras.
+
+This is the object a drive loop uses: reset(), step(steering, throttle, brake, dt), render(camera),
+and the queries location / off_road / progress / laps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from driving.config import CAMERAS
+from driving.sim.camera import Camera, CameraSpec
+from driving.sim.car import Car
+from driving.sim.expert import SIDE_CAMERA_OFFSET_M
+from driving.sim.track import Track
+from driving.sim.world import World
+
+PHYSICS_HZ = 60.0  # physics substeps per second, whatever the sample rate
+
+CAMERA_SPECS = {
+    "center": CameraSpec(right_m=0.0),
+    "left": CameraSpec(right_m=-SIDE_CAMERA_OFFSET_M),
+    "right": CameraSpec(right_m=SIDE_CAMERA_OFFSET_M),
+}
+
+
+class Simulator:
+    """Car + track (+ world and cameras when `render`). Deterministic: no clocks, no threads."""
+
+    def __init__(self, track: Track, seed: int = 0, render: bool = True, ppm: float = 10.0):
+        self.track = track
+        self.world = World(track, ppm=ppm, seed=seed) if render else None
+        self.cameras = ({name: Camera(self.world, CAMERA_SPECS[name], seed) for name in CAMERAS}
+                        if render else {})
+        self.car = Car()
+        self.reset()
+
+    def reset(self, s: float = 0.0, offset: float = 0.0, speed: float = 0.0, keep_progress: bool = False) -> None:
+        """Put the car on the track at arc length `s`, `offset` m right of the line, facing along it.
+        With keep_progress (after an intervention) the lap count continues."""
+        x, y = self.track.point_at(s, offset)
+        self.car = Car(float(x), float(y), self.track.heading_at(s), speed)
+        self.location = self.track.locate((x, y))
+        if not keep_progress:
+            self.progress = 0.0  # metres driven along the centre line since the start
+            self._start_s = self.location.s
+        self._last_s = self.location.s
+
+    def step(self, steering: float, throttle: float, brake: float = 0.0, dt: float = 1 / 15) -> None:
+        """Advance the car `dt` seconds under constant controls, in physics substeps."""
+        n = max(1, math.ceil(dt * PHYSICS_HZ - 1e-9))
+        for _ in range(n):
+            self.car.step(steering, throttle, brake, dt / n)
+        self.location = self.track.locate((self.car.x, self.car.y), hint=self.location.index)
+        delta = self.location.s - self._last_s
+        length = self.track.length
+        self.progress += (delta + length / 2) % length - length / 2  # unwrap across the start line
+        self._last_s = self.location.s
+
+    @property
+    def laps(self) -> float:
+        return self.progress / self.track.length
+
+    @property
+    def off_road(self) -> bool:
+        """True when the car's centre has left the road surface."""
+        return abs(self.location.cte) > self.track.width / 2
+
+    def render(self, camera: str = "center") -> np.ndarray:
+        """The named camera's 160x320 RGB frame from the current pose."""
+        if not self.cameras:
+            raise RuntimeError("this Simulator was built with render=False")
+        return self.cameras[camera].render(self.car.x, self.car.y, self.car.heading)
