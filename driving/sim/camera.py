@@ -163,7 +163,7 @@ class Camera:
     def _bonnet(self) -> tuple[np.ndarray, np.ndarray]:
         """The car's bonnet as seen by this camera: a dark curved panel below the road rows."""
         lateral = np.linspace(-0.85, 0.85, 31)
-        front = np.column_stack([1.8 - 0.3 * (lateral / 0.85) ** 2, lateral, 0.95 + 0.05 * (1 - (lateral / 0.85) ** 2)])
+        front = np.column_stack([1.7 - 0.3 * (lateral / 0.85) ** 2, lateral, 0.95 + 0.05 * (1 - (lateral / 0.85) ** 2)])
         back = np.array([[self.spec.forward_m + 0.3, 0.85, 1.0], [self.spec.forward_m + 0.3, -0.85, 1.0]])
         poly = project(self.spec, np.vstack([front, back]))
         mask = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), np.uint8)
