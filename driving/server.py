@@ -34,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import socketio
@@ -41,7 +42,9 @@ from flask import Flask, jsonify
 
 from driving.data import RecordingWriter
 from driving.preprocess import FrameError, check_frame, decode_jpeg
-from driving.runtime import Predictor
+
+if TYPE_CHECKING:  # the runtime imports TensorFlow; drive.py --help should not wait for it
+    from driving.runtime import Predictor
 
 log = logging.getLogger("driving.server")
 

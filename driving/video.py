@@ -1,0 +1,134 @@
+"""Recordings to MP4: the center camera's frames in driving_log.csv order.
+
+    python -m driving.video runs/lap1 --fps 15            # writes runs/lap1.mp4
+    python -m driving.video runs/lap1 --out lap1.mp4 --overlay
+
+Any recording the loader reads works: the simulator's own, `drive.py --record`, `driving.sim record`.
+The file is written under a temporary name and renamed when complete, then read back to check it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from driving.config import SAMPLE_RATE_HZ
+from driving.data import RecordingError, load_recordings
+from driving.preprocess import FrameError, read_frame
+
+FOURCC = "mp4v"  # MPEG-4 Part 2: the encoder opencv-python-headless ships (no H.264 there)
+
+
+class VideoError(RuntimeError):
+    """The video could not be written or does not read back."""
+
+
+def count_frames(path: str | Path) -> int:
+    """Frames that actually decode from a video file (not the header's claim)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    while capture.isOpened():
+        ok, _ = capture.read()
+        if not ok:
+            break
+        frames += 1
+    capture.release()
+    return frames
+
+
+def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = SAMPLE_RATE_HZ) -> int:
+    """Write RGB uint8 frames (all one size) to an MP4 at `path`; returns the frame count.
+    Atomic: a crash or an empty input leaves no half-written file at `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.mp4'}")  # the suffix picks the container
+    writer, written = None, 0
+    try:
+        for rgb in frames:
+            if writer is None:
+                height, width = rgb.shape[:2]
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
+                if not writer.isOpened():
+                    raise VideoError(f"{path}: cannot open a {FOURCC} video writer")
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # VideoWriter takes BGR
+            written += 1
+    finally:
+        if writer is not None:
+            writer.release()
+    if written == 0:
+        tmp.unlink(missing_ok=True)
+        raise VideoError(f"{path}: no frames to write")
+    os.replace(tmp, path)
+    return written
+
+
+def overlay(rgb: np.ndarray, steering: float, speed: float) -> np.ndarray:
+    """The frame with its steering and speed written in the top-left corner."""
+    out = rgb.copy()
+    text = f"steer {steering:+.3f}  {speed:4.1f} mph"
+    cv2.putText(out, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def recording_to_video(folder: str | Path, out: str | Path | None = None, fps: float = SAMPLE_RATE_HZ,
+                       with_overlay: bool = False, progress: bool = True) -> tuple[Path, int, int]:
+    """MP4 of a recording's center frames in CSV order. Returns (path, frames written, frames
+    skipped as unreadable). Raises RecordingError for an unreadable recording, VideoError if the
+    written file does not read back frame for frame."""
+    folder = Path(folder).absolute()
+    out = Path(out) if out else folder.parent / f"{folder.name}.mp4"
+    rows = load_recordings([folder]).frames
+    skipped = 0
+
+    def frames():
+        nonlocal skipped
+        for row in tqdm(rows.itertuples(), total=len(rows), desc=f"video {out.name}", unit="frame",
+                        disable=not progress):
+            try:
+                rgb = read_frame(row.center)
+            except FrameError as e:
+                skipped += 1
+                tqdm.write(f"skipped: {e}")
+                continue
+            yield overlay(rgb, row.steering, row.speed) if with_overlay else rgb
+
+    written = write_video(frames(), out, fps)
+    readable = count_frames(out)
+    if readable != written:
+        raise VideoError(f"{out}: wrote {written} frames but {readable} read back")
+    return out, written, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m driving.video",
+        description="Turn a recording's center-camera frames (in driving_log.csv order) into an MP4.",
+        epilog="example: python -m driving.video runs/lap1 --fps 15   (writes runs/lap1.mp4)")
+    parser.add_argument("folder", type=Path, help="recording folder (driving_log.csv + IMG/)")
+    parser.add_argument("--fps", type=float, default=SAMPLE_RATE_HZ,
+                        help=f"frames per second (default {SAMPLE_RATE_HZ}, the simulator's sample rate)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output file (default: the folder's name + .mp4, beside it)")
+    parser.add_argument("--overlay", action="store_true", help="write steering and speed on each frame")
+    args = parser.parse_args(argv)
+    if args.fps <= 0:
+        parser.error(f"--fps {args.fps}: must be positive")
+    try:
+        out, written, skipped = recording_to_video(args.folder, args.out, args.fps, args.overlay)
+    except (RecordingError, VideoError) as e:
+        print(f"driving.video: {e}", file=sys.stderr)
+        return 1
+    note = f", {skipped} unreadable frames skipped" if skipped else ""
+    print(f"{out}: {written} frames at {args.fps:g} fps ({written / args.fps:.1f} s){note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
