@@ -40,69 +40,87 @@ def keep_mask(steering: tf.Tensor, seed: tf.Tensor, threshold: float, keep: floa
     return (tf.abs(steering) >= threshold) | lucky
 
 
-def flip(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mirror half the frames left-right; a mirrored road needs the opposite steering."""
-    flipped = tf.random.stateless_uniform(tf.shape(steering), seed) < FLIP_PROBABILITY
-    images = tf.where(flipped[:, None, None, None], tf.reverse(images, axis=[2]), images)
-    return images, tf.where(flipped, -steering, steering)
+def flip_and_shift(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
+                   ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Shift each frame sideways by a whole number of crop pixels, then mirror half of them.
+
+    Both only move whole columns, so a single gather does both (far cheaper than two passes).
+    Content moved right means the road lies further right than the car expects: steer right,
+    config.shift_steering_per_px per pixel of the 320-wide frame. A mirrored road needs the
+    opposite steering. Returns (images, steering, inside): inside is float32 [B, W], 0 for the
+    columns shifted in from beyond the edge, which the caller paints black (as cv2.warpAffine does).
+    """
+    batch, width = tf.shape(images)[0], tf.shape(images)[2]
+    shift_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    px = tf.zeros([batch], tf.int32)
+    if config.shift:
+        max_px = config.shift_max_px * CROP_PX_PER_FRAME_PX
+        px = tf.cast(tf.round(tf.random.stateless_uniform([batch], shift_seed, -max_px, max_px)),
+                     tf.int32)
+        steering = steering + tf.cast(px, tf.float32) * (config.shift_steering_per_px
+                                                         / CROP_PX_PER_FRAME_PX)
+    flipped = tf.zeros([batch], tf.bool)
+    if config.flip:
+        flipped = tf.random.stateless_uniform([batch], flip_seed) < FLIP_PROBABILITY
+        steering = tf.where(flipped, -steering, steering)
+    # Output column c shows shifted column c (or W-1-c when mirrored), i.e. input column that - px.
+    cols = tf.range(width)[None, :]
+    source = tf.where(flipped[:, None], width - 1 - cols, cols) - px[:, None]  # [B, W]
+    inside = tf.cast((source >= 0) & (source < width), tf.float32)
+    images = tf.gather(images, tf.clip_by_value(source, 0, width - 1), axis=2, batch_dims=1)
+    return images, steering, inside
 
 
-def brightness(images: tf.Tensor, seed: tf.Tensor, low: float, high: float) -> tf.Tensor:
-    """Scale each frame's brightness by U(low, high). For factors <= 1 scaling RGB equals scaling
-    HSV's V channel (what the classic projects do), without the colour-space round trip."""
-    factor = tf.random.stateless_uniform(tf.shape(images)[:1], seed, low, high)
-    return tf.clip_by_value(images * factor[:, None, None, None], 0.0, 255.0)
+def brightness(batch: tf.Tensor, seed: tf.Tensor, low: float, high: float) -> tf.Tensor:
+    """Per-frame light factor U(low, high), float32 [B, 1, 1]. For factors <= 1 scaling RGB equals
+    scaling HSV's V channel (what the classic projects do), without the colour-space round trip."""
+    return tf.random.stateless_uniform([batch, 1, 1], seed, low, high)
 
 
-def shadow(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Darken the part of each frame on one side of a random line from the top edge to the bottom
-    edge, like the shadow of a tree or a pole across the road."""
-    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+def shadow(batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Per-pixel light factor, float32 [B, H, W]: the part of each frame on one side of a random
+    line from the top edge to the bottom edge keeps only SHADOW_DARKNESS of its light, like the
+    shadow of a tree or a pole across the road."""
     top_seed, bottom_seed, side_seed, dark_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4))
     w = tf.cast(width, tf.float32)
-    x_top = tf.random.stateless_uniform([batch], top_seed, 0.0, w)
-    x_bottom = tf.random.stateless_uniform([batch], bottom_seed, 0.0, w)
-    left_side = tf.random.stateless_uniform([batch], side_seed) < 0.5
-    darkness = tf.random.stateless_uniform([batch], dark_seed, *SHADOW_DARKNESS)
-    rows = tf.cast(tf.range(height), tf.float32) / tf.cast(height - 1, tf.float32)
-    line_x = x_top[:, None] + (x_bottom - x_top)[:, None] * rows[None, :]  # [B, H]
+    x_top = tf.random.stateless_uniform([batch, 1], top_seed, 0.0, w)
+    x_bottom = tf.random.stateless_uniform([batch, 1], bottom_seed, 0.0, w)
+    left_side = tf.random.stateless_uniform([batch, 1, 1], side_seed) < 0.5
+    darkness = tf.random.stateless_uniform([batch, 1, 1], dark_seed, *SHADOW_DARKNESS)
+    rows = tf.cast(tf.range(height), tf.float32)[None, :] / tf.cast(height - 1, tf.float32)
+    line_x = x_top + (x_bottom - x_top) * rows  # [B, H]: where the line crosses each row
     cols = tf.cast(tf.range(width), tf.float32)
     left_of_line = cols[None, None, :] < line_x[:, :, None]  # [B, H, W]
-    shaded = tf.equal(left_of_line, left_side[:, None, None])
-    factor = tf.where(shaded, darkness[:, None, None], 1.0)
-    return images * factor[..., None]
-
-
-def shift(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, max_px: float,
-          steering_per_px: float) -> tuple[tf.Tensor, tf.Tensor]:
-    """Move each frame sideways by a whole number of crop pixels in [-max_px, max_px], filling
-    with black (as cv2.warpAffine does). Content moved right means the road lies further right
-    than the car expects: steer right, `steering_per_px` per crop pixel."""
-    width = tf.shape(images)[2]
-    px = tf.round(tf.random.stateless_uniform(tf.shape(steering), seed, -max_px, max_px))
-    source_col = tf.range(width)[None, :] - tf.cast(px, tf.int32)[:, None]  # [B, W]
-    inside = (source_col >= 0) & (source_col < width)
-    moved = tf.gather(images, tf.clip_by_value(source_col, 0, width - 1), axis=2, batch_dims=1)
-    images = tf.where(inside[:, None, :, None], moved, 0.0)
-    return images, steering + px * steering_per_px
+    return tf.where(tf.equal(left_of_line, left_side), darkness, 1.0)
 
 
 def augment_batch(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor,
                   config: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor]:
-    """Apply the switched-on transforms to a uint8 or float batch of crops -> float32 0..255.
-    (Camera choice and straight-frame dropping act on rows, not pixels: see driving.pipeline.)"""
-    images = tf.cast(images, tf.float32)
-    shift_seed, flip_seed, bright_seed, shadow_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 4))
-    if config.shift:
-        images, steering = shift(images, steering, shift_seed,
-                                 config.shift_max_px * CROP_PX_PER_FRAME_PX,
-                                 config.shift_steering_per_px / CROP_PX_PER_FRAME_PX)
-    if config.flip:
-        images, steering = flip(images, steering, flip_seed)
+    """Apply the switched-on pixel transforms to a uint8 batch of crops -> float32 0..255.
+
+    Moving columns happens on uint8 (a quarter of the bytes); all light changes (brightness,
+    shadow, the black border of a shift) fold into one factor map, so the float batch is written
+    once. Camera choice and straight-frame dropping act on rows: see driving.pipeline.
+    """
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    move_seed, bright_seed, shadow_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
+    light = None
+    if config.flip or config.shift:
+        images, steering, inside = flip_and_shift(images, steering, move_seed, config)
+        if config.shift:
+            light = inside[:, None, :]
     if config.brightness:
-        images = brightness(images, bright_seed, *config.brightness_range)
+        factor = brightness(batch, bright_seed, *config.brightness_range)
+        light = factor if light is None else light * factor
     if config.shadow:
-        images = shadow(images, shadow_seed)
+        factor = shadow(batch, height, width, shadow_seed)
+        light = factor if light is None else light * factor
+    images = tf.cast(images, tf.float32)
+    if light is None:
+        return images, steering
+    images = images * light[..., None]
+    if config.brightness and config.brightness_range[1] > 1.0:
+        images = tf.minimum(images, 255.0)
     return images, steering

@@ -1,8 +1,9 @@
 """The tf.data input pipeline: decode each JPEG once into a uint8 cache, then augment whole batches.
 
     cache   every image the split needs, decoded once (driving.preprocess.read_frame), cropped and
-            resized (crop_resize) to uint8 [N, 128, 128, 3]: 48 KiB a frame. In memory, or as an
-            .npy file under cache_dir (memory-mapped, reused by later runs on the same files).
+            resized (crop_resize) to uint8 [N, 128, 128, 3]: 48 KiB a frame. In memory (a CPU
+            tf.Variable), or as an .npy file under cache_dir (memory-mapped, reused by later runs
+            on the same files).
     train   infinite: each epoch re-draws which near-straight rows to keep, shuffles, then per
             batch picks cameras, gathers crops and augments them with vectorised ops in parallel.
     val     finite: center camera, no augmentation, in order.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +38,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 # --- The frame cache ----------------------------------------------------------------------------
 
+CHUNK = 256  # frames decoded ahead of a write into the cache
+
+
 def _decode_crop(path: str) -> tuple[np.ndarray | None, str | None]:
     try:
         return crop_resize(read_frame(path)), None
@@ -53,42 +57,49 @@ def _cache_key(paths: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _fill(cache: np.ndarray, paths: Sequence[str], workers: int | None) -> dict[str, str]:
+def _fill(write: Callable[[int, np.ndarray], None], paths: Sequence[str],
+          workers: int | None) -> dict[str, str]:
+    """Decode `paths` in parallel and hand the crops to write(first_index, chunk) in order, a
+    chunk at a time. Returns the images that could not be decoded (their slots stay black)."""
     broken = {}
+    chunk = np.zeros((CHUNK, *INPUT_SHAPE), np.uint8)
     with ThreadPoolExecutor(workers or os.cpu_count()) as pool:  # cv2 works without the GIL
-        decoded = pool.map(_decode_crop, paths)
-        for i, (crop, why) in enumerate(tqdm(decoded, total=len(paths), unit="img",
-                                             desc="caching frames", leave=False, disable=None)):
-            if why is None:
-                cache[i] = crop
-            else:
-                cache[i] = 0
+        decoded = tqdm(pool.map(_decode_crop, paths), total=len(paths), unit="img",
+                       desc="caching frames", leave=False, disable=None)
+        for i, (crop, why) in enumerate(decoded):
+            chunk[i % CHUNK] = 0 if crop is None else crop
+            if why is not None:
                 broken[paths[i]] = why
+            if i % CHUNK == CHUNK - 1 or i == len(paths) - 1:
+                start = i - i % CHUNK
+                write(start, chunk[: i + 1 - start])
     return broken
 
 
-def build_cache(paths: Sequence[str], cache_dir: str | Path | None = None,
-                workers: int | None = None) -> tuple[np.ndarray, dict[str, str]]:
-    """Decode, crop and resize each image once: uint8 [len(paths), 128, 128, 3], and the images
-    that could not be decoded (path -> why; their slots are black).
+def _memory_cache(paths: Sequence[str], workers: int | None) -> tuple[tf.Variable, dict[str, str]]:
+    # A variable filled chunk by chunk: converting a finished NumPy array would hold the cache
+    # in memory two to three times over while TensorFlow copies it. On the CPU, where tf.data runs.
+    with tf.device("/CPU:0"):
+        cache = tf.Variable(tf.zeros((len(paths), *INPUT_SHAPE), tf.uint8), trainable=False)
 
-    With `cache_dir` the array is an .npy file there, memory-mapped, so recordings larger than RAM
-    work; a later call on the same unchanged files reuses it instead of decoding again.
-    """
-    paths = list(paths)
-    if cache_dir is None:
-        cache = np.empty((len(paths), *INPUT_SHAPE), np.uint8)
-        return cache, _fill(cache, paths, workers)
+    def write(start: int, chunk: np.ndarray) -> None:
+        cache.scatter_update(tf.IndexedSlices(chunk, tf.range(start, start + len(chunk))))
 
-    cache_dir = Path(cache_dir)
+    return cache, _fill(write, paths, workers)
+
+
+def _disk_cache(paths: Sequence[str], cache_dir: Path, workers: int | None
+                ) -> tuple[np.ndarray, dict[str, str]]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     npy = cache_dir / f"frames-{_cache_key(paths)}.npy"
     broken_json = npy.with_suffix(".broken.json")
     if npy.exists() and broken_json.exists():
         return np.load(npy, mmap_mode="r"), json.loads(broken_json.read_text())
     tmp = npy.with_name("." + npy.name + ".tmp")
-    cache = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *INPUT_SHAPE))
-    broken = _fill(cache, paths, workers)
+    cache = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                      shape=(len(paths), *INPUT_SHAPE))
+    broken = _fill(lambda start, chunk: cache.__setitem__(slice(start, start + len(chunk)), chunk),
+                   paths, workers)
     cache.flush()
     del cache
     tmp_json = broken_json.with_name("." + broken_json.name + ".tmp")
@@ -98,12 +109,25 @@ def build_cache(paths: Sequence[str], cache_dir: str | Path | None = None,
     return np.load(npy, mmap_mode="r"), broken
 
 
-def _gather_fn(cache: np.ndarray):
-    """index tensor [B] -> uint8 crops [B, 128, 128, 3]. An in-memory cache becomes one tensor
-    (a fast gather); a memory-mapped one is read in place, so it never has to fit in RAM."""
-    if not isinstance(cache, np.memmap):
-        frames = tf.convert_to_tensor(cache)
-        return lambda index: tf.gather(frames, index)
+def build_cache(paths: Sequence[str], cache_dir: str | Path | None = None,
+                workers: int | None = None) -> tuple[tf.Variable | np.ndarray, dict[str, str]]:
+    """Decode, crop and resize each image once into uint8 [len(paths), 128, 128, 3]; also returns
+    the images that could not be decoded (path -> why; their slots are black).
+
+    In memory the cache is a CPU tf.Variable. With `cache_dir` it is an .npy file there, memory-
+    mapped, so recordings larger than RAM work; a later call on the same unchanged files reuses it.
+    """
+    paths = list(paths)
+    if cache_dir is None:
+        return _memory_cache(paths, workers)
+    return _disk_cache(paths, Path(cache_dir), workers)
+
+
+def _gather_fn(cache: tf.Variable | np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
+    """index tensor [B] -> uint8 crops [B, 128, 128, 3]. A memory-mapped cache is read in place,
+    so it never has to fit in RAM."""
+    if isinstance(cache, tf.Variable):
+        return lambda index: tf.gather(cache, index)
 
     def read(index: tf.Tensor) -> tf.Tensor:
         crops = tf.numpy_function(lambda i: np.asarray(cache[np.asarray(i)]), [index], tf.uint8,
