@@ -13,7 +13,9 @@ value. Only keras.layers / keras.ops are used, so the same code runs on the JAX 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Callable
 
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 import keras
+import numpy as np
 from keras import layers
 
 from driving.config import INPUT_SHAPE
@@ -169,7 +172,7 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
 
 def count_params(model: keras.Model) -> tuple[int, int]:
     """(total, trainable) parameter counts."""
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return model.count_params(), trainable
 
 
@@ -207,12 +210,14 @@ def count_macs(model: keras.Model) -> int:
 
 # --- training set-up and files ------------------------------------------------------------------
 
-def compile_for_training(model: keras.Model, lr: float = 1e-3) -> None:
+def compile_for_training(model: keras.Model, lr: float = 1e-3, jit_compile: bool = False) -> None:
     """Adam + MSE. The loss is an object, not the string "mse": Keras 3 cannot deserialise the
-    string from an .h5 file's training config."""
+    string from an .h5 file's training config. XLA is off by default: on CPU its compile time
+    (a minute and more here) outweighs what it saves on short runs."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
                   loss=keras.losses.MeanSquaredError(),
-                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+                  jit_compile=jit_compile)
 
 
 def load(path: str | Path, compile: bool = False) -> keras.Model:
@@ -226,6 +231,17 @@ def load(path: str | Path, compile: bool = False) -> keras.Model:
     return keras.models.load_model(path, compile=compile, safe_mode=True)
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def save_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = True) -> None:
     """Write a .keras or .h5 model to a temporary file in the same folder, then rename it over
     `path`: a crash mid-save never leaves a broken file under the real name."""
@@ -237,7 +253,17 @@ def save_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = 
     os.close(fd)
     try:
         if path.suffix == ".h5":
-            model.save(tmp, include_optimizer=include_optimizer)
+            # Keras logs that .h5 is legacy; it is kept on purpose (the original compared .h5 sizes).
+            # Keras' .h5 writer pops "optimizer" out of the model's own compile config, so a
+            # later .keras save would silently lose the optimizer; put the entry back afterwards.
+            compile_config = getattr(model, "_compile_config", None)
+            saved_config = dict(compile_config.config) if compile_config is not None else None
+            try:
+                with _quiet_absl():
+                    model.save(tmp, include_optimizer=include_optimizer)
+            finally:
+                if saved_config is not None:
+                    compile_config.config = saved_config
         elif include_optimizer:
             model.save(tmp)
         else:

@@ -1,0 +1,117 @@
+"""The model registry: exact sizes, MAC counting, and model files that reload identically."""
+
+from __future__ import annotations
+
+import json
+import numpy as np
+import pytest
+
+import driving.quiet  # noqa: F401
+import keras
+from keras import layers
+
+from driving import models
+
+
+def test_base_and_effnet_have_the_original_parameter_counts():
+    assert models.count_params(models.build("base")) == (865_921, 865_921)
+    assert models.count_params(models.build("effnet")) == (630_433, 629_537)
+    # The Flatten->Dense 256 layer of effnet holds 524,544 weights, as the write-up says.
+    dense = [l for l in models.build("effnet").layers if isinstance(l, layers.Dense)][0]
+    assert dense.count_params() == 524_544
+
+
+def test_slim_variants_are_10x_smaller_and_cheaper_than_base():
+    base = models.build("base")
+    for name in ("effnet-slim", "effnet-gap"):
+        slim = models.build(name)
+        assert base.count_params() / slim.count_params() >= 10, name
+        assert models.count_macs(base) / models.count_macs(slim) >= 10, name
+
+
+def test_every_model_maps_a_batch_of_frames_to_one_steering_value():
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 128, 128, 3)).astype("float32")
+    for name in models.MODELS:
+        model = models.build(name)
+        y = model(x, training=False)
+        assert tuple(y.shape) == (2, 1), name
+        assert np.all(np.isfinite(keras.ops.convert_to_numpy(y))), name
+        assert not any(type(l).__name__ == "Lambda" for l in model.layers), name
+
+
+def test_count_macs_matches_hand_counts():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same")(inputs)           # 64 px * 9 * 3 * 4 = 6912
+    x = layers.DepthwiseConv2D((1, 3), padding="same")(x)      # 64 px * 3 * 4 = 768
+    x = layers.Conv2D(2, (2, 1), strides=(1, 2), padding="same")(x)  # 32 px * 2 * 4 * 2 = 512
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(5)(x)                               # 64 * 5 = 320
+    assert models.count_macs(keras.Model(inputs, outputs)) == 6912 + 768 + 512 + 320
+
+
+def test_unknown_model_name_lists_choices():
+    with pytest.raises(KeyError, match="effnet"):
+        models.build("nope")
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_saved_model_round_trip_gives_identical_predictions(tmp_path, suffix):
+    model = models.build("effnet-slim", input_shape=(32, 32, 3))  # tiny input: same layers, fast
+    models.compile_for_training(model)
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, (4, 32, 32, 3)).astype("float32")
+    rng = np.random.default_rng(2)  # random weights everywhere, BN statistics included
+    model.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") ** 2 for w in model.get_weights()])
+    model.optimizer.build(model.trainable_variables)  # optimizer state, without a slow training step
+    path = tmp_path / f"m{suffix}"
+    models.save_atomic(model, path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    again = models.load(path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(again(x)))
+    # The training config reloads too (the string loss "mse" would not from .h5).
+    compiled = models.load(path, compile=True)
+    assert isinstance(compiled.optimizer, keras.optimizers.Adam)
+    assert isinstance(compiled.loss, keras.losses.MeanSquaredError)
+
+
+def test_h5_save_does_not_drop_the_optimizer_from_a_later_keras_save(tmp_path):
+    model = models.build("effnet-slim", input_shape=(32, 32, 3))
+    models.compile_for_training(model, lr=3e-4)
+    model.optimizer.build(model.trainable_variables)
+    models.save_atomic(model, tmp_path / "m.h5")
+    models.save_atomic(model, tmp_path / "m.keras")
+    again = models.load(tmp_path / "m.keras", compile=True)
+    assert isinstance(again.optimizer, keras.optimizers.Adam)
+    assert len(again.optimizer.variables) == len(model.optimizer.variables)
+    assert abs(float(again.optimizer.learning_rate) - 3e-4) < 1e-9
+
+
+def test_failed_save_leaves_the_previous_file_intact(tmp_path):
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"previous")
+
+    class Unsaveable(keras.Model):
+        def save(self, *a, **kw):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        models.save_atomic(Unsaveable(), path)
+    assert path.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
+
+
+def test_load_names_the_bad_file(tmp_path):
+    with pytest.raises(ValueError, match="model.txt"):
+        models.load(tmp_path / "model.txt")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        models.load(tmp_path / "missing.h5")
+
+
+def test_cli_lists_every_model_as_json_and_saves_one(tmp_path, capsys):
+    models.main(["--json"])
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(models.MODELS)
+    assert rows["effnet"]["trainable"] == 629_537
+    assert rows["base"]["macs"] > 7 * rows["effnet"]["macs"]
+    path = tmp_path / "untrained.h5"
+    models.main(["save", "pilotnet", str(path)])
+    assert models.load(path).count_params() == 252_219
