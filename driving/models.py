@@ -48,6 +48,11 @@ def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> k
     return MODELS[name](input_shape=input_shape, **kw)
 
 
+def steering_output(x):
+    """The final Dense 1. Always float32, so a mixed-precision model still outputs float32."""
+    return layers.Dense(1, dtype="float32", name="steering")(x)
+
+
 # --- base: the original steering CNN ------------------------------------------------------------
 
 @register("base")
@@ -63,7 +68,7 @@ def base(input_shape=INPUT_SHAPE) -> keras.Model:
     for units in (256, 128, 64):
         x = layers.Dense(units, activation="relu")(x)
         x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(1, name="steering")(x)
+    outputs = steering_output(x)
     return keras.Model(inputs, outputs, name="base")
 
 
@@ -108,7 +113,7 @@ def effnet_family(name: str, input_shape, blocks, head: tuple[int, ...], batch_n
         x = layers.LeakyReLU(negative_slope=0.3)(x)
     x = layers.Flatten()(x)
     x = dense_head(x, head)
-    outputs = layers.Dense(1, name="steering")(x)
+    outputs = steering_output(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -147,7 +152,7 @@ def effnet_gap(input_shape=INPUT_SHAPE) -> keras.Model:
         x = effnet_block(x, ch_in, ch_out, batch_norm=True)
     x = layers.GlobalAveragePooling2D()(x)
     x = dense_head(x, (64,))
-    outputs = layers.Dense(1, name="steering")(x)
+    outputs = steering_output(x)
     return keras.Model(inputs, outputs, name="effnet-gap")
 
 
@@ -164,7 +169,7 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
     x = layers.Flatten()(x)
     for units in (100, 50, 10):
         x = layers.Dense(units, activation="relu")(x)
-    outputs = layers.Dense(1, name="steering")(x)
+    outputs = steering_output(x)
     return keras.Model(inputs, outputs, name="pilotnet")
 
 
