@@ -184,9 +184,12 @@ class Recordings:
 
 def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
     """Recording folders (those holding driving_log.csv) named by `paths`: each path is a recording
-    or a folder with recordings anywhere below it. Sorted within each path, no duplicates."""
+    (or its driving_log.csv), or a folder with recordings anywhere below it. Sorted within each
+    path, no duplicates."""
     found: list[Path] = []
     for path in map(Path, paths):
+        if path.name == CSV_NAME and path.is_file():
+            path = path.parent
         if (path / CSV_NAME).is_file():
             candidates = [path]
         elif path.is_dir():
@@ -283,9 +286,8 @@ def read_log(recording: Path, summary: LoadSummary, strict: bool = False,
                 f"{log}, line {line_no}: {len(fields)} fields where 7 are expected; the numbers "
                 f"look written with a decimal comma ({','.join(f.strip() for f in fields[3:])}), "
                 "as the simulator does on a comma-decimal locale. Such a row cannot be read "
-                "unambiguously (is '0,0,22,1' 0, 0.22 and 1, or 0, 0 and 22.1?); record again with "
-                "a point-decimal locale, or rewrite the numbers with points and ';' between fields "
-                "replaced back to ','.")
+                "unambiguously (is '0,0,22,1' 0, 0.22 and 1, or 0, 0 and 22.1?): record again on "
+                "a machine set to a point-decimal locale (e.g. English), or convert the file.")
         try:
             row = _parse_row(fields, recording, check_images)
         except _RowProblem as problem:

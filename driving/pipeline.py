@@ -38,7 +38,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 # --- The frame cache ----------------------------------------------------------------------------
 
-CHUNK = 256  # frames decoded ahead of a write into the cache
+CHUNK = 256  # frames decoded between two writes into the cache
 
 
 def _decode_crop(path: str) -> tuple[np.ndarray | None, str | None]:
@@ -59,20 +59,22 @@ def _cache_key(paths: Sequence[str]) -> str:
 
 def _fill(write: Callable[[int, np.ndarray], None], paths: Sequence[str],
           workers: int | None) -> dict[str, str]:
-    """Decode `paths` in parallel and hand the crops to write(first_index, chunk) in order, a
-    chunk at a time. Returns the images that could not be decoded (their slots stay black)."""
+    """Decode `paths` in parallel, a chunk at a time (so at most a chunk of decoded frames waits
+    in memory), handing each chunk of crops to write(first_index, crops). Returns the images that
+    could not be decoded; their slots stay black."""
     broken = {}
-    chunk = np.zeros((CHUNK, *INPUT_SHAPE), np.uint8)
-    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:  # cv2 works without the GIL
-        decoded = tqdm(pool.map(_decode_crop, paths), total=len(paths), unit="img",
-                       desc="caching frames", leave=False, disable=None)
-        for i, (crop, why) in enumerate(decoded):
-            chunk[i % CHUNK] = 0 if crop is None else crop
-            if why is not None:
-                broken[paths[i]] = why
-            if i % CHUNK == CHUNK - 1 or i == len(paths) - 1:
-                start = i - i % CHUNK
-                write(start, chunk[: i + 1 - start])
+    crops = np.zeros((CHUNK, *INPUT_SHAPE), np.uint8)
+    with (ThreadPoolExecutor(workers or os.cpu_count()) as pool,  # cv2 works without the GIL
+          tqdm(total=len(paths), unit="img", desc="caching frames", leave=False,
+               disable=None) as progress):
+        for start in range(0, len(paths), CHUNK):
+            part = paths[start:start + CHUNK]
+            for i, (crop, why) in enumerate(pool.map(_decode_crop, part)):
+                crops[i] = 0 if crop is None else crop
+                if why is not None:
+                    broken[part[i]] = why
+            write(start, crops[:len(part)])
+            progress.update(len(part))
     return broken
 
 
