@@ -1,8 +1,9 @@
 """Training-only random transforms, as vectorised TensorFlow ops on whole batches of cached crops.
 
-Every transform works on a batch of 128x128 crops (float32 [B, H, W, 3], values 0..255, RGB) and
-draws its randomness from a stateless seed (int32 [2]), so a training run is the same under a seed
-however many threads the input pipeline uses. Steering is float32 [B]; positive steers right.
+The batch is the pipeline's uint8 crops (uint8 [B, 128, 128, 3], RGB); augment_batch returns
+float32 values 0..255 for driving.preprocess.scale. Every transform draws its randomness from a
+stateless seed (int [2]), so a training run is the same under a seed however many threads the
+input pipeline uses. Steering is float32 [B]; positive steers right.
 
 The reference values (AugmentConfig) are given in pixels of the simulator's 320-wide frame; the
 crop is 128 wide, so shifts are converted here (CROP_PX_PER_FRAME_PX).
