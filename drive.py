@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -63,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     config = DriveConfig(speed=args.speed, throttle=args.throttle, turn_slowdown=args.turn_slowdown,
                          record=args.record, async_mode=args.async_mode,
                          status_interval=0.0 if args.quiet else 1.0)
+    server = DriveServer(predictor, config)
+    # SIGTERM stops as Ctrl-C does: the recording is closed cleanly.
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
     try:
-        DriveServer(predictor, config).serve(args.host, args.port)
+        server.serve(args.host, args.port)
     except OSError as e:  # port taken, address not available
         print(f"drive.py: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
@@ -72,4 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # stopped while still loading
+        sys.exit(130)

@@ -269,7 +269,7 @@ class DriveServer:
             raise ValueError(f"async_mode must be one of {ASYNC_MODES}, not {config.async_mode!r}")
         if config.async_mode == "eventlet":
             with warnings.catch_warnings():  # eventlet announces its deprecation on import
-                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore")
                 import eventlet  # noqa: F401
         self.sio = SimulatorCompatibleServer(
             async_mode=config.async_mode, async_handlers=False, logger=False,
@@ -287,8 +287,9 @@ class DriveServer:
         self.recorder = RecordingWriter(config.record) if config.record else None
         self._record_lock = threading.Lock()
         self._last_stamp = datetime.min
-        self._http = None
+        self._http = None  # werkzeug's server (threading mode)
         self._thread = None
+        self._listener = None
         self._running = False
 
     # -- events --
@@ -380,61 +381,64 @@ class DriveServer:
 
     # -- serving --
 
-    def _listen(self, host: str, port: int):
-        """Bind the listening socket, with TCP_NODELAY (accepted sockets inherit it on Linux)."""
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Bind and serve in the background (a thread, or a green thread on eventlet); returns the
+        bound port. The listening socket gets TCP_NODELAY, which accepted sockets inherit."""
         if self.config.async_mode == "eventlet":
             import eventlet
             import eventlet.wsgi
 
-            sock = eventlet.listen((host, port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock, lambda: eventlet.wsgi.server(sock, self.app, log_output=False)
-        from werkzeug.serving import make_server
+            self._listener = eventlet.listen((host, port))
+            self._listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sio.start_background_task(eventlet.wsgi.server, self._listener, self.app,
+                                           log_output=False)
+        else:
+            from werkzeug.serving import make_server
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per HTTP request
-        self._http = make_server(host, port, self.app, threaded=True)
-        self._http.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self._http.socket, self._http.serve_forever
-
-    def _begin(self, host: str, port: int):
-        sock, serve = self._listen(host, port)
-        self.port = sock.getsockname()[1]
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per HTTP request
+            self._http = make_server(host, port, self.app, threaded=True)
+            self._listener = self._http.socket
+            self._listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._thread = threading.Thread(target=self._http.serve_forever, name="drive-server",
+                                            daemon=True)
+            self._thread.start()
+        self.port = self._listener.getsockname()[1]
         self._running = True
         if self.config.status_interval > 0:
             self.sio.start_background_task(self._status_loop)
         log.info("serving %s (%s) on http://%s:%d (%s mode)", self.predictor.name,
                  self.predictor.backend, host, self.port, self.config.async_mode)
-        return serve
+        return self.port
 
     def serve(self, host: str = "127.0.0.1", port: int = 4567) -> None:
-        """Serve until interrupted (Ctrl-C)."""
-        serve = self._begin(host, port)
+        """Serve until Ctrl-C or request_stop()."""
+        self.start(host, port)
         try:
-            serve()
+            while self._running:
+                self.sio.sleep(0.2)  # on eventlet this runs the hub
         except KeyboardInterrupt:
             pass
         finally:
-            self.close()
+            self.stop()
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Threading mode only: serve from a background thread; returns the bound port."""
-        if self.config.async_mode != "threading":
-            raise ValueError("start() runs the threading mode; use serve() for eventlet")
-        serve = self._begin(host, port)
-        self._thread = threading.Thread(target=serve, name="drive-server", daemon=True)
-        self._thread.start()
-        return self.port
+    def request_stop(self) -> None:
+        """Make serve() return; safe to call from a signal handler."""
+        self._running = False
 
     def stop(self) -> None:
+        self._running = False
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
-        if self._thread is not None:
             self._thread.join(timeout=5)
+            self._http = None
+        elif self._listener is not None:
+            self._listener.close()
+        self._listener = None
         self.close()
 
     def close(self) -> None:
-        self._running = False
+        """Close the recording (the server itself: stop())."""
         if self.recorder is not None:
             with self._record_lock:
                 self.recorder.close()

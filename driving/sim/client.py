@@ -72,6 +72,7 @@ class SimulatorClient:
         self._ws: simple_websocket.Client | None = None
         self.opened = False  # the server's Engine.IO OPEN packet has arrived
         self.ignored: list[str] = []  # packets the simulator would ignore (other events, `40`...)
+        self.pings_answered = 0
 
     def connect(self, image_jpeg: bytes | None = None, steering: float = 0.0, throttle: float = 0.0,
                 speed: float = 0.0) -> tuple[str, dict]:
@@ -156,6 +157,7 @@ class SimulatorClient:
             self.opened = True
         elif kind == "2":  # server PING
             self._send("3")
+            self.pings_answered += 1
         elif kind == "1":  # CLOSE
             raise ConnectionError(f"{self.url}: the server closed the connection")
         elif kind == "4" and body.startswith("2"):  # Socket.IO EVENT in the default namespace
