@@ -168,7 +168,7 @@ def speed_stack(kind: str, filters: int, size: int, depth: int) -> keras.Model:
     for _ in range(depth):
         for layer in conv_layer(kind, filters):
             x = layer(x)
-    return keras.Model(inputs, x, name=kind)
+    return keras.Model(inputs, x, name=kind.replace("+", "_"))  # "+" is not a valid scope name
 
 
 @dataclass
