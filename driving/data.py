@@ -426,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Read every recording, check each row and decode each image, then print the "
                     "rows read, used and skipped by reason and write a steering histogram PNG.")
     summary_cmd.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                             help="recording folders (with driving_log.csv), or folders holding several")
+                             help="recording folders (with driving_log.csv), or folders holding "
+                                  "several anywhere below them")
     summary_cmd.add_argument("--strict", action="store_true",
                              help="stop at the first bad row or image instead of skipping it")
     summary_cmd.add_argument("--hist", default="steering.png", metavar="PNG",
@@ -446,8 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(recordings.summary)
     save_steering_histogram(frames, args.hist)
     straight = (frames["steering"].abs() < 0.01).mean() if len(frames) else 0.0
-    print(f"\n{len(frames)} frames ({len(frames) / SAMPLE_RATE_HZ / 60:.1f} min of driving), "
-          f"{straight:.0%} with |steering| < 0.01; steering histogram: {args.hist}")
+    seconds = len(frames) / SAMPLE_RATE_HZ
+    duration = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+    print(f"\n{len(frames)} frames ({duration} of driving), {straight:.0%} with |steering| < 0.01; "
+          f"steering histogram: {args.hist}")
     return 0
 
 
