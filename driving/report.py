@@ -47,10 +47,11 @@ TFLITE_SUFFIX = {"float32": ".tflite", "float16": ".float16.tflite", "int8": ".i
 # --- data -----------------------------------------------------------------------------------------
 
 def validation_frames(data: Sequence[str | Path], val_fraction: float = 0.2, seed: int = 0,
-                      limit: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      limit: int = 512, block_seconds: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x_val, y_val, x_calibration): up to `limit` validation frames as the pipeline makes them,
     and up to 200 training frames (not augmented) to calibrate int8 quantisation."""
-    train_df, val_df, _ = frames_from_folders(data, val_fraction=val_fraction, seed=seed)
+    train_df, val_df, _ = frames_from_folders(data, val_fraction=val_fraction, seed=seed,
+                                           block_seconds=block_seconds)
     if len(val_df) == 0:
         raise SystemExit(f"{', '.join(map(str, data))}: no validation frames")
     train_ds, val_ds = build_datasets(train_df, val_df, batch_size=64, augment=AugmentConfig.off(),
@@ -272,7 +273,7 @@ def bar_chart(rows: list[dict], series: dict[str, str], title: str, unit: str, p
     if log:
         ax.set_yscale("log")
     if len(series) > 1:
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -382,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                              "with LiteRT (default tflite)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="as given to train.py")
     parser.add_argument("--seed", type=int, default=0, help="as given to train.py (same split)")
+    parser.add_argument("--block-seconds", type=float, default=10.0, help="as given to train.py")
     parser.add_argument("--val-frames", type=int, default=512, help="validation frames to score (max)")
     parser.add_argument("--runs", type=int, default=200, help="timed calls per latency figure")
     args = parser.parse_args(argv)
@@ -389,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     names = trained_models(args.models)
     if not names:
         raise SystemExit(f"{args.models}: no trained models (NAME.keras) found; run train.py first")
-    x_val, y_val, calibration = validation_frames(args.data, args.val_fraction, args.seed, args.val_frames)
+    x_val, y_val, calibration = validation_frames(args.data, args.val_fraction, args.seed, args.val_frames,
+                                                     args.block_seconds)
     rows = [measure(args.models, name, x_val, y_val, calibration, args.export == "tflite", args.runs)
             for name in tqdm(names, desc="measuring", unit="model")]
     add_ratios(rows)

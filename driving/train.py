@@ -256,6 +256,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed for split, augmentation, weights")
     parser.add_argument("--val-fraction", type=float, default=0.2,
                         help="share of time blocks held out for validation (default 0.2)")
+    parser.add_argument("--block-seconds", type=float, default=10.0,
+                        help="the split holds out whole blocks of this many seconds (default 10)")
     parser.add_argument("--patience", type=int, default=3,
                         help="stop after this many epochs without a better val loss (default 3)")
     parser.add_argument("--no-augment", action="store_true",
@@ -290,16 +292,21 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult]:
     args.out.mkdir(parents=True, exist_ok=True)
 
     train_df, val_df, summary = frames_from_folders(args.data, val_fraction=args.val_fraction,
-                                                    seed=args.seed)
+                                                    seed=args.seed, block_seconds=args.block_seconds)
     print(summary)
     if len(val_df) == 0:
         raise SystemExit("no validation frames: record more, or raise --val-fraction")
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
     train_ds, val_ds = build_datasets(train_df, val_df, batch_size=args.batch_size, augment=augment,
                                       seed=args.seed, cache_dir=args.cache_dir, summary=summary)
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        # Replicas must get equal shares of every batch: drop the last < `replicas` val frames.
+        val_ds = (val_ds.unbatch().batch(replicas, drop_remainder=True).unbatch()
+                  .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
     steps = args.steps_per_epoch or steps_per_epoch(train_df, args.batch_size, augment)
     print(f"{len(train_df)} training rows, {len(val_df)} validation rows; {steps} steps per epoch "
-          f"of {args.batch_size}; {strategy.num_replicas_in_sync} replica(s)")
+          f"of {args.batch_size}; {replicas} replica(s)")
 
     results = []
     for name in args.model:
@@ -314,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult]:
     if args.report:
         from driving import report
         report.main(["--models", str(args.out), "--data", *map(str, args.data),
-                     "--val-fraction", str(args.val_fraction), "--seed", str(args.seed)])
+                     "--val-fraction", str(args.val_fraction), "--seed", str(args.seed),
+                     "--block-seconds", str(args.block_seconds)])
     return results
 
 
