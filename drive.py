@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--async-mode", choices=ASYNC_MODES, default="threading",
                         help="server stack (default threading: measured 3-4x lower latency than "
                              "the classic eventlet)")
+    parser.add_argument("--backend", choices=("auto", "keras", "litert"), default="auto",
+                        help="how to run a .h5/.keras model: auto (default) converts it to LiteRT in "
+                             "memory, checked against Keras, falling back to Keras; keras runs it "
+                             "as saved; litert insists on the conversion")
     parser.add_argument("--quiet", action="store_true", help="no per-second status lines")
     args = parser.parse_args(argv)
     if args.throttle is not None and not -1.0 <= args.throttle <= 1.0:
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from driving.runtime import ModelError, Predictor  # imports TensorFlow: after --help
 
     try:
-        predictor = Predictor.load(args.model)
+        predictor = Predictor.load(args.model, backend=args.backend)
     except ModelError as e:
         print(f"drive.py: {e}", file=sys.stderr)
         return 2

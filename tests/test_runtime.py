@@ -44,7 +44,7 @@ def expected(model, frame) -> float:
 def test_keras_files_predict_what_the_model_computes(tmp_path, model, frames, suffix):
     path = tmp_path / f"tiny{suffix}"
     model.save(path)
-    predictor = Predictor.load(path)
+    predictor = Predictor.load(path, backend="keras")
     assert predictor.backend == "keras" and predictor.name == path.name
     got = [predictor(f) for f in frames]
     assert all(isinstance(v, float) for v in got)
@@ -130,3 +130,15 @@ def test_concurrent_calls_give_the_single_thread_answers(model, frames):
         t.join()
     for r in results:
         np.testing.assert_allclose(r, [want] * 10, atol=1e-6)
+
+
+def test_keras_file_served_through_litert_by_default(tmp_path, model, frames):
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    converted = Predictor.load(path)  # backend="auto"
+    assert converted.backend == "keras->litert"
+    np.testing.assert_allclose([converted(f) for f in frames], [expected(model, f) for f in frames],
+                               atol=1e-4)
+    assert Predictor.load(path, backend="keras").backend == "keras"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Predictor.load(path, backend="onnx")

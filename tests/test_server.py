@@ -342,7 +342,7 @@ def test_drive_py_on_eventlet(tmp_path, expected):
     tiny_model().save(model_path)
     rec = tmp_path / "rec"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "drive.py"), str(model_path), "--port", "0",
+        [sys.executable, str(ROOT / "drive.py"), str(model_path), "--port", "0", "--backend", "keras",
          "--async-mode", "eventlet", "--record", str(rec)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
