@@ -102,14 +102,13 @@ def _find_idx(folder: Path, names: tuple[str, ...]) -> Path | None:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in _IDX_NAMES if k not in npz.files]
-            if missing:
-                raise MnistDataError(f"{path}: missing arrays {missing} (has {npz.files})")
-            return {k: npz[k] for k in _IDX_NAMES}
+            arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        if isinstance(err, MnistDataError):
-            raise
         raise MnistDataError(f"{path}: not a readable .npz file ({err})") from err
+    missing = [k for k in _IDX_NAMES if k not in arrays]
+    if missing:
+        raise MnistDataError(f"{path}: missing arrays {missing} (has {sorted(arrays)})")
+    return {k: arrays[k] for k in _IDX_NAMES}
 
 
 def _check(arrays: dict[str, np.ndarray], source: str) -> None:
