@@ -261,7 +261,7 @@ def count_macs(model: keras.Model) -> int:
         elif isinstance(layer, layers.SeparableConv2D):
             kh, kw = layer.kernel_size
             c_in, (h, w) = layer.input.shape[-1], out[1:3]
-            macs += h * w * c_in * (kh * kw * layer.depth_multiplier + out[-1])
+            macs += h * w * c_in * layer.depth_multiplier * (kh * kw + out[-1])
         elif isinstance(layer, layers.Dense):
             macs += int(layer.input.shape[-1]) * int(out[-1])
     return macs
