@@ -34,6 +34,7 @@ from driving.data import LoadSummary, drop_broken_images, load_recordings, split
 from driving.preprocess import FrameError, crop_resize, read_frame, scale
 
 AUTOTUNE = tf.data.AUTOTUNE
+Gather = Callable[[tf.Tensor], tf.Tensor]  # cache slots [B] -> uint8 crops [B, 128, 128, 3]
 
 
 # --- The frame cache ----------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def build_cache(paths: Sequence[str], cache_dir: str | Path | None = None,
     return _disk_cache(paths, Path(cache_dir), workers)
 
 
-def _gather_fn(cache: tf.Variable | np.ndarray) -> Callable[[tf.Tensor], tf.Tensor]:
+def _gather_fn(cache: tf.Variable | np.ndarray) -> Gather:
     """index tensor [B] -> uint8 crops [B, 128, 128, 3]. A memory-mapped cache is read in place,
     so it never has to fit in RAM."""
     if isinstance(cache, tf.Variable):
@@ -182,7 +183,7 @@ def build_datasets(train: pd.DataFrame, val: pd.DataFrame, batch_size: int = 128
             _val_dataset(val, slot, gather, batch_size))
 
 
-def _train_dataset(train: pd.DataFrame, cameras: list[str], slot: dict[str, int], gather,
+def _train_dataset(train: pd.DataFrame, cameras: list[str], slot: dict[str, int], gather: Gather,
                    batch_size: int, augment: AugmentConfig, seed: int) -> tf.data.Dataset:
     slots = tf.constant(_camera_slots(train, cameras, slot))
     steering = tf.constant(train["steering"].to_numpy(np.float32))
@@ -221,7 +222,7 @@ def _train_dataset(train: pd.DataFrame, cameras: list[str], slot: dict[str, int]
             .prefetch(AUTOTUNE))
 
 
-def _val_dataset(val: pd.DataFrame, slot: dict[str, int], gather, batch_size: int
+def _val_dataset(val: pd.DataFrame, slot: dict[str, int], gather: Gather, batch_size: int
                  ) -> tf.data.Dataset:
     slots = np.array([slot[p] for p in val["center"]], np.int64)
     steering = val["steering"].to_numpy(np.float32)
