@@ -88,7 +88,7 @@ class SimulatorClient:
         first = telemetry_packet(steering, throttle, speed, image_jpeg)
         self._send(first)  # chain 1: on WebSocket open, before the OPEN packet may have arrived
         while not self.opened:
-            self._handle(self._receive("the Engine.IO OPEN packet"))
+            self._handle(self._receive("Engine.IO OPEN packet"))
         self._send(first)  # chain 2: on the OPEN packet
         self._send("2")  # its own Engine.IO PING; python-engineio 4 ignores it, as it should
         self.receive_reply()
@@ -109,7 +109,7 @@ class SimulatorClient:
         simulator could not use, TimeoutError after `timeout` seconds, ConnectionError if closed."""
         deadline = time.monotonic() + self.timeout
         while True:
-            reply = self._handle(self._receive("a steer reply", deadline))
+            reply = self._handle(self._receive("steer reply", deadline))
             if reply is not None:
                 return reply
 
@@ -142,10 +142,11 @@ class SimulatorClient:
         try:
             data = self._ws.receive(timeout=wait)
         except simple_websocket.ConnectionClosed as e:
-            raise ConnectionError(f"{self.url}: connection closed while waiting for {what} "
+            raise ConnectionError(f"{self.url}: connection closed while waiting for the {what} "
                                   f"({e.reason} {e.message or ''})".rstrip()) from None
         if data is None:
-            raise TimeoutError(f"{self.url}: no {what} within {self.timeout} s")
+            raise TimeoutError(f"{self.url}: no {what} within {self.timeout} s (a server that waits "
+                               "for a namespace CONNECT never answers the simulator)")
         if not isinstance(data, str):
             raise ProtocolError(f"binary frame of {len(data)} bytes; the simulator expects text")
         return data
