@@ -372,3 +372,11 @@ def test_drive_py_rejects_a_missing_model(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "drive.py"), str(tmp_path / "nope.h5")],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "nope.h5: no such model file" in result.stderr
+
+
+def test_status_page(server, predictor):
+    from urllib.request import urlopen
+    with urlopen(f"http://127.0.0.1:{server.port}/", timeout=10) as response:
+        status = json.load(response)
+    assert status["model"] == predictor.name and status["async_mode"] == "threading"
+    assert status["frames"] == server.stats.total
