@@ -217,19 +217,24 @@ def speed(filters: list[int], size: int, depth: int, batch_size: int, batches: i
     return rows
 
 
-def speed_report(rows: list[SpeedRow], out: Path, setup: str) -> str:
+def _ns_per_mac(r: SpeedRow, batch_size: int) -> float:
+    return 1e6 * r.ms_per_batch / (r.macs_per_image * batch_size)
+
+
+def speed_report(rows: list[SpeedRow], out: Path, setup: str, batch_size: int) -> str:
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"Forward time, {setup}", "",
-             "| device | stack | filters | MACs/image | ms/batch | MACs vs conv3x3 | time vs conv3x3 |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| device | stack | filters | MACs/image | ms/batch | MACs vs conv3x3 | time vs conv3x3 "
+             "| ns per MAC |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     ref = {(r.device, r.filters): r for r in rows if r.kind == "conv3x3"}
     for r in rows:
         base = ref.get((r.device, r.filters))
         mac_ratio = f"{r.macs_per_image / base.macs_per_image:.2f}" if base else "-"
         time_ratio = f"{r.ms_per_batch / base.ms_per_batch:.2f}" if base else "-"
         lines.append(f"| {r.device} | {r.kind} | {r.filters} | {r.macs_per_image:,} "
-                     f"| {r.ms_per_batch:.2f} | {mac_ratio} | {time_ratio} |")
+                     f"| {r.ms_per_batch:.2f} | {mac_ratio} | {time_ratio} "
+                     f"| {_ns_per_mac(r, batch_size):.3f} |")
     for device in sorted({r.device for r in rows}):
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for kind in dict.fromkeys(r.kind for r in rows):
@@ -242,12 +247,15 @@ def speed_report(rows: list[SpeedRow], out: Path, setup: str) -> str:
         ax.legend()
         fig.savefig(out / f"speed_{device.lower()}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-    # What the numbers show: where a stack with fewer MACs than conv3x3 is not faster.
-    slower = [r for r in rows if (b := ref.get((r.device, r.filters)))
-              and r.macs_per_image < b.macs_per_image and r.ms_per_batch >= b.ms_per_batch]
+    # What the numbers show: stacks that need fewer MACs than another stack yet take as long.
+    pairs = sorted(((b.macs_per_image / a.macs_per_image, a, b) for a in rows for b in rows
+                    if a.device == b.device and a.macs_per_image < b.macs_per_image
+                    and a.ms_per_batch >= b.ms_per_batch), key=lambda p: -p[0])
     lines.append("")
-    lines.append("Fewer MACs than conv3x3 but no faster: " + (", ".join(
-        f"{r.kind} at {r.filters} filters ({r.device})" for r in slower) or "none in this run") + ".")
+    lines.append(f"Fewer MACs but no faster ({len(pairs)} pairs; the largest MAC gaps):")
+    lines += [f"- {a.kind} at {a.filters} filters: {ratio:.1f}x fewer MACs than {b.kind} at "
+              f"{b.filters} filters, {a.ms_per_batch:.1f} ms against {b.ms_per_batch:.1f} ms "
+              f"({a.device})" for ratio, a, b in pairs[:5]] or ["- none in this run"]
     text = "\n".join(lines) + "\n"
     (out / "speed.md").write_text(text)
     (out / "speed.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
@@ -429,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                      tuple(args.kinds))
         setup = (f"{args.layers}-layer stacks on {args.size}x{args.size} inputs, batch "
                  f"{args.batch_size}, median of {args.batches} batches")
-        print(speed_report(rows, args.out, setup))
+        print(speed_report(rows, args.out, setup, args.batch_size))
     else:
         try:
             data, name = compare_data(args.data_dir)

@@ -66,7 +66,7 @@ def test_speed_writes_table_and_plot(tmp_path):
     assert all(r["ms_per_batch"] > 0 for r in rows)
     assert (out / "speed_cpu.png").read_bytes()[:8] == PNG
     table = (out / "speed.md").read_text()
-    assert table.count("| CPU |") == 10 and "Fewer MACs than conv3x3 but no faster" in table
+    assert table.count("| CPU |") == 10 and "Fewer MACs but no faster" in table
 
 
 def test_compare_on_mnist_writes_five_figures_and_a_table(tmp_path):
