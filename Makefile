@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# make demo GPU=1: the original full training budget (21 epochs x 128 steps x batch 128).
 demo: $(STAMP)
-	$(PY) -m driving.demo
+	$(PY) -m driving.demo $(if $(GPU),--full)
 
 # Each benchmark prints its figures beside the reference approach measured in the same run.
 bench: $(STAMP)

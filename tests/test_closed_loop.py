@@ -166,3 +166,31 @@ def test_drive_without_a_server_says_so(capsys):
         port = s.getsockname()[1]
     assert sim_main(["drive", "--port", str(port), "--laps", "0.01"]) == 1
     assert "is drive.py running" in capsys.readouterr().err
+
+
+def test_demo_summary_table_joins_report_and_drives():
+    from driving.demo import summary_table
+
+    report = {"models": [
+        {"model": name, "params": params, "h5": h5, "macs": macs, "val_mse": mse,
+         "keras_latency": {"median_ms": lat}, "tflite": {"float32": {"latency": {"median_ms": lat / 3}}}}
+        for name, params, h5, macs, mse, lat in (("effnet", 630_433, 7_700_000, 40.7e6, 0.012, 4.0),
+                                                 ("effnet-slim", 70_625, 900_000, 21e6, 0.015, 3.0))]}
+    drives = {(name, track): {"laps": laps, "interventions": n, "autonomy_pct": a}
+              for name, track, laps, n, a in (("effnet", "lake", 2.0, 0, 100.0),
+                                              ("effnet", "desert", 1.0, 1, 95.5),
+                                              ("effnet-slim", "lake", 2.0, 3, 90.1),
+                                              ("effnet-slim", "desert", 1.0, 0, 100.0))}
+    table = summary_table(report, drives, ["effnet", "effnet-slim"], "lake", "desert").splitlines()
+    assert len(table) == 4 and "lake (trained)" in table[0] and "desert (unseen)" in table[0]
+    assert table[2].split(" | ")[1:3] == ["630,433", "7,520"]
+    assert table[2].endswith("2.00, 0, 100.0% | 1.00, 1, 95.5% |")
+    assert table[3].endswith("2.00, 3, 90.1% | 1.00, 0, 100.0% |")
+
+
+def test_demo_refuses_an_unseen_track_it_trains_on(capsys):
+    from driving.demo import main as demo_main
+
+    with pytest.raises(SystemExit):
+        demo_main(["--train-tracks", "lake", "--unseen-track", "lake"])
+    assert "also a training track" in capsys.readouterr().err
