@@ -360,7 +360,11 @@ def test_drive_py_on_eventlet(tmp_path, expected):
             assert client.receive_reply()[1] == {"steering_angle": expected[1], "throttle": 0.0}
     finally:
         proc.send_signal(signal.SIGTERM)  # stops like Ctrl-C (SIGINT may be ignored in CI shells)
-        rest, _ = proc.communicate(timeout=60)
+        try:
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
         output.append(rest)
     text = "".join(output)
     assert proc.returncode == 0, text
