@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--record", type=Path, default=None, metavar="DIR",
                         help="save every driven frame as a recording (IMG/ + driving_log.csv) in DIR")
     parser.add_argument("--async-mode", choices=ASYNC_MODES, default="threading",
-                        help="server stack (default threading: measured 3-4x lower latency than "
-                             "the classic eventlet)")
+                        help="server stack (default threading: about 3x lower round trip than the "
+                             "classic eventlet, measured in docs/benchmarks.md)")
     parser.add_argument("--backend", choices=("auto", "keras", "litert"), default="auto",
                         help="how to run a .h5/.keras model: auto (default) converts it to LiteRT in "
                              "memory, checked against Keras, falling back to Keras; keras runs it "
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve(args.host, args.port)
     except OSError as e:  # port taken, address not available
+        server.close()
         print(f"drive.py: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
     return 0
