@@ -241,7 +241,7 @@ def speed_report(rows: list[SpeedRow], out: Path, setup: str, batch_size: int) -
             pts = [(r.filters, r.ms_per_batch) for r in rows if r.kind == kind and r.device == device]
             ax.plot(*zip(*pts), marker="o", label=kind)
         ax.set(title=f"Forward time per batch ({device})", xlabel="filters",
-               ylabel="ms per batch (median)")
+               ylabel="ms per batch (median, log scale)", yscale="log")
         ax.set_xticks(sorted({r.filters for r in rows}))
         ax.grid(alpha=0.3)
         ax.legend()
@@ -379,6 +379,7 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
         for r in results:
             ax.plot(range(1, len(r.history[metric]) + 1), r.history[metric], label=r.variant)
         ax.set(title=title, xlabel="epoch", ylabel=metric.removeprefix("val_"))
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
         fig.savefig(out / f"compare_{metric}.png", dpi=110, bbox_inches="tight")

@@ -385,6 +385,7 @@ def plot_accuracy(results: list[RunResult], out: Path) -> list[Path]:
         ax.plot(epochs, r.history["val_accuracy"], label="validation")
         ax.set(title=f"MNIST {r.model}: test accuracy {r.test_accuracy:.4f}", xlabel="epoch",
                ylabel="accuracy")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
         paths.append(out / f"{r.model}_accuracy.png")
@@ -395,6 +396,7 @@ def plot_accuracy(results: list[RunResult], out: Path) -> list[Path]:
         ax.plot(range(1, len(r.history["val_accuracy"]) + 1), r.history["val_accuracy"],
                 label=f"{r.model} ({r.trainable_params:,} params)")
     ax.set(title="MNIST validation accuracy", xlabel="epoch", ylabel="accuracy")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()
     paths.append(out / "accuracy.png")
