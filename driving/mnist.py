@@ -425,7 +425,7 @@ def _epochs_cell(r: RunResult) -> str:
 def results_table(results: list[RunResult]) -> str:
     """Markdown table of our figures beside the published ones."""
     rows = ["| model | trainable params | .h5 KB | MACs/image | s/epoch | epochs | test accuracy "
-            "| published accuracy (same epochs) |",
+            "| published accuracy (planned epochs) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         published = PUBLISHED.get(r.model, {}).get("accuracy", {}).get(r.epochs_planned)
