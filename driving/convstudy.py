@@ -412,22 +412,24 @@ def main(argv: list[str] | None = None) -> int:
                        "spatially separable convolutions, checked against Keras")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("speed", help="forward time of deep stacks of each convolution kind")
-    p.add_argument("--filters", type=int, nargs="+", default=[8, 16, 32, 64])
+    p.add_argument("--filters", type=int, nargs="+", default=[8, 16, 32, 64],
+                   help="stack widths to time (default 8 16 32 64)")
     p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
     p.add_argument("--layers", type=int, default=16, help="layers per stack (default 16)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward batch (default 32)")
     p.add_argument("--batches", type=int, default=100, help="timed batches per stack (default 100)")
-    p.add_argument("--kinds", nargs="+", choices=SPEED_KINDS, default=list(SPEED_KINDS))
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--kinds", nargs="+", choices=SPEED_KINDS, default=list(SPEED_KINDS),
+                   help="convolution kinds to time (default all)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/convstudy)")
     p = sub.add_parser("compare", help="Regular / Both / Separable: same network, only the "
                        "convolutions swapped")
     p.add_argument("--epochs", type=int, default=10, help="default 10 (the original ran 150 on a GPU)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="default 256, the original's")
     p.add_argument("--data-dir", type=Path, help="cifar-10-batches-py folder, or MNIST files; "
                    "default: cached CIFAR-10, else MNIST")
     p.add_argument("--subset", type=int, help="use only the first N training and N test images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/convstudy)")
     args = parser.parse_args(argv)
 
     if args.command == "calc":
