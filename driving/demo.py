@@ -39,8 +39,9 @@ class Budget:
     batch: int
 
 
-# Sized by measurement on this 2-core CPU (docs/evaluation.md); --full is the original budget.
-CPU_BUDGET = Budget(epochs=8, steps=40, batch=64)
+# Measured on this 2-core CPU (docs/evaluation.md): about 2.5-4 min per effnet epoch under load;
+# --full is the original budget.
+CPU_BUDGET = Budget(epochs=4, steps=30, batch=64)
 FULL_BUDGET = Budget(epochs=21, steps=128, batch=128)
 
 
