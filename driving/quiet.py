@@ -9,6 +9,11 @@ TF_CPP_MIN_LOG_LEVEL=1 hides TensorFlow's INFO lines, but on a machine without C
 written by absl before TensorFlow reads that variable (cudart stub, cuInit). Those are filtered at
 the file-descriptor level during import and device discovery; every other line is passed through.
 Set DRIVING_VERBOSE_TF=1 to see everything.
+
+It also turns on TensorFlow's BFC allocator for CPU tensors (TF_CPU_ALLOCATOR_USE_BFC): the default
+CPU allocator hands every large activation back to the OS and faults it in again on the next step,
+which made CPU training of the 128x128 models much slower (effnet, batch 64, 2-core machine,
+2026-11-22: 44 images/s with the default allocator, 76 with BFC).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 _NOISE = re.compile(
     r"absl::InitializeLog|cudart_stub|cuda_platform|cuInit|cuda_dnn|cuda_fft|cuda_blas"
