@@ -50,7 +50,7 @@ def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> k
 
 def steering_output(x):
     """The final Dense 1. Always float32, so a mixed-precision model still outputs float32."""
-    return layers.Dense(1, dtype="float32", name="steering")(x)
+    return layers.Dense(1, dtype="float32", kernel_initializer="zeros", name="steering")(x)
 
 
 # --- base: the original steering CNN ------------------------------------------------------------
@@ -90,18 +90,19 @@ def effnet_block(x, ch_in: int, ch_out: int, batch_norm: bool = False, dropout: 
     return layers.Dropout(dropout)(x) if dropout else x
 
 
-def dense_head(x, units: tuple[int, ...]):
+def dense_head(x, units: tuple[int, ...], dropout: float = 0.5):
     """The EffNet write-up's head: Dense (he_normal) + LeakyReLU + BN + Dropout 0.5 per layer."""
     for n in units:
         x = layers.Dense(n, kernel_initializer="he_normal")(x)
         x = layers.LeakyReLU(negative_slope=0.3)(x)
         x = layers.BatchNormalization()(x)
-        x = layers.Dropout(0.5)(x)
+        x = layers.Dropout(dropout)(x)
     return x
 
 
 def effnet_family(name: str, input_shape, blocks, head: tuple[int, ...], batch_norm: bool = False,
-                  squeeze: int | None = None, block_dropout: float = 0.25) -> keras.Model:
+                  squeeze: int | None = None, block_dropout: float = 0.25,
+                  head_dropout: float = 0.5) -> keras.Model:
     """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
     Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head."""
     inputs = keras.Input(input_shape, name="frame")
@@ -112,7 +113,7 @@ def effnet_family(name: str, input_shape, blocks, head: tuple[int, ...], batch_n
         x = layers.Conv2D(squeeze, 1, kernel_initializer="he_normal", name="squeeze")(x)
         x = layers.LeakyReLU(negative_slope=0.3)(x)
     x = layers.Flatten()(x)
-    x = dense_head(x, head)
+    x = dense_head(x, head, dropout=head_dropout)
     outputs = steering_output(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -139,7 +140,7 @@ def effnet_slim(input_shape=INPUT_SHAPE) -> keras.Model:
     """Slimmer EffNet: half-width first block, a 1x1 squeeze to 16 channels before Flatten (keeps
     where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base."""
     return effnet_family("effnet-slim", input_shape, SLIM_BLOCKS, head=(64,), batch_norm=True,
-                         squeeze=16)
+                         squeeze=16, block_dropout=0.1, head_dropout=0.1)
 
 
 @register("effnet-gap")
