@@ -24,7 +24,8 @@ import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 import keras
 from keras import layers
 
-from driving.mnist import MnistDataError, count_macs, load_mnist
+from driving.mnist import MnistDataError, load_mnist
+from driving.models import count_macs
 
 DEFAULT_OUT = Path("runs/convstudy")
 CIFAR_CACHE = Path.home() / ".keras" / "datasets" / "cifar-10-batches-py"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import signal
 import sys
 import time
@@ -31,6 +30,9 @@ import numpy as np
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 import keras
 from keras import layers
+
+# Generic Keras utilities shared with the steering models (no steering code).
+from driving.models import count_macs, count_params, save_atomic
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -243,30 +245,6 @@ def build(name: str) -> keras.Model:
     return MODELS[name]()
 
 
-def trainable_params(model: keras.Model) -> int:
-    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
-
-
-def count_macs(model: keras.Model) -> int:
-    """Forward multiply-accumulates per image of the convolution and dense layers."""
-    macs = 0
-    for layer in model.layers:
-        out = layer.output.shape
-        if isinstance(layer, layers.DepthwiseConv2D):
-            kh, kw = layer.kernel_size
-            macs += int(np.prod(out[1:])) * kh * kw
-        elif isinstance(layer, layers.Conv2D):
-            kh, kw = layer.kernel_size
-            macs += int(np.prod(out[1:])) * kh * kw * layer.input.shape[-1] // layer.groups
-        elif isinstance(layer, layers.SeparableConv2D):
-            kh, kw = layer.kernel_size
-            c_in, (h, w) = layer.input.shape[-1], out[1:3]
-            macs += h * w * c_in * layer.depth_multiplier * (kh * kw + out[-1])
-        elif isinstance(layer, layers.Dense):
-            macs += int(layer.input.shape[-1]) * int(out[-1])
-    return macs
-
-
 # ---------------------------------------------------------------------------------------------
 # Training with the original protocol
 
@@ -291,14 +269,7 @@ class BestByValAccuracy(keras.callbacks.Callback):
         if logs.get("val_accuracy", -1.0) > self.best_accuracy:
             self.best_accuracy, self.best_epoch = logs["val_accuracy"], epoch + 1
             self.best_weights = self.model.get_weights()
-            save_h5_atomic(self.model, self.path)
-
-
-def save_h5_atomic(model: keras.Model, path: Path) -> None:
-    """Write the .h5 under a temporary name in the same folder, then rename it into place."""
-    tmp = path.with_name(f".{path.stem}.tmp.h5")
-    model.save(tmp)
-    os.replace(tmp, path)
+            save_atomic(self.model, self.path)
 
 
 @dataclass
@@ -358,7 +329,7 @@ def train_one(name: str, data: dict[str, np.ndarray], out: Path, epochs: int, ba
     completed = len(best.epoch_seconds)
     curves = {k: [float(v) for v in vs][:completed] for k, vs in history.history.items()}
     return RunResult(
-        model=name, params=int(model.count_params()), trainable_params=trainable_params(model),
+        model=name, params=int(model.count_params()), trainable_params=count_params(model)[1],
         macs=count_macs(model), h5_kb=round(h5.stat().st_size / 1024, 1), epochs=completed,
         epochs_planned=epochs, best_epoch=best.best_epoch, best_val_accuracy=float(best.best_accuracy),
         test_accuracy=test_accuracy, seconds_per_epoch=float(np.median(best.epoch_seconds)),
@@ -473,7 +444,7 @@ def dry_run(as_json: bool) -> None:
     for name in MODELS:
         model = build(name)
         rows.append({"model": name, "params": int(model.count_params()),
-                     "trainable_params": trainable_params(model), "macs": count_macs(model),
+                     "trainable_params": count_params(model)[1], "macs": count_macs(model),
                      "learning_rate": LEARNING_RATES[name]})
     if as_json:
         print(json.dumps(rows, indent=2))

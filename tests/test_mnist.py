@@ -12,6 +12,7 @@ import pytest
 
 from driving import mnist
 from driving.mnist import MnistDataError
+from driving.models import count_params
 
 IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
@@ -53,8 +54,8 @@ def write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 100,
 
 
 def test_models_have_the_published_trainable_parameter_counts():
-    assert mnist.trainable_params(mnist.build("baseline")) == 147_658
-    assert mnist.trainable_params(mnist.build("effnet")) == 68_090
+    assert count_params(mnist.build("baseline"))[1] == 147_658
+    assert count_params(mnist.build("effnet"))[1] == 68_090
     assert mnist.LEARNING_RATES == {"baseline": 1e-3, "effnet": 1e-2}
 
 
@@ -174,7 +175,7 @@ def test_one_epoch_run_writes_models_table_and_plots(tmp_path, capsys):
         assert (out / f"{name}_history.csv").read_text().count("\n") == 2  # header + one epoch
     # The saved checkpoint reloads and is the model the table describes.
     model = keras.models.load_model(out / "effnet.h5", compile=False)
-    assert mnist.trainable_params(model) == results["effnet"]["trainable_params"] == 68_090
+    assert count_params(model)[1] == results["effnet"]["trainable_params"] == 68_090
 
     base, eff = results["baseline"], results["effnet"]
     ratio = 100 * eff["test_accuracy"] / base["test_accuracy"]
