@@ -12,8 +12,8 @@ Set DRIVING_VERBOSE_TF=1 to see everything.
 
 It also turns on TensorFlow's BFC allocator for CPU tensors (TF_CPU_ALLOCATOR_USE_BFC): the default
 CPU allocator hands every large activation back to the OS and faults it in again on the next step,
-which made CPU training of the 128x128 models much slower (effnet, batch 64, 2-core machine,
-2026-11-22: 44 images/s with the default allocator, 76 with BFC).
+which made CPU training of effnet about half as fast on a 2-core machine (docs/benchmarks.md:
+`TF_CPU_ALLOCATOR_USE_BFC=false python bench/models.py` against the default).
 """
 
 from __future__ import annotations
