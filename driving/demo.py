@@ -41,7 +41,8 @@ class Budget:
 
 # The CPU budget fits the 25-minute target on 2 cores (docs/evaluation.md); --full is the original.
 # 11,520 augmented frames per model. Batch 32 rather than 64: the same frames/s on 2 cores
-# (effnet: 76 at 32, 77 at 64, measured) and twice the updates, which a short budget needs most.
+# (effnet: 82.8 vs 82.2 images/s, `python bench/models.py --models effnet --batch-size 32|64`)
+# and twice the updates, which a short budget needs most.
 CPU_BUDGET = Budget(epochs=2, steps=180, batch=32)
 FULL_BUDGET = Budget(epochs=21, steps=128, batch=128)
 
