@@ -74,19 +74,35 @@ def base(input_shape=INPUT_SHAPE) -> keras.Model:
 
 # --- EffNet family ------------------------------------------------------------------------------
 
+def depthwise_he_normal(channels: int) -> keras.initializers.Initializer:
+    """He-normal for a depthwise kernel. Keras derives a depthwise kernel's fan-in from its shape
+    (kh, kw, channels, 1) as kh*kw*channels, but each output sees only kh*kw inputs, so its default
+    (Glorot) draws weights about sqrt(channels) too small. EffNet stacks ten depthwise layers: with
+    the default, the features reaching Flatten were 1e-11 of the input's scale and the model could
+    not leave a constant output (docs/models.md). Scaling by `channels` gives 2 / (kh*kw)."""
+    return keras.initializers.VarianceScaling(scale=2.0 * channels, mode="fan_in",
+                                              distribution="truncated_normal")
+
+
 def effnet_block(x, ch_in: int, ch_out: int, batch_norm: bool = False, dropout: float = 0.25):
     """EffNet's block: a 1x1 squeeze, a separable 1x3 / 3x1 depthwise pair with the pooling
     between them, and a (2,1) conv striding along the width, so both axes halve.
-    Convolutions carry no bias: they are followed by LeakyReLU (and BN in the -bn variant)."""
+    Convolutions carry no bias: they are followed by LeakyReLU (and BN in the -bn variant).
+    Every convolution is He-initialised, so the signal keeps its scale through the blocks."""
     def act(y):
         y = layers.LeakyReLU(negative_slope=0.3)(y)
         return layers.BatchNormalization()(y) if batch_norm else y
 
+    def depthwise(y, kernel):
+        return layers.DepthwiseConv2D(kernel, padding="same", use_bias=False,
+                                      depthwise_initializer=depthwise_he_normal(ch_in))(y)
+
     x = act(layers.Conv2D(ch_in, 1, padding="same", kernel_initializer="he_normal", use_bias=False)(x))
-    x = act(layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False)(x))
+    x = act(depthwise(x, (1, 3)))
     x = layers.MaxPooling2D(pool_size=(2, 1), strides=(2, 1))(x)
-    x = act(layers.DepthwiseConv2D((3, 1), padding="same", use_bias=False)(x))
-    x = act(layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", use_bias=False)(x))
+    x = act(depthwise(x, (3, 1)))
+    x = act(layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", kernel_initializer="he_normal",
+                          use_bias=False)(x))
     return layers.Dropout(dropout)(x) if dropout else x
 
 
@@ -165,11 +181,15 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
     our 128x128 input to NVIDIA's 66x200, so every layer after it is exactly theirs (252,219 params)."""
     inputs = keras.Input(input_shape, name="frame")
     x = layers.Resizing(66, 200, interpolation="bilinear")(inputs)
+    # He initialisation: with Keras' default (Glorot) the ReLU activations shrink layer by layer to
+    # about 0.01, and Adam's first steps on the biases (1e-3 each) switched the whole Dense 10
+    # layer off, leaving a constant output (docs/models.md).
     for filters, kernel, stride in [(24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1)]:
-        x = layers.Conv2D(filters, kernel, strides=stride, activation="relu")(x)
+        x = layers.Conv2D(filters, kernel, strides=stride, activation="relu",
+                          kernel_initializer="he_normal")(x)
     x = layers.Flatten()(x)
     for units in (100, 50, 10):
-        x = layers.Dense(units, activation="relu")(x)
+        x = layers.Dense(units, activation="relu", kernel_initializer="he_normal")(x)
     outputs = steering_output(x)
     return keras.Model(inputs, outputs, name="pilotnet")
 
