@@ -44,12 +44,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how to run a .h5/.keras model: auto (default) converts it to LiteRT in "
                              "memory, checked against Keras, falling back to Keras; keras runs it "
                              "as saved; litert insists on the conversion")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="LiteRT interpreter threads (default: every core; fewer leaves room "
+                             "for a simulator rendering on the same machine)")
     parser.add_argument("--quiet", action="store_true", help="no per-second status lines")
     args = parser.parse_args(argv)
     if args.throttle is not None and not -1.0 <= args.throttle <= 1.0:
         parser.error(f"--throttle {args.throttle}: must be within [-1, 1]")
     if args.speed < 0:
         parser.error(f"--speed {args.speed}: must not be negative")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads {args.threads}: must be at least 1")
     if not args.model.is_file():
         parser.error(f"{args.model}: no such model file")
     return args
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from driving.runtime import ModelError, Predictor  # imports TensorFlow: after --help
 
     try:
-        predictor = Predictor.load(args.model, backend=args.backend)
+        predictor = Predictor.load(args.model, backend=args.backend, threads=args.threads)
     except ModelError as e:
         print(f"drive.py: {e}", file=sys.stderr)
         return 2

@@ -35,8 +35,9 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from driving import models
-from driving.config import INPUT_SHAPE, AugmentConfig
+from driving.config import AugmentConfig
 from driving.pipeline import build_datasets, frames_from_folders
+from driving.runtime import litert_threads, to_tflite
 from driving.train import all_histories, plot_loss_overlay, read_history
 
 # Largest |TFLite - Keras| steering difference accepted per export (steering spans [-1, 1]).
@@ -85,7 +86,7 @@ class LiteModel:
     """A TFLite model run by LiteRT at batch 1; quantises int8 input/output as the file says."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or litert_threads())
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -113,31 +114,12 @@ class LiteModel:
 # --- TFLite export --------------------------------------------------------------------------------
 
 def export_tflite(model: keras.Model, path: Path, kind: str, calibration: np.ndarray) -> None:
-    """Write `model` as a TFLite flatbuffer: float32, float16 weights, or full-integer int8
-    (int8 input and output, calibrated on real frames). Written to a temp file, then renamed."""
-    with tempfile.TemporaryDirectory() as saved:
-        # Via a SavedModel: its variables are frozen into constants, which int8 calibration needs.
-        model.export(saved, format="tf_saved_model", verbose=False,
-                     input_signature=[tf.TensorSpec([1, *INPUT_SHAPE], tf.float32)])
-        data = _convert(tf.lite.TFLiteConverter.from_saved_model(saved), kind, calibration)
+    """Write `model` as a TFLite flatbuffer (driving.runtime.to_tflite) to a temp file, then
+    rename it: float32, float16 weights, or full-integer int8 calibrated on real frames."""
+    data = to_tflite(model, kind, calibration)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
-
-
-def _convert(converter: tf.lite.TFLiteConverter, kind: str, calibration: np.ndarray) -> bytes:
-    if kind == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif kind == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    elif kind != "float32":
-        raise ValueError(f"unknown TFLite kind {kind!r}")
-    return converter.convert()
 
 
 # --- measuring one model --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -34,6 +35,7 @@ KERAS_SUFFIXES = (".h5", ".keras")
 TFLITE_SUFFIX = ".tflite"
 BACKENDS = ("auto", "keras", "litert")
 AGREEMENT = 1e-3  # max steering difference accepted between a converted model and Keras
+TFLITE_KINDS = ("float32", "float16", "int8")
 
 log = logging.getLogger("driving.runtime")
 
@@ -50,6 +52,44 @@ def _quiet_stderr():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def litert_threads() -> int:
+    """Threads for the LiteRT interpreter: every core this process may use. Left unset, LiteRT
+    runs effnet at batch 1 slower than with 1 thread here (about 2.0 vs 1.6 ms); with both cores
+    of this 2-core box it takes about 0.9 ms (docs/benchmarks.md)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def to_tflite(model: keras.Model, kind: str = "float32", calibration: np.ndarray | None = None
+              ) -> bytes:
+    """`model` as a LiteRT flatbuffer with a fixed batch-1 input, the shape serving uses: float32,
+    float16 weights, or full-integer int8 (int8 input and output, calibrated on `calibration`,
+    preprocessed frames float32 [N, 128, 128, 3]). The one conversion path of the project:
+    drive.py's in-memory conversion and the report's exported files are the same model."""
+    if kind not in TFLITE_KINDS:
+        raise ValueError(f"unknown TFLite kind {kind!r}; choose from {', '.join(TFLITE_KINDS)}")
+    if kind == "int8" and (calibration is None or len(calibration) == 0):
+        raise ValueError("int8 conversion needs calibration frames")
+    with tempfile.TemporaryDirectory() as saved, _quiet_stderr():
+        # Via a SavedModel: its variables are frozen into constants, which int8 calibration needs.
+        model.export(saved, format="tf_saved_model", verbose=False,
+                     input_signature=[tf.TensorSpec([1, *INPUT_SHAPE], tf.float32)])
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        if kind == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif kind == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([calibration[i:i + 1]]
+                                                        for i in range(len(calibration)))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return converter.convert()
 
 
 def _probe_frames() -> list[np.ndarray]:
@@ -84,13 +124,14 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "auto") -> "Predictor":
+    def load(cls, path: str | Path, backend: str = "auto", threads: int | None = None) -> "Predictor":
         """Load a .h5 / .keras (Keras safe mode, not compiled) or .tflite (LiteRT) model.
 
         backend, for Keras files: "keras" runs the model as saved (traced tf.function); "litert"
         converts it to LiteRT in memory (float32, several times faster at batch 1 on a CPU);
         "auto" (default) converts, checks the converted model against Keras on probe frames, and
-        falls back to Keras, with a log line, if conversion fails or the answers differ."""
+        falls back to Keras, with a log line, if conversion fails or the answers differ.
+        threads: LiteRT interpreter threads (default litert_threads(): every usable core)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         path = Path(path)
@@ -105,9 +146,10 @@ class Predictor:
             keras_predictor = cls.from_keras(model, name=path.name)
             if backend == "keras":
                 return keras_predictor
-            return cls._converted(model, keras_predictor, strict=backend == "litert")
+            return cls._converted(model, keras_predictor, strict=backend == "litert",
+                                  threads=threads)
         if suffix == TFLITE_SUFFIX:
-            return cls.from_tflite(path.read_bytes(), name=path.name)
+            return cls.from_tflite(path.read_bytes(), name=path.name, num_threads=threads)
         raise ModelError(f"{path}: unknown model format {suffix!r} "
                          f"(expected one of {', '.join(KERAS_SUFFIXES + (TFLITE_SUFFIX,))})")
 
@@ -127,14 +169,15 @@ class Predictor:
         return predictor
 
     @classmethod
-    def _converted(cls, model: keras.Model, reference: "Predictor", strict: bool) -> "Predictor":
+    def _converted(cls, model: keras.Model, reference: "Predictor", strict: bool,
+                   threads: int | None = None) -> "Predictor":
         """`model` converted to LiteRT, if it converts and agrees with `reference`; else the
         reference (or ModelError when `strict`)."""
         name = reference.name
         try:
-            with _quiet_stderr():  # the converter and interpreter log a dozen C++ lines
-                content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-                lite = cls.from_tflite(content, name=name)
+            content = to_tflite(model)
+            with _quiet_stderr():  # the interpreter logs its delegate in C++
+                lite = cls.from_tflite(content, name=name, num_threads=threads)
             lite.backend = "keras->litert"
             gap = max(abs(lite(f) - reference(f)) for f in _probe_frames())
         except Exception as e:  # the converter raises many types (ConverterError, ValueError...)
@@ -151,11 +194,12 @@ class Predictor:
     @classmethod
     def from_tflite(cls, content: bytes, name: str = "model.tflite",
                     num_threads: int | None = None) -> "Predictor":
-        """Wrap a LiteRT flatbuffer. int8/uint8-quantised inputs and outputs are (de)quantised here."""
+        """Wrap a LiteRT flatbuffer. int8/uint8-quantised inputs and outputs are (de)quantised here.
+        num_threads: the interpreter's threads (default: litert_threads(), every usable core)."""
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            interpreter = Interpreter(model_content=content, num_threads=num_threads or litert_threads())
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{name}: not a usable LiteRT model: {e}") from None

@@ -142,3 +142,33 @@ def test_keras_file_served_through_litert_by_default(tmp_path, model, frames):
     assert Predictor.load(path, backend="keras").backend == "keras"
     with pytest.raises(ValueError, match="backend must be one of"):
         Predictor.load(path, backend="onnx")
+
+
+def test_one_conversion_path_with_the_serving_batch_of_one(model, frames):
+    # drive.py converts Keras files in memory with to_tflite, the report exports with it: a
+    # fixed batch-1 input, the shape of every call.
+    from ai_edge_litert.interpreter import Interpreter
+
+    from driving.runtime import to_tflite
+
+    float32 = to_tflite(model)
+    interpreter = Interpreter(model_content=float32)
+    assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, *INPUT_SHAPE]
+    assert to_tflite(model) == float32  # deterministic: the served model is the exported one
+    calibration = np.stack([preprocess(f) for f in frames * 4])
+    int8 = Interpreter(model_content=to_tflite(model, "int8", calibration))
+    assert int8.get_input_details()[0]["dtype"] == np.int8
+    with pytest.raises(ValueError, match="calibration"):
+        to_tflite(model, "int8")
+    with pytest.raises(ValueError, match="unknown TFLite kind"):
+        to_tflite(model, "float8")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_interpreter_threads_do_not_change_the_answers(tmp_path, model, frames, threads):
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    predictor = Predictor.load(path, threads=threads)
+    assert predictor.backend == "keras->litert"
+    np.testing.assert_allclose([predictor(f) for f in frames], [expected(model, f) for f in frames],
+                               atol=1e-4)

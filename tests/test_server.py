@@ -324,6 +324,9 @@ def test_binds_loopback_by_default(server):
     from drive import parse_args
     args = parse_args([str(ROOT / "pyproject.toml")])  # any existing file will do for parsing
     assert args.host == "127.0.0.1" and args.port == 4567 and args.speed == 9.0
+    assert args.threads is None  # LiteRT on every core
+    with pytest.raises(SystemExit):
+        parse_args([str(ROOT / "pyproject.toml"), "--threads", "0"])
 
 
 def test_socketio_versions_are_the_pinned_ones():
