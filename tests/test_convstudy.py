@@ -8,6 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
+import driving.quiet  # noqa: F401
+import keras
+
 from driving import convstudy
 from driving.mnist import MnistDataError
 from tests.test_mnist import write_mnist_folder
@@ -81,8 +84,25 @@ def test_compare_on_mnist_writes_five_figures_and_a_table(tmp_path):
     assert results["regular"]["params"] > results["both"]["params"] > results["separable"]["params"]
     assert results["regular"]["flops"] > results["both"]["flops"] > results["separable"]["flops"]
     assert all(len(r["history"]["val_loss"]) == 1 for r in results.values())
+    assert all(0.0 <= r["val_accuracy_recomputed_bn"] <= 1.0 for r in results.values())
     table = (out / "compare.md").read_text()
     assert "MNIST" in table and table.count("\n| ") == 4  # header + three variants
+    assert "BN recomputed" in table
+
+
+def test_recompute_batch_norm_sets_the_statistics_inference_sees():
+    from keras import layers
+
+    inputs = keras.Input((4,))
+    outputs = layers.BatchNormalization()(layers.Dropout(0.5)(inputs))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(3.0, 0.05, (1000, 4)).astype("float32")
+    convstudy.recompute_batch_norm(model, x, batch_size=100)
+    norm, dropout = model.layers[-1], model.layers[1]
+    # With Dropout on, the variance would be ~9 (half the values zeroed, the rest doubled).
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), x.mean(axis=0), atol=2e-3)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_variance), x.var(axis=0), rtol=0.1)
+    assert norm.momentum == 0.99 and dropout.rate == 0.5  # the layers are left as they were
 
 
 def _write_cifar(folder, n=4):
