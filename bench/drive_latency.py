@@ -6,7 +6,8 @@ frames through SimulatorClient one at a time: send telemetry, wait for `steer`, 
 round-trip time per frame is the simulator's frame time. Servers, side by side in one run:
 
 - drive.py with an untrained effnet: the .h5 as served by default (converted to LiteRT in
-  memory), the .tflite, the .h5 on Keras (traced tf.function), and the .h5 on eventlet;
+  memory, every core), the .tflite, the .h5 on one LiteRT thread, the .h5 on Keras (traced
+  tf.function), and the .h5 on eventlet;
 - the classic handler: model.predict per frame on eventlet (with the namespace shim, without which
   python-socketio 5 would not answer the simulator at all).
 
@@ -167,6 +168,7 @@ def main() -> None:
         runs = {
             "drive.py effnet.h5 (default)": (serve + [str(h5)], frames),
             "drive.py effnet.tflite": (serve + [str(tflite)], frames),
+            "drive.py effnet.h5 --threads 1": (serve + [str(h5), "--threads", "1"], frames),
             "drive.py effnet.h5 --backend keras": (serve + [str(h5), "--backend", "keras"], frames),
             "drive.py effnet.h5 --async-mode eventlet": (serve + [str(h5), "--async-mode", "eventlet"],
                                                          frames),
