@@ -17,7 +17,7 @@ import numpy as np
 
 import driving.quiet  # noqa: F401
 from driving import models
-from driving.report import LiteModel, export_tflite, keras_function, time_calls
+from driving.report import export_tflite, keras_function, load_tflite, time_calls
 from driving.runtime import litert_threads
 
 
@@ -40,10 +40,10 @@ def main() -> None:
             predict = keras_function(model)
             path = Path(tmp) / f"{name}.tflite"
             export_tflite(model, path, "float32", frame)
-            lite, lite_1 = LiteModel(path), LiteModel(path, threads=1)
+            lite, lite_1 = load_tflite(path), load_tflite(path, threads=1)
             keras_ms = time_calls(lambda: predict(frame), args.runs)["median_ms"]
-            lite_1_ms = time_calls(lambda: lite_1.invoke(frame), args.runs)["median_ms"]
-            lite_ms = time_calls(lambda: lite.invoke(frame), args.runs)["median_ms"]
+            lite_1_ms = time_calls(lambda: lite_1.run(frame), args.runs)["median_ms"]
+            lite_ms = time_calls(lambda: lite.run(frame), args.runs)["median_ms"]
             models.compile_for_training(model)
             model.train_on_batch(x, y)  # trace once, outside the timing
             start = time.perf_counter()

@@ -350,7 +350,7 @@ def recompute_batch_norm(model: keras.Model, x: np.ndarray, batch_size: int) -> 
     chance while the weights are fine (docs/mnist.md)."""
     norms = [l for l in model.layers if isinstance(l, layers.BatchNormalization)]
     dropouts = [l for l in model.layers if isinstance(l, layers.Dropout)]
-    saved = [(l, l.momentum) for l in norms] + [(l, l.rate) for l in dropouts]
+    momenta, rates = [l.momentum for l in norms], [l.rate for l in dropouts]
     try:
         for layer in dropouts:
             layer.rate = 0.0
@@ -359,11 +359,10 @@ def recompute_batch_norm(model: keras.Model, x: np.ndarray, batch_size: int) -> 
                 layer.momentum = 1.0 - 1.0 / k  # a running mean over the batches seen so far
             model(x[start:start + batch_size], training=True)
     finally:
-        for layer, value in saved:
-            if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = value
-            else:
-                layer.rate = value
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+        for layer, rate in zip(dropouts, rates):
+            layer.rate = rate
 
 
 def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:

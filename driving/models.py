@@ -107,7 +107,7 @@ def effnet_block(x, ch_in: int, ch_out: int, batch_norm: bool = False, dropout: 
 
 
 def dense_head(x, units: tuple[int, ...], dropout: float = 0.5):
-    """The EffNet write-up's head: Dense (he_normal) + LeakyReLU + BN + Dropout 0.5 per layer."""
+    """The EffNet write-up's head: Dense (he_normal) + LeakyReLU + BN + Dropout (0.5 there) per layer."""
     for n in units:
         x = layers.Dense(n, kernel_initializer="he_normal")(x)
         x = layers.LeakyReLU(negative_slope=0.3)(x)

@@ -32,12 +32,11 @@ from tqdm import tqdm
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 import keras
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 
 from driving import models
 from driving.config import AugmentConfig
 from driving.pipeline import build_datasets, frames_from_folders
-from driving.runtime import litert_threads, to_tflite
+from driving.runtime import Predictor, to_tflite
 from driving.train import all_histories, plot_loss_overlay, read_history
 
 # Largest |TFLite - Keras| steering difference accepted per export (steering spans [-1, 1]).
@@ -82,33 +81,10 @@ def keras_function(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: fn(tf.constant(x)).numpy()
 
 
-class LiteModel:
-    """A TFLite model run by LiteRT at batch 1; quantises int8 input/output as the file says."""
-
-    def __init__(self, path: str | Path, threads: int | None = None):
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or litert_threads())
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    def _quantise(self, x: np.ndarray) -> np.ndarray:
-        if self.input["dtype"] == np.int8:
-            scale, zero = self.input["quantization"]
-            return np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-        return x.astype(self.input["dtype"])
-
-    def invoke(self, x: np.ndarray) -> float:
-        """x: one frame [1, 128, 128, 3] float32 -> steering."""
-        self.interpreter.set_tensor(self.input["index"], self._quantise(x))
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])
-        if self.output["dtype"] == np.int8:
-            scale, zero = self.output["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return float(y.reshape(-1)[0])
-
-    def predict(self, frames: np.ndarray) -> np.ndarray:
-        return np.array([self.invoke(frames[i:i + 1]) for i in range(len(frames))], np.float32)
+def load_tflite(path: Path, threads: int | None = None) -> Predictor:
+    """A .tflite file run as drive.py runs it: LiteRT on every core unless `threads` says
+    otherwise, int8 input and output (de)quantised. `.run(x)` takes one preprocessed frame."""
+    return Predictor.from_tflite(path.read_bytes(), name=path.name, num_threads=threads)
 
 
 # --- TFLite export --------------------------------------------------------------------------------
@@ -164,11 +140,11 @@ def measure(folder: Path, name: str, x_val: np.ndarray, y_val: np.ndarray, calib
         for kind, suffix in TFLITE_SUFFIX.items():
             path = folder / f"{name}{suffix}"
             export_tflite(model, path, kind, calibration)
-            lite = LiteModel(path)
-            error = np.abs(lite.predict(x_val) - keras_pred)
+            lite = load_tflite(path)
+            error = np.abs(np.array([lite.run(x_val[i:i + 1]) for i in range(len(x_val))]) - keras_pred)
             row["tflite"][kind] = {
                 "file": path.name, "bytes": path.stat().st_size,
-                "latency": time_calls(lambda: lite.invoke(frame), runs),
+                "latency": time_calls(lambda: lite.run(frame), runs),
                 "max_abs_error": float(error.max()), "mean_abs_error": float(error.mean()),
                 "tolerance": TOLERANCE[kind], "within_tolerance": bool(error.max() <= TOLERANCE[kind])}
     keras.backend.clear_session()

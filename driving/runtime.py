@@ -222,12 +222,16 @@ class Predictor:
 
         return cls(run, name, "litert")
 
+    def run(self, x: np.ndarray) -> float:
+        """One preprocessed input, float32 [1, 128, 128, 3] -> steering: the model alone, what
+        __call__ runs after preprocessing (the report and the benchmarks time this)."""
+        with self._lock:
+            return self._run(x)
+
     def __call__(self, frame_rgb: np.ndarray) -> float:
         """160x320x3 RGB uint8 frame -> steering (about -1..1, positive right)."""
         check_frame(frame_rgb)
-        x = preprocess(frame_rgb)[None]
-        with self._lock:
-            return self._run(x)
+        return self.run(preprocess(frame_rgb)[None])
 
     def __repr__(self) -> str:
         return f"Predictor({self.name!r}, backend={self.backend!r})"
