@@ -24,7 +24,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
+# The linter and the formatter first (settings in pyproject.toml), then the tests.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 # make demo GPU=1: the original full training budget (21 epochs x 128 steps x batch 128).

@@ -40,6 +40,7 @@ SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+) ")
 
 # --- the classic handler, as the original drive.py wrote it ----------------------------------------
 
+
 def classic_server(model_path: str, port: int) -> None:
     """The classic drive.py: eventlet, PIL decode, model.predict per frame, string replies.
     Two changes so it can be measured at all: the namespace shim (python-socketio 5 ignores the
@@ -75,12 +76,14 @@ def classic_server(model_path: str, port: int) -> None:
             sio.emit("manual", {}, to=sid)
 
     listener = eventlet.listen(("127.0.0.1", port))
-    print(f"classic serving {model_path} on http://127.0.0.1:{listener.getsockname()[1]} (eventlet)",
-          flush=True)
+    print(
+        f"classic serving {model_path} on http://127.0.0.1:{listener.getsockname()[1]} (eventlet)", flush=True
+    )
     eventlet.wsgi.server(listener, socketio.WSGIApp(sio), log_output=False)
 
 
 # --- measuring ---------------------------------------------------------------------------------------
+
 
 def render_frames(track: str, count: int) -> list[bytes]:
     from driving.config import SAMPLE_RATE_HZ
@@ -102,6 +105,7 @@ def render_frames(track: str, count: int) -> list[bytes]:
 
 def save_models(folder: Path, frames: list[bytes]) -> tuple[Path, Path]:
     import driving.quiet  # noqa: F401
+
     from driving.models import build, save_atomic
     from driving.preprocess import decode_jpeg, preprocess
     from driving.report import export_tflite
@@ -118,8 +122,7 @@ def drive(command: list[str], frames: list[bytes], label: str) -> np.ndarray:
     """Start a server process, drive `frames` lock-step, stop it; round-trip seconds per frame."""
     from driving.sim.client import SimulatorClient
 
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log: list[str] = []
     try:
         for line in server.stdout:
@@ -148,10 +151,16 @@ def drive(command: list[str], frames: list[bytes], label: str) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=1000, help="frames per drive.py server (default 1000)")
-    parser.add_argument("--classic-frames", type=int, default=300,
-                        help="frames for the classic handler, ~20-200 ms each (default 300)")
+    parser.add_argument(
+        "--classic-frames",
+        type=int,
+        default=300,
+        help="frames for the classic handler, ~20-200 ms each (default 300)",
+    )
     parser.add_argument("--track", default="lake", help="built-in track to render frames from")
     parser.add_argument("--classic-server", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -160,7 +169,8 @@ def main() -> None:
         return classic_server(args.classic_server, args.port)
 
     frames = render_frames(args.track, args.frames)
-    print(f"{len(frames)} frames from track {args.track!r}, JPEG mean {np.mean([len(f) for f in frames]) / 1024:.1f} KB")
+    jpeg_kb = np.mean([len(f) for f in frames]) / 1024
+    print(f"{len(frames)} frames from track {args.track!r}, JPEG mean {jpeg_kb:.1f} KB")
     python, drive_py = sys.executable, str(ROOT / "drive.py")
     with tempfile.TemporaryDirectory() as tmp:
         h5, tflite = save_models(Path(tmp), frames)
@@ -170,10 +180,14 @@ def main() -> None:
             "drive.py effnet.tflite": (serve + [str(tflite)], frames),
             "drive.py effnet.h5 --threads 1": (serve + [str(h5), "--threads", "1"], frames),
             "drive.py effnet.h5 --backend keras": (serve + [str(h5), "--backend", "keras"], frames),
-            "drive.py effnet.h5 --async-mode eventlet": (serve + [str(h5), "--async-mode", "eventlet"],
-                                                         frames),
-            "classic: model.predict, eventlet": ([python, __file__, "--classic-server", str(h5)],
-                                                 frames[:args.classic_frames]),
+            "drive.py effnet.h5 --async-mode eventlet": (
+                serve + [str(h5), "--async-mode", "eventlet"],
+                frames,
+            ),
+            "classic: model.predict, eventlet": (
+                [python, __file__, "--classic-server", str(h5)],
+                frames[: args.classic_frames],
+            ),
         }
         results = {label: drive(command, fs, label) * 1e3 for label, (command, fs) in runs.items()}
 
@@ -181,14 +195,19 @@ def main() -> None:
     print(f"\nround trip per frame, lock-step ({time.strftime('%Y-%m-%d')}):")
     print(f"{'server':42} {'frames':>6} {'median ms':>10} {'p99 ms':>8} {'frames/s':>9} {'vs classic':>10}")
     for label, ms in results.items():
-        print(f"{label:42} {ms.size:6d} {np.median(ms):10.2f} {np.percentile(ms, 99):8.2f} "
-              f"{1e3 / ms.mean():9.1f} {classic / np.median(ms):9.1f}x")
+        print(
+            f"{label:42} {ms.size:6d} {np.median(ms):10.2f} {np.percentile(ms, 99):8.2f} "
+            f"{1e3 / ms.mean():9.1f} {classic / np.median(ms):9.1f}x"
+        )
     print()
     for label in ("drive.py effnet.h5 (default)", "drive.py effnet.tflite"):
         ms = results[label]
-        checks = [f"median {np.median(ms):.2f} ms {'<=' if np.median(ms) <= TARGET_MEDIAN_MS else '>'} {TARGET_MEDIAN_MS}",
-                  f"p99 {np.percentile(ms, 99):.2f} ms {'<=' if np.percentile(ms, 99) <= TARGET_P99_MS else '>'} {TARGET_P99_MS}",
-                  f"{classic / np.median(ms):.1f}x {'>=' if classic / np.median(ms) >= TARGET_SPEEDUP else '<'} {TARGET_SPEEDUP}x classic"]
+        median, p99, speedup = np.median(ms), np.percentile(ms, 99), classic / np.median(ms)
+        checks = [
+            f"median {median:.2f} ms {'<=' if median <= TARGET_MEDIAN_MS else '>'} {TARGET_MEDIAN_MS}",
+            f"p99 {p99:.2f} ms {'<=' if p99 <= TARGET_P99_MS else '>'} {TARGET_P99_MS}",
+            f"{speedup:.1f}x {'>=' if speedup >= TARGET_SPEEDUP else '<'} {TARGET_SPEEDUP}x classic",
+        ]
         print(f"target check, {label}: " + "; ".join(checks))
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+
+import driving.quiet  # noqa: F401
 
 import numpy as np
 
-import driving.quiet  # noqa: F401
 from driving import models
 from driving.report import export_tflite, keras_function, load_tflite, time_calls
 from driving.runtime import litert_threads
@@ -41,9 +43,9 @@ def main() -> None:
             path = Path(tmp) / f"{name}.tflite"
             export_tflite(model, path, "float32", frame)
             lite, lite_1 = load_tflite(path), load_tflite(path, threads=1)
-            keras_ms = time_calls(lambda: predict(frame), args.runs)["median_ms"]
-            lite_1_ms = time_calls(lambda: lite_1.run(frame), args.runs)["median_ms"]
-            lite_ms = time_calls(lambda: lite.run(frame), args.runs)["median_ms"]
+            keras_ms = time_calls(partial(predict, frame), args.runs)["median_ms"]
+            lite_1_ms = time_calls(partial(lite_1.run, frame), args.runs)["median_ms"]
+            lite_ms = time_calls(partial(lite.run, frame), args.runs)["median_ms"]
             models.compile_for_training(model)
             model.train_on_batch(x, y)  # trace once, outside the timing
             start = time.perf_counter()
@@ -54,17 +56,26 @@ def main() -> None:
 
     threads = litert_threads()
     lite_n = f"LiteRT {threads}t ms"
-    print(f"{'model':<12} {'Keras ms':>9} {'LiteRT 1t ms':>13} {lite_n:>13} {'Keras/LiteRT':>13} "
-          f"{'train img/s':>12}")
+    print(
+        f"{'model':<12} {'Keras ms':>9} {'LiteRT 1t ms':>13} {lite_n:>13} {'Keras/LiteRT':>13} "
+        f"{'train img/s':>12}"
+    )
     for name, (keras_ms, lite_1_ms, lite_ms, ips) in results.items():
-        print(f"{name:<12} {keras_ms:>9.2f} {lite_1_ms:>13.2f} {lite_ms:>13.2f} "
-              f"{keras_ms / lite_ms:>12.1f}x {ips:>12.1f}")
+        print(
+            f"{name:<12} {keras_ms:>9.2f} {lite_1_ms:>13.2f} {lite_ms:>13.2f} "
+            f"{keras_ms / lite_ms:>12.1f}x {ips:>12.1f}"
+        )
     if "effnet" in results and "base" in results:
         (ek, _, el, et), (bk, _, bl, bt) = results["effnet"], results["base"]
-        print(f"\neffnet vs base: Keras {bk / ek:.2f}x faster, LiteRT {bl / el:.2f}x faster, "
-              f"training {et / bt:.2f}x the images/s")
-        print(f"target effnet LiteRT ({threads} threads) <= 2 ms: {'met' if el <= 2 else 'NOT met'} ({el:.2f} ms); "
-              f">= 3x faster than base on LiteRT: {'met' if bl / el >= 3 else 'NOT met'} ({bl / el:.2f}x)")
+        print(
+            f"\neffnet vs base: Keras {bk / ek:.2f}x faster, LiteRT {bl / el:.2f}x faster, "
+            f"training {et / bt:.2f}x the images/s"
+        )
+        print(
+            f"target effnet LiteRT ({threads} threads) <= 2 ms: "
+            f"{'met' if el <= 2 else 'NOT met'} ({el:.2f} ms); "
+            f">= 3x faster than base on LiteRT: {'met' if bl / el >= 3 else 'NOT met'} ({bl / el:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

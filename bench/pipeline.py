@@ -24,15 +24,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import driving.quiet  # noqa: F401,E402  (silences TensorFlow's start-up noise)
-from driving.config import (CAMERAS, FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE,  # noqa: E402
-                            SAMPLE_RATE_HZ, AugmentConfig)
-from driving.data import RecordingWriter, load_recordings  # noqa: E402
-from driving.pipeline import build_datasets, steps_per_epoch  # noqa: E402
-from driving.preprocess import preprocess, read_frame  # noqa: E402
+import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 
+from driving.config import CAMERAS, FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE, SAMPLE_RATE_HZ, AugmentConfig
+from driving.data import RecordingWriter, load_recordings
+from driving.pipeline import build_datasets, steps_per_epoch
+from driving.preprocess import preprocess, read_frame
 
 # --- A recording to read ------------------------------------------------------------------------
+
 
 def synthetic_recording(folder: Path, rows: int, seed: int = 0) -> Path:
     """Road scenes with camera noise (JPEGs of realistic size); like a real recording, most rows
@@ -40,31 +40,39 @@ def synthetic_recording(folder: Path, rows: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     h, w = FRAME_HEIGHT, FRAME_WIDTH
     background = np.empty((h, w, 3), np.uint8)
-    background[: h // 2], background[h // 2:] = (120, 170, 230), (70, 140, 60)  # sky, grass
+    background[: h // 2], background[h // 2 :] = (120, 170, 230), (70, 140, 60)  # sky, grass
     noise_up, noise_down = rng.integers(0, 11, (2, h, 2 * w, 3), dtype=np.uint8)
     depth = np.linspace(0, 1, h - h // 2)[:, None]  # 0 at the horizon, 1 at the bottom
     cols = np.arange(w)[None, :]
 
     def scene(offset: float) -> np.ndarray:
         img = background.copy()
-        img[h // 2:][np.abs(cols - (w / 2 + offset * w / 2 * depth)) < 20 + 120 * depth] = (90, 90, 95)
+        img[h // 2 :][np.abs(cols - (w / 2 + offset * w / 2 * depth)) < 20 + 120 * depth] = (90, 90, 95)
         s = int(rng.integers(0, w))  # camera noise, saturating like a sensor's
-        return cv2.subtract(cv2.add(img, noise_up[:, s:s + w]), noise_down[:, s:s + w])
+        return cv2.subtract(cv2.add(img, noise_up[:, s : s + w]), noise_down[:, s : s + w])
 
     t0 = datetime(2016, 12, 1, 13, 30, 48, 287000)
     with RecordingWriter(folder) as rec:
         for i in range(rows):
             steering = 0.0 if rng.random() < 0.6 else float(rng.uniform(-0.6, 0.6))
-            rec.write(t0 + timedelta(seconds=i / SAMPLE_RATE_HZ), scene(steering),
-                      scene(np.clip(steering - 0.3, -1, 1)), scene(np.clip(steering + 0.3, -1, 1)),
-                      steering=steering, throttle=0.3, speed=20.0)
+            rec.write(
+                t0 + timedelta(seconds=i / SAMPLE_RATE_HZ),
+                scene(steering),
+                scene(np.clip(steering - 0.3, -1, 1)),
+                scene(np.clip(steering + 0.3, -1, 1)),
+                steering=steering,
+                throttle=0.3,
+                speed=20.0,
+            )
     return folder
 
 
 # --- The classic generator ----------------------------------------------------------------------
 
-def classic_batches(paths: np.ndarray, steering: np.ndarray, batch_size: int, cfg: AugmentConfig,
-                    seed: int = 0):
+
+def classic_batches(
+    paths: np.ndarray, steering: np.ndarray, batch_size: int, cfg: AugmentConfig, seed: int = 0
+):
     """The per-image generator of the original projects (paths: [rows, 3] in CAMERAS order)."""
     rng = np.random.default_rng(seed)
     offsets = {"center": 0.0, "left": cfg.steering_correction, "right": -cfg.steering_correction}
@@ -85,8 +93,9 @@ def classic_batches(paths: np.ndarray, steering: np.ndarray, batch_size: int, cf
             if cfg.shift:
                 px = rng.uniform(-cfg.shift_max_px, cfg.shift_max_px)
                 angle += px * cfg.shift_steering_per_px
-                image = cv2.warpAffine(image, np.float32([[1, 0, px], [0, 1, 0]]),
-                                       (FRAME_WIDTH, FRAME_HEIGHT))
+                image = cv2.warpAffine(
+                    image, np.float32([[1, 0, px], [0, 1, 0]]), (FRAME_WIDTH, FRAME_HEIGHT)
+                )
             if cfg.shadow:
                 x_top, x_bottom = rng.uniform(0, FRAME_WIDTH, 2)
                 ys, xs = np.mgrid[0:FRAME_HEIGHT, 0:FRAME_WIDTH]
@@ -106,6 +115,7 @@ def classic_batches(paths: np.ndarray, steering: np.ndarray, batch_size: int, cf
 
 # --- Measuring ----------------------------------------------------------------------------------
 
+
 def rate(batches, batch_size: int, seconds: float) -> float:
     """Images per second drawn from an iterator of batches, for at least `seconds`."""
     n, start = 0, time.perf_counter()
@@ -124,8 +134,9 @@ def memory_kib(field: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1000, help="samples in the recording (x3 images)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=8.0, help="how long to time each side")
@@ -142,8 +153,7 @@ def main() -> None:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (the peak) to the current RSS
         rss_before = memory_kib("VmRSS")
         t = time.perf_counter()
-        train, _ = build_datasets(frames, frames.iloc[:0], args.batch_size, cfg,
-                                  cache_dir=args.cache_dir)
+        train, _ = build_datasets(frames, frames.iloc[:0], args.batch_size, cfg, cache_dir=args.cache_dir)
         cached = len(frames) * len(CAMERAS)
         cache_peak_per_frame = (memory_kib("VmHWM") - rss_before) / cached
         batches = iter(train)
@@ -154,17 +164,25 @@ def main() -> None:
         fast = rate(batches, args.batch_size, args.seconds)
 
         paths = frames[list(CAMERAS)].to_numpy()
-        classic = rate(classic_batches(paths, frames["steering"].to_numpy(), args.batch_size, cfg),
-                       args.batch_size, args.seconds)
+        classic = rate(
+            classic_batches(paths, frames["steering"].to_numpy(), args.batch_size, cfg),
+            args.batch_size,
+            args.seconds,
+        )
 
     print(f"first epoch of the pipeline (decode {cached} images once, trace): {first_epoch:.1f} s")
     print(f"{'classic per-image generator':32s} {classic:9,.0f} images/s")
-    print(f"{'driving.pipeline (after epoch 1)':32s} {fast:9,.0f} images/s   "
-          f"{fast / classic:.1f}x the classic generator (target >= 4x)")
+    print(
+        f"{'driving.pipeline (after epoch 1)':32s} {fast:9,.0f} images/s   "
+        f"{fast / classic:.1f}x the classic generator (target >= 4x)"
+    )
     where = "on disk, memory-mapped" if args.cache_dir else "in RAM"
-    print(f"peak memory per cached frame ({where}): {cache_peak_per_frame:.1f} KiB building the "
-          f"cache, {peak_per_frame:.1f} KiB after the first epoch (prefetch buffers and TensorFlow's "
-          f"own memory included); the uint8 crop itself is {np.prod(INPUT_SHAPE) / 1024:.1f} KiB")
+    print(
+        f"peak memory per cached frame ({where}): {cache_peak_per_frame:.1f} KiB building the "
+        f"cache, {peak_per_frame:.1f} KiB after the first epoch (prefetch buffers and TensorFlow's "
+        f"own memory included); the uint8 crop itself is {np.prod(INPUT_SHAPE) / 1024:.1f} KiB"
+    )
+
 
 if __name__ == "__main__":
     main()

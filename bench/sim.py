@@ -24,7 +24,9 @@ TARGET_FPS = 300.0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--track", default="lake")
     parser.add_argument("--frames", type=int, default=600, help="frames per measurement")
     args = parser.parse_args()
@@ -32,8 +34,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     sim = Simulator(builtin_track(args.track), seed=0)
-    print(f"world + cameras built in {time.perf_counter() - t0:.2f} s "
-          f"(texture {sim.world.shape[1]}x{sim.world.shape[0]} px)")
+    print(
+        f"world + cameras built in {time.perf_counter() - t0:.2f} s "
+        f"(texture {sim.world.shape[1]}x{sim.world.shape[0]} px)"
+    )
     expert = Expert(sim.track, seed=0)
     dt = 1 / SAMPLE_RATE_HZ
     samples = args.frames // 3
@@ -45,8 +49,10 @@ def main() -> None:
     t0 = time.perf_counter()
     frames = [sim.cameras[cam].render(*pose) for pose in poses for cam in CAMERAS]
     render_fps = len(frames) / (time.perf_counter() - t0)
-    print(f"render:      {render_fps:7.0f} frames/s  ({render_fps / 3:.0f} samples/s), "
-          f"{render_fps / TARGET_FPS:.2f}x the {TARGET_FPS:.0f} frames/s target")
+    print(
+        f"render:      {render_fps:7.0f} frames/s  ({render_fps / 3:.0f} samples/s), "
+        f"{render_fps / TARGET_FPS:.2f}x the {TARGET_FPS:.0f} frames/s target"
+    )
 
     t0 = time.perf_counter()
     for f in frames:
@@ -59,20 +65,22 @@ def main() -> None:
         t0 = time.perf_counter()
         with RecordingWriter(folder) as writer:
             for i in range(samples):
-                writer.write(start + timedelta(milliseconds=67 * i), *frames[3 * i:3 * i + 3], steering=0.1)
+                writer.write(start + timedelta(milliseconds=67 * i), *frames[3 * i : 3 * i + 3], steering=0.1)
         write_fps = 3 * samples / (time.perf_counter() - t0)
     print(f"JPEG write:  {write_fps:7.0f} frames/s  (RecordingWriter: encode, temp file, rename, CSV row)")
 
     t0 = time.perf_counter()
     sim.reset()
-    for i in range(samples):
+    for _ in range(samples):
         action = expert.act(sim.car, sim.location.s, dt)
         for cam in CAMERAS:
             sim.render(cam)
         sim.step(*action, dt=dt)
     loop = samples / (time.perf_counter() - t0)
-    print(f"expert + physics + render: {loop:.0f} samples/s; with writing, recording runs at "
-          f"about {1 / (1 / loop + 3 / write_fps):.0f} samples/s")
+    print(
+        f"expert + physics + render: {loop:.0f} samples/s; with writing, recording runs at "
+        f"about {1 / (1 / loop + 3 / write_fps):.0f} samples/s"
+    )
 
 
 if __name__ == "__main__":

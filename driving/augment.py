@@ -12,6 +12,7 @@ crop is 128 wide, so shifts are converted here (CROP_PX_PER_FRAME_PX).
 from __future__ import annotations
 
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
 import tensorflow as tf
 
 from driving.config import CAMERAS, FRAME_WIDTH, INPUT_WIDTH, AugmentConfig
@@ -41,8 +42,9 @@ def keep_mask(steering: tf.Tensor, seed: tf.Tensor, threshold: float, keep: floa
     return (tf.abs(steering) >= threshold) | lucky
 
 
-def flip_and_shift(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
-                   ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def flip_and_shift(
+    images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Shift each frame sideways by a whole number of crop pixels, then mirror half of them.
 
     Both only move whole columns, so a single gather does both (far cheaper than two passes).
@@ -56,10 +58,8 @@ def flip_and_shift(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, conf
     px = tf.zeros([batch], tf.int32)
     if config.shift:
         max_px = config.shift_max_px * CROP_PX_PER_FRAME_PX
-        px = tf.cast(tf.round(tf.random.stateless_uniform([batch], shift_seed, -max_px, max_px)),
-                     tf.int32)
-        steering = steering + tf.cast(px, tf.float32) * (config.shift_steering_per_px
-                                                         / CROP_PX_PER_FRAME_PX)
+        px = tf.cast(tf.round(tf.random.stateless_uniform([batch], shift_seed, -max_px, max_px)), tf.int32)
+        steering = steering + tf.cast(px, tf.float32) * (config.shift_steering_per_px / CROP_PX_PER_FRAME_PX)
     flipped = tf.zeros([batch], tf.bool)
     if config.flip:
         flipped = tf.random.stateless_uniform([batch], flip_seed) < FLIP_PROBABILITY
@@ -82,8 +82,7 @@ def shadow(batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tenso
     """Per-pixel light factor, float32 [B, H, W]: the part of each frame on one side of a random
     line from the top edge to the bottom edge keeps only SHADOW_DARKNESS of its light, like the
     shadow of a tree or a pole across the road."""
-    top_seed, bottom_seed, side_seed, dark_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 4))
+    top_seed, bottom_seed, side_seed, dark_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
     w = tf.cast(width, tf.float32)
     x_top = tf.random.stateless_uniform([batch, 1], top_seed, 0.0, w)
     x_bottom = tf.random.stateless_uniform([batch, 1], bottom_seed, 0.0, w)
@@ -96,8 +95,9 @@ def shadow(batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tenso
     return tf.where(tf.equal(left_of_line, left_side), darkness, 1.0)
 
 
-def augment_batch(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor,
-                  config: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor]:
+def augment_batch(
+    images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Apply the switched-on pixel transforms to a uint8 batch of crops -> float32 0..255.
 
     Moving columns happens on uint8 (a quarter of the bytes); all light changes (brightness,
@@ -105,8 +105,7 @@ def augment_batch(images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor,
     once. Camera choice and straight-frame dropping act on rows: see driving.pipeline.
     """
     batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-    move_seed, bright_seed, shadow_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 3))
+    move_seed, bright_seed, shadow_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     light = None
     if config.flip or config.shift:
         images, steering, inside = flip_and_shift(images, steering, move_seed, config)

@@ -39,6 +39,7 @@ class AugmentConfig:
     straight_keep: float = 0.2  # keep 20% of near-straight frames each epoch (drop 80%)
 
     @classmethod
-    def off(cls) -> "AugmentConfig":
-        return cls(side_cameras=False, flip=False, brightness=False, shadow=False, shift=False,
-                   drop_straight=False)
+    def off(cls) -> AugmentConfig:
+        return cls(
+            side_cameras=False, flip=False, brightness=False, shadow=False, shift=False, drop_straight=False
+        )

@@ -18,10 +18,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
 import keras
+import numpy as np
 from keras import layers
 
 from driving.mnist import MnistDataError, load_mnist
@@ -73,8 +73,12 @@ def mobilenet_cost(dk: int, m: int, n: int, df: int) -> dict[str, float]:
     reduction 1/N + 1/DK^2 that their ratio simplifies to."""
     separable = dk * dk * m * df * df + m * n * df * df
     regular = dk * dk * m * n * df * df
-    return {"separable": separable, "regular": regular, "ratio": separable / regular,
-            "reduction_formula": 1 / n + 1 / dk**2}
+    return {
+        "separable": separable,
+        "regular": regular,
+        "ratio": separable / regular,
+        "reduction_formula": 1 / n + 1 / dk**2,
+    }
 
 
 def _keras_counts(input_shape: tuple[int, int, int], *convs: layers.Layer) -> tuple[int, int]:
@@ -96,23 +100,37 @@ def calc() -> dict:
     sps = spatially_separable_cost(h, w, m, k)
     one = regular_cost(h, w, m, 1, k, k)  # the regular conv the spatial pair replaces
     # The article's count gives the second (1 x k) conv m input channels instead of one.
-    article_sps = sps[1] - regular_cost(conv_out(h, k), w, 1, 1, 1, k)[1] \
+    article_sps = (
+        sps[1]
+        - regular_cost(conv_out(h, k), w, 1, 1, 1, k)[1]
         + regular_cost(conv_out(h, k), w, m, 1, 1, k)[1]
+    )
     shape = (h, w, m)
     keras_reg = _keras_counts(shape, layers.Conv2D(n, k, use_bias=False))
     keras_dws = _keras_counts(shape, layers.SeparableConv2D(n, k, use_bias=False))
-    keras_sps = _keras_counts(shape, layers.Conv2D(1, (k, 1), use_bias=False),
-                              layers.Conv2D(1, (1, k), use_bias=False))
+    keras_sps = _keras_counts(
+        shape, layers.Conv2D(1, (k, 1), use_bias=False), layers.Conv2D(1, (1, k), use_bias=False)
+    )
     keras_one = _keras_counts(shape, layers.Conv2D(1, k, use_bias=False))
     df = conv_out(h, k)
     return {
         "input": f"{h}x{w}x{m}, {k}x{k} kernel, valid, {n} outputs (no biases)",
         "regular": {"params": reg[0], "mults": reg[1], "keras": keras_reg},
-        "depthwise_separable": {"params": dws[0], "mults": dws[1], "keras": keras_dws,
-                                "mults_percent_of_regular": 100 * dws[1] / reg[1]},
-        "spatially_separable": {"params": sps[0], "mults": sps[1], "keras": keras_sps,
-                                "regular_params": one[0], "regular_mults": one[1],
-                                "regular_keras": keras_one, "article_mults": article_sps},
+        "depthwise_separable": {
+            "params": dws[0],
+            "mults": dws[1],
+            "keras": keras_dws,
+            "mults_percent_of_regular": 100 * dws[1] / reg[1],
+        },
+        "spatially_separable": {
+            "params": sps[0],
+            "mults": sps[1],
+            "keras": keras_sps,
+            "regular_params": one[0],
+            "regular_mults": one[1],
+            "regular_keras": keras_one,
+            "article_mults": article_sps,
+        },
         "mobilenet": mobilenet_cost(k, m, n, df),
     }
 
@@ -127,20 +145,29 @@ def print_calc(r: dict) -> None:
     print(f"Input {r['input']}\n")
     print(f"{'convolution':34} {'params':>8} {'multiplications':>16}")
     print(f"{'regular 5x5, 256 outputs':34} {reg['params']:>8,} {reg['mults']:>16,}   {check(reg)}")
-    print(f"{'depthwise-separable 5x5 + 1x1':34} {dws['params']:>8,} {dws['mults']:>16,}   "
-          f"{check(dws)}; {dws['mults_percent_of_regular']:.2f}% of the regular multiplications")
-    print(f"\nTo one output channel:")
-    print(f"{'regular 5x5':34} {sps['regular_params']:>8,} {sps['regular_mults']:>16,}   "
-          f"{check(sps, 'regular_params', 'regular_mults', 'regular_keras')}")
-    print(f"{'spatially separable 5x1 then 1x5':34} {sps['params']:>8,} {sps['mults']:>16,}   "
-          f"{check(sps)}")
-    print(f"  One article counts {sps['article_mults']:,} multiplications for this pair by giving "
-          f"the 1x5 conv 3 input channels;\n  the first conv outputs one channel, so the true "
-          f"figure is {sps['mults']:,}.")
-    print(f"\nMobileNet: DK*DK*M*DF*DF + M*N*DF*DF = {mob['separable']:,} against "
-          f"DK*DK*M*N*DF*DF = {mob['regular']:,}")
-    print(f"  ratio {mob['ratio']:.5f} = 1/N + 1/DK^2 = {mob['reduction_formula']:.5f} "
-          f"({100 * mob['ratio']:.2f}%)")
+    print(
+        f"{'depthwise-separable 5x5 + 1x1':34} {dws['params']:>8,} {dws['mults']:>16,}   "
+        f"{check(dws)}; {dws['mults_percent_of_regular']:.2f}% of the regular multiplications"
+    )
+    print("\nTo one output channel:")
+    print(
+        f"{'regular 5x5':34} {sps['regular_params']:>8,} {sps['regular_mults']:>16,}   "
+        f"{check(sps, 'regular_params', 'regular_mults', 'regular_keras')}"
+    )
+    print(f"{'spatially separable 5x1 then 1x5':34} {sps['params']:>8,} {sps['mults']:>16,}   {check(sps)}")
+    print(
+        f"  One article counts {sps['article_mults']:,} multiplications for this pair by giving "
+        f"the 1x5 conv 3 input channels;\n  the first conv outputs one channel, so the true "
+        f"figure is {sps['mults']:,}."
+    )
+    print(
+        f"\nMobileNet: DK*DK*M*DF*DF + M*N*DF*DF = {mob['separable']:,} against "
+        f"DK*DK*M*N*DF*DF = {mob['regular']:,}"
+    )
+    print(
+        f"  ratio {mob['ratio']:.5f} = 1/N + 1/DK^2 = {mob['reduction_formula']:.5f} "
+        f"({100 * mob['ratio']:.2f}%)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,8 +180,10 @@ def conv_layer(kind: str, filters: int) -> list[layers.Layer]:
     return {
         "conv5x5": lambda: [layers.Conv2D(filters, 5, **same)],
         "conv3x3": lambda: [layers.Conv2D(filters, 3, **same)],
-        "conv1x3+conv3x1": lambda: [layers.Conv2D(filters, (1, 3), **same),
-                                    layers.Conv2D(filters, (3, 1), **same)],
+        "conv1x3+conv3x1": lambda: [
+            layers.Conv2D(filters, (1, 3), **same),
+            layers.Conv2D(filters, (3, 1), **same),
+        ],
         "depthwise3x3": lambda: [layers.DepthwiseConv2D(3, **same)],
         "conv1x1": lambda: [layers.Conv2D(filters, 1, **same)],
     }[kind]()
@@ -203,8 +232,14 @@ def devices() -> list[str]:
     return ["/CPU:0"] + (["/GPU:0"] if tf.config.list_physical_devices("GPU") else [])
 
 
-def speed(filters: list[int], size: int, depth: int, batch_size: int, batches: int,
-          kinds: tuple[str, ...] = SPEED_KINDS) -> list[SpeedRow]:
+def speed(
+    filters: list[int],
+    size: int,
+    depth: int,
+    batch_size: int,
+    batches: int,
+    kinds: tuple[str, ...] = SPEED_KINDS,
+) -> list[SpeedRow]:
     from tqdm import tqdm
 
     rng = np.random.default_rng(0)
@@ -213,8 +248,15 @@ def speed(filters: list[int], size: int, depth: int, batch_size: int, batches: i
     for device, kind, f in tqdm(jobs, desc="speed", unit="stack"):
         model = speed_stack(kind, f, size, depth)
         batch = rng.standard_normal((batch_size, size, size, f), dtype=np.float32)
-        rows.append(SpeedRow(device.strip("/").split(":")[0], kind, f, count_macs(model),
-                             time_forward(model, batch, batches, device)))
+        rows.append(
+            SpeedRow(
+                device.strip("/").split(":")[0],
+                kind,
+                f,
+                count_macs(model),
+                time_forward(model, batch, batches, device),
+            )
+        )
     return rows
 
 
@@ -225,38 +267,59 @@ def _ns_per_mac(r: SpeedRow, batch_size: int) -> float:
 def speed_report(rows: list[SpeedRow], out: Path, setup: str, batch_size: int) -> str:
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"Forward time, {setup}", "",
-             "| device | stack | filters | MACs/image | ms/batch | MACs vs conv3x3 | time vs conv3x3 "
-             "| ns per MAC |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Forward time, {setup}",
+        "",
+        "| device | stack | filters | MACs/image | ms/batch | MACs vs conv3x3 | time vs conv3x3 "
+        "| ns per MAC |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     ref = {(r.device, r.filters): r for r in rows if r.kind == "conv3x3"}
     for r in rows:
         base = ref.get((r.device, r.filters))
         mac_ratio = f"{r.macs_per_image / base.macs_per_image:.2f}" if base else "-"
         time_ratio = f"{r.ms_per_batch / base.ms_per_batch:.2f}" if base else "-"
-        lines.append(f"| {r.device} | {r.kind} | {r.filters} | {r.macs_per_image:,} "
-                     f"| {r.ms_per_batch:.2f} | {mac_ratio} | {time_ratio} "
-                     f"| {_ns_per_mac(r, batch_size):.3f} |")
+        lines.append(
+            f"| {r.device} | {r.kind} | {r.filters} | {r.macs_per_image:,} "
+            f"| {r.ms_per_batch:.2f} | {mac_ratio} | {time_ratio} "
+            f"| {_ns_per_mac(r, batch_size):.3f} |"
+        )
     for device in sorted({r.device for r in rows}):
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for kind in dict.fromkeys(r.kind for r in rows):
             pts = [(r.filters, r.ms_per_batch) for r in rows if r.kind == kind and r.device == device]
             ax.plot(*zip(*pts), marker="o", label=kind)
-        ax.set(title=f"Forward time per batch ({device})", xlabel="filters",
-               ylabel="ms per batch (median, log scale)", yscale="log")
+        ax.set(
+            title=f"Forward time per batch ({device})",
+            xlabel="filters",
+            ylabel="ms per batch (median, log scale)",
+            yscale="log",
+        )
         ax.set_xticks(sorted({r.filters for r in rows}))
         ax.grid(alpha=0.3)
         ax.legend()
         fig.savefig(out / f"speed_{device.lower()}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
     # What the numbers show: stacks that need fewer MACs than another stack yet take as long.
-    pairs = sorted(((b.macs_per_image / a.macs_per_image, a, b) for a in rows for b in rows
-                    if a.device == b.device and a.macs_per_image < b.macs_per_image
-                    and a.ms_per_batch >= b.ms_per_batch), key=lambda p: -p[0])
+    pairs = sorted(
+        (
+            (b.macs_per_image / a.macs_per_image, a, b)
+            for a in rows
+            for b in rows
+            if a.device == b.device
+            and a.macs_per_image < b.macs_per_image
+            and a.ms_per_batch >= b.ms_per_batch
+        ),
+        key=lambda p: -p[0],
+    )
     lines.append("")
     lines.append(f"Fewer MACs but no faster ({len(pairs)} pairs; the largest MAC gaps):")
-    lines += [f"- {a.kind} at {a.filters} filters: {ratio:.1f}x fewer MACs than {b.kind} at "
-              f"{b.filters} filters, {a.ms_per_batch:.1f} ms against {b.ms_per_batch:.1f} ms "
-              f"({a.device})" for ratio, a, b in pairs[:5]] or ["- none in this run"]
+    lines += [
+        f"- {a.kind} at {a.filters} filters: {ratio:.1f}x fewer MACs than {b.kind} at "
+        f"{b.filters} filters, {a.ms_per_batch:.1f} ms against {b.ms_per_batch:.1f} ms "
+        f"({a.device})"
+        for ratio, a, b in pairs[:5]
+    ] or ["- none in this run"]
     text = "\n".join(lines) + "\n"
     (out / "speed.md").write_text(text)
     (out / "speed.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
@@ -300,6 +363,7 @@ def compare_model(variant: str, input_shape: tuple[int, int, int], num_classes: 
 
 def load_cifar10(folder: Path) -> dict[str, np.ndarray]:
     """CIFAR-10 'python version' batches (trusted files: the format is pickle)."""
+
     def read(name: str) -> tuple[np.ndarray, np.ndarray]:
         path = folder / name
         try:
@@ -312,8 +376,12 @@ def load_cifar10(folder: Path) -> dict[str, np.ndarray]:
 
     parts = [read(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = read("test_batch")
-    return {"x_train": np.concatenate([p[0] for p in parts]),
-            "y_train": np.concatenate([p[1] for p in parts]), "x_test": x_test, "y_test": y_test}
+    return {
+        "x_train": np.concatenate([p[0] for p in parts]),
+        "y_train": np.concatenate([p[1] for p in parts]),
+        "x_test": x_test,
+        "y_test": y_test,
+    }
 
 
 def compare_data(data_dir: Path | None) -> tuple[dict[str, np.ndarray], str]:
@@ -348,16 +416,16 @@ def recompute_batch_norm(model: keras.Model, x: np.ndarray, batch_size: int) -> 
     a variance of 1; MNIST's first-layer activations vary ~100x less, so after a short run the
     stored statistics are still mostly the initial ones and inference-mode accuracy can sit at
     chance while the weights are fine (docs/mnist.md)."""
-    norms = [l for l in model.layers if isinstance(l, layers.BatchNormalization)]
-    dropouts = [l for l in model.layers if isinstance(l, layers.Dropout)]
-    momenta, rates = [l.momentum for l in norms], [l.rate for l in dropouts]
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    dropouts = [layer for layer in model.layers if isinstance(layer, layers.Dropout)]
+    momenta, rates = [n.momentum for n in norms], [d.rate for d in dropouts]
     try:
         for layer in dropouts:
             layer.rate = 0.0
         for k, start in enumerate(range(0, len(x), batch_size), start=1):
             for layer in norms:
                 layer.momentum = 1.0 - 1.0 / k  # a running mean over the batches seen so far
-            model(x[start:start + batch_size], training=True)
+            model(x[start : start + batch_size], training=True)
     finally:
         for layer, momentum in zip(norms, momenta):
             layer.momentum = momentum
@@ -374,21 +442,34 @@ def compare(data: dict[str, np.ndarray], epochs: int, batch_size: int, seed: int
     for variant in VARIANTS:
         keras.utils.set_random_seed(seed)
         model = compare_model(variant, data["x_train"].shape[1:], 10)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                      loss=keras.losses.CategoricalCrossentropy(),
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.CategoricalCrossentropy(),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
         y, y_val = (keras.utils.to_categorical(data[k], 10) for k in ("y_train", "y_test"))
         print(f"== {variant}: {model.count_params():,} params")
         start = time.perf_counter()
-        history = model.fit(data["x_train"], y, batch_size=batch_size, epochs=epochs,
-                            validation_data=(data["x_test"], y_val),
-                            verbose=1 if sys.stdout.isatty() else 2)
+        history = model.fit(
+            data["x_train"],
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_data=(data["x_test"], y_val),
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
         seconds = time.perf_counter() - start
         recompute_batch_norm(model, data["x_train"], batch_size)
-        results.append(CompareResult(variant, int(model.count_params()), 2 * count_macs(model),
-                                     seconds,
-                                     {k: [float(v) for v in vs] for k, vs in history.history.items()},
-                                     _accuracy(model, data["x_test"], data["y_test"])))
+        results.append(
+            CompareResult(
+                variant,
+                int(model.count_params()),
+                2 * count_macs(model),
+                seconds,
+                {k: [float(v) for v in vs] for k, vs in history.history.items()},
+                _accuracy(model, data["x_test"], data["y_test"]),
+            )
+        )
     return results
 
 
@@ -396,9 +477,11 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
     names = [r.variant for r in results]
-    for key, title, ylabel in (("params", "Parameters", "parameters"),
-                               ("flops", "FLOPs per image", "FLOPs"),
-                               ("train_seconds", "Training time", "seconds")):
+    for key, title, ylabel in (
+        ("params", "Parameters", "parameters"),
+        ("flops", "FLOPs per image", "FLOPs"),
+        ("train_seconds", "Training time", "seconds"),
+    ):
         fig, ax = plt.subplots(figsize=(5, 4))
         values = [getattr(r, key) for r in results]
         bars = ax.bar(names, values, color=["tab:blue", "tab:orange", "tab:green"])
@@ -417,18 +500,26 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
         fig.savefig(out / f"compare_{metric}.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
     ref = results[0]
-    lines = [f"Regular / Both / Separable, {setup}", "",
-             "| variant | params | FLOPs/image | training s | final val loss | best val accuracy "
-             "| final val accuracy, BN recomputed | params vs regular | FLOPs vs regular |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Regular / Both / Separable, {setup}",
+        "",
+        "| variant | params | FLOPs/image | training s | final val loss | best val accuracy "
+        "| final val accuracy, BN recomputed | params vs regular | FLOPs vs regular |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r.variant} | {r.params:,} | {r.flops:,} | {r.train_seconds:.1f} "
-                     f"| {r.history['val_loss'][-1]:.4f} | {max(r.history['val_accuracy']):.4f} "
-                     f"| {r.val_accuracy_recomputed_bn:.4f} "
-                     f"| {r.params / ref.params:.2f} | {r.flops / ref.flops:.2f} |")
-    lines += ["", "Validation accuracy as Keras measures it during training (BatchNorm's moving "
-              "statistics), and after the run with those statistics recomputed over the training "
-              "images: a large gap means the run was too short for the moving statistics to settle."]
+        lines.append(
+            f"| {r.variant} | {r.params:,} | {r.flops:,} | {r.train_seconds:.1f} "
+            f"| {r.history['val_loss'][-1]:.4f} | {max(r.history['val_accuracy']):.4f} "
+            f"| {r.val_accuracy_recomputed_bn:.4f} "
+            f"| {r.params / ref.params:.2f} | {r.flops / ref.flops:.2f} |"
+        )
+    lines += [
+        "",
+        "Validation accuracy as Keras measures it during training (BatchNorm's moving "
+        "statistics), and after the run with those statistics recomputed over the training "
+        "images: a large gap means the run was too short for the moving statistics to settle.",
+    ]
     text = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(text)
     (out / "compare.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
@@ -440,30 +531,49 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m driving.convstudy",
-                                     description="What separable convolutions save: worked "
-                                     "examples (calc), forward timings (speed) and a training "
-                                     "comparison (compare).")
+    parser = argparse.ArgumentParser(
+        prog="python -m driving.convstudy",
+        description="What separable convolutions save: worked "
+        "examples (calc), forward timings (speed) and a training "
+        "comparison (compare).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("calc", help="parameters and multiplications of regular, depthwise- and "
-                       "spatially separable convolutions, checked against Keras")
+    p = sub.add_parser(
+        "calc",
+        help="parameters and multiplications of regular, depthwise- and "
+        "spatially separable convolutions, checked against Keras",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("speed", help="forward time of deep stacks of each convolution kind")
-    p.add_argument("--filters", type=int, nargs="+", default=[8, 16, 32, 64],
-                   help="stack widths to time (default 8 16 32 64)")
+    p.add_argument(
+        "--filters",
+        type=int,
+        nargs="+",
+        default=[8, 16, 32, 64],
+        help="stack widths to time (default 8 16 32 64)",
+    )
     p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
     p.add_argument("--layers", type=int, default=16, help="layers per stack (default 16)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward batch (default 32)")
     p.add_argument("--batches", type=int, default=100, help="timed batches per stack (default 100)")
-    p.add_argument("--kinds", nargs="+", choices=SPEED_KINDS, default=list(SPEED_KINDS),
-                   help="convolution kinds to time (default all)")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=SPEED_KINDS,
+        default=list(SPEED_KINDS),
+        help="convolution kinds to time (default all)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/convstudy)")
-    p = sub.add_parser("compare", help="Regular / Both / Separable: same network, only the "
-                       "convolutions swapped")
+    p = sub.add_parser(
+        "compare", help="Regular / Both / Separable: same network, only the convolutions swapped"
+    )
     p.add_argument("--epochs", type=int, default=10, help="default 10 (the original ran 150 on a GPU)")
     p.add_argument("--batch-size", type=int, default=256, help="default 256, the original's")
-    p.add_argument("--data-dir", type=Path, help="cifar-10-batches-py folder, or MNIST files; "
-                   "default: cached CIFAR-10, else MNIST")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="cifar-10-batches-py folder, or MNIST files; default: cached CIFAR-10, else MNIST",
+    )
     p.add_argument("--subset", type=int, help="use only the first N training and N test images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/convstudy)")
@@ -473,10 +583,11 @@ def main(argv: list[str] | None = None) -> int:
         figures = calc()
         print(json.dumps(figures, indent=2)) if args.json else print_calc(figures)
     elif args.command == "speed":
-        rows = speed(args.filters, args.size, args.layers, args.batch_size, args.batches,
-                     tuple(args.kinds))
-        setup = (f"{args.layers}-layer stacks on {args.size}x{args.size} inputs, batch "
-                 f"{args.batch_size}, median of {args.batches} batches")
+        rows = speed(args.filters, args.size, args.layers, args.batch_size, args.batches, tuple(args.kinds))
+        setup = (
+            f"{args.layers}-layer stacks on {args.size}x{args.size} inputs, batch "
+            f"{args.batch_size}, median of {args.batches} batches"
+        )
         print(speed_report(rows, args.out, setup, args.batch_size))
     else:
         try:
@@ -487,8 +598,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.subset:
             data = {k: v[: args.subset] for k, v in data.items()}
         results = compare(data, args.epochs, args.batch_size, args.seed)
-        setup = (f"{name}, {len(data['x_train'])} training images, {args.epochs} epochs, "
-                 f"Adam 1e-3, batch {args.batch_size}")
+        setup = (
+            f"{name}, {len(data['x_train'])} training images, {args.epochs} epochs, "
+            f"Adam 1e-3, batch {args.batch_size}"
+        )
         print(compare_report(results, args.out, setup))
     return 0
 

@@ -56,7 +56,8 @@ class RecordingWriter:
         self.folder = Path(folder).absolute()
         self.img_dir = self.folder / IMG_DIR
         self.img_dir.mkdir(parents=True, exist_ok=True)
-        self._csv = open(self.folder / CSV_NAME, "a", encoding="utf-8", newline="")
+        # Open for the writer's whole life: one row per sample, flushed at once (see close()).
+        self._csv = open(self.folder / CSV_NAME, "a", encoding="utf-8", newline="")  # noqa: SIM115
         self.rows = 0
 
     def _write_image(self, camera: str, rgb: np.ndarray, when: datetime) -> str:
@@ -66,13 +67,23 @@ class RecordingWriter:
         os.replace(tmp, path)
         return str(path)
 
-    def write(self, when: datetime, center: np.ndarray, left: np.ndarray | None = None,
-              right: np.ndarray | None = None, steering: float = 0.0, throttle: float = 0.0,
-              brake: float = 0.0, speed: float = 0.0) -> None:
+    def write(
+        self,
+        when: datetime,
+        center: np.ndarray,
+        left: np.ndarray | None = None,
+        right: np.ndarray | None = None,
+        steering: float = 0.0,
+        throttle: float = 0.0,
+        brake: float = 0.0,
+        speed: float = 0.0,
+    ) -> None:
         """One sample. Missing side cameras (drive.py records only the center one) leave their
         path empty, as recordings with a center camera only do."""
-        paths = [self._write_image(cam, img, when) if img is not None else ""
-                 for cam, img in zip(CAMERAS, (center, left, right))]
+        paths = [
+            self._write_image(cam, img, when) if img is not None else ""
+            for cam, img in zip(CAMERAS, (center, left, right))
+        ]
         numbers = [csharp_float(v) for v in (steering, throttle, brake, speed)]
         self._csv.write(",".join(paths + numbers) + "\n")
         self._csv.flush()
@@ -84,7 +95,7 @@ class RecordingWriter:
             os.fsync(self._csv.fileno())
             self._csv.close()
 
-    def __enter__(self) -> "RecordingWriter":
+    def __enter__(self) -> RecordingWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -154,15 +165,19 @@ class LoadSummary:
     def __str__(self) -> str:
         reasons = sorted(self.skipped)
         header = ["recording", "read", "used", *reasons]
-        rows = [[name, str(s.read), str(s.used), *(str(s.skipped[r]) for r in reasons)]
-                for name, s in self.recordings.items()]
+        rows = [
+            [name, str(s.read), str(s.used), *(str(s.skipped[r]) for r in reasons)]
+            for name, s in self.recordings.items()
+        ]
         rows.append(["total", str(self.read), str(self.used), *(str(self.skipped[r]) for r in reasons)])
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w)  # noqa: E731
-                                       for i, (c, w) in enumerate(zip(cells, widths)))
+        line = lambda cells: "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
         text = [line(header), line(["-" * w for w in widths]), *map(line, rows)]
-        examples = [f"  {reason}: {msg}" for s in self.recordings.values()
-                    for reason, msg in s.examples.items()]
+        examples = [
+            f"  {reason}: {msg}" for s in self.recordings.values() for reason, msg in s.examples.items()
+        ]
         if examples:
             text += ["", "first skipped row per reason and recording:", *examples]
         return "\n".join(text)
@@ -226,8 +241,9 @@ def _is_header(fields: list[str]) -> bool:
 def _looks_comma_decimal(fields: list[str]) -> bool:
     """More than 7 fields whose numeric tail reads as C# numbers written with a decimal comma."""
     tail = [f.strip() for f in fields[3:]]
-    return len(fields) > len(COLUMNS) and all(t.lstrip("-").replace("E-", "").replace("E+", "")
-                                              .isdigit() for t in tail)
+    return len(fields) > len(COLUMNS) and all(
+        t.lstrip("-").replace("E-", "").replace("E+", "").isdigit() for t in tail
+    )
 
 
 class _RowProblem(Exception):
@@ -238,8 +254,9 @@ class _RowProblem(Exception):
 
 def _parse_row(fields: list[str], recording: Path, check_images: bool) -> dict:
     if len(fields) != len(COLUMNS):
-        raise _RowProblem(WRONG_FIELDS, f"{len(fields)} fields, expected {len(COLUMNS)} "
-                                        f"({','.join(COLUMNS)})")
+        raise _RowProblem(
+            WRONG_FIELDS, f"{len(fields)} fields, expected {len(COLUMNS)} ({','.join(COLUMNS)})"
+        )
     row: dict = {}
     for name, text in zip(NUMBER_COLUMNS, fields[3:]):
         try:
@@ -262,8 +279,9 @@ def _parse_row(fields: list[str], recording: Path, check_images: bool) -> dict:
     return row
 
 
-def read_log(recording: Path, summary: LoadSummary, strict: bool = False,
-             check_images: bool = True) -> list[dict]:
+def read_log(
+    recording: Path, summary: LoadSummary, strict: bool = False, check_images: bool = True
+) -> list[dict]:
     """The usable rows of one recording's driving_log.csv; skipped rows are counted in `summary`
     (or raise RecordingError with `strict`). Comma-decimal rows always raise: a whole recording in
     that format cannot be read without guessing (see docs/data.md)."""
@@ -287,7 +305,8 @@ def read_log(recording: Path, summary: LoadSummary, strict: bool = False,
                 f"look written with a decimal comma ({','.join(f.strip() for f in fields[3:])}), "
                 "as the simulator does on a comma-decimal locale. Such a row cannot be read "
                 "unambiguously (is '0,0,22,1' 0, 0.22 and 1, or 0, 0 and 22.1?): record again on "
-                "a machine set to a point-decimal locale (e.g. English), or convert the file.")
+                "a machine set to a point-decimal locale (e.g. English), or convert the file."
+            )
         try:
             row = _parse_row(fields, recording, check_images)
         except _RowProblem as problem:
@@ -305,7 +324,7 @@ def _add_time(frames: pd.DataFrame) -> pd.DataFrame:
     """Seconds since each recording's first sample, from the file names' timestamps; recordings
     whose names carry none fall back to their row order at the simulator's 15 samples/s."""
     times = frames["center"].map(frame_time)
-    for name, group in frames.groupby("recording", sort=False):
+    for _, group in frames.groupby("recording", sort=False):
         t = times[group.index]
         if t.isna().any():
             t = pd.Series(range(len(group)), index=group.index, dtype=float) / SAMPLE_RATE_HZ
@@ -313,8 +332,9 @@ def _add_time(frames: pd.DataFrame) -> pd.DataFrame:
     return frames
 
 
-def load_recordings(paths: Sequence[str | Path], strict: bool = False,
-                    check_images: bool = True) -> Recordings:
+def load_recordings(
+    paths: Sequence[str | Path], strict: bool = False, check_images: bool = True
+) -> Recordings:
     """Read and validate the recordings at `paths` (see find_recordings) into one table.
 
     Bad rows are skipped and counted by reason in the summary; with `strict` the first one raises
@@ -333,8 +353,9 @@ def load_recordings(paths: Sequence[str | Path], strict: bool = False,
     return Recordings(frames=frames, summary=summary)
 
 
-def drop_broken_images(frames: pd.DataFrame, broken: dict[str, str], summary: LoadSummary | None,
-                       strict: bool = False) -> pd.DataFrame:
+def drop_broken_images(
+    frames: pd.DataFrame, broken: dict[str, str], summary: LoadSummary | None, strict: bool = False
+) -> pd.DataFrame:
     """Drop the rows that use an image in `broken` (path -> why), counting each in `summary` under
     BROKEN_IMAGE; with `strict` the first such row raises RecordingError instead."""
     cameras = frames[list(CAMERAS)]
@@ -349,8 +370,9 @@ def drop_broken_images(frames: pd.DataFrame, broken: dict[str, str], summary: Lo
     return frames[~bad]
 
 
-def check_decodable(frames: pd.DataFrame, summary: LoadSummary | None = None,
-                    strict: bool = False) -> pd.DataFrame:
+def check_decodable(
+    frames: pd.DataFrame, summary: LoadSummary | None = None, strict: bool = False
+) -> pd.DataFrame:
     """Decode every image of `frames` once and drop the rows with an unreadable or truncated JPEG
     (see drop_broken_images). The training pipeline does this while it builds its cache."""
 
@@ -363,14 +385,21 @@ def check_decodable(frames: pd.DataFrame, summary: LoadSummary | None = None,
 
     paths = [p for camera in CAMERAS for p in frames[camera] if p]
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # cv2 decodes without holding the GIL
-        reasons = tqdm(pool.map(why_broken, paths), total=len(paths), unit="img", desc="decoding",
-                       leave=False, disable=None)
+        reasons = tqdm(
+            pool.map(why_broken, paths),
+            total=len(paths),
+            unit="img",
+            desc="decoding",
+            leave=False,
+            disable=None,
+        )
         broken = {p: why for p, why in zip(paths, reasons) if why}
     return drop_broken_images(frames, broken, summary, strict)
 
 
-def split_by_time(frames: pd.DataFrame, val_fraction: float = 0.2, block_seconds: float = 10.0,
-                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_by_time(
+    frames: pd.DataFrame, val_fraction: float = 0.2, block_seconds: float = 10.0, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split into training and validation sets by whole blocks of `block_seconds` of driving.
 
     Neighbouring frames (1/15 s apart) are near duplicates, so a random split by frame would leak
@@ -379,8 +408,7 @@ def split_by_time(frames: pd.DataFrame, val_fraction: float = 0.2, block_seconds
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    keys = pd.MultiIndex.from_arrays([frames["recording"],
-                                      (frames["time"] // block_seconds).astype(int)])
+    keys = pd.MultiIndex.from_arrays([frames["recording"], (frames["time"] // block_seconds).astype(int)])
     sizes = pd.Series(1, index=keys).groupby(level=[0, 1]).size()  # sorted: same order every run
     target, chosen, count = val_fraction * len(frames), [], 0
     for i in np.random.default_rng(seed).permutation(len(sizes)):
@@ -389,13 +417,16 @@ def split_by_time(frames: pd.DataFrame, val_fraction: float = 0.2, block_seconds
         chosen.append(sizes.index[i])
         count += sizes.iloc[i]
     if val_fraction > 0 and count == len(frames):
-        raise ValueError(f"cannot split {len(frames)} frames in {len(sizes)} block(s) of "
-                         f"{block_seconds:g} s: record longer or use shorter blocks")
+        raise ValueError(
+            f"cannot split {len(frames)} frames in {len(sizes)} block(s) of "
+            f"{block_seconds:g} s: record longer or use shorter blocks"
+        )
     is_val = keys.isin(chosen)
     return frames[~is_val], frames[is_val]
 
 
 # --- Command line -------------------------------------------------------------------------------
+
 
 def save_steering_histogram(frames: pd.DataFrame, path: str | Path, bins: int = 51) -> None:
     """PNG histogram of the steering values (log scale: most rows of a real recording are 0)."""
@@ -406,8 +437,12 @@ def save_steering_histogram(frames: pd.DataFrame, path: str | Path, bins: int = 
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(frames["steering"], bins=bins, range=(-1, 1), color="#3465a4")
-    ax.set(xlabel="steering (1 = 25 degrees, positive = right)", ylabel="frames",
-           title=f"Steering over {len(frames)} frames", yscale="log")
+    ax.set(
+        xlabel="steering (1 = 25 degrees, positive = right)",
+        ylabel="frames",
+        title=f"Steering over {len(frames)} frames",
+        yscale="log",
+    )
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name("." + path.stem + ".tmp.png")
@@ -419,21 +454,34 @@ def save_steering_histogram(frames: pd.DataFrame, path: str | Path, bins: int = 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m driving.data",
-        description="Inspect Udacity-simulator recordings (driving_log.csv + IMG/).")
+        description="Inspect Udacity-simulator recordings (driving_log.csv + IMG/).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     summary_cmd = commands.add_parser(
-        "summary", help="validate recordings; print rows read, used and skipped by reason",
+        "summary",
+        help="validate recordings; print rows read, used and skipped by reason",
         description="Read every recording, check each row and decode each image, then print the "
-                    "rows read, used and skipped by reason and write a steering histogram PNG.")
-    summary_cmd.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                             help="recording folders (with driving_log.csv), or folders holding "
-                                  "several anywhere below them")
-    summary_cmd.add_argument("--strict", action="store_true",
-                             help="stop at the first bad row or image instead of skipping it")
-    summary_cmd.add_argument("--hist", default="steering.png", metavar="PNG",
-                             help="where to write the steering histogram (default: %(default)s)")
-    summary_cmd.add_argument("--no-decode", action="store_true",
-                             help="only check that the image files exist; do not decode them")
+        "rows read, used and skipped by reason and write a steering histogram PNG.",
+    )
+    summary_cmd.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="recording folders (with driving_log.csv), or folders holding several anywhere below them",
+    )
+    summary_cmd.add_argument(
+        "--strict", action="store_true", help="stop at the first bad row or image instead of skipping it"
+    )
+    summary_cmd.add_argument(
+        "--hist",
+        default="steering.png",
+        metavar="PNG",
+        help="where to write the steering histogram (default: %(default)s)",
+    )
+    summary_cmd.add_argument(
+        "--no-decode", action="store_true", help="only check that the image files exist; do not decode them"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -449,8 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     straight = (frames["steering"].abs() < 0.01).mean() if len(frames) else 0.0
     seconds = len(frames) / SAMPLE_RATE_HZ
     duration = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
-    print(f"\n{len(frames)} frames ({duration} of driving), {straight:.0%} with |steering| < 0.01; "
-          f"steering histogram: {args.hist}")
+    print(
+        f"\n{len(frames)} frames ({duration} of driving), {straight:.0%} with |steering| < 0.01; "
+        f"steering histogram: {args.hist}"
+    )
     return 0
 
 

@@ -21,14 +21,14 @@ import signal
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
 import keras
+import numpy as np
 from keras import layers
 
 # Generic Keras utilities shared with the steering models (no steering code).
@@ -78,8 +78,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < 4:
         raise MnistDataError(f"{path}: {len(raw)} bytes, too short for an IDX header")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise MnistDataError(f"{path}: bad IDX magic number 0x{raw[:4].hex()} "
-                             "(expected 0x0000TTDD: type byte, number of dimensions)")
+        raise MnistDataError(
+            f"{path}: bad IDX magic number 0x{raw[:4].hex()} "
+            "(expected 0x0000TTDD: type byte, number of dimensions)"
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
@@ -88,8 +90,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise MnistDataError(f"{path}: header says shape {dims} ({expected} bytes of data) "
-                             f"but the file holds {len(raw) - header} bytes after the header")
+        raise MnistDataError(
+            f"{path}: header says shape {dims} ({expected} bytes of data) "
+            f"but the file holds {len(raw) - header} bytes after the header"
+        )
     return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -135,8 +139,10 @@ def read_folder(folder: str | Path) -> dict[str, np.ndarray]:
         paths = {key: _find_idx(folder, names) for key, names in _IDX_NAMES.items()}
         missing = [names[0] for key, names in _IDX_NAMES.items() if paths[key] is None]
         if missing:
-            raise MnistDataError(f"{folder}: no mnist.npz and missing IDX files {missing} "
-                                 "(raw or .gz); `make mnist-data` fetches them into data/mnist/")
+            raise MnistDataError(
+                f"{folder}: no mnist.npz and missing IDX files {missing} "
+                "(raw or .gz); `make mnist-data` fetches them into data/mnist/"
+            )
         arrays = {key: read_idx(path) for key, path in paths.items()}
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     _check(arrays, str(folder))
@@ -154,8 +160,10 @@ def load_mnist(data_dir: str | Path | None = None) -> tuple[dict[str, np.ndarray
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as err:  # no network: say how to get the files instead
-        raise MnistDataError("MNIST not found in data/mnist/ or ~/.keras/datasets and the download "
-                             f"failed ({err}); run `make mnist-data` or pass --data-dir") from err
+        raise MnistDataError(
+            "MNIST not found in data/mnist/ or ~/.keras/datasets and the download "
+            f"failed ({err}); run `make mnist-data` or pass --data-dir"
+        ) from err
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     _check(arrays, "keras.datasets.mnist")
     return arrays, "keras.datasets.mnist"
@@ -169,7 +177,7 @@ class Standardizer:
     std: float
 
     @classmethod
-    def fit(cls, images: np.ndarray) -> "Standardizer":
+    def fit(cls, images: np.ndarray) -> Standardizer:
         x = images.astype(np.float32)
         return cls(mean=float(x.mean()), std=float(x.std()) or 1.0)
 
@@ -190,6 +198,7 @@ def register(name: str, learning_rate: float) -> Callable:
         MODELS[name] = builder
         LEARNING_RATES[name] = learning_rate
         return builder
+
     return add
 
 
@@ -224,8 +233,7 @@ def effnet_block(x, ch_in: int, ch_out: int):
     x = layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, activation="relu")(x)
     x = layers.MaxPooling2D(pool_size=(2, 1), strides=(2, 1))(x)
     x = layers.DepthwiseConv2D((3, 1), padding="same", use_bias=False, activation="relu")(x)
-    x = layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", use_bias=False,
-                      activation="relu")(x)
+    x = layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", use_bias=False, activation="relu")(x)
     return layers.Dropout(0.25)(x)
 
 
@@ -289,8 +297,16 @@ class RunResult:
     history: dict
 
 
-def train_one(name: str, data: dict[str, np.ndarray], out: Path, epochs: int, batch_size: int,
-              val_split: float, seed: int, verbose: int = 2) -> RunResult:
+def train_one(
+    name: str,
+    data: dict[str, np.ndarray],
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    val_split: float,
+    seed: int,
+    verbose: int = 2,
+) -> RunResult:
     """Train one registered model; save NAME.h5 (best epoch) and NAME_history.csv under `out`.
 
     Ctrl-C (or SIGTERM) stops training early; the best epoch so far is still evaluated and saved,
@@ -306,35 +322,51 @@ def train_one(name: str, data: dict[str, np.ndarray], out: Path, epochs: int, ba
         x_val, y_val = x_test, y_test
 
     model = build(name)
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATES[name]),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATES[name]),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
     out.mkdir(parents=True, exist_ok=True)
     h5 = out / f"{name}.h5"
     best = BestByValAccuracy(h5)
     history = keras.callbacks.History()
     try:
-        model.fit(x, y, batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val),
-                  callbacks=[best, history,
-                             keras.callbacks.CSVLogger(str(out / f"{name}_history.csv"))],
-                  verbose=verbose)
+        model.fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_data=(x_val, y_val),
+            callbacks=[best, history, keras.callbacks.CSVLogger(str(out / f"{name}_history.csv"))],
+            verbose=verbose,
+        )
     except KeyboardInterrupt:
         if best.best_weights is None:
             raise
         print(f"\n{name}: interrupted after {len(best.epoch_seconds)} epochs; using the best so far")
     model.set_weights(best.best_weights)
-    test_accuracy = float(model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0,
-                                         return_dict=True)["accuracy"])
+    test_accuracy = float(
+        model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0, return_dict=True)["accuracy"]
+    )
     # Per-epoch lists; an interrupted epoch may have logged training metrics without validation.
     completed = len(best.epoch_seconds)
     curves = {k: [float(v) for v in vs][:completed] for k, vs in history.history.items()}
     return RunResult(
-        model=name, params=int(model.count_params()), trainable_params=count_params(model)[1],
-        macs=count_macs(model), h5_kb=round(h5.stat().st_size / 1024, 1), epochs=completed,
-        epochs_planned=epochs, best_epoch=best.best_epoch, best_val_accuracy=float(best.best_accuracy),
-        test_accuracy=test_accuracy, seconds_per_epoch=float(np.median(best.epoch_seconds)),
+        model=name,
+        params=int(model.count_params()),
+        trainable_params=count_params(model)[1],
+        macs=count_macs(model),
+        h5_kb=round(h5.stat().st_size / 1024, 1),
+        epochs=completed,
+        epochs_planned=epochs,
+        best_epoch=best.best_epoch,
+        best_val_accuracy=float(best.best_accuracy),
+        test_accuracy=test_accuracy,
+        seconds_per_epoch=float(np.median(best.epoch_seconds)),
         learning_rate=LEARNING_RATES[name],
-        history=curves)
+        history=curves,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,8 +386,9 @@ def plot_accuracy(results: list[RunResult], out: Path) -> list[Path]:
         epochs = range(1, len(r.history["accuracy"]) + 1)
         ax.plot(epochs, r.history["accuracy"], label="train")
         ax.plot(epochs, r.history["val_accuracy"], label="validation")
-        ax.set(title=f"MNIST {r.model}: test accuracy {r.test_accuracy:.4f}", xlabel="epoch",
-               ylabel="accuracy")
+        ax.set(
+            title=f"MNIST {r.model}: test accuracy {r.test_accuracy:.4f}", xlabel="epoch", ylabel="accuracy"
+        )
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -364,8 +397,11 @@ def plot_accuracy(results: list[RunResult], out: Path) -> list[Path]:
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results:
-        ax.plot(range(1, len(r.history["val_accuracy"]) + 1), r.history["val_accuracy"],
-                label=f"{r.model} ({r.trainable_params:,} params)")
+        ax.plot(
+            range(1, len(r.history["val_accuracy"]) + 1),
+            r.history["val_accuracy"],
+            label=f"{r.model} ({r.trainable_params:,} params)",
+        )
     ax.set(title="MNIST validation accuracy", xlabel="epoch", ylabel="accuracy")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
@@ -382,10 +418,12 @@ def headline(results: list[RunResult]) -> str | None:
     if not {"baseline", "effnet"} <= by_name.keys():
         return None
     base, eff = by_name["baseline"], by_name["effnet"]
-    return (f"EffNet reaches {100 * eff.test_accuracy / base.test_accuracy:.2f}% of the baseline's "
-            f"accuracy with {100 * eff.trainable_params / base.trainable_params:.2f}% of its "
-            f"parameters and {100 * eff.macs / base.macs:.2f}% of its MACs "
-            f"(published: 98.88% with 46.11%).")
+    return (
+        f"EffNet reaches {100 * eff.test_accuracy / base.test_accuracy:.2f}% of the baseline's "
+        f"accuracy with {100 * eff.trainable_params / base.trainable_params:.2f}% of its "
+        f"parameters and {100 * eff.macs / base.macs:.2f}% of its MACs "
+        f"(published: 98.88% with 46.11%)."
+    )
 
 
 def _epochs_cell(r: RunResult) -> str:
@@ -395,22 +433,27 @@ def _epochs_cell(r: RunResult) -> str:
 
 def results_table(results: list[RunResult]) -> str:
     """Markdown table of our figures beside the published ones."""
-    rows = ["| model | trainable params | .h5 KB | MACs/image | s/epoch | epochs | test accuracy "
-            "| published accuracy (planned epochs) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| model | trainable params | .h5 KB | MACs/image | s/epoch | epochs | test accuracy "
+        "| published accuracy (planned epochs) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         published = PUBLISHED.get(r.model, {}).get("accuracy", {}).get(r.epochs_planned)
-        rows.append(f"| {r.model} | {r.trainable_params:,} | {r.h5_kb:,.1f} | {r.macs:,} "
-                    f"| {r.seconds_per_epoch:.1f} | {_epochs_cell(r)} "
-                    f"| {r.test_accuracy:.4f} | {published if published is not None else '-'} |")
+        rows.append(
+            f"| {r.model} | {r.trainable_params:,} | {r.h5_kb:,.1f} | {r.macs:,} "
+            f"| {r.seconds_per_epoch:.1f} | {_epochs_cell(r)} "
+            f"| {r.test_accuracy:.4f} | {published if published is not None else '-'} |"
+        )
     return "\n".join(rows)
 
 
 def write_report(results: list[RunResult], out: Path, meta: dict) -> Path:
     plot_accuracy(results, out)
     sentence = headline(results)
-    (out / "results.json").write_text(json.dumps(
-        {**meta, "headline": sentence, "results": [asdict(r) for r in results]}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({**meta, "headline": sentence, "results": [asdict(r) for r in results]}, indent=2)
+    )
     text = f"# MNIST: Baseline vs EffNet\n\n{results_table(results)}\n"
     if sentence:
         text += f"\n{sentence}\n"
@@ -443,16 +486,24 @@ def dry_run(as_json: bool) -> None:
     rows = []
     for name in MODELS:
         model = build(name)
-        rows.append({"model": name, "params": int(model.count_params()),
-                     "trainable_params": count_params(model)[1], "macs": count_macs(model),
-                     "learning_rate": LEARNING_RATES[name]})
+        rows.append(
+            {
+                "model": name,
+                "params": int(model.count_params()),
+                "trainable_params": count_params(model)[1],
+                "macs": count_macs(model),
+                "learning_rate": LEARNING_RATES[name],
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     print(f"{'model':10} {'params':>10} {'trainable':>10} {'MACs/image':>12} {'lr':>7}")
     for r in rows:
-        print(f"{r['model']:10} {r['params']:>10,} {r['trainable_params']:>10,} "
-              f"{r['macs']:>12,} {r['learning_rate']:>7g}")
+        print(
+            f"{r['model']:10} {r['params']:>10,} {r['trainable_params']:>10,} "
+            f"{r['macs']:>12,} {r['learning_rate']:>7g}"
+        )
 
 
 def _interrupt(signum, frame):
@@ -463,28 +514,52 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m driving.mnist",
         description="Train the MNIST Baseline and EffNet models with the original protocol and "
-                    "compare them (params, .h5 size, MACs, time per epoch, test accuracy).")
-    parser.add_argument("--dry-run", action="store_true", help="only build the models and print "
-                        "their parameter counts and MACs")
+        "compare them (params, .h5 size, MACs, time per epoch, test accuracy).",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only build the models and print their parameter counts and MACs",
+    )
     parser.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
-    parser.add_argument("--model", action="append", choices=sorted(MODELS),
-                        help="model to train (repeatable; default: all)")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs per model (default 20; "
-                        "the longer EffNet run used 50)")
+    parser.add_argument(
+        "--model", action="append", choices=sorted(MODELS), help="model to train (repeatable; default: all)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="epochs per model (default 20; the longer EffNet run used 50)"
+    )
     parser.add_argument("--batch-size", type=int, default=1000, help="default 1000, the original's")
-    parser.add_argument("--data-dir", type=Path, help="folder with the IDX files (raw or .gz) or "
-                        "mnist.npz; default: data/mnist/, then Keras's cache")
-    parser.add_argument("--subset", type=int, help="use only the first N training and N test "
-                        "images (quick runs and tests)")
-    parser.add_argument("--val-split", type=float, default=0.1, help="fraction of the training "
-                        "images held out to pick the best epoch (default 0.1); 0 selects on the "
-                        "test set as the original did")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder with the IDX files (raw or .gz) or mnist.npz; default: data/mnist/, then Keras's cache",
+    )
+    parser.add_argument(
+        "--subset", type=int, help="use only the first N training and N test images (quick runs and tests)"
+    )
+    parser.add_argument(
+        "--val-split",
+        type=float,
+        default=0.1,
+        help="fraction of the training "
+        "images held out to pick the best epoch (default 0.1); 0 selects on the "
+        "test set as the original did",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--combine", type=Path, nargs="+", metavar="RUN_DIR",
-                        help="no training: merge the results.json of earlier runs (for example "
-                        "one per model, run side by side) into one report under --out")
-    parser.add_argument("--out", type=Path, default=Path("runs/mnist"),
-                        help="output folder for .h5 models, histories, plots and the results table")
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="RUN_DIR",
+        help="no training: merge the results.json of earlier runs (for example "
+        "one per model, run side by side) into one report under --out",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/mnist"),
+        help="output folder for .h5 models, histories, plots and the results table",
+    )
     args = parser.parse_args(argv)
     if args.dry_run:
         dry_run(args.json)
@@ -509,13 +584,29 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.model or list(MODELS):
         print(f"== {name}: {args.epochs} epochs, batch {args.batch_size}, Adam {LEARNING_RATES[name]:g}")
-        results.append(train_one(name, data, args.out, args.epochs, args.batch_size,
-                                 args.val_split, args.seed, verbose=1 if sys.stdout.isatty() else 2))
+        results.append(
+            train_one(
+                name,
+                data,
+                args.out,
+                args.epochs,
+                args.batch_size,
+                args.val_split,
+                args.seed,
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+        )
         if results[-1].epochs < args.epochs:
             break  # interrupted: report what ran
-    meta = {"data": source, "train_images": int(len(data["x_train"])),
-            "test_images": int(len(data["x_test"])), "val_split": args.val_split,
-            "batch_size": args.batch_size, "seed": args.seed, **asdict(standardize)}
+    meta = {
+        "data": source,
+        "train_images": int(len(data["x_train"])),
+        "test_images": int(len(data["x_test"])),
+        "val_split": args.val_split,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        **asdict(standardize),
+    }
     report = write_report(results, args.out, meta)
     print(report.read_text())
     return 0

@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
 import keras
 import numpy as np
 from keras import layers
@@ -33,11 +34,13 @@ MODELS: dict[str, Callable[..., keras.Model]] = {}
 
 def register(name: str) -> Callable:
     """Decorator: add a builder to MODELS under `name`."""
+
     def add(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         if name in MODELS:
             raise ValueError(f"model name {name!r} is registered twice")
         MODELS[name] = builder
         return builder
+
     return add
 
 
@@ -54,6 +57,7 @@ def steering_output(x):
 
 
 # --- base: the original steering CNN ------------------------------------------------------------
+
 
 @register("base")
 def base(input_shape=INPUT_SHAPE) -> keras.Model:
@@ -74,14 +78,16 @@ def base(input_shape=INPUT_SHAPE) -> keras.Model:
 
 # --- EffNet family ------------------------------------------------------------------------------
 
+
 def depthwise_he_normal(channels: int) -> keras.initializers.Initializer:
     """He-normal for a depthwise kernel. Keras derives a depthwise kernel's fan-in from its shape
     (kh, kw, channels, 1) as kh*kw*channels, but each output sees only kh*kw inputs, so its default
     (Glorot) draws weights about sqrt(channels) too small. EffNet stacks ten depthwise layers: with
     the default, the features reaching Flatten were 1e-11 of the input's scale and the model could
     not leave a constant output (docs/models.md). Scaling by `channels` gives 2 / (kh*kw)."""
-    return keras.initializers.VarianceScaling(scale=2.0 * channels, mode="fan_in",
-                                              distribution="truncated_normal")
+    return keras.initializers.VarianceScaling(
+        scale=2.0 * channels, mode="fan_in", distribution="truncated_normal"
+    )
 
 
 def effnet_block(x, ch_in: int, ch_out: int, batch_norm: bool = False, dropout: float = 0.25):
@@ -89,20 +95,25 @@ def effnet_block(x, ch_in: int, ch_out: int, batch_norm: bool = False, dropout: 
     between them, and a (2,1) conv striding along the width, so both axes halve.
     Convolutions carry no bias: they are followed by LeakyReLU (and BN in the -bn variant).
     Every convolution is He-initialised, so the signal keeps its scale through the blocks."""
+
     def act(y):
         y = layers.LeakyReLU(negative_slope=0.3)(y)
         return layers.BatchNormalization()(y) if batch_norm else y
 
     def depthwise(y, kernel):
-        return layers.DepthwiseConv2D(kernel, padding="same", use_bias=False,
-                                      depthwise_initializer=depthwise_he_normal(ch_in))(y)
+        return layers.DepthwiseConv2D(
+            kernel, padding="same", use_bias=False, depthwise_initializer=depthwise_he_normal(ch_in)
+        )(y)
 
     x = act(layers.Conv2D(ch_in, 1, padding="same", kernel_initializer="he_normal", use_bias=False)(x))
     x = act(depthwise(x, (1, 3)))
     x = layers.MaxPooling2D(pool_size=(2, 1), strides=(2, 1))(x)
     x = act(depthwise(x, (3, 1)))
-    x = act(layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", kernel_initializer="he_normal",
-                          use_bias=False)(x))
+    x = act(
+        layers.Conv2D(
+            ch_out, (2, 1), strides=(1, 2), padding="same", kernel_initializer="he_normal", use_bias=False
+        )(x)
+    )
     return layers.Dropout(dropout)(x) if dropout else x
 
 
@@ -116,9 +127,16 @@ def dense_head(x, units: tuple[int, ...], dropout: float = 0.5):
     return x
 
 
-def effnet_family(name: str, input_shape, blocks, head: tuple[int, ...], batch_norm: bool = False,
-                  squeeze: int | None = None, block_dropout: float = 0.25,
-                  head_dropout: float = 0.5) -> keras.Model:
+def effnet_family(
+    name: str,
+    input_shape,
+    blocks,
+    head: tuple[int, ...],
+    batch_norm: bool = False,
+    squeeze: int | None = None,
+    block_dropout: float = 0.25,
+    head_dropout: float = 0.5,
+) -> keras.Model:
     """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
     Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head."""
     inputs = keras.Input(input_shape, name="frame")
@@ -155,8 +173,16 @@ def effnet_bn(input_shape=INPUT_SHAPE) -> keras.Model:
 def effnet_slim(input_shape=INPUT_SHAPE) -> keras.Model:
     """Slimmer EffNet: half-width first block, a 1x1 squeeze to 16 channels before Flatten (keeps
     where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base."""
-    return effnet_family("effnet-slim", input_shape, SLIM_BLOCKS, head=(64,), batch_norm=True,
-                         squeeze=16, block_dropout=0.1, head_dropout=0.1)
+    return effnet_family(
+        "effnet-slim",
+        input_shape,
+        SLIM_BLOCKS,
+        head=(64,),
+        batch_norm=True,
+        squeeze=16,
+        block_dropout=0.1,
+        head_dropout=0.1,
+    )
 
 
 @register("effnet-gap")
@@ -175,6 +201,7 @@ def effnet_gap(input_shape=INPUT_SHAPE) -> keras.Model:
 
 # --- PilotNet: the field's yardstick -----------------------------------------------------------
 
+
 @register("pilotnet")
 def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
     """NVIDIA's PilotNet (Bojarski et al. 2016): 5 convs, Dense 100/50/10. A Resizing layer maps
@@ -185,8 +212,9 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
     # about 0.01, and Adam's first steps on the biases (1e-3 each) switched the whole Dense 10
     # layer off, leaving a constant output (docs/models.md).
     for filters, kernel, stride in [(24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1)]:
-        x = layers.Conv2D(filters, kernel, strides=stride, activation="relu",
-                          kernel_initializer="he_normal")(x)
+        x = layers.Conv2D(filters, kernel, strides=stride, activation="relu", kernel_initializer="he_normal")(
+            x
+        )
     x = layers.Flatten()(x)
     for units in (100, 50, 10):
         x = layers.Dense(units, activation="relu", kernel_initializer="he_normal")(x)
@@ -195,6 +223,7 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
 
 
 # --- counting -----------------------------------------------------------------------------------
+
 
 def count_params(model: keras.Model) -> tuple[int, int]:
     """(total, trainable) parameter counts."""
@@ -236,14 +265,17 @@ def count_macs(model: keras.Model) -> int:
 
 # --- training set-up and files ------------------------------------------------------------------
 
+
 def compile_for_training(model: keras.Model, lr: float = 1e-3, jit_compile: bool = False) -> None:
     """Adam + MSE. The loss is an object, not the string "mse": Keras 3 cannot deserialise the
     string from an .h5 file's training config. XLA is off by default: on CPU its compile time
     (a minute and more here) outweighs what it saves on short runs."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
-                  loss=keras.losses.MeanSquaredError(),
-                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-                  jit_compile=jit_compile)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.MeanSquaredError(),
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+        jit_compile=jit_compile,
+    )
 
 
 def load(path: str | Path, compile: bool = False) -> keras.Model:
@@ -305,6 +337,7 @@ def save_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = 
 
 # --- command line -------------------------------------------------------------------------------
 
+
 def summary_rows() -> list[dict]:
     rows = []
     for name in MODELS:
@@ -319,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m driving.models",
         description="List the registered steering models (parameters, forward MACs per frame), "
-                    "or save an untrained one.")
+        "or save an untrained one.",
+    )
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     sub = parser.add_subparsers(dest="command")
     save = sub.add_parser("save", help="write an untrained model (for smoke tests)")
@@ -339,10 +373,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     base_macs = next(r["macs"] for r in rows if r["model"] == "base")
     base_params = next(r["params"] for r in rows if r["model"] == "base")
-    print(f"{'model':<12} {'params':>10} {'trainable':>10} {'MACs/frame':>13} {'params/base':>12} {'MACs/base':>10}")
+    print(
+        f"{'model':<12} {'params':>10} {'trainable':>10} {'MACs/frame':>13} "
+        f"{'params/base':>12} {'MACs/base':>10}"
+    )
     for r in rows:
-        print(f"{r['model']:<12} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
-              f"{r['params'] / base_params:>12.3f} {r['macs'] / base_macs:>10.3f}")
+        print(
+            f"{r['model']:<12} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
+            f"{r['params'] / base_params:>12.3f} {r['macs'] / base_macs:>10.3f}"
+        )
 
 
 if __name__ == "__main__":

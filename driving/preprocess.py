@@ -50,8 +50,11 @@ def read_frame(path: str | Path) -> np.ndarray:
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     """RGB uint8 -> JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),  # cv2 encodes BGR
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg",
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),  # cv2 encodes BGR
+        [cv2.IMWRITE_JPEG_QUALITY, quality],
+    )
     if not ok:
         raise FrameError("JPEG encoding failed")
     return buf.tobytes()
@@ -60,8 +63,9 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
 def check_frame(rgb: np.ndarray, source: str = "frame") -> None:
     """Raise FrameError unless `rgb` is a 160x320x3 uint8 frame."""
     if rgb.dtype != np.uint8 or rgb.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3):
-        raise FrameError(f"{source}: expected {FRAME_WIDTH}x{FRAME_HEIGHT} RGB uint8, "
-                         f"got shape {rgb.shape} {rgb.dtype}")
+        raise FrameError(
+            f"{source}: expected {FRAME_WIDTH}x{FRAME_HEIGHT} RGB uint8, got shape {rgb.shape} {rgb.dtype}"
+        )
 
 
 def crop_resize(rgb: np.ndarray) -> np.ndarray:

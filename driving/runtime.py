@@ -22,10 +22,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
-
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE
@@ -64,8 +64,7 @@ def litert_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def to_tflite(model: keras.Model, kind: str = "float32", calibration: np.ndarray | None = None
-              ) -> bytes:
+def to_tflite(model: keras.Model, kind: str = "float32", calibration: np.ndarray | None = None) -> bytes:
     """`model` as a LiteRT flatbuffer with a fixed batch-1 input, the shape serving uses: float32,
     float16 weights, or full-integer int8 (int8 input and output, calibrated on `calibration`,
     preprocessed frames float32 [N, 128, 128, 3]). The one conversion path of the project:
@@ -76,16 +75,21 @@ def to_tflite(model: keras.Model, kind: str = "float32", calibration: np.ndarray
         raise ValueError("int8 conversion needs calibration frames")
     with tempfile.TemporaryDirectory() as saved, _quiet_stderr():
         # Via a SavedModel: its variables are frozen into constants, which int8 calibration needs.
-        model.export(saved, format="tf_saved_model", verbose=False,
-                     input_signature=[tf.TensorSpec([1, *INPUT_SHAPE], tf.float32)])
+        model.export(
+            saved,
+            format="tf_saved_model",
+            verbose=False,
+            input_signature=[tf.TensorSpec([1, *INPUT_SHAPE], tf.float32)],
+        )
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         if kind == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
         elif kind == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([calibration[i:i + 1]]
-                                                        for i in range(len(calibration)))
+            converter.representative_dataset = lambda: (
+                [calibration[i : i + 1]] for i in range(len(calibration))
+            )
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
@@ -95,8 +99,9 @@ def to_tflite(model: keras.Model, kind: str = "float32", calibration: np.ndarray
 def _probe_frames() -> list[np.ndarray]:
     """Frames to compare two versions of a model on: a gradient and seeded noise."""
     rng = np.random.default_rng(0)
-    ramp = np.broadcast_to(np.linspace(0, 255, FRAME_WIDTH, dtype=np.uint8)[None, :, None],
-                           (FRAME_HEIGHT, FRAME_WIDTH, 3)).copy()
+    ramp = np.broadcast_to(
+        np.linspace(0, 255, FRAME_WIDTH, dtype=np.uint8)[None, :, None], (FRAME_HEIGHT, FRAME_WIDTH, 3)
+    ).copy()
     return [ramp, rng.integers(0, 256, (FRAME_HEIGHT, FRAME_WIDTH, 3), dtype=np.uint8)]
 
 
@@ -106,8 +111,10 @@ class ModelError(ValueError):
 
 def _check_input_shape(shape, source: str) -> None:
     if tuple(shape[1:]) != INPUT_SHAPE:
-        raise ModelError(f"{source}: model input is {tuple(shape[1:])}, expected {INPUT_SHAPE} "
-                         "(the output of driving.preprocess.preprocess)")
+        raise ModelError(
+            f"{source}: model input is {tuple(shape[1:])}, expected {INPUT_SHAPE} "
+            "(the output of driving.preprocess.preprocess)"
+        )
 
 
 class Predictor:
@@ -124,7 +131,7 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "auto", threads: int | None = None) -> "Predictor":
+    def load(cls, path: str | Path, backend: str = "auto", threads: int | None = None) -> Predictor:
         """Load a .h5 / .keras (Keras safe mode, not compiled) or .tflite (LiteRT) model.
 
         backend, for Keras files: "keras" runs the model as saved (traced tf.function); "litert"
@@ -146,15 +153,16 @@ class Predictor:
             keras_predictor = cls.from_keras(model, name=path.name)
             if backend == "keras":
                 return keras_predictor
-            return cls._converted(model, keras_predictor, strict=backend == "litert",
-                                  threads=threads)
+            return cls._converted(model, keras_predictor, strict=backend == "litert", threads=threads)
         if suffix == TFLITE_SUFFIX:
             return cls.from_tflite(path.read_bytes(), name=path.name, num_threads=threads)
-        raise ModelError(f"{path}: unknown model format {suffix!r} "
-                         f"(expected one of {', '.join(KERAS_SUFFIXES + (TFLITE_SUFFIX,))})")
+        raise ModelError(
+            f"{path}: unknown model format {suffix!r} "
+            f"(expected one of {', '.join(KERAS_SUFFIXES + (TFLITE_SUFFIX,))})"
+        )
 
     @classmethod
-    def from_keras(cls, model: keras.Model, name: str | None = None) -> "Predictor":
+    def from_keras(cls, model: keras.Model, name: str | None = None) -> Predictor:
         """Wrap an in-memory Keras model: traced once for batch 1, no Python layer loop per call."""
         name = name or model.name
         _check_input_shape(model.input_shape, name)
@@ -165,12 +173,15 @@ class Predictor:
             return float(np.asarray(forward(x)).reshape(-1)[0])
 
         predictor = cls(run, name, "keras")
-        predictor(np.zeros((FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8))  # trace now, not on the first real frame
+        predictor(
+            np.zeros((FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+        )  # trace now, not on the first real frame
         return predictor
 
     @classmethod
-    def _converted(cls, model: keras.Model, reference: "Predictor", strict: bool,
-                   threads: int | None = None) -> "Predictor":
+    def _converted(
+        cls, model: keras.Model, reference: Predictor, strict: bool, threads: int | None = None
+    ) -> Predictor:
         """`model` converted to LiteRT, if it converts and agrees with `reference`; else the
         reference (or ModelError when `strict`)."""
         name = reference.name
@@ -192,8 +203,9 @@ class Predictor:
         return reference
 
     @classmethod
-    def from_tflite(cls, content: bytes, name: str = "model.tflite",
-                    num_threads: int | None = None) -> "Predictor":
+    def from_tflite(
+        cls, content: bytes, name: str = "model.tflite", num_threads: int | None = None
+    ) -> Predictor:
         """Wrap a LiteRT flatbuffer. int8/uint8-quantised inputs and outputs are (de)quantised here.
         num_threads: the interpreter's threads (default: litert_threads(), every usable core)."""
         from ai_edge_litert.interpreter import Interpreter

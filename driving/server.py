@@ -57,6 +57,7 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # --- Simulator compatibility ---------------------------------------------------------------------
 
+
 class SimulatorCompatibleServer(socketio.Server):
     """socketio.Server that also serves clients which never join a namespace explicitly.
 
@@ -97,8 +98,7 @@ class _TransportLog(logging.Filter):
             return True
         if record.msg.startswith("%s: Unexpected error"):
             sid, error = record.args
-            reason = (f"a message over the {MAX_MESSAGE_BYTES}-byte limit" if "too large" in error
-                      else error)
+            reason = f"a message over the {MAX_MESSAGE_BYTES}-byte limit" if "too large" in error else error
             record.msg, record.args = "client %s: connection closed: %s", (sid, reason)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             return True
@@ -114,6 +114,7 @@ def _transport_logger() -> logging.Logger:
 
 
 # --- Telemetry -------------------------------------------------------------------------------------
+
 
 class BadTelemetry(ValueError):
     """A telemetry event the server cannot drive from; the message says what was wrong."""
@@ -172,12 +173,16 @@ def parse_telemetry(data, max_image_chars: int = MAX_IMAGE_CHARS) -> Telemetry |
         raise BadTelemetry(f"payload is {type(data).__name__}, not an object")
     if "image" not in data:
         raise BadTelemetry("missing field 'image'")
-    return Telemetry(frame=decode_image(data["image"], max_image_chars),
-                     steering=_number(data, "steering_angle"),
-                     throttle=_number(data, "throttle"), speed=_number(data, "speed"))
+    return Telemetry(
+        frame=decode_image(data["image"], max_image_chars),
+        steering=_number(data, "steering_angle"),
+        throttle=_number(data, "throttle"),
+        speed=_number(data, "speed"),
+    )
 
 
 # --- Throttle ------------------------------------------------------------------------------------
+
 
 @dataclass
 class SpeedController:
@@ -204,6 +209,7 @@ class SpeedController:
 
 
 # --- Status --------------------------------------------------------------------------------------
+
 
 class Stats:
     """Frames answered since the last status line, with their server-side latency."""
@@ -233,13 +239,20 @@ class Stats:
             bad, self.bad = self.bad, 0
         if lat.size == 0 and not bad:
             return None
-        text = (f"{lat.size / interval:5.1f} frames/s  latency median {np.median(lat):5.2f} ms "
+        text = (
+            (
+                f"{lat.size / interval:5.1f} frames/s  latency median {np.median(lat):5.2f} ms "
                 f"p99 {np.percentile(lat, 99):5.2f} ms  steering {self.steering:+.4f}  "
-                f"speed {self.speed:5.2f} mph") if lat.size else "no frames driven"
+                f"speed {self.speed:5.2f} mph"
+            )
+            if lat.size
+            else "no frames driven"
+        )
         return text + (f"  bad frames {bad}" if bad else "")
 
 
 # --- The server ----------------------------------------------------------------------------------
+
 
 @dataclass
 class ClientState:
@@ -272,8 +285,12 @@ class DriveServer:
                 warnings.simplefilter("ignore")
                 import eventlet  # noqa: F401
         self.sio = SimulatorCompatibleServer(
-            async_mode=config.async_mode, async_handlers=False, logger=False,
-            engineio_logger=_transport_logger(), max_http_buffer_size=MAX_MESSAGE_BYTES)
+            async_mode=config.async_mode,
+            async_handlers=False,
+            logger=False,
+            engineio_logger=_transport_logger(),
+            max_http_buffer_size=MAX_MESSAGE_BYTES,
+        )
         self.sio.on_unreadable_packet = self._on_unreadable_packet
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -297,8 +314,9 @@ class DriveServer:
     def _client(self, sid: str) -> ClientState:
         with self._clients_lock:
             if sid not in self.clients:
-                self.clients[sid] = ClientState(SpeedController(
-                    self.config.speed, turn_slowdown=self.config.turn_slowdown))
+                self.clients[sid] = ClientState(
+                    SpeedController(self.config.speed, turn_slowdown=self.config.turn_slowdown)
+                )
             return self.clients[sid]
 
     def _on_connect(self, sid, environ, auth=None):
@@ -313,8 +331,7 @@ class DriveServer:
     def _steer(self, sid: str, steering: float, throttle: float) -> None:
         # STRING values: the simulator reads them with float.Parse(x.str).
         steering, throttle = steering + 0.0, throttle + 0.0  # -0.0 would print as "-0.0000"
-        self.sio.emit("steer", {"steering_angle": f"{steering:.4f}", "throttle": f"{throttle:.4f}"},
-                      to=sid)
+        self.sio.emit("steer", {"steering_angle": f"{steering:.4f}", "throttle": f"{throttle:.4f}"}, to=sid)
 
     def _safe(self, sid: str, reason: str) -> None:
         state = self._client(sid)
@@ -344,8 +361,11 @@ class DriveServer:
             if not math.isfinite(steering):
                 return self._safe(sid, f"model returned {steering}")
             steering = min(max(steering, -1.0), 1.0)
-            throttle = (self.config.throttle if self.config.throttle is not None
-                        else state.controller.update(telemetry.speed, steering))
+            throttle = (
+                self.config.throttle
+                if self.config.throttle is not None
+                else state.controller.update(telemetry.speed, steering)
+            )
             state.steering = steering
             self._steer(sid, steering, throttle)
             self.stats.add(time.perf_counter() - start, steering, telemetry.speed)
@@ -361,16 +381,26 @@ class DriveServer:
             now = max(datetime.now(), self._last_stamp + timedelta(milliseconds=1))
             self._last_stamp = now
             try:
-                self.recorder.write(now, frame, steering=steering, throttle=max(throttle, 0.0),
-                                    brake=max(-throttle, 0.0), speed=speed)
+                self.recorder.write(
+                    now,
+                    frame,
+                    steering=steering,
+                    throttle=max(throttle, 0.0),
+                    brake=max(-throttle, 0.0),
+                    speed=speed,
+                )
             except OSError as e:
                 log.error("recording to %s failed (%s); recording stopped", self.recorder.folder, e)
                 self.recorder = None
 
     def _status_page(self):
-        return jsonify(model=self.predictor.name, backend=self.predictor.backend,
-                       async_mode=self.config.async_mode, clients=len(self.clients),
-                       frames=self.stats.total)
+        return jsonify(
+            model=self.predictor.name,
+            backend=self.predictor.backend,
+            async_mode=self.config.async_mode,
+            clients=len(self.clients),
+            frames=self.stats.total,
+        )
 
     def _status_loop(self) -> None:
         while self._running:
@@ -390,8 +420,7 @@ class DriveServer:
 
             self._listener = eventlet.listen((host, port))
             self._listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sio.start_background_task(eventlet.wsgi.server, self._listener, self.app,
-                                           log_output=False)
+            self.sio.start_background_task(eventlet.wsgi.server, self._listener, self.app, log_output=False)
         else:
             from werkzeug.serving import make_server
 
@@ -399,15 +428,20 @@ class DriveServer:
             self._http = make_server(host, port, self.app, threaded=True)
             self._listener = self._http.socket
             self._listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._thread = threading.Thread(target=self._http.serve_forever, name="drive-server",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._http.serve_forever, name="drive-server", daemon=True)
             self._thread.start()
         self.port = self._listener.getsockname()[1]
         self._running = True
         if self.config.status_interval > 0:
             self.sio.start_background_task(self._status_loop)
-        log.info("serving %s (%s) on http://%s:%d (%s mode)", self.predictor.name,
-                 self.predictor.backend, host, self.port, self.config.async_mode)
+        log.info(
+            "serving %s (%s) on http://%s:%d (%s mode)",
+            self.predictor.name,
+            self.predictor.backend,
+            host,
+            self.port,
+            self.config.async_mode,
+        )
         return self.port
 
     def serve(self, host: str = "127.0.0.1", port: int = 4567) -> None:

@@ -22,28 +22,27 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-from tqdm import tqdm
-
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
 import keras
+import matplotlib.pyplot as plt
+import pandas as pd
 import tensorflow as tf
+from tqdm import tqdm
 
 from driving import models
 from driving.config import AugmentConfig
 from driving.pipeline import build_datasets, frames_from_folders, steps_per_epoch
 
-
 # --- devices --------------------------------------------------------------------------------------
+
 
 def setup_devices(mixed_precision: bool = False) -> None:
     """GPU memory growth on (so a second process can share the GPU); optional mixed float16."""
@@ -69,6 +68,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 # --- callbacks ------------------------------------------------------------------------------------
 
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds `epoch_seconds` (wall time of the epoch, validation included) to the epoch's logs."""
 
@@ -88,8 +88,13 @@ class TqdmProgress(keras.callbacks.Callback):
         self.name, self.epochs, self.steps = name, epochs, steps
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.bar = tqdm(total=self.steps, desc=f"{self.name} {epoch + 1}/{self.epochs}", unit="step",
-                        leave=True, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.steps,
+            desc=f"{self.name} {epoch + 1}/{self.epochs}",
+            unit="step",
+            leave=True,
+            dynamic_ncols=True,
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)
@@ -98,8 +103,9 @@ class TqdmProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        self.bar.set_postfix({k: f"{float(logs[k]):.4f}" for k in ("loss", "val_loss", "val_mae")
-                              if k in logs})
+        self.bar.set_postfix(
+            {k: f"{float(logs[k]):.4f}" for k in ("loss", "val_loss", "val_mae") if k in logs}
+        )
         self.bar.close()
 
 
@@ -122,6 +128,7 @@ class SaveCheckpoints(keras.callbacks.Callback):
 
 
 # --- history and plots ----------------------------------------------------------------------------
+
 
 def read_history(out: Path, name: str) -> pd.DataFrame:
     """The history CSV of model `name` in `out` (empty when it has not been trained there)."""
@@ -170,6 +177,7 @@ def all_histories(out: Path) -> dict[str, pd.DataFrame]:
 
 # --- training -------------------------------------------------------------------------------------
 
+
 @dataclass
 class TrainResult:
     name: str
@@ -181,10 +189,20 @@ class TrainResult:
     stopped_early: bool
 
 
-def train_model(name: str, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, out: Path,
-                epochs: int, steps: int, lr: float = 1e-3, patience: int = 3, resume: bool = False,
-                strategy: tf.distribute.Strategy | None = None, tensorboard: bool = True,
-                progress: bool = True) -> TrainResult:
+def train_model(
+    name: str,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset,
+    out: Path,
+    epochs: int,
+    steps: int,
+    lr: float = 1e-3,
+    patience: int = 3,
+    resume: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
+    tensorboard: bool = True,
+    progress: bool = True,
+) -> TrainResult:
     """Fit one registered model; its files land in `out` (see the module docstring)."""
     strategy = strategy or tf.distribute.get_strategy()
     history = read_history(out, name) if resume else pd.DataFrame()
@@ -206,33 +224,53 @@ def train_model(name: str, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, o
     if len(history):  # carry the patience count across a resume
         early.best = best
         early.wait = len(history) - 1 - int(history["val_loss"].idxmin())
-    callbacks = [EpochTimer(), SaveCheckpoints(out, name, best), early,
-                 keras.callbacks.CSVLogger(str(out / f"{name}.history.csv"), append=resume)]
+    callbacks = [
+        EpochTimer(),
+        SaveCheckpoints(out, name, best),
+        early,
+        keras.callbacks.CSVLogger(str(out / f"{name}.history.csv"), append=resume),
+    ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
     if progress:
         callbacks.append(TqdmProgress(name, epochs, steps))
     if initial_epoch < epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
+        )
 
     history = read_history(out, name)
     (out / f"{name}.history.json").write_text(json.dumps(history.to_dict(orient="list"), indent=1))
     plot_loss(history, name, out / f"{name}.loss.png")
     best_row = history.loc[history["val_loss"].idxmin()]
-    return TrainResult(name=name, params=model.count_params(), epochs=len(history),
-                       best_val_loss=float(best_row["val_loss"]), best_val_mae=float(best_row["val_mae"]),
-                       seconds_per_epoch=float(history["epoch_seconds"].median()),
-                       stopped_early=len(history) < epochs)
+    return TrainResult(
+        name=name,
+        params=model.count_params(),
+        epochs=len(history),
+        best_val_loss=float(best_row["val_loss"]),
+        best_val_mae=float(best_row["val_mae"]),
+        seconds_per_epoch=float(history["epoch_seconds"].median()),
+        stopped_early=len(history) < epochs,
+    )
 
 
 def summary_table(results: Sequence[TrainResult]) -> str:
-    lines = [f"{'model':<12} {'params':>9} {'epochs':>7} {'best val MSE':>13} {'val MAE':>8} "
-             f"{'s/epoch':>8}  note"]
+    lines = [
+        f"{'model':<12} {'params':>9} {'epochs':>7} {'best val MSE':>13} {'val MAE':>8} {'s/epoch':>8}  note"
+    ]
     for r in results:
         note = "stopped early" if r.stopped_early else ""
-        lines.append(f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {r.best_val_loss:>13.5f} "
-                     f"{r.best_val_mae:>8.4f} {r.seconds_per_epoch:>8.1f}  {note}")
+        lines.append(
+            f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {r.best_val_loss:>13.5f} "
+            f"{r.best_val_mae:>8.4f} {r.seconds_per_epoch:>8.1f}  {note}"
+        )
     return "\n".join(lines)
 
 
@@ -240,40 +278,85 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python train.py",
         description="Train steering models on Udacity-simulator recordings. Each model's best-by-"
-                    "validation weights go to OUT/NAME.keras and OUT/NAME.h5, with history, loss "
-                    "plots and TensorBoard logs beside them.",
-        epilog="example: python train.py --data data/track1 --model effnet --model base --epochs 10")
-    parser.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                        help="recording folders (each with driving_log.csv and IMG/), or parents of them")
-    parser.add_argument("--model", action="append", choices=sorted(models.MODELS), metavar="NAME",
-                        help=f"model to train, repeat for several (default effnet); one of "
-                             f"{', '.join(models.MODELS)}")
+        "validation weights go to OUT/NAME.keras and OUT/NAME.h5, with history, loss "
+        "plots and TensorBoard logs beside them.",
+        epilog="example: python train.py --data data/track1 --model effnet --model base --epochs 10",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="recording folders (each with driving_log.csv and IMG/), or parents of them",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        choices=sorted(models.MODELS),
+        metavar="NAME",
+        help=f"model to train, repeat for several (default effnet); one of {', '.join(models.MODELS)}",
+    )
     parser.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
     parser.add_argument("--batch-size", type=int, default=128, help="frames per batch (default 128)")
-    parser.add_argument("--steps-per-epoch", type=int, default=None, metavar="S",
-                        help="batches per epoch (default: one pass over the kept training rows)")
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        metavar="S",
+        help="batches per epoch (default: one pass over the kept training rows)",
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="seed for split, augmentation, weights")
-    parser.add_argument("--val-fraction", type=float, default=0.2,
-                        help="share of time blocks held out for validation (default 0.2)")
-    parser.add_argument("--block-seconds", type=float, default=10.0,
-                        help="the split holds out whole blocks of this many seconds (default 10)")
-    parser.add_argument("--patience", type=int, default=3,
-                        help="stop after this many epochs without a better val loss (default 3)")
-    parser.add_argument("--no-augment", action="store_true",
-                        help="train on center frames as recorded (no side cameras, flips, shifts...)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="keep the decoded frame cache here (memory-mapped, reused by later runs)")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of time blocks held out for validation (default 0.2)",
+    )
+    parser.add_argument(
+        "--block-seconds",
+        type=float,
+        default=10.0,
+        help="the split holds out whole blocks of this many seconds (default 10)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=3,
+        help="stop after this many epochs without a better val loss (default 3)",
+    )
+    parser.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="train on center frames as recorded (no side cameras, flips, shifts...)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep the decoded frame cache here (memory-mapped, reused by later runs)",
+    )
     parser.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue each model from OUT/NAME.last.keras and its history")
-    parser.add_argument("--mixed-precision", action="store_true",
-                        help="float16 compute with float32 weights and output (for GPUs)")
-    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                        help="'mirrored': data-parallel over every GPU (MirroredStrategy)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue each model from OUT/NAME.last.keras and its history"
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 compute with float32 weights and output (for GPUs)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("default", "mirrored"),
+        default="default",
+        help="'mirrored': data-parallel over every GPU (MirroredStrategy)",
+    )
     parser.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logs")
-    parser.add_argument("--report", action="store_true",
-                        help="afterwards, write the slimming report (python -m driving.report)")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="afterwards, write the slimming report (python -m driving.report)",
+    )
     args = parser.parse_args(argv)
     args.model = list(dict.fromkeys(args.model or ["effnet"]))
     for flag in ("epochs", "batch_size"):
@@ -291,28 +374,55 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult]:
     keras.utils.set_random_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    train_df, val_df, summary = frames_from_folders(args.data, val_fraction=args.val_fraction,
-                                                    seed=args.seed, block_seconds=args.block_seconds)
+    train_df, val_df, summary = frames_from_folders(
+        args.data, val_fraction=args.val_fraction, seed=args.seed, block_seconds=args.block_seconds
+    )
     print(summary)
     if len(val_df) == 0:
         raise SystemExit("no validation frames: record more, or raise --val-fraction")
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
-    train_ds, val_ds = build_datasets(train_df, val_df, batch_size=args.batch_size, augment=augment,
-                                      seed=args.seed, cache_dir=args.cache_dir, summary=summary)
+    train_ds, val_ds = build_datasets(
+        train_df,
+        val_df,
+        batch_size=args.batch_size,
+        augment=augment,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        summary=summary,
+    )
     replicas = strategy.num_replicas_in_sync
     if replicas > 1:
         # Replicas must get equal shares of every batch: drop the last < `replicas` val frames.
-        val_ds = (val_ds.unbatch().batch(replicas, drop_remainder=True).unbatch()
-                  .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
+        val_ds = (
+            val_ds.unbatch()
+            .batch(replicas, drop_remainder=True)
+            .unbatch()
+            .batch(args.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
     steps = args.steps_per_epoch or steps_per_epoch(train_df, args.batch_size, augment)
-    print(f"{len(train_df)} training rows, {len(val_df)} validation rows; {steps} steps per epoch "
-          f"of {args.batch_size}; {replicas} replica(s)")
+    print(
+        f"{len(train_df)} training rows, {len(val_df)} validation rows; {steps} steps per epoch "
+        f"of {args.batch_size}; {replicas} replica(s)"
+    )
 
     results = []
     for name in args.model:
-        results.append(train_model(name, train_ds, val_ds, args.out, args.epochs, steps, args.lr,
-                                   args.patience, args.resume, strategy,
-                                   tensorboard=not args.no_tensorboard))
+        results.append(
+            train_model(
+                name,
+                train_ds,
+                val_ds,
+                args.out,
+                args.epochs,
+                steps,
+                args.lr,
+                args.patience,
+                args.resume,
+                strategy,
+                tensorboard=not args.no_tensorboard,
+            )
+        )
         keras.backend.clear_session(free_memory=True)
     plot_loss_overlay(all_histories(args.out), args.out / "loss_overlay.png")
     print("\n" + summary_table(results))
@@ -320,9 +430,21 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult]:
 
     if args.report:
         from driving import report
-        report.main(["--models", str(args.out), "--data", *map(str, args.data),
-                     "--val-fraction", str(args.val_fraction), "--seed", str(args.seed),
-                     "--block-seconds", str(args.block_seconds)])
+
+        report.main(
+            [
+                "--models",
+                str(args.out),
+                "--data",
+                *map(str, args.data),
+                "--val-fraction",
+                str(args.val_fraction),
+                "--seed",
+                str(args.seed),
+                "--block-seconds",
+                str(args.block_seconds),
+            ]
+        )
     return results
 
 

@@ -77,8 +77,13 @@ def overlay(rgb: np.ndarray, steering: float, speed: float) -> np.ndarray:
     return out
 
 
-def recording_to_video(folder: str | Path, out: str | Path | None = None, fps: float = SAMPLE_RATE_HZ,
-                       with_overlay: bool = False, progress: bool = True) -> tuple[Path, int, int]:
+def recording_to_video(
+    folder: str | Path,
+    out: str | Path | None = None,
+    fps: float = SAMPLE_RATE_HZ,
+    with_overlay: bool = False,
+    progress: bool = True,
+) -> tuple[Path, int, int]:
     """MP4 of a recording's center frames in CSV order. Returns (path, frames written, frames
     skipped as unreadable). Raises RecordingError for an unreadable recording, VideoError if the
     written file does not read back frame for frame."""
@@ -89,8 +94,9 @@ def recording_to_video(folder: str | Path, out: str | Path | None = None, fps: f
 
     def frames():
         nonlocal skipped
-        for row in tqdm(rows.itertuples(), total=len(rows), desc=f"video {out.name}", unit="frame",
-                        disable=not progress):
+        for row in tqdm(
+            rows.itertuples(), total=len(rows), desc=f"video {out.name}", unit="frame", disable=not progress
+        ):
             try:
                 rgb = read_frame(row.center)
             except FrameError as e:
@@ -110,12 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m driving.video",
         description="Turn a recording's center-camera frames (in driving_log.csv order) into an MP4.",
-        epilog="example: python -m driving.video runs/lap1 --fps 15   (writes runs/lap1.mp4)")
+        epilog="example: python -m driving.video runs/lap1 --fps 15   (writes runs/lap1.mp4)",
+    )
     parser.add_argument("folder", type=Path, help="recording folder (driving_log.csv + IMG/)")
-    parser.add_argument("--fps", type=float, default=SAMPLE_RATE_HZ,
-                        help=f"frames per second (default {SAMPLE_RATE_HZ}, the simulator's sample rate)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output file (default: the folder's name + .mp4, beside it)")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=SAMPLE_RATE_HZ,
+        help=f"frames per second (default {SAMPLE_RATE_HZ}, the simulator's sample rate)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output file (default: the folder's name + .mp4, beside it)"
+    )
     parser.add_argument("--overlay", action="store_true", help="write steering and speed on each frame")
     args = parser.parse_args(argv)
     if args.fps <= 0:

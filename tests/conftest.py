@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
@@ -22,17 +23,21 @@ def road_frame(offset: float, rng: np.random.Generator | None = None) -> np.ndar
     h, w = FRAME_HEIGHT, FRAME_WIDTH
     img = np.empty((h, w, 3), np.uint8)
     img[: h // 2] = (120, 170, 230)  # sky
-    img[h // 2:] = (70, 140, 60)  # grass
+    img[h // 2 :] = (70, 140, 60)  # grass
     rows = np.arange(h // 2, h)
     t = (rows - h // 2) / (h // 2)  # 0 at horizon, 1 at bottom
     centre = w / 2 + offset * (w / 2) * t
     half = 20 + 120 * t
     cols = np.arange(w)[None, :]
     road = np.abs(cols - centre[:, None]) < half[:, None]
-    img[h // 2:][road] = (90, 90, 95)
+    img[h // 2 :][road] = (90, 90, 95)
     if rng is not None:
         img = np.clip(img.astype(np.int16) + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
     return img
+
+
+def side_frame(offset: float, rng: np.random.Generator, shift: float) -> np.ndarray:
+    return road_frame(np.clip(offset + shift, -1, 1), rng)
 
 
 def write_recording(folder: Path, n: int = 60, seed: int = 0, sides: bool = True) -> Path:
@@ -43,9 +48,17 @@ def write_recording(folder: Path, n: int = 60, seed: int = 0, sides: bool = True
         for i in range(n):
             offset = float(np.sin(i / 7.0 + seed))
             frame = road_frame(offset, rng)
-            side = (lambda d: road_frame(np.clip(offset + d, -1, 1), rng)) if sides else (lambda d: None)
-            rec.write(t0 + timedelta(seconds=i / SAMPLE_RATE_HZ), frame, side(-0.3), side(0.3),
-                      steering=0.5 * offset, throttle=0.3, brake=0.0, speed=9.0)
+            side = partial(side_frame, offset, rng) if sides else (lambda d: None)
+            rec.write(
+                t0 + timedelta(seconds=i / SAMPLE_RATE_HZ),
+                frame,
+                side(-0.3),
+                side(0.3),
+                steering=0.5 * offset,
+                throttle=0.3,
+                brake=0.0,
+                speed=9.0,
+            )
     return folder
 
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import math
 
+import driving.quiet  # noqa: F401
+
+import keras
 import numpy as np
 import pytest
 
-import driving.quiet  # noqa: F401
-import keras
-
+from driving.config import INPUT_SHAPE
 from driving.runtime import Predictor
 from driving.server import DriveConfig, DriveServer, SimulatorCompatibleServer
-from driving.config import INPUT_SHAPE
 from driving.sim.__main__ import main as sim_main
 from driving.sim.client import ProtocolError
 from driving.sim.drive import DriveOptions, drive
@@ -31,8 +31,9 @@ def constant_model(steering: float) -> keras.Model:
     inputs = keras.Input(INPUT_SHAPE)
     x = keras.layers.Conv2D(2, 3, strides=8)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(1, kernel_initializer="zeros",
-                             bias_initializer=keras.initializers.Constant(steering))(x)
+    out = keras.layers.Dense(
+        1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(steering)
+    )(x)
     return keras.Model(inputs, out)
 
 
@@ -40,8 +41,9 @@ class Served:
     """drive.py's server for one model on a free loopback port, in this process."""
 
     def __init__(self, steering: float, **config):
-        self.server = DriveServer(Predictor.from_keras(constant_model(steering)),
-                                  DriveConfig(status_interval=0.0, **config))
+        self.server = DriveServer(
+            Predictor.from_keras(constant_model(steering)), DriveConfig(status_interval=0.0, **config)
+        )
 
     def __enter__(self) -> int:
         return self.server.start("127.0.0.1", 0)
@@ -75,8 +77,7 @@ def test_steering_hard_right_is_intervened_and_put_back_on_the_centre_line(tmp_p
         assert abs(trace.cte[row + 1]) < 0.3  # one frame (0.27 m) after being put back
     assert metrics.completed and metrics.laps >= 0.06
     assert metrics.max_abs_cte_m > LAKE.width / 2
-    assert metrics.autonomy_pct == pytest.approx(autonomy(metrics.interventions, metrics.elapsed_s),
-                                                 abs=0.01)
+    assert metrics.autonomy_pct == pytest.approx(autonomy(metrics.interventions, metrics.elapsed_s), abs=0.01)
     assert metrics.autonomy_pct < 100
     assert set(np.round(trace.steering[1:], 4)) == {1.0}
     assert metrics.steering_rate_rms < 1.0  # constant steering after the first command
@@ -116,17 +117,39 @@ def test_eval_command_writes_report_png_and_video(tmp_path, capsys):
     model = tmp_path / "straight.keras"
     constant_model(0.0).save(model)
     report, video = tmp_path / "run.json", tmp_path / "run.mp4"
-    rc = sim_main(["eval", str(model), "--track", "lake", "--laps", "0.02",
-                   "--report", str(report), "--video", str(video)])
+    rc = sim_main(
+        [
+            "eval",
+            str(model),
+            "--track",
+            "lake",
+            "--laps",
+            "0.02",
+            "--report",
+            str(report),
+            "--video",
+            str(video),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "autonomy" in out and "straight" in out and "lake" in out
     data = json.loads(report.read_text())
     m = data["metrics"]
     assert m["model"] == "straight" and m["track"] == "lake" and m["completed"]
-    for key in ("laps", "distance_m", "elapsed_s", "mean_abs_cte_m", "max_abs_cte_m", "interventions",
-                "autonomy_pct", "mean_speed_mph", "steering_rate_rms", "latency_median_ms",
-                "latency_p99_ms"):
+    for key in (
+        "laps",
+        "distance_m",
+        "elapsed_s",
+        "mean_abs_cte_m",
+        "max_abs_cte_m",
+        "interventions",
+        "autonomy_pct",
+        "mean_speed_mph",
+        "steering_rate_rms",
+        "latency_median_ms",
+        "latency_p99_ms",
+    ):
         assert isinstance(m[key], (int, float)) and math.isfinite(m[key]), key
     assert report.with_suffix(".png").stat().st_size > 10_000
     assert count_frames(video) == m["frames"] - 1  # one per frame sent to the server
@@ -141,8 +164,10 @@ def number_steer_server() -> DriveServer:
     """A real Socket.IO server, simulator-compatible, that replies with JSON numbers."""
     server = DriveServer(Predictor.from_keras(constant_model(0.0)), DriveConfig(status_interval=0.0))
     sio: SimulatorCompatibleServer = server.sio
-    sio.on("telemetry", lambda sid, data=None: sio.emit(
-        "steer", {"steering_angle": 0.1, "throttle": 0.2}, to=sid))
+    sio.on(
+        "telemetry",
+        lambda sid, data=None: sio.emit("steer", {"steering_angle": 0.1, "throttle": 0.2}, to=sid),
+    )
     return server
 
 
@@ -171,16 +196,32 @@ def test_drive_without_a_server_says_so(capsys):
 def test_demo_summary_table_joins_report_and_drives():
     from driving.demo import summary_table
 
-    report = {"models": [
-        {"model": name, "params": params, "h5": h5, "macs": macs, "val_mse": mse,
-         "keras_latency": {"median_ms": lat}, "tflite": {"float32": {"latency": {"median_ms": lat / 3}}}}
-        for name, params, h5, macs, mse, lat in (("effnet", 630_433, 7_700_000, 40.7e6, 0.012, 4.0),
-                                                 ("effnet-slim", 70_625, 900_000, 21e6, 0.015, 3.0))]}
-    drives = {(name, track): {"laps": laps, "interventions": n, "autonomy_pct": a}
-              for name, track, laps, n, a in (("effnet", "lake", 2.0, 0, 100.0),
-                                              ("effnet", "desert", 1.0, 1, 95.5),
-                                              ("effnet-slim", "lake", 2.0, 3, 90.1),
-                                              ("effnet-slim", "desert", 1.0, 0, 100.0))}
+    report = {
+        "models": [
+            {
+                "model": name,
+                "params": params,
+                "h5": h5,
+                "macs": macs,
+                "val_mse": mse,
+                "keras_latency": {"median_ms": lat},
+                "tflite": {"float32": {"latency": {"median_ms": lat / 3}}},
+            }
+            for name, params, h5, macs, mse, lat in (
+                ("effnet", 630_433, 7_700_000, 40.7e6, 0.012, 4.0),
+                ("effnet-slim", 70_625, 900_000, 21e6, 0.015, 3.0),
+            )
+        ]
+    }
+    drives = {
+        (name, track): {"laps": laps, "interventions": n, "autonomy_pct": a}
+        for name, track, laps, n, a in (
+            ("effnet", "lake", 2.0, 0, 100.0),
+            ("effnet", "desert", 1.0, 1, 95.5),
+            ("effnet-slim", "lake", 2.0, 3, 90.1),
+            ("effnet-slim", "desert", 1.0, 0, 100.0),
+        )
+    }
     table = summary_table(report, drives, ["effnet", "effnet-slim"], "lake", "desert").splitlines()
     assert len(table) == 4 and "lake (trained)" in table[0] and "desert (unseen)" in table[0]
     assert table[2].split(" | ")[1:3] == ["630,433", "7,520"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import pickle
 
+import driving.quiet  # noqa: F401
+
+import keras
 import numpy as np
 import pytest
-
-import driving.quiet  # noqa: F401
-import keras
 
 from driving import convstudy
 from driving.mnist import MnistDataError
@@ -43,9 +43,11 @@ def test_cost_formulas_match_keras_on_other_shapes():
 
     for h, m, n, k in ((9, 4, 7, 3), (16, 1, 5, 5)):
         assert convstudy.regular_cost(h, h, m, n, k, k) == convstudy._keras_counts(
-            (h, h, m), layers.Conv2D(n, k, use_bias=False))
+            (h, h, m), layers.Conv2D(n, k, use_bias=False)
+        )
         assert convstudy.depthwise_separable_cost(h, h, m, n, k) == convstudy._keras_counts(
-            (h, h, m), layers.SeparableConv2D(n, k, use_bias=False))
+            (h, h, m), layers.SeparableConv2D(n, k, use_bias=False)
+        )
 
 
 def test_calc_cli_states_the_true_figure(capsys):
@@ -58,8 +60,27 @@ def test_calc_cli_states_the_true_figure(capsys):
 
 def test_speed_writes_table_and_plot(tmp_path):
     out = tmp_path / "speed"
-    assert convstudy.main(["speed", "--filters", "4", "8", "--size", "8", "--layers", "2",
-                           "--batch-size", "2", "--batches", "2", "--out", str(out)]) == 0
+    assert (
+        convstudy.main(
+            [
+                "speed",
+                "--filters",
+                "4",
+                "8",
+                "--size",
+                "8",
+                "--layers",
+                "2",
+                "--batch-size",
+                "2",
+                "--batches",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "speed.json").read_text())
     assert len(rows) == 5 * 2 * len(convstudy.devices())
     by = {(r["kind"], r["filters"]): r for r in rows if r["device"] == "CPU"}
@@ -75,8 +96,22 @@ def test_speed_writes_table_and_plot(tmp_path):
 def test_compare_on_mnist_writes_five_figures_and_a_table(tmp_path):
     write_mnist_folder(tmp_path / "data", 256, 64)
     out = tmp_path / "compare"
-    assert convstudy.main(["compare", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
-                           "--batch-size", "128", "--out", str(out)]) == 0
+    assert (
+        convstudy.main(
+            [
+                "compare",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "128",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     for name in ("params", "flops", "train_seconds", "val_loss", "val_accuracy"):
         assert (out / f"compare_{name}.png").read_bytes()[:8] == PNG
     results = {r["variant"]: r for r in json.loads((out / "compare.json").read_text())}
@@ -109,8 +144,10 @@ def _write_cifar(folder, n=4):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"labels": list(rng.integers(0, 10, n))}
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, n)),
+        }
         (folder / name).write_bytes(pickle.dumps(batch))
 
 

@@ -41,8 +41,11 @@ def test_header_relative_paths_and_leading_spaces(small):
     lines = ["center,left,right,steering,throttle,brake,speed"]
     for line in csv_lines(small):
         fields = line.split(",")
-        lines.append(",".join(f" IMG/{Path(p).name}" if i else f"IMG/{Path(p).name}"
-                              for i, p in enumerate(fields[:3])) + "," + ",".join(fields[3:]))
+        lines.append(
+            ",".join(f" IMG/{Path(p).name}" if i else f"IMG/{Path(p).name}" for i, p in enumerate(fields[:3]))
+            + ","
+            + ",".join(fields[3:])
+        )
     rewrite(small, lines)
     after = data.load_recordings([small]).frames
     assert list(after["center"]) == list(before["center"])
@@ -54,14 +57,18 @@ def test_windows_paths_found_in_the_moved_recordings_own_img(small, tmp_path):
     lines = []
     for line in csv_lines(small):
         fields = line.split(",")
-        lines.append(",".join(rf"C:\Users\someone\Desktop\rec\IMG\{Path(p).name}"
-                              for p in fields[:3]) + "," + ",".join(fields[3:]))
+        lines.append(
+            ",".join(rf"C:\Users\someone\Desktop\rec\IMG\{Path(p).name}" for p in fields[:3])
+            + ","
+            + ",".join(fields[3:])
+        )
     rewrite(small, lines)
     moved = shutil.move(small, tmp_path / "elsewhere")
     frames = data.load_recordings([moved]).frames
     assert len(frames) == 8
-    assert all(Path(p).parent == Path(moved).absolute() / "IMG" and Path(p).is_file()
-               for p in frames["center"])
+    assert all(
+        Path(p).parent == Path(moved).absolute() / "IMG" and Path(p).is_file() for p in frames["center"]
+    )
 
 
 def test_center_only_recordings_leave_side_paths_empty(tmp_path):
@@ -162,7 +169,7 @@ def test_split_is_by_contiguous_time_blocks_disjoint_and_seeded(tmp_path):
     write_recording(tmp_path / "r" / "b", n=60, seed=1, sides=False)
     frames = data.load_recordings([tmp_path / "r"]).frames
     train, val = data.split_by_time(frames, val_fraction=0.25, block_seconds=1.0, seed=3)
-    key = lambda df: set(zip(df["recording"], df["row"]))  # noqa: E731
+    key = lambda df: set(zip(df["recording"], df["row"]))
     assert not key(train) & key(val) and key(train) | key(val) == key(frames)
     assert 0.25 <= len(val) / len(frames) < 0.25 + 15 / len(frames)  # at most one block over
     for _, block in val.groupby(["recording", val["time"] // 1.0]):

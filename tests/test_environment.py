@@ -46,8 +46,10 @@ def test_environment_yml_lists_exactly_what_pyproject_lists():
     assert len(pip) == len(set(pip)), "environment.yml lists a package twice"
     in_yml = {normalise(r) for r in pip}
     in_pyproject = pyproject_requirements()
-    assert in_yml == in_pyproject, (f"only in pyproject.toml: {sorted(in_pyproject - in_yml)}; "
-                                    f"only in environment.yml: {sorted(in_yml - in_pyproject)}")
+    assert in_yml == in_pyproject, (
+        f"only in pyproject.toml: {sorted(in_pyproject - in_yml)}; "
+        f"only in environment.yml: {sorted(in_yml - in_pyproject)}"
+    )
 
 
 def test_environment_yml_python_fits_requires_python():
@@ -58,5 +60,5 @@ def test_environment_yml_python_fits_requires_python():
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     low = re.search(r">=\s*(\d+)\.(\d+)", requires).groups()
     high = re.search(r"<\s*(\d+)\.(\d+)", requires).groups()
-    as_tuple = lambda v: tuple(map(int, v))  # noqa: E731
+    as_tuple = lambda v: tuple(map(int, v))
     assert as_tuple(low) <= as_tuple(version) < as_tuple(high)

@@ -14,8 +14,12 @@ from driving import mnist
 from driving.mnist import MnistDataError
 from driving.models import count_params
 
-IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -31,12 +35,13 @@ def tiny_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
     for img, label in zip(images, labels):
         r, c = divmod(int(label), 4)
-        img[r * 7:(r + 1) * 7, c * 7:(c + 1) * 7] = 255
+        img[r * 7 : (r + 1) * 7, c * 7 : (c + 1) * 7] = 255
     return images, labels
 
 
-def write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 100,
-                       gz: bool = False) -> dict[str, np.ndarray]:
+def write_mnist_folder(
+    folder: Path, n_train: int = 200, n_test: int = 100, gz: bool = False
+) -> dict[str, np.ndarray]:
     """The four original MNIST IDX files, tiny, raw or gzipped."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays = dict(zip(("x_train", "y_train"), tiny_digits(n_train, 0)))
@@ -161,8 +166,12 @@ def test_one_epoch_run_writes_models_table_and_plots(tmp_path, capsys):
 
     write_mnist_folder(tmp_path / "data", 300, 100, gz=True)
     out = tmp_path / "run"
-    assert mnist.main(["--data-dir", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "100",
-                       "--out", str(out)]) == 0
+    assert (
+        mnist.main(
+            ["--data-dir", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "100", "--out", str(out)]
+        )
+        == 0
+    )
     for name in ("accuracy.png", "baseline_accuracy.png", "effnet_accuracy.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "results.json").read_text())

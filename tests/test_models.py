@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import numpy as np
-import pytest
 
 import driving.quiet  # noqa: F401
+
 import keras
+import numpy as np
+import pytest
 from keras import layers
 
 from driving import models
@@ -17,7 +18,7 @@ def test_base_and_effnet_have_the_original_parameter_counts():
     assert models.count_params(models.build("base")) == (865_921, 865_921)
     assert models.count_params(models.build("effnet")) == (630_433, 629_537)
     # The Flatten->Dense 256 layer of effnet holds 524,544 weights, as the write-up says.
-    dense = [l for l in models.build("effnet").layers if isinstance(l, layers.Dense)][0]
+    dense = next(layer for layer in models.build("effnet").layers if isinstance(layer, layers.Dense))
     assert dense.count_params() == 524_544
 
 
@@ -36,7 +37,7 @@ def test_every_model_maps_a_batch_of_frames_to_one_steering_value():
         y = model(x, training=False)
         assert tuple(y.shape) == (2, 1), name
         assert np.all(np.isfinite(keras.ops.convert_to_numpy(y))), name
-        assert not any(type(l).__name__ == "Lambda" for l in model.layers), name
+        assert not any(type(layer).__name__ == "Lambda" for layer in model.layers), name
 
 
 def test_features_reaching_the_steering_output_keep_their_scale_at_initialisation():
@@ -55,11 +56,11 @@ def test_features_reaching_the_steering_output_keep_their_scale_at_initialisatio
 
 def test_count_macs_matches_hand_counts():
     inputs = keras.Input((8, 8, 3))
-    x = layers.Conv2D(4, 3, padding="same")(inputs)           # 64 px * 9 * 3 * 4 = 6912
-    x = layers.DepthwiseConv2D((1, 3), padding="same")(x)      # 64 px * 3 * 4 = 768
+    x = layers.Conv2D(4, 3, padding="same")(inputs)  # 64 px * 9 * 3 * 4 = 6912
+    x = layers.DepthwiseConv2D((1, 3), padding="same")(x)  # 64 px * 3 * 4 = 768
     x = layers.Conv2D(2, (2, 1), strides=(1, 2), padding="same")(x)  # 32 px * 2 * 4 * 2 = 512
     x = layers.Flatten()(x)
-    outputs = layers.Dense(5)(x)                               # 64 * 5 = 320
+    outputs = layers.Dense(5)(x)  # 64 * 5 = 320
     assert models.count_macs(keras.Model(inputs, outputs)) == 6912 + 768 + 512 + 320
 
 

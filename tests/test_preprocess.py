@@ -8,7 +8,7 @@ from tests.conftest import road_frame
 def test_preprocess_shape_range_dtype():
     x = pp.preprocess(road_frame(0.3))
     assert x.shape == (128, 128, 3) and x.dtype == np.float32
-    assert -0.5 <= x.min() and x.max() <= 0.5
+    assert x.min() >= -0.5 and x.max() <= 0.5
 
 
 def test_jpeg_roundtrip_keeps_rgb_order():

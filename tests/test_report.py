@@ -15,12 +15,45 @@ from tests.conftest import write_recording
 def test_report_on_two_trained_models(tmp_path):
     data = write_recording(tmp_path / "rec", n=90, seed=5)
     out = tmp_path / "models"
-    common = ["--batch-size", "8", "--steps-per-epoch", "2", "--no-augment", "--no-tensorboard",
-              "--block-seconds", "1"]
-    train.main(["--data", str(data), "--model", "base", "--model", "pilotnet", "--epochs", "1",
-                "--out", str(out), *common])
-    result = report.main(["--models", str(out), "--data", str(data), "--runs", "5",
-                          "--val-frames", "32", "--block-seconds", "1"])
+    common = [
+        "--batch-size",
+        "8",
+        "--steps-per-epoch",
+        "2",
+        "--no-augment",
+        "--no-tensorboard",
+        "--block-seconds",
+        "1",
+    ]
+    train.main(
+        [
+            "--data",
+            str(data),
+            "--model",
+            "base",
+            "--model",
+            "pilotnet",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            *common,
+        ]
+    )
+    result = report.main(
+        [
+            "--models",
+            str(out),
+            "--data",
+            str(data),
+            "--runs",
+            "5",
+            "--val-frames",
+            "32",
+            "--block-seconds",
+            "1",
+        ]
+    )
 
     saved = json.loads((out / "report.json").read_text())
     rows = {r["model"]: r for r in saved["models"]}
@@ -50,9 +83,11 @@ def test_report_on_two_trained_models(tmp_path):
 
     pilot, base = rows["pilotnet"], rows["base"]
     assert np.isclose(pilot["vs_base"]["macs"], pilot["macs"] / base["macs"])
-    assert np.isclose(pilot["vs_base"]["litert_float32_median_ms"],
-                      pilot["tflite"]["float32"]["latency"]["median_ms"]
-                      / base["tflite"]["float32"]["latency"]["median_ms"])
+    assert np.isclose(
+        pilot["vs_base"]["litert_float32_median_ms"],
+        pilot["tflite"]["float32"]["latency"]["median_ms"]
+        / base["tflite"]["float32"]["latency"]["median_ms"],
+    )
     text = (out / "report.md").read_text()
     assert f"{pilot['params']:,}" in text and f"{base['macs']:,}" in text
     assert f"{base['macs'] / pilot['macs']:.1f}x fewer MACs" in text  # findings use measured numbers

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
+import driving.quiet  # noqa: F401
+
+import keras
 import numpy as np
 import pytest
-
-import driving.quiet  # noqa: F401
-import keras
 import tensorflow as tf
 
 from driving.config import INPUT_SHAPE
@@ -57,8 +57,9 @@ def test_tflite_matches_keras(tmp_path, model, frames):
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     predictor = Predictor.load(path)
     assert predictor.backend == "litert"
-    np.testing.assert_allclose([predictor(f) for f in frames], [expected(model, f) for f in frames],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        [predictor(f) for f in frames], [expected(model, f) for f in frames], atol=1e-4
+    )
 
 
 def test_int8_tflite_is_dequantised(tmp_path, model, frames):
@@ -93,12 +94,15 @@ def test_wrong_input_shape_is_refused(tmp_path):
         Predictor.load(path)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("missing.h5", None, "no such model file"),
-    ("model.onnx", b"x", "unknown model format"),
-    ("broken.h5", b"not an hdf5 file", "cannot load"),
-    ("broken.tflite", b"not a flatbuffer", "not a usable LiteRT model"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.h5", None, "no such model file"),
+        ("model.onnx", b"x", "unknown model format"),
+        ("broken.h5", b"not an hdf5 file", "cannot load"),
+        ("broken.tflite", b"not a flatbuffer", "not a usable LiteRT model"),
+    ],
+)
 def test_bad_model_files_name_the_file(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
@@ -137,8 +141,9 @@ def test_keras_file_served_through_litert_by_default(tmp_path, model, frames):
     model.save(path)
     converted = Predictor.load(path)  # backend="auto"
     assert converted.backend == "keras->litert"
-    np.testing.assert_allclose([converted(f) for f in frames], [expected(model, f) for f in frames],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        [converted(f) for f in frames], [expected(model, f) for f in frames], atol=1e-4
+    )
     assert Predictor.load(path, backend="keras").backend == "keras"
     with pytest.raises(ValueError, match="backend must be one of"):
         Predictor.load(path, backend="onnx")
@@ -170,5 +175,6 @@ def test_interpreter_threads_do_not_change_the_answers(tmp_path, model, frames, 
     model.save(path)
     predictor = Predictor.load(path, threads=threads)
     assert predictor.backend == "keras->litert"
-    np.testing.assert_allclose([predictor(f) for f in frames], [expected(model, f) for f in frames],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        [predictor(f) for f in frames], [expected(model, f) for f in frames], atol=1e-4
+    )

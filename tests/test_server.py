@@ -27,8 +27,14 @@ import socketio
 from driving.data import load_recordings
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
-from driving.server import (MAX_IMAGE_CHARS, MAX_MESSAGE_BYTES, DriveConfig, DriveServer,
-                            SpeedController, Stats)
+from driving.server import (
+    MAX_IMAGE_CHARS,
+    MAX_MESSAGE_BYTES,
+    DriveConfig,
+    DriveServer,
+    SpeedController,
+    Stats,
+)
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
 from tests.conftest import road_frame
 from tests.test_runtime import tiny_model
@@ -47,6 +53,7 @@ def predictor():
 def expected(predictor):
     """The steering string each test frame must get: the decoded JPEG through the predictor."""
     from driving.preprocess import decode_jpeg
+
     return [float(f"{predictor(decode_jpeg(j)):.4f}") for j in JPEGS]
 
 
@@ -75,6 +82,7 @@ def telemetry(image: str, speed="5.0000", **extra) -> str:
 
 # --- the simulator's client ----------------------------------------------------------------------
 
+
 def test_simulator_client_gets_string_steer_replies(sim, expected):
     kind, command = sim.connect(JPEGS[0], speed=0.0)
     assert kind == "steer" and command["steering_angle"] == expected[0]
@@ -91,6 +99,7 @@ def test_simulator_client_gets_string_steer_replies(sim, expected):
 def test_raw_reply_values_are_strings_with_four_decimals(server):
     # Checked on the wire, below the client, because the real simulator stalls on anything else.
     import simple_websocket
+
     ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket")
     try:
         ws.send(telemetry(b64(JPEGS[1])))
@@ -98,8 +107,9 @@ def test_raw_reply_values_are_strings_with_four_decimals(server):
     finally:
         ws.close()
     assert packets[0].startswith("0{") and packets[1].startswith('40{"sid"')
-    assert re.fullmatch(r'42\["steer",\{"steering_angle":"-?\d\.\d{4}","throttle":"-?\d\.\d{4}"\}\]',
-                        packets[2]), packets[2]
+    assert re.fullmatch(
+        r'42\["steer",\{"steering_angle":"-?\d\.\d{4}","throttle":"-?\d\.\d{4}"\}\]', packets[2]
+    ), packets[2]
 
 
 def test_two_chains_and_back_to_back_telemetry_are_answered_in_order(sim, expected):
@@ -139,10 +149,13 @@ def test_client_fails_loudly_on_number_values():
     with pytest.raises(ProtocolError, match="not a string"):
         parse_steer({"steering_angle": "0.1000"})
     assert parse_steer({"steering_angle": "-0.0312", "throttle": "0.2000"}) == {
-        "steering_angle": -0.0312, "throttle": 0.2}
+        "steering_angle": -0.0312,
+        "throttle": 0.2,
+    }
 
 
 # --- modern clients ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_modern_socketio_client(server, expected, transport):
@@ -152,8 +165,10 @@ def test_modern_socketio_client(server, expected, transport):
     client.on("manual", lambda data=None: replies.put(("manual", data)))
     client.connect(f"http://127.0.0.1:{server.port}", transports=[transport], wait_timeout=10)
     try:
-        client.emit("telemetry", {"steering_angle": "0.0000", "throttle": "0.0000", "speed": "3.0000",
-                                  "image": b64(JPEGS[2])})
+        client.emit(
+            "telemetry",
+            {"steering_angle": "0.0000", "throttle": "0.0000", "speed": "3.0000", "image": b64(JPEGS[2])},
+        )
         reply = replies.get(timeout=10)
         assert float(reply["steering_angle"]) == expected[2] and isinstance(reply["throttle"], str)
         client.emit("telemetry", None)
@@ -163,6 +178,7 @@ def test_modern_socketio_client(server, expected, transport):
 
 
 # --- bad input: a safe command (last steering, throttle 0), one log line, and on it goes ----------
+
 
 def wrong_size_jpeg() -> str:
     return b64(encode_jpeg(np.zeros((50, 100, 3), np.uint8)))
@@ -174,8 +190,10 @@ BAD = {
     "not a JPEG": (telemetry(b64(b"GIF89a" + bytes(100))), "not a readable JPEG"),
     "wrong image size": (telemetry(wrong_size_jpeg()), "expected 320x160"),
     "missing image": ('42["telemetry",{"speed":"1.0"}]', "missing field 'image'"),
-    "missing speed": ('42' + json.dumps(["telemetry", {"steering_angle": "0", "throttle": "0",
-                                                       "image": b64(JPEGS[0])}]), "missing field 'speed'"),
+    "missing speed": (
+        "42" + json.dumps(["telemetry", {"steering_angle": "0", "throttle": "0", "image": b64(JPEGS[0])}]),
+        "missing field 'speed'",
+    ),
     "non-numeric speed": (telemetry(b64(JPEGS[0]), speed="fast"), "'speed' is not a number"),
     "NaN speed": (telemetry(b64(JPEGS[0]), speed="NaN"), "'speed' is not finite"),
     "image not a string": (telemetry(12345), "'image' is int"),
@@ -256,6 +274,7 @@ def test_several_clients_at_once(server, expected):
 
 # --- throttle, status, recording, binding, versions ----------------------------------------------
 
+
 def test_speed_controller():
     pi = SpeedController(speed=9.0)
     assert pi.update(0.0) > 0.5  # far below: strong throttle
@@ -288,10 +307,12 @@ def test_status_line(server, caplog):
     assert "50.0 frames/s" in line and "median 50.50 ms" in line and "p99 99.01 ms" in line
     assert "steering -0.2500" in line and "speed  8.50 mph" in line
     assert stats.line(1.0) is None  # nothing since: no line
-    with caplog.at_level(logging.INFO, logger="driving.server"):
-        with SimulatorClient(port=server.port, timeout=10.0) as client:
-            client.connect(JPEGS[0])
-            time.sleep(0.5)  # the fixture's server prints every 0.2 s
+    with (
+        caplog.at_level(logging.INFO, logger="driving.server"),
+        SimulatorClient(port=server.port, timeout=10.0) as client,
+    ):
+        client.connect(JPEGS[0])
+        time.sleep(0.5)  # the fixture's server prints every 0.2 s
     assert any("frames/s" in r.getMessage() for r in caplog.records)
 
 
@@ -322,6 +343,7 @@ def test_record_loads_back_with_the_recordings_loader(predictor, tmp_path, expec
 def test_binds_loopback_by_default(server):
     assert server._http.socket.getsockname()[0] == "127.0.0.1"
     from drive import parse_args
+
     args = parse_args([str(ROOT / "pyproject.toml")])  # any existing file will do for parsing
     assert args.host == "127.0.0.1" and args.port == 4567 and args.speed == 9.0
     assert args.threads is None  # LiteRT on every core
@@ -334,20 +356,38 @@ def test_socketio_versions_are_the_pinned_ones():
     # (this file) and the pins moved together.
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pins = dict(d.split("==") for d in deps if d.startswith(("python-socketio==", "python-engineio==")))
-    assert pins == {"python-socketio": version("python-socketio"),
-                    "python-engineio": version("python-engineio")}
+    assert pins == {
+        "python-socketio": version("python-socketio"),
+        "python-engineio": version("python-engineio"),
+    }
 
 
 # --- the command line, on eventlet ---------------------------------------------------------------
+
 
 def test_drive_py_on_eventlet(tmp_path, expected):
     model_path = tmp_path / "tiny.h5"
     tiny_model().save(model_path)
     rec = tmp_path / "rec"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "drive.py"), str(model_path), "--port", "0", "--backend", "keras",
-         "--async-mode", "eventlet", "--record", str(rec)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            str(ROOT / "drive.py"),
+            str(model_path),
+            "--port",
+            "0",
+            "--backend",
+            "keras",
+            "--async-mode",
+            "eventlet",
+            "--record",
+            str(rec),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output: list[str] = []
     try:
         port = None
@@ -376,13 +416,19 @@ def test_drive_py_on_eventlet(tmp_path, expected):
 
 
 def test_drive_py_rejects_a_missing_model(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "drive.py"), str(tmp_path / "nope.h5")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "drive.py"), str(tmp_path / "nope.h5")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "nope.h5: no such model file" in result.stderr
 
 
 def test_status_page(server, predictor):
     from urllib.request import urlopen
+
     with urlopen(f"http://127.0.0.1:{server.port}/", timeout=10) as response:
         status = json.load(response)
     assert status["model"] == predictor.name and status["async_mode"] == "threading"

@@ -39,7 +39,9 @@ def rows(folder: Path) -> list[list[str]]:
 
 def test_recording_matches_the_simulator_format(tmp_path, small_track):
     out = tmp_path / "rec"
-    assert main(["record", "--track", str(small_track), "--laps", "0.15", "--out", str(out), "--seed", "1"]) == 0
+    assert (
+        main(["record", "--track", str(small_track), "--laps", "0.15", "--out", str(out), "--seed", "1"]) == 0
+    )
     table = rows(out)
     assert len(table) > 20
     times = []
@@ -80,7 +82,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, small_track):
         assert image.read_bytes() == (b.folder / "IMG" / image.name).read_bytes()
     text_c = (c.folder / CSV_NAME).read_text().replace(str(c.folder), "")
     first = sorted((a.folder / "IMG").iterdir())[0].name
-    assert text_c != text_a or (c.folder / "IMG" / first).read_bytes() != (a.folder / "IMG" / first).read_bytes()
+    assert (
+        text_c != text_a or (c.folder / "IMG" / first).read_bytes() != (a.folder / "IMG" / first).read_bytes()
+    )
 
 
 def test_refuses_to_mix_into_an_existing_recording(tmp_path, small_track):
@@ -94,8 +98,12 @@ def test_refuses_to_mix_into_an_existing_recording(tmp_path, small_track):
 def test_cli_reports_a_bad_track_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "x", "width": 8, "points": [[0, 0], [1, 1]]}))
-    done = subprocess.run([sys.executable, "-m", "driving.sim", "record", "--track", str(bad), "--out",
-                           str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "driving.sim", "record", "--track", str(bad), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "bad.json" in done.stderr and "at least 4 points" in done.stderr
     assert not (tmp_path / "o" / CSV_NAME).exists()

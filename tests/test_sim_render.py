@@ -18,7 +18,10 @@ def lake():
 
 
 def poses(track, count=6):
-    return [(s, track.point_at(s), track.heading_at(s)) for s in np.linspace(0, track.length, count, endpoint=False)]
+    return [
+        (s, track.point_at(s), track.heading_at(s))
+        for s in np.linspace(0, track.length, count, endpoint=False)
+    ]
 
 
 def test_frames_have_the_simulator_layout_and_the_crop_keeps_the_road(lake):
@@ -56,7 +59,7 @@ def test_heading_turns_the_sky_and_position_moves_the_road(lake):
     top = slice(0, cam.first_ground_row)
     assert np.abs(a[top].astype(int) - b[top]).mean() > 3
     # Turning left by 0.3 rad moves the scenery right, by about focal * 0.3 pixels.
-    errors = [np.abs(a[top, 100:140].astype(int) - b[top, 100 + k:140 + k]).mean() for k in range(120)]
+    errors = [np.abs(a[top, 100:140].astype(int) - b[top, 100 + k : 140 + k]).mean() for k in range(120)]
     assert int(np.argmin(errors)) == pytest.approx(cam.spec.focal * 0.3, rel=0.15)
 
 
@@ -75,7 +78,9 @@ def test_left_camera_sees_the_road_as_if_the_car_were_further_left(lake):
     l_ = lake.cameras["left"].render_road_mask(x, y, h)[120].nonzero()[0].mean()
     assert l_ > c + 10
     # And the expert, placed where the left camera is, steers right.
-    expert = Expert(lake.track, config=Expert(lake.track).cfg.__class__(weave=False, steer_tau_s=0.0, steer_rate=99))
+    expert = Expert(
+        lake.track, config=Expert(lake.track).cfg.__class__(weave=False, steer_tau_s=0.0, steer_rate=99)
+    )
     lake.reset(s=s, offset=-SIDE_CAMERA_OFFSET_M, speed=5.0)
     assert expert.act(lake.car, lake.location.s, 1 / 15)[0] > 0.1
 
@@ -88,7 +93,9 @@ def test_built_in_tracks_look_different():
         x, y = track.point_at(30.0)
         frame = cam.render(x, y, track.heading_at(30.0))
         assert frame.shape == (FRAME_HEIGHT, FRAME_WIDTH, 3)
-        means[name] = np.concatenate([frame[:60].reshape(-1, 3).mean(0), frame[80:140].reshape(-1, 3).mean(0)])
+        means[name] = np.concatenate(
+            [frame[:60].reshape(-1, 3).mean(0), frame[80:140].reshape(-1, 3).mean(0)]
+        )
     names = list(means)
     for i in range(3):
         for j in range(i + 1, 3):

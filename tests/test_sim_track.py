@@ -8,10 +8,24 @@ import pytest
 
 from driving.config import MAX_WHEEL_ANGLE_DEG, SAMPLE_RATE_HZ, STEERING_CORRECTION
 from driving.sim.car import MAX_SPEED_MPH, Car
-from driving.sim.expert import (LOOKAHEAD_FOR_CORRECTION_M, SIDE_CAMERA_OFFSET_M, Expert, ExpertConfig,
-                                implied_correction, pure_pursuit)
+from driving.sim.expert import (
+    LOOKAHEAD_FOR_CORRECTION_M,
+    SIDE_CAMERA_OFFSET_M,
+    Expert,
+    ExpertConfig,
+    implied_correction,
+    pure_pursuit,
+)
 from driving.sim.simulator import Simulator
-from driving.sim.track import BUILTIN, TrackError, builtin_track, get_track, load_track, random_track, save_track
+from driving.sim.track import (
+    BUILTIN,
+    TrackError,
+    builtin_track,
+    get_track,
+    load_track,
+    random_track,
+    save_track,
+)
 
 
 def write_json(path, spec):
@@ -51,18 +65,36 @@ def test_json_round_trip(tmp_path):
     np.testing.assert_allclose(back.points, t.points, atol=0.01)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"name": "x", "width": 8, "points": [[0, 0], [100, 0], [50, 80]]}, "at least 4 points"),
-    ({"name": "x", "width": 8, "points": [[0, 0], [100, 0], [float("nan"), 80], [0, 80]]}, "point 2 is not finite"),
-    ({"name": "x", "width": 8, "points": [[0, 0], [100, 0]] * 3}, "consecutive points coincide|overlaps|too tight"),
-    # a figure eight: the road crosses itself
-    ({"name": "x", "width": 8, "points": [[0, 0], [60, 60], [120, 0], [60, -60], [0, 0.5], [-60, 60],
-                                          [-120, 0], [-60, -60]]}, "overlaps itself"),
-    ({"name": "x", "width": 8, "points": [[0, 0], [10, 0], [10, 10], [0, 10]]}, "too tight"),
-    ({"name": "x", "width": -3, "points": [[0, 0], [100, 0], [100, 100], [0, 100]]}, "'width'"),
-    ({"name": "x", "points": [[0, 0], [100, 0], [100, 100], [0, 100]]}, "missing field"),
-    ({"name": "x", "width": 8, "points": [[0, 0], [100, 0], [100, 100], [0, 100]], "style": "moon"}, "'style'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"name": "x", "width": 8, "points": [[0, 0], [100, 0], [50, 80]]}, "at least 4 points"),
+        (
+            {"name": "x", "width": 8, "points": [[0, 0], [100, 0], [float("nan"), 80], [0, 80]]},
+            "point 2 is not finite",
+        ),
+        (
+            {"name": "x", "width": 8, "points": [[0, 0], [100, 0]] * 3},
+            "consecutive points coincide|overlaps|too tight",
+        ),
+        # a figure eight: the road crosses itself
+        (
+            {
+                "name": "x",
+                "width": 8,
+                "points": [[0, 0], [60, 60], [120, 0], [60, -60], [0, 0.5], [-60, 60], [-120, 0], [-60, -60]],
+            },
+            "overlaps itself",
+        ),
+        ({"name": "x", "width": 8, "points": [[0, 0], [10, 0], [10, 10], [0, 10]]}, "too tight"),
+        ({"name": "x", "width": -3, "points": [[0, 0], [100, 0], [100, 100], [0, 100]]}, "'width'"),
+        ({"name": "x", "points": [[0, 0], [100, 0], [100, 100], [0, 100]]}, "missing field"),
+        (
+            {"name": "x", "width": 8, "points": [[0, 0], [100, 0], [100, 100], [0, 100]], "style": "moon"},
+            "'style'",
+        ),
+    ],
+)
 def test_bad_track_files_give_clear_errors(tmp_path, spec, message):
     path = write_json(tmp_path / "bad.json", spec)
     with pytest.raises(TrackError, match=message) as err:
@@ -93,7 +125,8 @@ def test_car_steers_right_for_positive_steering_and_respects_limits():
     assert car.heading < 0 and car.y < 0  # facing east, turned right = south
     # Turning radius matches the bicycle model: R = L / tan(wheel angle) at the rear axle.
     assert abs(car.heading) == pytest.approx(
-        10.0 * 1.5 * math.tan(math.radians(0.5 * MAX_WHEEL_ANGLE_DEG)) / 2.6, rel=0.2)
+        10.0 * 1.5 * math.tan(math.radians(0.5 * MAX_WHEEL_ANGLE_DEG)) / 2.6, rel=0.2
+    )
     fast = Car()
     for _ in range(600):
         fast.step(0.0, 1.0, 0.0, 0.1)

@@ -9,17 +9,29 @@ import sys
 import textwrap
 from pathlib import Path
 
+import driving.quiet  # noqa: F401
+
+import keras
 import numpy as np
 import pandas as pd
-
-import driving.quiet  # noqa: F401
-import keras
 
 from driving import models, train
 from tests.conftest import write_recording
 
-ARGS = ["--model", "pilotnet", "--batch-size", "16", "--steps-per-epoch", "8", "--no-augment",
-        "--no-tensorboard", "--seed", "1", "--block-seconds", "1"]
+ARGS = [
+    "--model",
+    "pilotnet",
+    "--batch-size",
+    "16",
+    "--steps-per-epoch",
+    "8",
+    "--no-augment",
+    "--no-tensorboard",
+    "--seed",
+    "1",
+    "--block-seconds",
+    "1",
+]
 
 
 def test_training_lowers_validation_loss_saves_models_and_resumes(tmp_path):
@@ -29,6 +41,7 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(tmp_path):
 
     # Predicting 0 everywhere scores mean(y^2) on validation; a model that learned must beat it well.
     from driving.pipeline import frames_from_folders
+
     _, val_df, _ = frames_from_folders([data], seed=1, block_seconds=1)
     always_zero = float(np.mean(val_df["steering"] ** 2))
     assert result.best_val_loss < 0.5 * always_zero
@@ -38,8 +51,13 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(tmp_path):
     assert {"loss", "val_loss", "val_mae", "epoch_seconds"} <= set(history.columns)
     assert (history["epoch_seconds"] > 0).all()
     assert json.loads((out / "pilotnet.history.json").read_text())["val_loss"] == list(history["val_loss"])
-    for name in ("pilotnet.keras", "pilotnet.h5", "pilotnet.last.keras", "pilotnet.loss.png",
-                 "loss_overlay.png"):
+    for name in (
+        "pilotnet.keras",
+        "pilotnet.h5",
+        "pilotnet.last.keras",
+        "pilotnet.loss.png",
+        "loss_overlay.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob(".*"))  # no temp files left behind
 
@@ -80,8 +98,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpu_devices(tmp_path):
                     "--strategy", "mirrored", *{ARGS!r}])
     """)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                         timeout=400)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=400)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "2 replica(s)" in run.stdout
     assert (out / "pilotnet.keras").is_file()

@@ -40,8 +40,7 @@ def test_unreadable_frames_are_skipped_and_counted(tmp_path):
 def test_overlay_changes_the_frames(tmp_path):
     folder = write_recording(tmp_path / "lap", n=3, sides=False)
     plain, _, _ = recording_to_video(folder, out=tmp_path / "plain.mp4", progress=False)
-    marked, _, _ = recording_to_video(folder, out=tmp_path / "marked.mp4", with_overlay=True,
-                                      progress=False)
+    marked, _, _ = recording_to_video(folder, out=tmp_path / "marked.mp4", with_overlay=True, progress=False)
     _, a = cv2.VideoCapture(str(plain)).read()
     _, b = cv2.VideoCapture(str(marked)).read()
     assert np.abs(a[:24].astype(int) - b[:24]).mean() > 5  # text in the top-left band

@@ -1,9 +1,10 @@
 """Command line of the headless simulator.
 
-    python -m driving.sim tracks
-    python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N]
-    python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime] [--report run.json] [--video run.mp4]
-    python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
+python -m driving.sim tracks
+python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N]
+python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
+                               [--report run.json] [--video run.mp4]
+python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def cmd_tracks(args: argparse.Namespace) -> int:
     for name in BUILTIN:
         t = builtin_track(name)
         print(f"{name:8} {t.length:9.0f} {t.width:8.1f} {1 / np.abs(t.curvature).max():13.1f}  {t.style}")
-    print("also: --track random --seed N, or --track FILE.json "
-          '({"name": ..., "width": metres, "points": [[x, y], ...], "style": "lake|jungle|desert"})')
+    print(
+        "also: --track random --seed N, or --track FILE.json "
+        '({"name": ..., "width": metres, "points": [[x, y], ...], "style": "lake|jungle|desert"})'
+    )
     return 0
 
 
@@ -37,17 +40,28 @@ def cmd_record(args: argparse.Namespace) -> int:
         save_track(track, args.save_track)
     config = ExpertConfig(cruise_mph=args.speed, weave=not args.no_weave)
     result = record(track, args.out, laps=args.laps, seed=args.seed, config=config)
-    print(f"{result.samples} samples ({result.seconds:.0f} simulated s, {result.laps:.2f} laps) -> {result.folder}")
-    print(f"max |cross-track error| {result.max_abs_cte:.2f} m of {track.width / 2:.2f} m; "
-          f"off-road samples: {result.off_road_samples}; top-down view: {result.topdown}")
+    print(
+        f"{result.samples} samples ({result.seconds:.0f} simulated s, {result.laps:.2f} laps) "
+        f"-> {result.folder}"
+    )
+    print(
+        f"max |cross-track error| {result.max_abs_cte:.2f} m of {track.width / 2:.2f} m; "
+        f"off-road samples: {result.off_road_samples}; top-down view: {result.topdown}"
+    )
     return 0
 
 
 def _drive_options(args: argparse.Namespace, model: str = ""):
     from driving.sim.drive import DriveOptions
 
-    return DriveOptions(laps=args.laps, realtime=args.realtime, seed=args.seed, video=args.video,
-                        max_seconds=args.max_seconds, model=model)
+    return DriveOptions(
+        laps=args.laps,
+        realtime=args.realtime,
+        seed=args.seed,
+        video=args.video,
+        max_seconds=args.max_seconds,
+        model=model,
+    )
 
 
 def _finish(args: argparse.Namespace, metrics, trace) -> int:
@@ -60,9 +74,12 @@ def _finish(args: argparse.Namespace, metrics, trace) -> int:
         print(f"ended early: {metrics.end_reason}")
     if args.report:
         write_report(metrics, trace, args.report)
-        png = save_cte_plot(trace, args.report.with_suffix(".png"),
-                            title=f"{metrics.model or 'drive'} on {metrics.track}: "
-                                  f"{metrics.interventions} interventions, autonomy {metrics.autonomy_pct:.1f}%")
+        png = save_cte_plot(
+            trace,
+            args.report.with_suffix(".png"),
+            title=f"{metrics.model or 'drive'} on {metrics.track}: "
+            f"{metrics.interventions} interventions, autonomy {metrics.autonomy_pct:.1f}%",
+        )
         print(f"report: {args.report}; path by cross-track error: {png}")
     if args.video:
         print(f"video: {args.video}")
@@ -86,8 +103,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     track = get_track(args.track, args.seed)
     try:
-        metrics, trace = evaluate(args.model, track, _drive_options(args, args.model.stem),
-                                  speed=args.speed, throttle=args.throttle)
+        metrics, trace = evaluate(
+            args.model, track, _drive_options(args, args.model.stem), speed=args.speed, throttle=args.throttle
+        )
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -95,64 +113,101 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_drive_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--track", default="lake",
-                   help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)")
+    p.add_argument(
+        "--track",
+        default="lake",
+        help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)",
+    )
     p.add_argument("--laps", type=float, default=2.0, help="laps to drive (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed for textures and random tracks (default: 0)")
-    p.add_argument("--realtime", action="store_true",
-                   help="advance physics by wall-clock time while the server thinks, as Unity does "
-                        "(default: a fixed 1/15 s per frame, deterministic)")
-    p.add_argument("--report", type=Path, metavar="FILE.json",
-                   help="write the metrics as JSON, and FILE.png: the path coloured by cross-track error")
-    p.add_argument("--video", type=Path, metavar="FILE.mp4",
-                   help="write the camera view with steering, speed and error overlaid")
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="simulated time limit (default: the laps at 1 m/s)")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="advance physics by wall-clock time while the server thinks, as Unity does "
+        "(default: a fixed 1/15 s per frame, deterministic)",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.json",
+        help="write the metrics as JSON, and FILE.png: the path coloured by cross-track error",
+    )
+    p.add_argument(
+        "--video",
+        type=Path,
+        metavar="FILE.mp4",
+        help="write the camera view with steering, speed and error overlaid",
+    )
+    p.add_argument(
+        "--max-seconds", type=float, default=None, help="simulated time limit (default: the laps at 1 m/s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m driving.sim", description=(
-        "Headless track simulator: record expert laps in the Udacity simulator's format."))
+    parser = argparse.ArgumentParser(
+        prog="python -m driving.sim",
+        description=("Headless track simulator: record expert laps in the Udacity simulator's format."),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("tracks", help="list the built-in tracks")
     p.set_defaults(func=cmd_tracks)
 
-    p = sub.add_parser("record", help="record expert laps: driving_log.csv + IMG/ + topdown.png",
-                       description="Drive expert laps (with deliberate drifts and recoveries) and write "
-                                   "a recording exactly as the Udacity simulator does.")
-    p.add_argument("--track", default="lake",
-                   help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)")
+    p = sub.add_parser(
+        "record",
+        help="record expert laps: driving_log.csv + IMG/ + topdown.png",
+        description="Drive expert laps (with deliberate drifts and recoveries) and write "
+        "a recording exactly as the Udacity simulator does.",
+    )
+    p.add_argument(
+        "--track",
+        default="lake",
+        help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)",
+    )
     p.add_argument("--laps", type=float, default=1.0, help="laps to drive (default: 1)")
     p.add_argument("--out", required=True, help="new recording folder, e.g. data/sim-lake")
     p.add_argument("--seed", type=int, default=0, help="seed for the expert, textures and random tracks")
-    p.add_argument("--speed", type=float, default=ExpertConfig.cruise_mph,
-                   help=f"expert cruise speed in mph, slower in bends (default: {ExpertConfig.cruise_mph:g})")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=ExpertConfig.cruise_mph,
+        help=f"expert cruise speed in mph, slower in bends (default: {ExpertConfig.cruise_mph:g})",
+    )
     p.add_argument("--no-weave", action="store_true", help="follow the centre line without drifts")
     p.add_argument("--save-track", metavar="FILE.json", help="also save the track's JSON (e.g. a random one)")
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser("drive", help="drive laps against a running drive.py, as the Udacity simulator does",
-                       description="Connect to a running drive.py exactly as the Udacity simulator's "
-                                   "autonomous mode does, drive the simulated car with its replies and "
-                                   "score the drive: laps, cross-track error, interventions (the car is "
-                                   "put back on the road), autonomy, smoothness, latency.",
-                       epilog="example: python drive.py models/effnet.h5 &  "
-                              "python -m driving.sim drive --track lake --laps 2 --report runs/lake.json")
+    p = sub.add_parser(
+        "drive",
+        help="drive laps against a running drive.py, as the Udacity simulator does",
+        description="Connect to a running drive.py exactly as the Udacity simulator's "
+        "autonomous mode does, drive the simulated car with its replies and "
+        "score the drive: laps, cross-track error, interventions (the car is "
+        "put back on the road), autonomy, smoothness, latency.",
+        epilog="example: python drive.py models/effnet.h5 &  "
+        "python -m driving.sim drive --track lake --laps 2 --report runs/lake.json",
+    )
     _add_drive_options(p)
     p.add_argument("--host", default="127.0.0.1", help="drive.py's address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=4567, help="drive.py's port (default: 4567)")
     p.set_defaults(func=cmd_drive)
 
-    p = sub.add_parser("eval", help="serve a model with drive.py's server and drive it: one command",
-                       description="Start drive.py's server for MODEL on a free loopback port, drive "
-                                   "it around the track, stop it, and print one table line.",
-                       epilog="example: python -m driving.sim eval models/effnet.h5 --track jungle --laps 1")
+    p = sub.add_parser(
+        "eval",
+        help="serve a model with drive.py's server and drive it: one command",
+        description="Start drive.py's server for MODEL on a free loopback port, drive "
+        "it around the track, stop it, and print one table line.",
+        epilog="example: python -m driving.sim eval models/effnet.h5 --track jungle --laps 1",
+    )
     p.add_argument("model", type=Path, help="a model made by train.py: .h5, .keras or .tflite")
     _add_drive_options(p)
     p.add_argument("--speed", type=float, default=9.0, help="the server's target speed in mph (default: 9)")
-    p.add_argument("--throttle", type=float, default=None,
-                   help="a fixed throttle instead of the server's speed controller")
+    p.add_argument(
+        "--throttle",
+        type=float,
+        default=None,
+        help="a fixed throttle instead of the server's speed controller",
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 

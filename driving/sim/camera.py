@@ -86,7 +86,9 @@ def panorama(style: Style, rows: int, focal: float, seed: int) -> np.ndarray:
     img = np.broadcast_to(sky, (rows, width, 3)).copy()
     # Clouds: tiled noise so the strip wraps without a seam.
     tile = rng.standard_normal((6, 24)).astype(np.float32)
-    clouds = cv2.resize(np.tile(tile, (1, 3)), (3 * width, rows), interpolation=cv2.INTER_CUBIC)[:, width:2 * width]
+    clouds = cv2.resize(np.tile(tile, (1, 3)), (3 * width, rows), interpolation=cv2.INTER_CUBIC)[
+        :, width : 2 * width
+    ]
     cover = np.clip((clouds - 0.6) * 1.2, 0, 0.8)[..., None] * (1 - y)
     img = img * (1 - cover) + cover * np.float32((245, 245, 248))
     phase = np.linspace(0, 2 * np.pi, width, endpoint=False)
@@ -115,8 +117,11 @@ def panorama(style: Style, rows: int, focal: float, seed: int) -> np.ndarray:
         layer(canopy, style.near_colour, 0.3)
     else:  # mesas: flat tops with steep sides
         raw = profile(1.0, 3, 2)
-        layer(np.where(raw > 0.4, 20.0, np.where(raw > 0.1, 12.0, 3.0)) + profile(1.5, 2, 20),
-              style.far_colour, 0.08)
+        layer(
+            np.where(raw > 0.4, 20.0, np.where(raw > 0.1, 12.0, 3.0)) + profile(1.5, 2, 20),
+            style.far_colour,
+            0.08,
+        )
         layer(3 + profile(2, 3, 6), style.near_colour, 0.1)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -155,15 +160,18 @@ class Camera:
         self.pano_wide = np.concatenate([self.pano, self.pano[:, : int(offs.max()) + 1]], axis=1)
         rows = self.first_ground_row
         self.pano_x = np.ascontiguousarray(np.broadcast_to(offs, (rows, FRAME_WIDTH)))
-        self.pano_y = np.ascontiguousarray(np.broadcast_to(np.arange(rows, dtype=np.float32)[:, None],
-                                                           (rows, FRAME_WIDTH)))
+        self.pano_y = np.ascontiguousarray(
+            np.broadcast_to(np.arange(rows, dtype=np.float32)[:, None], (rows, FRAME_WIDTH))
+        )
         self.bonnet_mask, self.bonnet = self._bonnet()
         self.bonnet_top = int(np.nonzero(self.bonnet_mask.any(axis=1))[0][0])
 
     def _bonnet(self) -> tuple[np.ndarray, np.ndarray]:
         """The car's bonnet as seen by this camera: a dark curved panel below the road rows."""
         lateral = np.linspace(-0.85, 0.85, 31)
-        front = np.column_stack([1.7 - 0.3 * (lateral / 0.85) ** 2, lateral, 0.95 + 0.05 * (1 - (lateral / 0.85) ** 2)])
+        front = np.column_stack(
+            [1.7 - 0.3 * (lateral / 0.85) ** 2, lateral, 0.95 + 0.05 * (1 - (lateral / 0.85) ** 2)]
+        )
         back = np.array([[self.spec.forward_m + 0.3, 0.85, 1.0], [self.spec.forward_m + 0.3, -0.85, 1.0]])
         poly = project(self.spec, np.vstack([front, back]))
         mask = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), np.uint8)
@@ -178,16 +186,21 @@ class Camera:
         c, s = math.cos(heading), math.sin(heading)
         # world = (x, y) + forward * (c, s) + right * (s, -c); col = (X - x0) ppm, row = (y1 - Y) ppm
         a = w.ppm / k
-        m = np.array([[c * a, s * a, (x - w.x0) * a],
-                      [-s * a, c * a, (w.y1 - y) * a]])
-        m[:, 2] += (0.5 / k - 0.5)  # pixel centres of a pyrDown level
+        m = np.array([[c * a, s * a, (x - w.x0) * a], [-s * a, c * a, (w.y1 - y) * a]])
+        m[:, 2] += 0.5 / k - 0.5  # pixel centres of a pyrDown level
         return m
 
     def _ground(self, pyramid: list[np.ndarray], out: np.ndarray, x: float, y: float, heading: float) -> None:
         for r0, r1, level, grid in self.bands:
             maps = cv2.transform(grid, self._affine(x, y, heading, level))
-            cv2.remap(pyramid[level], maps, None, cv2.INTER_LINEAR, dst=out[r0:r1],
-                      borderMode=cv2.BORDER_REFLECT_101)
+            cv2.remap(
+                pyramid[level],
+                maps,
+                None,
+                cv2.INTER_LINEAR,
+                dst=out[r0:r1],
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
 
     def render(self, x: float, y: float, heading: float) -> np.ndarray:
         """RGB uint8 frame (160x320x3) from the car at (x, y) metres with `heading` radians."""
@@ -195,10 +208,17 @@ class Camera:
         self._ground(self.world.colour, frame, x, y, heading)
         if len(self.fog_rows):
             rows = frame[self.fog_rows].astype(np.uint16)
-            frame[self.fog_rows] = ((rows * (256 - self.fog_w) + self.haze * self.fog_w) >> 8).astype(np.uint8)
+            frame[self.fog_rows] = ((rows * (256 - self.fog_w) + self.haze * self.fog_w) >> 8).astype(
+                np.uint8
+            )
         start = np.float32(int((-heading * self.spec.focal + self.pano_shift) % self.pano.shape[1]))
-        cv2.remap(self.pano_wide, self.pano_x + start, self.pano_y, cv2.INTER_NEAREST,
-                  dst=frame[: self.first_ground_row])
+        cv2.remap(
+            self.pano_wide,
+            self.pano_x + start,
+            self.pano_y,
+            cv2.INTER_NEAREST,
+            dst=frame[: self.first_ground_row],
+        )
         top = self.bonnet_top
         np.copyto(frame[top:], self.bonnet[top:], where=self.bonnet_mask[top:, :, None])
         return frame

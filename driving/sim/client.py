@@ -40,16 +40,22 @@ def telemetry_packet(steering: float, throttle: float, speed: float, image_jpeg:
     """A Socket.IO EVENT text frame as the simulator writes it; no image means manual (null)."""
     if image_jpeg is None:
         return '42["telemetry",null]'
-    payload = {"steering_angle": f"{steering:.4f}", "throttle": f"{throttle:.4f}",
-               "speed": f"{speed:.4f}", "image": base64.b64encode(image_jpeg).decode("ascii")}
+    payload = {
+        "steering_angle": f"{steering:.4f}",
+        "throttle": f"{throttle:.4f}",
+        "speed": f"{speed:.4f}",
+        "image": base64.b64encode(image_jpeg).decode("ascii"),
+    }
     return "42" + json.dumps(["telemetry", payload], separators=(",", ":"))
 
 
 def _string_number(command: dict, key: str) -> float:
     value = command.get(key)
     if not isinstance(value, str):
-        raise ProtocolError(f"steer field {key!r} is {json.dumps(value)}, not a string: the simulator "
-                            "reads it with float.Parse(x.str), gets null and stalls")
+        raise ProtocolError(
+            f"steer field {key!r} is {json.dumps(value)}, not a string: the simulator "
+            "reads it with float.Parse(x.str), gets null and stalls"
+        )
     try:
         return float(value)
     except ValueError:
@@ -74,8 +80,13 @@ class SimulatorClient:
         self.ignored: list[str] = []  # packets the simulator would ignore (other events, `40`...)
         self.pings_answered = 0
 
-    def connect(self, image_jpeg: bytes | None = None, steering: float = 0.0, throttle: float = 0.0,
-                speed: float = 0.0) -> tuple[str, dict]:
+    def connect(
+        self,
+        image_jpeg: bytes | None = None,
+        steering: float = 0.0,
+        throttle: float = 0.0,
+        speed: float = 0.0,
+    ) -> tuple[str, dict]:
         """Open the connection and send the first telemetry twice, as the simulator does (on open,
         and on the OPEN packet). Both replies are read here so that the caller then runs a plain
         lock-step; returns the second one."""
@@ -94,8 +105,9 @@ class SimulatorClient:
         self.receive_reply()
         return self.receive_reply()
 
-    def send_telemetry(self, steering: float, throttle: float, speed: float,
-                       image_jpeg: bytes | None) -> None:
+    def send_telemetry(
+        self, steering: float, throttle: float, speed: float, image_jpeg: bytes | None
+    ) -> None:
         """Send one telemetry event; image_jpeg None sends manual telemetry (null)."""
         self._send(telemetry_packet(steering, throttle, speed, image_jpeg))
 
@@ -121,7 +133,7 @@ class SimulatorClient:
                 pass
             self._ws = None
 
-    def __enter__(self) -> "SimulatorClient":
+    def __enter__(self) -> SimulatorClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,11 +154,15 @@ class SimulatorClient:
         try:
             data = self._ws.receive(timeout=wait)
         except simple_websocket.ConnectionClosed as e:
-            raise ConnectionError(f"{self.url}: connection closed while waiting for the {what} "
-                                  f"({e.reason} {e.message or ''})".rstrip()) from None
+            raise ConnectionError(
+                f"{self.url}: connection closed while waiting for the {what} "
+                f"({e.reason} {e.message or ''})".rstrip()
+            ) from None
         if data is None:
-            raise TimeoutError(f"{self.url}: no {what} within {self.timeout} s (a server that waits "
-                               "for a namespace CONNECT never answers the simulator)")
+            raise TimeoutError(
+                f"{self.url}: no {what} within {self.timeout} s (a server that waits "
+                "for a namespace CONNECT never answers the simulator)"
+            )
         if not isinstance(data, str):
             raise ProtocolError(f"binary frame of {len(data)} bytes; the simulator expects text")
         return data

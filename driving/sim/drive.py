@@ -60,8 +60,9 @@ def _overlay(jpeg: bytes, steering: float, mph: float, cte: float) -> np.ndarray
     return frame
 
 
-def drive(track: Track, host: str = "127.0.0.1", port: int = 4567,
-          options: DriveOptions | None = None) -> tuple[DriveMetrics, DriveTrace]:
+def drive(
+    track: Track, host: str = "127.0.0.1", port: int = 4567, options: DriveOptions | None = None
+) -> tuple[DriveMetrics, DriveTrace]:
     """Drive `options.laps` laps against the server at host:port; returns the metrics and the trace.
     Raises ConnectionError / TimeoutError if the server is not there or silent, and
     ProtocolError if it answers something the real simulator could not use (e.g. a number in
@@ -74,9 +75,14 @@ def drive(track: Track, host: str = "127.0.0.1", port: int = 4567,
     video_frames: list[bytes] = []
     elapsed, end_reason = 0.0, "laps done"
     stall_t, stall_progress = 0.0, 0.0
-    bar = tqdm(total=round(options.laps, 2), unit="lap", disable=not options.progress, mininterval=0.5,
-               desc=f"{options.model or 'drive'} on {track.name}", bar_format=(
-                   "{desc}: {n:.2f}/{total} laps |{bar}| {elapsed} {postfix}"))
+    bar = tqdm(
+        total=round(options.laps, 2),
+        unit="lap",
+        disable=not options.progress,
+        mininterval=0.5,
+        desc=f"{options.model or 'drive'} on {track.name}",
+        bar_format=("{desc}: {n:.2f}/{total} laps |{bar}| {elapsed} {postfix}"),
+    )
 
     with SimulatorClient(host, port, timeout=options.timeout) as client:
         jpeg = encode_jpeg(sim.render("center"))
@@ -105,15 +111,18 @@ def drive(track: Track, host: str = "127.0.0.1", port: int = 4567,
             if options.video is not None:
                 video_frames.append(jpeg)
             if len(trace.x) % SAMPLE_RATE_HZ == 0:  # once per simulated second is plenty
-                bar.set_postfix_str(f"{sim.car.mph:4.1f} mph, {len(trace.interventions)} interventions",
-                                    refresh=False)
+                bar.set_postfix_str(
+                    f"{sim.car.mph:4.1f} mph, {len(trace.interventions)} interventions", refresh=False
+                )
                 bar.update(round(max(sim.laps, 0.0), 2) - bar.n)
 
             if sim.laps >= options.laps:
                 break
             if elapsed - stall_t >= STALL_WINDOW_S:
                 if sim.progress - stall_progress < STALL_MIN_PROGRESS_M:
-                    end_reason = f"stalled: under {STALL_MIN_PROGRESS_M:g} m of progress in {STALL_WINDOW_S:g} s"
+                    end_reason = (
+                        f"stalled: under {STALL_MIN_PROGRESS_M:g} m of progress in {STALL_WINDOW_S:g} s"
+                    )
                     break
                 stall_t, stall_progress = elapsed, sim.progress
             if elapsed >= max_seconds:
@@ -143,8 +152,13 @@ def _video_frames(jpegs: list[bytes], trace: DriveTrace) -> Iterator[np.ndarray]
         yield _overlay(jpeg, trace.steering[row], trace.mph[row], trace.cte[row])
 
 
-def evaluate(model: str | Path, track: Track, options: DriveOptions | None = None,
-             speed: float = 9.0, throttle: float | None = None) -> tuple[DriveMetrics, DriveTrace]:
+def evaluate(
+    model: str | Path,
+    track: Track,
+    options: DriveOptions | None = None,
+    speed: float = 9.0,
+    throttle: float | None = None,
+) -> tuple[DriveMetrics, DriveTrace]:
     """Serve `model` with drive.py's server on a free loopback port, drive it, stop the server."""
     from driving.runtime import Predictor  # imports TensorFlow
     from driving.server import DriveConfig, DriveServer
@@ -152,8 +166,9 @@ def evaluate(model: str | Path, track: Track, options: DriveOptions | None = Non
     options = options or DriveOptions()
     if not options.model:
         options.model = Path(model).stem
-    server = DriveServer(Predictor.load(model), DriveConfig(speed=speed, throttle=throttle,
-                                                             status_interval=0.0))
+    server = DriveServer(
+        Predictor.load(model), DriveConfig(speed=speed, throttle=throttle, status_interval=0.0)
+    )
     port = server.start("127.0.0.1", 0)
     try:
         return drive(track, "127.0.0.1", port, options)

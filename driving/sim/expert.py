@@ -34,8 +34,9 @@ def pure_pursuit(car: Car, target: np.ndarray) -> float:
     return max(-1.0, min(1.0, -math.degrees(wheel) / MAX_WHEEL_ANGLE_DEG))
 
 
-def implied_correction(offset_m: float = SIDE_CAMERA_OFFSET_M,
-                       lookahead_m: float = LOOKAHEAD_FOR_CORRECTION_M) -> float:
+def implied_correction(
+    offset_m: float = SIDE_CAMERA_OFFSET_M, lookahead_m: float = LOOKAHEAD_FOR_CORRECTION_M
+) -> float:
     """Extra steering (right positive) for a car `offset_m` left of a straight line to reach it
     `lookahead_m` ahead by pure pursuit."""
     return math.degrees(math.atan(2 * WHEELBASE_M * offset_m / lookahead_m**2)) / MAX_WHEEL_ANGLE_DEG

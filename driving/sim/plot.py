@@ -8,16 +8,23 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.collections import LineCollection
 
-from driving.sim.track import Track  # noqa: E402
-from driving.sim.world import World  # noqa: E402
+from driving.sim.track import Track
+from driving.sim.world import World
 
 
-def save_topdown(track: Track, path_xy: np.ndarray, out: str | Path, world: World | None = None,
-                 values: np.ndarray | None = None, label: str = "", title: str | None = None) -> Path:
+def save_topdown(
+    track: Track,
+    path_xy: np.ndarray,
+    out: str | Path,
+    world: World | None = None,
+    values: np.ndarray | None = None,
+    label: str = "",
+    title: str | None = None,
+) -> Path:
     """Draw the road (the world texture when given, else its edges) and the path on top.
     With `values` (one per path point) the path is coloured by them with a colour bar."""
     out = Path(out)

@@ -32,8 +32,15 @@ class RecordResult:
     topdown: Path | None
 
 
-def record(track: Track, out: str | Path, laps: float = 1.0, seed: int = 0,
-           config: ExpertConfig = ExpertConfig(), progress: bool = True, topdown: bool = True) -> RecordResult:
+def record(
+    track: Track,
+    out: str | Path,
+    laps: float = 1.0,
+    seed: int = 0,
+    config: ExpertConfig = ExpertConfig(),
+    progress: bool = True,
+    topdown: bool = True,
+) -> RecordResult:
     """Drive `laps` expert laps of `track` and write them to a new recording folder `out`."""
     log = Path(out) / CSV_NAME
     if log.exists() and log.stat().st_size:
@@ -51,15 +58,32 @@ def record(track: Track, out: str | Path, laps: float = 1.0, seed: int = 0,
             frames = [sim.render(cam) for cam in CAMERAS]
             # Timestamps in whole milliseconds of the simulated clock, as the simulator names files.
             when = CLOCK_START + timedelta(milliseconds=round(i * 1000 / SAMPLE_RATE_HZ))
-            writer.write(when, *frames, steering=steering, throttle=throttle, brake=brake,
-                         speed=round(sim.car.mph, 4))
+            writer.write(
+                when, *frames, steering=steering, throttle=throttle, brake=brake, speed=round(sim.car.mph, 4)
+            )
             path.append((sim.car.x, sim.car.y))
             ctes.append(sim.location.cte)
             off += sim.off_road
             sim.step(steering, throttle, brake, dt)
             bar.update(max(0, min(round(sim.progress), round(goal)) - bar.n))
     bar.close()
-    png = save_topdown(track, np.array(path), Path(out) / TOPDOWN_NAME, world=sim.world,
-                       title=f"{track.name}: {laps:g} expert lap(s), seed {seed}") if topdown else None
-    return RecordResult(Path(out).absolute(), len(path), sim.laps, len(path) * dt,
-                        float(np.abs(ctes).max()) if ctes else 0.0, off, png)
+    png = (
+        save_topdown(
+            track,
+            np.array(path),
+            Path(out) / TOPDOWN_NAME,
+            world=sim.world,
+            title=f"{track.name}: {laps:g} expert lap(s), seed {seed}",
+        )
+        if topdown
+        else None
+    )
+    return RecordResult(
+        Path(out).absolute(),
+        len(path),
+        sim.laps,
+        len(path) * dt,
+        float(np.abs(ctes).max()) if ctes else 0.0,
+        off,
+        png,
+    )

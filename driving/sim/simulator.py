@@ -32,12 +32,15 @@ class Simulator:
     def __init__(self, track: Track, seed: int = 0, render: bool = True, ppm: float = 10.0):
         self.track = track
         self.world = World(track, ppm=ppm, seed=seed) if render else None
-        self.cameras = ({name: Camera(self.world, CAMERA_SPECS[name], seed) for name in CAMERAS}
-                        if render else {})
+        self.cameras = (
+            {name: Camera(self.world, CAMERA_SPECS[name], seed) for name in CAMERAS} if render else {}
+        )
         self.car = Car()
         self.reset()
 
-    def reset(self, s: float = 0.0, offset: float = 0.0, speed: float = 0.0, keep_progress: bool = False) -> None:
+    def reset(
+        self, s: float = 0.0, offset: float = 0.0, speed: float = 0.0, keep_progress: bool = False
+    ) -> None:
         """Put the car on the track at arc length `s`, `offset` m right of the line, facing along it.
         With keep_progress (after an intervention) the lap count continues."""
         x, y = self.track.point_at(s, offset)

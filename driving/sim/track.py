@@ -118,16 +118,18 @@ class Track:
         return self.points + offset * normal
 
     # --- validation ---------------------------------------------------------------------------
-    def validate(self, source: str = "track") -> "Track":
+    def validate(self, source: str = "track") -> Track:
         """Raise TrackError unless the road is drivable: no fold on the inside of a bend and no
         part of the road overlapping another part."""
         half = self.width / 2
         tightest = float(np.abs(self.curvature).max())
         if tightest * half * 1.25 > 1.0:
             i = int(np.abs(self.curvature).argmax())
-            raise TrackError(f"{source}: bend too tight for a {self.width:g} m road near "
-                             f"({self.points[i, 0]:.1f}, {self.points[i, 1]:.1f}) m: radius "
-                             f"{1 / tightest:.1f} m, needs at least {1.25 * half:.1f} m")
+            raise TrackError(
+                f"{source}: bend too tight for a {self.width:g} m road near "
+                f"({self.points[i, 0]:.1f}, {self.points[i, 1]:.1f}) m: radius "
+                f"{1 / tightest:.1f} m, needs at least {1.25 * half:.1f} m"
+            )
         # Parts of the loop further apart along the road than a U-turn must stay a road width
         # plus a margin apart, or the road overlaps (or crosses) itself.
         sub = self.points[:: max(1, int(1.0 / self.spacing))]
@@ -140,15 +142,22 @@ class Track:
         near = (along > math.pi * clearance) & (d < clearance)
         if near.any():
             i, j = np.argwhere(near)[0]
-            raise TrackError(f"{source}: the road overlaps itself: ({sub[i, 0]:.1f}, {sub[i, 1]:.1f}) m "
-                             f"and ({sub[j, 0]:.1f}, {sub[j, 1]:.1f}) m are {d[i, j]:.1f} m apart, "
-                             f"less than 1.5 road widths ({clearance:.1f} m)")
+            raise TrackError(
+                f"{source}: the road overlaps itself: ({sub[i, 0]:.1f}, {sub[i, 1]:.1f}) m "
+                f"and ({sub[j, 0]:.1f}, {sub[j, 1]:.1f}) m are {d[i, j]:.1f} m apart, "
+                f"less than 1.5 road widths ({clearance:.1f} m)"
+            )
         return self
 
 
 def make_track(name: str, width: float, points, style: str = "lake", source: str = "track") -> Track:
     """Check raw values, build and validate a track. Every error names `source` and the field."""
-    if not isinstance(width, (int, float)) or isinstance(width, bool) or not math.isfinite(width) or width <= 0:
+    if (
+        not isinstance(width, (int, float))
+        or isinstance(width, bool)
+        or not math.isfinite(width)
+        or width <= 0
+    ):
         raise TrackError(f"{source}: 'width' must be a positive number of metres, got {width!r}")
     if not 3.0 <= width <= 30.0:
         raise TrackError(f"{source}: 'width' {width:g} m is not a road width (3 to 30 m)")
@@ -189,26 +198,97 @@ def load_track(path: str | Path) -> Track:
 
 def save_track(track: Track, path: str | Path) -> None:
     """Write a track as JSON (control points), e.g. to keep a random track."""
-    spec = {"name": track.name, "width": track.width, "style": track.style,
-            "points": [[round(x, 3), round(y, 3)] for x, y in track.control.tolist()]}
+    spec = {
+        "name": track.name,
+        "width": track.width,
+        "style": track.style,
+        "points": [[round(x, 3), round(y, 3)] for x, y in track.control.tolist()],
+    }
     Path(path).write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
 
 
 # --- Built-in tracks -------------------------------------------------------------------------------
 # Control points in metres. Each mixes long straights, sweepers, S-bends and at least one hairpin.
 BUILTIN = {
-    "lake": dict(width=8.0, style="lake", points=[
-        (0, 0), (50, 0), (100, 0), (140, 5), (162, 25), (160, 65), (125, 78), (110, 105), (120, 135),
-        (150, 150), (165, 180), (145, 205), (105, 205), (85, 175), (70, 140), (45, 120), (10, 115),
-        (-20, 100), (-35, 65), (-30, 25)]),
-    "jungle": dict(width=7.0, style="jungle", points=[
-        (0, 0), (40, -5), (75, 10), (90, 40), (80, 70), (95, 100), (130, 105), (150, 80), (175, 70),
-        (195, 95), (185, 135), (150, 150), (110, 150), (80, 165), (62, 172), (58, 205), (44, 212),
-        (34, 200), (38, 170), (15, 150), (25, 120),
-        (5, 95), (-30, 95), (-45, 65), (-35, 25)]),
-    "desert": dict(width=9.0, style="desert", points=[
-        (0, 0), (70, 0), (140, 0), (200, 10), (235, 45), (225, 90), (185, 105), (150, 95),
-        (120, 110), (100, 145), (60, 160), (10, 150), (-30, 125), (-55, 85), (-50, 40), (-30, 10)]),
+    "lake": dict(
+        width=8.0,
+        style="lake",
+        points=[
+            (0, 0),
+            (50, 0),
+            (100, 0),
+            (140, 5),
+            (162, 25),
+            (160, 65),
+            (125, 78),
+            (110, 105),
+            (120, 135),
+            (150, 150),
+            (165, 180),
+            (145, 205),
+            (105, 205),
+            (85, 175),
+            (70, 140),
+            (45, 120),
+            (10, 115),
+            (-20, 100),
+            (-35, 65),
+            (-30, 25),
+        ],
+    ),
+    "jungle": dict(
+        width=7.0,
+        style="jungle",
+        points=[
+            (0, 0),
+            (40, -5),
+            (75, 10),
+            (90, 40),
+            (80, 70),
+            (95, 100),
+            (130, 105),
+            (150, 80),
+            (175, 70),
+            (195, 95),
+            (185, 135),
+            (150, 150),
+            (110, 150),
+            (80, 165),
+            (62, 172),
+            (58, 205),
+            (44, 212),
+            (34, 200),
+            (38, 170),
+            (15, 150),
+            (25, 120),
+            (5, 95),
+            (-30, 95),
+            (-45, 65),
+            (-35, 25),
+        ],
+    ),
+    "desert": dict(
+        width=9.0,
+        style="desert",
+        points=[
+            (0, 0),
+            (70, 0),
+            (140, 0),
+            (200, 10),
+            (235, 45),
+            (225, 90),
+            (185, 105),
+            (150, 95),
+            (120, 110),
+            (100, 145),
+            (60, 160),
+            (10, 150),
+            (-30, 125),
+            (-55, 85),
+            (-50, 40),
+            (-30, 10),
+        ],
+    ),
 }
 
 

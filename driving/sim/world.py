@@ -48,25 +48,64 @@ class Style:
 
 
 STYLES = {
-    "lake": Style(asphalt=(105, 105, 108), ground=(80, 130, 55), shoulder=(120, 140, 80), shoulder_m=0.6,
-                  edge="lines", edge_colour=(240, 240, 235), centre_colour=(225, 190, 40),
-                  shadows=25, bushes=30, scenery="hills", far_colour=(105, 125, 150),
-                  near_colour=(70, 105, 60), haze=(165, 180, 185)),
-    "jungle": Style(asphalt=(62, 60, 62), ground=(45, 85, 35), shoulder=(80, 70, 50), shoulder_m=0.8,
-                    edge="curbs", texture_amp=12.0, shadows=120, bushes=160, bush_colour=(25, 60, 22),
-                    sky_top=(110, 150, 200), sky_horizon=(180, 200, 205), scenery="forest",
-                    far_colour=(45, 80, 45), near_colour=(20, 55, 20), haze=(120, 140, 120)),
-    "desert": Style(asphalt=(95, 88, 82), ground=(205, 180, 135), shoulder=(160, 125, 90), shoulder_m=2.5,
-                    edge="none", texture_amp=14.0, shadows=8, bushes=12, bush_colour=(120, 115, 70),
-                    sky_top=(120, 165, 220), sky_horizon=(225, 215, 200), scenery="mesas",
-                    far_colour=(185, 120, 85), near_colour=(170, 120, 80), haze=(215, 200, 180)),
+    "lake": Style(
+        asphalt=(105, 105, 108),
+        ground=(80, 130, 55),
+        shoulder=(120, 140, 80),
+        shoulder_m=0.6,
+        edge="lines",
+        edge_colour=(240, 240, 235),
+        centre_colour=(225, 190, 40),
+        shadows=25,
+        bushes=30,
+        scenery="hills",
+        far_colour=(105, 125, 150),
+        near_colour=(70, 105, 60),
+        haze=(165, 180, 185),
+    ),
+    "jungle": Style(
+        asphalt=(62, 60, 62),
+        ground=(45, 85, 35),
+        shoulder=(80, 70, 50),
+        shoulder_m=0.8,
+        edge="curbs",
+        texture_amp=12.0,
+        shadows=120,
+        bushes=160,
+        bush_colour=(25, 60, 22),
+        sky_top=(110, 150, 200),
+        sky_horizon=(180, 200, 205),
+        scenery="forest",
+        far_colour=(45, 80, 45),
+        near_colour=(20, 55, 20),
+        haze=(120, 140, 120),
+    ),
+    "desert": Style(
+        asphalt=(95, 88, 82),
+        ground=(205, 180, 135),
+        shoulder=(160, 125, 90),
+        shoulder_m=2.5,
+        edge="none",
+        texture_amp=14.0,
+        shadows=8,
+        bushes=12,
+        bush_colour=(120, 115, 70),
+        sky_top=(120, 165, 220),
+        sky_horizon=(225, 215, 200),
+        scenery="mesas",
+        far_colour=(185, 120, 85),
+        near_colour=(170, 120, 80),
+        haze=(215, 200, 180),
+    ),
 }
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: float) -> np.ndarray:
     """Value noise in about [-1, 1] with features `cell_px` texture pixels across (float32)."""
     h, w = shape
-    small = rng.standard_normal((max(2, int(h / cell_px) + 2), max(2, int(w / cell_px) + 2))).astype(np.float32)
+    small = rng.standard_normal((max(2, int(h / cell_px) + 2), max(2, int(w / cell_px) + 2))).astype(
+        np.float32
+    )
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) * np.float32(0.7)
 
 
@@ -98,8 +137,15 @@ class World:
         return np.round(self.to_px(xy) * 16).astype(np.int32).reshape(-1, 1, 2)
 
     def _stroke(self, img: np.ndarray, xy: np.ndarray, colour, width_m: float, closed: bool = True) -> None:
-        cv2.polylines(img, [self._poly(xy)], closed, colour, max(1, int(round(width_m * self.ppm))),
-                      cv2.LINE_AA, shift=4)
+        cv2.polylines(
+            img,
+            [self._poly(xy)],
+            closed,
+            colour,
+            max(1, int(round(width_m * self.ppm))),
+            cv2.LINE_AA,
+            shift=4,
+        )
 
     def _paint(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         st, tr, ppm = self.style, self.track, self.ppm
@@ -111,8 +157,17 @@ class World:
             c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
             axes = (int(rng.uniform(0.8, 3.5) * ppm), int(rng.uniform(0.8, 3.5) * ppm))
             shade = rng.uniform(0.8, 1.2)
-            cv2.ellipse(img, c, axes, rng.uniform(0, 180), 0, 360,
-                        tuple(int(min(255, v * shade)) for v in st.bush_colour), -1, cv2.LINE_AA)
+            cv2.ellipse(
+                img,
+                c,
+                axes,
+                rng.uniform(0, 180),
+                0,
+                360,
+                tuple(int(min(255, v * shade)) for v in st.bush_colour),
+                -1,
+                cv2.LINE_AA,
+            )
         road_w = tr.width
         self._stroke(img, tr.points, st.shoulder, road_w + 2 * st.shoulder_m)
         self._stroke(img, tr.points, st.asphalt, road_w)
@@ -127,8 +182,16 @@ class World:
         for _ in range(int(st.shadows * area / 1e4)):
             c = (int(rng.uniform(0, w // 4)), int(rng.uniform(0, h // 4)))
             r = int(rng.uniform(1.5, 6.0) * ppm / 4)
-            cv2.ellipse(shade, c, (r, int(r * rng.uniform(0.5, 1.0))), rng.uniform(0, 180), 0, 360,
-                        float(rng.uniform(0.55, 0.8)), -1)
+            cv2.ellipse(
+                shade,
+                c,
+                (r, int(r * rng.uniform(0.5, 1.0))),
+                rng.uniform(0, 180),
+                0,
+                360,
+                float(rng.uniform(0.55, 0.8)),
+                -1,
+            )
         shade = cv2.GaussianBlur(shade, (0, 0), 0.4 * ppm / 4)
         shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
         factor = (1 + grain) * light * shade
@@ -146,9 +209,9 @@ class World:
             for side in (-1, 1):
                 edge = tr.edges(side * (half - 0.35))
                 for k, start in enumerate(range(0, len(edge), block)):
-                    seg = edge[start:start + block + 1]
+                    seg = edge[start : start + block + 1]
                     self._stroke(img, seg, st.curb_colours[k % 2], 0.7, closed=False)
         if st.centre_colour is not None:  # dashes 3 m long every 9 m
             dash, period = int(3 / tr.spacing), int(9 / tr.spacing)
             for start in range(0, len(tr.points) - dash, period):
-                self._stroke(img, tr.points[start:start + dash], st.centre_colour, 0.15, closed=False)
+                self._stroke(img, tr.points[start : start + dash], st.centre_colour, 0.15, closed=False)
