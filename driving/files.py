@@ -1,0 +1,117 @@
+"""Every file the project writes is written atomically: under a temporary name beside it, then
+renamed over the real name. A crash, a kill or a full disk mid-write leaves the previous file
+whole (or no file), never a truncated one.
+
+    with atomic_path("models/effnet.keras") as tmp:   # any writer that takes a path
+        model.save(tmp)
+    write_json("models/run.json", config)             # text, bytes and JSON directly
+
+Temporary names carry the writer's process id (`.NAME.tmp-PID-RANDOM.SUFFIX`, the real suffix last,
+since some writers choose the format by it), so remove_stale_temps() can tell the leftovers of a
+killed process from a write in progress, and a later run in the same folder clears them away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}(\.[^.]*)?$")
+
+
+def temp_path(path: str | Path) -> Path:
+    """A fresh temporary name in `path`'s folder that keeps its suffix."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path for the caller to write; on success it is renamed over `path`, on
+    any error (or KeyboardInterrupt) it is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"{path}: the writer produced no file")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, data) -> Path:
+    """Indented JSON with a final newline; NaN and infinity are refused (JSON has neither)."""
+    return write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110, **kw) -> Path:
+    """A matplotlib figure to a PNG (or any format its suffix names), atomically; closes it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, **kw)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write left in `folder` (those whose
+    process is gone); returns what was removed. Writes in progress are left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.rglob(".*.tmp-*") if recursive else folder.glob(".*.tmp-*"):
+        match = _TEMP_NAME.match(path.name)
+        if match and path.is_file() and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def check_writable_folder(folder: str | Path, what: str = "output folder") -> Path:
+    """Create `folder` if needed and prove a file can be written there, before any long work.
+    Raises OSError with a one-line message naming the folder."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_path(folder / "write-check")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write to {what} {folder}: {e.strerror or e}") from None
+    return folder
