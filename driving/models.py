@@ -90,30 +90,48 @@ def depthwise_he_normal(channels: int) -> keras.initializers.Initializer:
     )
 
 
-def effnet_block(x, ch_in: int, ch_out: int, batch_norm: bool = False, dropout: float = 0.25):
+def effnet_block(
+    x,
+    ch_in: int,
+    ch_out: int,
+    batch_norm: bool = False,
+    dropout: float = 0.25,
+    activation: str = "leaky_relu",
+    he_init: bool = True,
+):
     """EffNet's block: a 1x1 squeeze, a separable 1x3 / 3x1 depthwise pair with the pooling
     between them, and a (2,1) conv striding along the width, so both axes halve.
-    Convolutions carry no bias: they are followed by LeakyReLU (and BN in the -bn variant).
-    Every convolution is He-initialised, so the signal keeps its scale through the blocks."""
+    Convolutions carry no bias: they are followed by the activation (and BN in the -bn variant).
+
+    activation: "leaky_relu" (slope 0.3, layers of its own) for the steering EffNets; "relu" for the
+    MNIST EffNet, inside the conv layers as its published figures (.h5 size included) were measured.
+    he_init: He-initialise every convolution (depthwise ones on their true fan-in) so the signal
+    keeps its scale through the blocks, which the steering EffNets need; False leaves all but the
+    1x1 squeeze at Keras' default (Glorot), as the MNIST EffNet was measured with."""
+    if activation not in ("leaky_relu", "relu"):
+        raise ValueError(f"activation must be 'leaky_relu' or 'relu', not {activation!r}")
+    inside = "relu" if activation == "relu" else None  # the activation the conv layers apply
+    conv_init = "he_normal" if he_init else "glorot_uniform"
 
     def act(y):
-        y = layers.LeakyReLU(negative_slope=0.3)(y)
+        if activation == "leaky_relu":
+            y = layers.LeakyReLU(negative_slope=0.3)(y)
         return layers.BatchNormalization()(y) if batch_norm else y
 
-    def depthwise(y, kernel):
-        return layers.DepthwiseConv2D(
-            kernel, padding="same", use_bias=False, depthwise_initializer=depthwise_he_normal(ch_in)
-        )(y)
+    def conv(filters, kernel, **kw):
+        return layers.Conv2D(filters, kernel, padding="same", use_bias=False, activation=inside, **kw)
 
-    x = act(layers.Conv2D(ch_in, 1, padding="same", kernel_initializer="he_normal", use_bias=False)(x))
-    x = act(depthwise(x, (1, 3)))
+    def depthwise(kernel):
+        init = depthwise_he_normal(ch_in) if he_init else "glorot_uniform"
+        return layers.DepthwiseConv2D(
+            kernel, padding="same", use_bias=False, activation=inside, depthwise_initializer=init
+        )
+
+    x = act(conv(ch_in, 1, kernel_initializer="he_normal")(x))
+    x = act(depthwise((1, 3))(x))
     x = layers.MaxPooling2D(pool_size=(2, 1), strides=(2, 1))(x)
-    x = act(depthwise(x, (3, 1)))
-    x = act(
-        layers.Conv2D(
-            ch_out, (2, 1), strides=(1, 2), padding="same", kernel_initializer="he_normal", use_bias=False
-        )(x)
-    )
+    x = act(depthwise((3, 1))(x))
+    x = act(conv(ch_out, (2, 1), strides=(1, 2), kernel_initializer=conv_init)(x))
     return layers.Dropout(dropout)(x) if dropout else x
 
 
