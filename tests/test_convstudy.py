@@ -1,4 +1,5 @@
-"""driving.convstudy: the worked examples reproduced, and tiny speed and compare runs end to end."""
+"""studies.convstudy: the worked examples reproduced, the command line's refusals, and tiny speed
+and compare runs end to end."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import keras
 import numpy as np
 import pytest
 
-from driving import convstudy
-from driving.mnist import MnistDataError
-from tests.test_mnist import write_mnist_folder
+from studies import convstudy
+from studies.loaders import DataError, compare_data
+from tests.test_mnist import imports_keras_or_tensorflow, write_mnist_folder
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -153,10 +154,46 @@ def _write_cifar(folder, n=4):
 
 def test_compare_prefers_cifar10_when_given(tmp_path):
     _write_cifar(tmp_path / "cifar-10-batches-py")
-    data, name = convstudy.compare_data(tmp_path / "cifar-10-batches-py")
+    data, name = compare_data(tmp_path / "cifar-10-batches-py")
     assert name.startswith("CIFAR-10")
     assert data["x_train"].shape == (20, 32, 32, 3) and data["x_test"].shape == (4, 32, 32, 3)
     assert data["x_train"].max() <= 1.0
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"broken")
-    with pytest.raises(MnistDataError, match="test_batch"):
-        convstudy.compare_data(tmp_path / "cifar-10-batches-py")
+    with pytest.raises(DataError, match="test_batch"):
+        compare_data(tmp_path / "cifar-10-batches-py")
+
+
+def test_compare_reports_bad_data_in_one_line(tmp_path, capsys):
+    _write_cifar(tmp_path / "cifar")
+    (tmp_path / "cifar" / "data_batch_3").write_bytes(b"broken")
+    out = ["--out", str(tmp_path / "out")]
+    assert convstudy.main(["compare", "--data-dir", str(tmp_path / "cifar"), *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'cifar' / 'data_batch_3'}: not a readable" in err
+    assert convstudy.main(["compare", "--data-dir", str(tmp_path / "nowhere"), *out]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["speed", "--filters", "8", "0"],
+        ["speed", "--size", "-1"],
+        ["speed", "--layers", "0"],
+        ["speed", "--batches", "nan"],
+        ["compare", "--epochs", "0"],
+        ["compare", "--batch-size", "-256"],
+        ["compare", "--subset", "0"],
+    ],
+)
+def test_cli_refuses_bad_numbers_in_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        convstudy.main(argv)
+    assert exit_.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith(f"python -m studies.convstudy {argv[0]}: error: argument")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"]])
+def test_help_does_not_import_tensorflow(argv):
+    assert not imports_keras_or_tensorflow(["studies.convstudy", *argv])

@@ -1,18 +1,21 @@
-"""driving.mnist: exact model sizes, IDX/npz loaders on real files, a one-epoch run end to end."""
+"""studies.mnist and studies.loaders: exact model sizes, IDX/npz loaders on real files, the command
+line's refusals, and a one-epoch run end to end."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from driving import mnist
-from driving.mnist import MnistDataError
-from driving.models import count_params
+from driving.models import count_macs, count_params
+from studies import loaders, mnist
+from studies.loaders import DataError
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -64,8 +67,20 @@ def test_models_have_the_published_trainable_parameter_counts():
     assert mnist.LEARNING_RATES == {"baseline": 1e-3, "effnet": 1e-2}
 
 
+def test_effnet_is_the_steering_block_with_relu_and_keras_default_initialisers():
+    # As the published figures (.h5 size included) were measured: ReLU inside the conv layers and
+    # Keras' default initialisers after the 1x1 squeeze (the steering EffNets: LeakyReLU layers, He).
+    model = mnist.build("effnet")
+    assert count_params(model)[1] == 68_090
+    assert not any("ReLU" in type(layer).__name__ for layer in model.layers)
+    convs = [layer.get_config() for layer in model.layers if "Conv2D" in type(layer).__name__]
+    assert [c["activation"] for c in convs] == ["relu"] * 16
+    initialisers = [c.get("depthwise_initializer", c.get("kernel_initializer"))["class_name"] for c in convs]
+    assert initialisers == ["HeNormal", "GlorotUniform", "GlorotUniform", "GlorotUniform"] * 4
+
+
 def test_effnet_needs_far_fewer_macs_than_baseline():
-    base, eff = (mnist.count_macs(mnist.build(n)) for n in ("baseline", "effnet"))
+    base, eff = (count_macs(mnist.build(n)) for n in ("baseline", "effnet"))
     # First conv of the baseline alone: 26*26 outputs x 32 filters x 3*3 taps.
     assert base > 26 * 26 * 32 * 9
     assert eff < base / 4
@@ -85,7 +100,7 @@ def test_dry_run_json_lists_both_models(capsys):
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_folder_round_trip(tmp_path, gz):
     arrays = write_mnist_folder(tmp_path, 30, 20, gz=gz)
-    loaded, source = mnist.load_mnist(tmp_path)
+    loaded, source = loaders.load_mnist(tmp_path)
     assert source == str(tmp_path)
     for key, array in arrays.items():
         np.testing.assert_array_equal(loaded[key], array)
@@ -95,7 +110,7 @@ def test_idx_folder_round_trip(tmp_path, gz):
 def test_npz_round_trip(tmp_path):
     arrays = write_mnist_folder(tmp_path / "idx", 30, 20)
     np.savez(tmp_path / "mnist.npz", **arrays)
-    loaded, _ = mnist.load_mnist(tmp_path)
+    loaded, _ = loaders.load_mnist(tmp_path)
     np.testing.assert_array_equal(loaded["x_test"], arrays["x_test"])
 
 
@@ -112,50 +127,103 @@ def test_read_idx_rejects_corrupt_files(tmp_path):
     for name, (data, message) in cases.items():
         path = tmp_path / name
         path.write_bytes(data)
-        with pytest.raises(MnistDataError, match=message) as err:
-            mnist.read_idx(path)
+        with pytest.raises(DataError, match=message) as err:
+            loaders.read_idx(path)
         assert str(path) in str(err.value)
     bad_gz = tmp_path / "broken.gz"
     bad_gz.write_bytes(b"not gzip at all")
-    with pytest.raises(MnistDataError, match="cannot read"):
-        mnist.read_idx(bad_gz)
+    with pytest.raises(DataError, match="cannot read"):
+        loaders.read_idx(bad_gz)
 
 
 def test_corrupt_file_in_folder_is_named(tmp_path):
     write_mnist_folder(tmp_path, 30, 20)
     labels = tmp_path / IDX_FILES["y_test"]
     labels.write_bytes(labels.read_bytes()[:-5])
-    with pytest.raises(MnistDataError, match="t10k-labels-idx1-ubyte"):
-        mnist.load_mnist(tmp_path)
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        loaders.load_mnist(tmp_path)
 
 
 def test_missing_files_and_bad_contents_get_clear_errors(tmp_path):
     write_mnist_folder(tmp_path / "a", 30, 20)
     (tmp_path / "a" / IDX_FILES["x_train"]).unlink()
-    with pytest.raises(MnistDataError, match="train-images-idx3-ubyte.*make mnist-data"):
-        mnist.load_mnist(tmp_path / "a")
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.*make mnist-data"):
+        loaders.load_mnist(tmp_path / "a")
 
     arrays = write_mnist_folder(tmp_path / "b", 30, 20)
     (tmp_path / "b" / IDX_FILES["y_train"]).write_bytes(idx_bytes(arrays["y_train"][:10]))
-    with pytest.raises(MnistDataError, match="30 train images but labels"):
-        mnist.load_mnist(tmp_path / "b")
+    with pytest.raises(DataError, match="30 train images but labels"):
+        loaders.load_mnist(tmp_path / "b")
 
     arrays["y_test"][0] = 12
     np.savez(tmp_path / "mnist.npz", **arrays)
-    with pytest.raises(MnistDataError, match="labels outside 0..9"):
-        mnist.load_mnist(tmp_path)
+    with pytest.raises(DataError, match="labels outside 0..9"):
+        loaders.load_mnist(tmp_path)
 
     np.savez(tmp_path / "c.npz", x_train=arrays["x_train"])
-    with pytest.raises(MnistDataError, match="missing arrays"):
-        mnist.load_mnist(tmp_path / "c.npz")
+    with pytest.raises(DataError, match="missing arrays"):
+        loaders.load_mnist(tmp_path / "c.npz")
     (tmp_path / "d.npz").write_bytes(b"garbage")
-    with pytest.raises(MnistDataError, match="not a readable .npz"):
-        mnist.load_mnist(tmp_path / "d.npz")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        loaders.load_mnist(tmp_path / "d.npz")
 
 
-def test_cli_reports_a_bad_data_dir_without_a_traceback(tmp_path, capsys):
-    assert mnist.main(["--data-dir", str(tmp_path), "--epochs", "1"]) == 2
+def test_cli_reports_bad_data_in_one_line(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "out")]
+    assert mnist.main(["--data-dir", str(tmp_path), "--epochs", "1", *out]) == 2
     assert "missing IDX files" in capsys.readouterr().err
+    assert mnist.main(["--data-dir", str(tmp_path / "nowhere"), *out]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nowhere'}: no such file or folder\n"
+    assert mnist.main(["--combine", str(tmp_path), *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "results.json: not found" in err
+    (tmp_path / "results.json").write_text("{ truncated")
+    assert mnist.main(["--combine", str(tmp_path), *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'results.json'}: not a results.json" in err
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--epochs", "0"],
+        ["--epochs", "-3"],
+        ["--batch-size", "0"],
+        ["--batch-size", "nan"],
+        ["--subset", "0"],
+        ["--val-split", "nan"],
+        ["--val-split", "1"],
+        ["--val-split", "-0.1"],
+        ["--seed", "-1"],
+    ],
+)
+def test_cli_refuses_bad_numbers_in_one_line(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        mnist.main(option)
+    assert exit_.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("python -m studies.mnist: error: argument") and option[1] in message
+
+
+def imports_keras_or_tensorflow(argv: list[str]) -> bool:
+    """Run `python -m ARGV...` (a --help) in a fresh interpreter; did it import TensorFlow or Keras?"""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n"
+        f"    runpy.run_module({argv[0]!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    assert "usage:" in run.stdout
+    return run.stdout.strip().splitlines()[-1] != "[]"
+
+
+def test_help_does_not_import_tensorflow():
+    assert not imports_keras_or_tensorflow(["studies.mnist", "--help"])
 
 
 # --- a real, tiny run -----------------------------------------------------------------------

@@ -1,34 +1,35 @@
 """The efficient-convolution study: what separable convolutions save, computed and measured.
 
-    python -m driving.convstudy calc [--json]     # parameters and multiplications, from formulas,
+    python -m studies.convstudy calc [--json]     # parameters and multiplications, from formulas,
                                                   # checked against Keras layers' own counts
-    python -m driving.convstudy speed             # forward time of 16-layer stacks per conv kind
-    python -m driving.convstudy compare --epochs 10   # Regular / Both / Separable, same network
+    python -m studies.convstudy speed             # forward time of 16-layer stacks per conv kind
+    python -m studies.convstudy compare --epochs 10   # Regular / Both / Separable, same network
 
 Every figure is computed here; none is typed in. Outputs go under --out (default runs/convstudy/).
+Keras is imported inside the functions that build models, so `--help` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
-import keras
 import numpy as np
-from keras import layers
 
-from driving.mnist import MnistDataError, load_mnist
-from driving.models import count_macs
+from driving import cli
+from driving.files import check_writable_folder, save_figure, write_json, write_text
+from studies.loaders import DataError, compare_data
+
+if TYPE_CHECKING:
+    import keras
+    from keras import layers
 
 DEFAULT_OUT = Path("runs/convstudy")
-CIFAR_CACHE = Path.home() / ".keras" / "datasets" / "cifar-10-batches-py"
 
 
 def _pyplot():
@@ -83,6 +84,12 @@ def mobilenet_cost(dk: int, m: int, n: int, df: int) -> dict[str, float]:
 
 def _keras_counts(input_shape: tuple[int, int, int], *convs: layers.Layer) -> tuple[int, int]:
     """(parameters, multiplications) of a stack of bias-free conv layers as Keras builds it."""
+    import driving.quiet  # noqa: F401
+
+    import keras
+
+    from driving.models import count_macs
+
     inputs = keras.Input(input_shape)
     x = inputs
     for conv in convs:
@@ -93,6 +100,10 @@ def _keras_counts(input_shape: tuple[int, int, int], *convs: layers.Layer) -> tu
 
 def calc() -> dict:
     """Every worked example, each from the formula and from Keras layers."""
+    import driving.quiet  # noqa: F401
+
+    from keras import layers
+
     h = w = 12
     m, n, k = 3, 256, 5
     reg = regular_cost(h, w, m, n, k, k)
@@ -176,6 +187,10 @@ def print_calc(r: dict) -> None:
 
 def conv_layer(kind: str, filters: int) -> list[layers.Layer]:
     """One 'layer' of a speed stack; conv1x3+conv3x1 is the pair that replaces one 3x3."""
+    import driving.quiet  # noqa: F401
+
+    from keras import layers
+
     same = {"padding": "same", "activation": "relu"}
     return {
         "conv5x5": lambda: [layers.Conv2D(filters, 5, **same)],
@@ -193,6 +208,10 @@ SPEED_KINDS = ("conv5x5", "conv3x3", "conv1x3+conv3x1", "depthwise3x3", "conv1x1
 
 
 def speed_stack(kind: str, filters: int, size: int, depth: int) -> keras.Model:
+    import driving.quiet  # noqa: F401
+
+    import keras
+
     inputs = keras.Input((size, size, filters))
     x = inputs
     for _ in range(depth):
@@ -212,6 +231,8 @@ class SpeedRow:
 
 def time_forward(model: keras.Model, batch: np.ndarray, batches: int, device: str) -> float:
     """Median milliseconds per forward batch of a compiled (traced) call, after a warm-up."""
+    import driving.quiet  # noqa: F401
+
     import tensorflow as tf  # the timing harness only; the models themselves are pure Keras
 
     with tf.device(device):
@@ -227,6 +248,8 @@ def time_forward(model: keras.Model, batch: np.ndarray, batches: int, device: st
 
 
 def devices() -> list[str]:
+    import driving.quiet  # noqa: F401
+
     import tensorflow as tf
 
     return ["/CPU:0"] + (["/GPU:0"] if tf.config.list_physical_devices("GPU") else [])
@@ -241,6 +264,8 @@ def speed(
     kinds: tuple[str, ...] = SPEED_KINDS,
 ) -> list[SpeedRow]:
     from tqdm import tqdm
+
+    from driving.models import count_macs
 
     rng = np.random.default_rng(0)
     jobs = [(d, k, f) for d in devices() for k in kinds for f in filters]
@@ -266,7 +291,6 @@ def _ns_per_mac(r: SpeedRow, batch_size: int) -> float:
 
 def speed_report(rows: list[SpeedRow], out: Path, setup: str, batch_size: int) -> str:
     plt = _pyplot()
-    out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"Forward time, {setup}",
         "",
@@ -298,8 +322,7 @@ def speed_report(rows: list[SpeedRow], out: Path, setup: str, batch_size: int) -
         ax.set_xticks(sorted({r.filters for r in rows}))
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.savefig(out / f"speed_{device.lower()}.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, out / f"speed_{device.lower()}.png", bbox_inches="tight")
     # What the numbers show: stacks that need fewer MACs than another stack yet take as long.
     pairs = sorted(
         (
@@ -321,8 +344,8 @@ def speed_report(rows: list[SpeedRow], out: Path, setup: str, batch_size: int) -
         for ratio, a, b in pairs[:5]
     ] or ["- none in this run"]
     text = "\n".join(lines) + "\n"
-    (out / "speed.md").write_text(text)
-    (out / "speed.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    write_text(out / "speed.md", text)
+    write_json(out / "speed.json", [asdict(r) for r in rows])
     return text
 
 
@@ -336,6 +359,8 @@ VARIANTS = ("regular", "both", "separable")
 def _conv(variant: str, filters: int, position: int) -> layers.Layer:
     """Regular everywhere, separable everywhere, or (both) regular first and separable second
     in every block."""
+    from keras import layers
+
     separable = variant == "separable" or (variant == "both" and position == 1)
     conv = layers.SeparableConv2D if separable else layers.Conv2D
     return conv(filters, 3, padding="same", use_bias=False)
@@ -344,6 +369,11 @@ def _conv(variant: str, filters: int, position: int) -> layers.Layer:
 def compare_model(variant: str, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     """Three blocks of [conv, BN, relu] x 2 + MaxPool + Dropout, then a Dense head; only the
     convolutions change between variants."""
+    import driving.quiet  # noqa: F401
+
+    import keras
+    from keras import layers
+
     inputs = keras.Input(input_shape)
     x = inputs
     for filters, dropout in ((32, 0.2), (64, 0.3), (128, 0.4)):
@@ -359,45 +389,6 @@ def compare_model(variant: str, input_shape: tuple[int, int, int], num_classes: 
     x = layers.Dropout(0.5)(x)
     outputs = layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=variant)
-
-
-def load_cifar10(folder: Path) -> dict[str, np.ndarray]:
-    """CIFAR-10 'python version' batches (trusted files: the format is pickle)."""
-
-    def read(name: str) -> tuple[np.ndarray, np.ndarray]:
-        path = folder / name
-        try:
-            with path.open("rb") as f:
-                batch = pickle.load(f, encoding="bytes")
-            x = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-            return x, np.asarray(batch[b"labels"], np.int64)
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
-            raise MnistDataError(f"{path}: not a readable CIFAR-10 batch ({err})") from err
-
-    parts = [read(f"data_batch_{i}") for i in range(1, 6)]
-    x_test, y_test = read("test_batch")
-    return {
-        "x_train": np.concatenate([p[0] for p in parts]),
-        "y_train": np.concatenate([p[1] for p in parts]),
-        "x_test": x_test,
-        "y_test": y_test,
-    }
-
-
-def compare_data(data_dir: Path | None) -> tuple[dict[str, np.ndarray], str]:
-    """CIFAR-10 if given or cached, otherwise MNIST; images scaled to [0, 1] with a channel axis."""
-    for folder in (data_dir, CIFAR_CACHE):
-        if folder is not None and (folder / "data_batch_1").is_file():
-            data, name = load_cifar10(folder), f"CIFAR-10 ({folder})"
-            break
-    else:
-        data, source = load_mnist(data_dir)
-        data, name = dict(data), f"MNIST ({source})"
-        data["x_train"], data["x_test"] = data["x_train"][..., None], data["x_test"][..., None]
-    for split in ("train", "test"):
-        data[f"x_{split}"] = data[f"x_{split}"].astype(np.float32) / 255.0
-        data[f"y_{split}"] = data[f"y_{split}"].astype(np.int64)
-    return data, name
 
 
 @dataclass
@@ -416,6 +407,8 @@ def recompute_batch_norm(model: keras.Model, x: np.ndarray, batch_size: int) -> 
     a variance of 1; MNIST's first-layer activations vary ~100x less, so after a short run the
     stored statistics are still mostly the initial ones and inference-mode accuracy can sit at
     chance while the weights are fine (docs/mnist.md)."""
+    from keras import layers
+
     norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
     dropouts = [layer for layer in model.layers if isinstance(layer, layers.Dropout)]
     momenta, rates = [n.momentum for n in norms], [d.rate for d in dropouts]
@@ -438,6 +431,12 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def compare(data: dict[str, np.ndarray], epochs: int, batch_size: int, seed: int) -> list[CompareResult]:
+    import driving.quiet  # noqa: F401
+
+    import keras
+
+    from driving.models import count_macs
+
     results = []
     for variant in VARIANTS:
         keras.utils.set_random_seed(seed)
@@ -475,7 +474,6 @@ def compare(data: dict[str, np.ndarray], epochs: int, batch_size: int, seed: int
 
 def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
     plt = _pyplot()
-    out.mkdir(parents=True, exist_ok=True)
     names = [r.variant for r in results]
     for key, title, ylabel in (
         ("params", "Parameters", "parameters"),
@@ -487,8 +485,7 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
         bars = ax.bar(names, values, color=["tab:blue", "tab:orange", "tab:green"])
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
         ax.set(title=title, ylabel=ylabel)
-        fig.savefig(out / f"compare_{key}.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, out / f"compare_{key}.png", bbox_inches="tight")
     for metric, title in (("val_loss", "Validation loss"), ("val_accuracy", "Validation accuracy")):
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in results:
@@ -497,8 +494,7 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.savefig(out / f"compare_{metric}.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, out / f"compare_{metric}.png", bbox_inches="tight")
     ref = results[0]
     lines = [
         f"Regular / Both / Separable, {setup}",
@@ -521,8 +517,8 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
         "images: a large gap means the run was too short for the moving statistics to settle.",
     ]
     text = "\n".join(lines) + "\n"
-    (out / "compare.md").write_text(text)
-    (out / "compare.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    write_text(out / "compare.md", text)
+    write_json(out / "compare.json", [asdict(r) for r in results])
     return text
 
 
@@ -532,7 +528,7 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m driving.convstudy",
+        prog="python -m studies.convstudy",
         description="What separable convolutions save: worked "
         "examples (calc), forward timings (speed) and a training "
         "comparison (compare).",
@@ -547,15 +543,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("speed", help="forward time of deep stacks of each convolution kind")
     p.add_argument(
         "--filters",
-        type=int,
+        type=cli.positive_int,
         nargs="+",
         default=[8, 16, 32, 64],
         help="stack widths to time (default 8 16 32 64)",
     )
-    p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
-    p.add_argument("--layers", type=int, default=16, help="layers per stack (default 16)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward batch (default 32)")
-    p.add_argument("--batches", type=int, default=100, help="timed batches per stack (default 100)")
+    p.add_argument("--size", type=cli.positive_int, default=32, help="input height and width (default 32)")
+    p.add_argument("--layers", type=cli.positive_int, default=16, help="layers per stack (default 16)")
+    p.add_argument(
+        "--batch-size", type=cli.positive_int, default=32, help="images per forward batch (default 32)"
+    )
+    p.add_argument(
+        "--batches", type=cli.positive_int, default=100, help="timed batches per stack (default 100)"
+    )
     p.add_argument(
         "--kinds",
         nargs="+",
@@ -567,42 +567,50 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "compare", help="Regular / Both / Separable: same network, only the convolutions swapped"
     )
-    p.add_argument("--epochs", type=int, default=10, help="default 10 (the original ran 150 on a GPU)")
-    p.add_argument("--batch-size", type=int, default=256, help="default 256, the original's")
+    p.add_argument(
+        "--epochs", type=cli.positive_int, default=10, help="default 10 (the original ran 150 on a GPU)"
+    )
+    p.add_argument("--batch-size", type=cli.positive_int, default=256, help="default 256, the original's")
     p.add_argument(
         "--data-dir",
         type=Path,
         help="cifar-10-batches-py folder, or MNIST files; default: cached CIFAR-10, else MNIST",
     )
-    p.add_argument("--subset", type=int, help="use only the first N training and N test images")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=cli.positive_int, help="use only the first N training and N test images")
+    p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default runs/convstudy)")
     args = parser.parse_args(argv)
 
     if args.command == "calc":
         figures = calc()
-        print(json.dumps(figures, indent=2)) if args.json else print_calc(figures)
-    elif args.command == "speed":
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        else:
+            print_calc(figures)
+        return 0
+    try:  # in one line, before any long work: unreadable data, an unwritable --out
+        if args.command == "compare":
+            data, name = compare_data(args.data_dir)
+        check_writable_folder(args.out)
+    except (DataError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.command == "speed":
         rows = speed(args.filters, args.size, args.layers, args.batch_size, args.batches, tuple(args.kinds))
         setup = (
             f"{args.layers}-layer stacks on {args.size}x{args.size} inputs, batch "
             f"{args.batch_size}, median of {args.batches} batches"
         )
         print(speed_report(rows, args.out, setup, args.batch_size))
-    else:
-        try:
-            data, name = compare_data(args.data_dir)
-        except MnistDataError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        if args.subset:
-            data = {k: v[: args.subset] for k, v in data.items()}
-        results = compare(data, args.epochs, args.batch_size, args.seed)
-        setup = (
-            f"{name}, {len(data['x_train'])} training images, {args.epochs} epochs, "
-            f"Adam 1e-3, batch {args.batch_size}"
-        )
-        print(compare_report(results, args.out, setup))
+        return 0
+    if args.subset:
+        data = {k: v[: args.subset] for k, v in data.items()}
+    results = compare(data, args.epochs, args.batch_size, args.seed)
+    setup = (
+        f"{name}, {len(data['x_train'])} training images, {args.epochs} epochs, "
+        f"Adam 1e-3, batch {args.batch_size}"
+    )
+    print(compare_report(results, args.out, setup))
     return 0
 
 

@@ -4,169 +4,41 @@ Two models, trained with the original protocol (featurewise centring and std nor
 batch 1000, best checkpoint by validation accuracy), then compared on parameters, .h5 size,
 forward MACs, time per epoch and test accuracy beside the published figures.
 
-    python -m driving.mnist --dry-run [--json]          # build both models, print parameter counts
-    python -m driving.mnist --epochs 20 --out runs/mnist  # the full experiment
-    python -m driving.mnist --data-dir data/mnist --subset 2000 --epochs 1   # a quick smoke run
+    python -m studies.mnist --dry-run [--json]            # build both models, print parameter counts
+    python -m studies.mnist --epochs 20 --out runs/mnist  # the full experiment
+    python -m studies.mnist --data-dir data/mnist --subset 2000 --epochs 1   # a quick smoke run
 
-Data, first found wins: --data-dir (IDX files, raw or .gz, or mnist.npz); data/mnist/ (what
-`make mnist-data` fetches); Keras's cache ~/.keras/datasets/mnist.npz; keras.datasets download.
+Data: studies.loaders (--data-dir, then data/mnist/ from `make mnist-data`, then Keras's cache).
+Keras is imported inside the functions that build or train models, so `--help` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
+import logging
 import signal
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
-import keras
 import numpy as np
-from keras import layers
 
-# Generic Keras utilities shared with the steering models (no steering code).
-from driving.models import count_macs, count_params, save_atomic
+from driving import cli
+from driving.files import atomic_path, check_writable_folder, save_figure, write_json, write_text
+from studies.loaders import IMAGE_SHAPE, NUM_CLASSES, DataError, load_mnist
 
-IMAGE_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
-DEFAULT_DATA_DIR = Path("data/mnist")
-KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
+if TYPE_CHECKING:
+    import keras
 
 # The published figures this experiment reproduces (test accuracy after N epochs).
 PUBLISHED = {
     "baseline": {"params": 147_658, "accuracy": {20: 0.9943}},
     "effnet": {"params": 68_090, "accuracy": {20: 0.9798, 50: 0.9832}},
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: IDX / npz readers with clear errors
-
-
-class MnistDataError(ValueError):
-    """A missing, truncated or malformed MNIST file."""
-
-
-# IDX type byte -> numpy dtype (IDX stores multi-byte values big-endian).
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_IDX_NAMES = {
-    "x_train": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
-    "y_train": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
-    "x_test": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
-    "y_test": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
-}
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (raw or gzip-compressed) into an array, checking header and size."""
-    path = Path(path)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
-        raise MnistDataError(f"{path}: cannot read ({err})") from err
-    if len(raw) < 4:
-        raise MnistDataError(f"{path}: {len(raw)} bytes, too short for an IDX header")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise MnistDataError(
-            f"{path}: bad IDX magic number 0x{raw[:4].hex()} "
-            "(expected 0x0000TTDD: type byte, number of dimensions)"
-        )
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise MnistDataError(f"{path}: IDX header declares {ndim} dimensions but the file ends early")
-    dims = tuple(int(d) for d in np.frombuffer(raw[4:header], ">u4"))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise MnistDataError(
-            f"{path}: header says shape {dims} ({expected} bytes of data) "
-            f"but the file holds {len(raw) - header} bytes after the header"
-        )
-    return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def _find_idx(folder: Path, names: tuple[str, ...]) -> Path | None:
-    for name in names:
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise MnistDataError(f"{path}: not a readable .npz file ({err})") from err
-    missing = [k for k in _IDX_NAMES if k not in arrays]
-    if missing:
-        raise MnistDataError(f"{path}: missing arrays {missing} (has {sorted(arrays)})")
-    return {k: arrays[k] for k in _IDX_NAMES}
-
-
-def _check(arrays: dict[str, np.ndarray], source: str) -> None:
-    for split in ("train", "test"):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE[:2]:
-            raise MnistDataError(f"{source}: {split} images have shape {x.shape}, expected (N, 28, 28)")
-        if y.ndim != 1 or len(y) != len(x):
-            raise MnistDataError(f"{source}: {len(x)} {split} images but labels of shape {y.shape}")
-        if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
-            raise MnistDataError(f"{source}: {split} labels outside 0..9 (min {y.min()}, max {y.max()})")
-
-
-def read_folder(folder: str | Path) -> dict[str, np.ndarray]:
-    """MNIST from a folder holding mnist.npz or the four original IDX files (raw or .gz)."""
-    folder = Path(folder)
-    if folder.is_file() and folder.suffix == ".npz":
-        arrays = _read_npz(folder)
-    elif (folder / "mnist.npz").is_file():
-        arrays = _read_npz(folder / "mnist.npz")
-    else:
-        paths = {key: _find_idx(folder, names) for key, names in _IDX_NAMES.items()}
-        missing = [names[0] for key, names in _IDX_NAMES.items() if paths[key] is None]
-        if missing:
-            raise MnistDataError(
-                f"{folder}: no mnist.npz and missing IDX files {missing} "
-                "(raw or .gz); `make mnist-data` fetches them into data/mnist/"
-            )
-        arrays = {key: read_idx(path) for key, path in paths.items()}
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    _check(arrays, str(folder))
-    return arrays
-
-
-def load_mnist(data_dir: str | Path | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """The four MNIST arrays (x_train, y_train, x_test, y_test as uint8) and where they came from."""
-    if data_dir is not None:
-        return read_folder(data_dir), str(data_dir)
-    if DEFAULT_DATA_DIR.is_dir() and any(DEFAULT_DATA_DIR.iterdir()):
-        return read_folder(DEFAULT_DATA_DIR), str(DEFAULT_DATA_DIR)
-    if KERAS_CACHE.is_file():
-        return read_folder(KERAS_CACHE), str(KERAS_CACHE)
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    except Exception as err:  # no network: say how to get the files instead
-        raise MnistDataError(
-            "MNIST not found in data/mnist/ or ~/.keras/datasets and the download "
-            f"failed ({err}); run `make mnist-data` or pass --data-dir"
-        ) from err
-    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    _check(arrays, "keras.datasets.mnist")
-    return arrays, "keras.datasets.mnist"
 
 
 @dataclass(frozen=True)
@@ -203,6 +75,8 @@ def register(name: str, learning_rate: float) -> Callable:
 
 
 def _classifier_head(x):
+    from keras import layers
+
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
     x = layers.BatchNormalization()(x)
@@ -213,6 +87,11 @@ def _classifier_head(x):
 @register("baseline", learning_rate=1e-3)  # Adam's default rate
 def baseline() -> keras.Model:
     """Four conv+pool+dropout stages and a Dense 128 head: 147,658 trainable parameters."""
+    import driving.quiet  # noqa: F401
+
+    import keras
+    from keras import layers
+
     inputs = keras.Input(IMAGE_SHAPE)
     x = layers.Conv2D(32, 3, activation="relu")(inputs)  # valid: 28 -> 26
     x = layers.MaxPooling2D(2)(x)
@@ -224,26 +103,20 @@ def baseline() -> keras.Model:
     return keras.Model(inputs, _classifier_head(x), name="baseline")
 
 
-def effnet_block(x, ch_in: int, ch_out: int):
-    """EffNet block: 1x1 squeeze, separable 1x3 / pool (2,1) / 3x1 depthwise, strided (2,1) conv.
-
-    Halves height (pooling) and width (stride) with no biases, as in the steering EffNet;
-    ReLU replaces its LeakyReLU."""
-    x = layers.Conv2D(ch_in, 1, use_bias=False, kernel_initializer="he_normal", activation="relu")(x)
-    x = layers.DepthwiseConv2D((1, 3), padding="same", use_bias=False, activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=(2, 1), strides=(2, 1))(x)
-    x = layers.DepthwiseConv2D((3, 1), padding="same", use_bias=False, activation="relu")(x)
-    x = layers.Conv2D(ch_out, (2, 1), strides=(1, 2), padding="same", use_bias=False, activation="relu")(x)
-    return layers.Dropout(0.25)(x)
-
-
 @register("effnet", learning_rate=1e-2)
 def effnet() -> keras.Model:
-    """Four EffNet blocks and the same head: 68,090 trainable parameters."""
+    """Four of the steering models' EffNet blocks and the same head: 68,090 trainable parameters.
+    The blocks use ReLU and Keras' default initialisers, as the published figures did."""
+    import driving.quiet  # noqa: F401
+
+    import keras
+
+    from driving.models import effnet_block
+
     inputs = keras.Input(IMAGE_SHAPE)
     x = inputs
     for ch_in, ch_out in ((16, 32), (32, 64), (32, 64), (64, 128)):
-        x = effnet_block(x, ch_in, ch_out)
+        x = effnet_block(x, ch_in, ch_out, activation="relu", he_init=False)
     return keras.Model(inputs, _classifier_head(x), name="effnet")
 
 
@@ -257,27 +130,39 @@ def build(name: str) -> keras.Model:
 # Training with the original protocol
 
 
-class BestByValAccuracy(keras.callbacks.Callback):
-    """Keep (and save to `path`) the weights of the epoch with the best validation accuracy, and
-    time each epoch."""
+def save_h5(model: keras.Model, path: Path) -> None:
+    """Save to .h5 atomically, without Keras' warning at every save that .h5 is legacy (it is
+    kept on purpose: the published comparison is of .h5 sizes)."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+    finally:
+        absl.setLevel(level)
 
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
+
+class BestEpoch:
+    """Keep (and save to `path`) the weights of the epoch with the best validation accuracy, and
+    time each epoch. Keras calls `begin` and `end` through a LambdaCallback (see train_one)."""
+
+    def __init__(self, model: keras.Model, path: Path) -> None:
+        self.model, self.path = model, path
         self.best_accuracy, self.best_epoch, self.best_weights = -1.0, -1, None
         self.epoch_seconds: list[float] = []
+        self._start = 0.0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def end(self, epoch: int, logs: dict) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._start)
-        logs = logs or {}
-        logs["epoch_seconds"] = self.epoch_seconds[-1]
+        logs["epoch_seconds"] = self.epoch_seconds[-1]  # the History and CSV callbacks after it log it
         if logs.get("val_accuracy", -1.0) > self.best_accuracy:
             self.best_accuracy, self.best_epoch = logs["val_accuracy"], epoch + 1
             self.best_weights = self.model.get_weights()
-            save_atomic(self.model, self.path)
+            save_h5(self.model, self.path)
 
 
 @dataclass
@@ -311,6 +196,12 @@ def train_one(
 
     Ctrl-C (or SIGTERM) stops training early; the best epoch so far is still evaluated and saved,
     and the result says how many epochs ran."""
+    import driving.quiet  # noqa: F401
+
+    import keras
+
+    from driving.models import count_macs, count_params
+
     keras.utils.set_random_seed(seed)
     standardize = Standardizer.fit(data["x_train"])
     x, y = standardize(data["x_train"]), data["y_train"].astype(np.int64)
@@ -329,8 +220,13 @@ def train_one(
     )
     out.mkdir(parents=True, exist_ok=True)
     h5 = out / f"{name}.h5"
-    best = BestByValAccuracy(h5)
+    best = BestEpoch(model, h5)
     history = keras.callbacks.History()
+    callbacks = [
+        keras.callbacks.LambdaCallback(on_epoch_begin=best.begin, on_epoch_end=best.end),
+        history,
+        keras.callbacks.CSVLogger(str(out / f"{name}_history.csv")),  # appended as epochs end
+    ]
     try:
         model.fit(
             x,
@@ -338,7 +234,7 @@ def train_one(
             batch_size=batch_size,
             epochs=epochs,
             validation_data=(x_val, y_val),
-            callbacks=[best, history, keras.callbacks.CSVLogger(str(out / f"{name}_history.csv"))],
+            callbacks=callbacks,
             verbose=verbose,
         )
     except KeyboardInterrupt:
@@ -392,9 +288,7 @@ def plot_accuracy(results: list[RunResult], out: Path) -> list[Path]:
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
-        paths.append(out / f"{r.model}_accuracy.png")
-        fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        paths.append(save_figure(fig, out / f"{r.model}_accuracy.png", bbox_inches="tight"))
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results:
         ax.plot(
@@ -406,9 +300,7 @@ def plot_accuracy(results: list[RunResult], out: Path) -> list[Path]:
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()
-    paths.append(out / "accuracy.png")
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    paths.append(save_figure(fig, out / "accuracy.png", bbox_inches="tight"))
     return paths
 
 
@@ -449,18 +341,15 @@ def results_table(results: list[RunResult]) -> str:
 
 
 def write_report(results: list[RunResult], out: Path, meta: dict) -> Path:
+    """results.json, results.md and the accuracy plots under `out`; returns results.md's path."""
     plot_accuracy(results, out)
     sentence = headline(results)
-    (out / "results.json").write_text(
-        json.dumps({**meta, "headline": sentence, "results": [asdict(r) for r in results]}, indent=2)
-    )
+    write_json(out / "results.json", {**meta, "headline": sentence, "results": [asdict(r) for r in results]})
     text = f"# MNIST: Baseline vs EffNet\n\n{results_table(results)}\n"
     if sentence:
         text += f"\n{sentence}\n"
     text += f"\nData: {meta['data']}; normalisation mean {meta['mean']:.3f}, std {meta['std']:.3f}.\n"
-    path = out / "results.md"
-    path.write_text(text)
-    return path
+    return write_text(out / "results.md", text)
 
 
 def combine(run_dirs: list[Path], out: Path) -> Path:
@@ -469,12 +358,14 @@ def combine(run_dirs: list[Path], out: Path) -> Path:
     for run in run_dirs:
         path = run / "results.json"
         if not path.is_file():
-            raise SystemExit(f"error: {path} not found (run `python -m driving.mnist --out {run}`)")
-        meta = json.loads(path.read_text())
-        results += [RunResult(**r) for r in meta.pop("results")]
+            raise DataError(f"{path}: not found (run `python -m studies.mnist --out {run}` first)")
+        try:
+            meta = json.loads(path.read_text())
+            results += [RunResult(**r) for r in meta.pop("results")]
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise DataError(f"{path}: not a results.json of this command ({err})") from err
         meta.pop("headline", None)
         metas.append(meta)
-    out.mkdir(parents=True, exist_ok=True)
     return write_report(results, out, {**metas[0], "runs": [str(r) for r in run_dirs]})
 
 
@@ -483,6 +374,8 @@ def combine(run_dirs: list[Path], out: Path) -> Path:
 
 
 def dry_run(as_json: bool) -> None:
+    from driving.models import count_macs, count_params
+
     rows = []
     for name in MODELS:
         model = build(name)
@@ -512,7 +405,7 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m driving.mnist",
+        prog="python -m studies.mnist",
         description="Train the MNIST Baseline and EffNet models with the original protocol and "
         "compare them (params, .h5 size, MACs, time per epoch, test accuracy).",
     )
@@ -526,26 +419,32 @@ def main(argv: list[str] | None = None) -> int:
         "--model", action="append", choices=sorted(MODELS), help="model to train (repeatable; default: all)"
     )
     parser.add_argument(
-        "--epochs", type=int, default=20, help="epochs per model (default 20; the longer EffNet run used 50)"
+        "--epochs",
+        type=cli.positive_int,
+        default=20,
+        help="epochs per model (default 20; the longer EffNet run used 50)",
     )
-    parser.add_argument("--batch-size", type=int, default=1000, help="default 1000, the original's")
+    parser.add_argument(
+        "--batch-size", type=cli.positive_int, default=1000, help="default 1000, the original's"
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
         help="folder with the IDX files (raw or .gz) or mnist.npz; default: data/mnist/, then Keras's cache",
     )
     parser.add_argument(
-        "--subset", type=int, help="use only the first N training and N test images (quick runs and tests)"
+        "--subset",
+        type=cli.positive_int,
+        help="use only the first N training and N test images (quick runs and tests)",
     )
     parser.add_argument(
         "--val-split",
-        type=float,
+        type=cli.number(low=0, high=1, high_open=True),
         default=0.1,
-        help="fraction of the training "
-        "images held out to pick the best epoch (default 0.1); 0 selects on the "
-        "test set as the original did",
+        help="fraction of the training images held out to pick the best epoch (default 0.1); "
+        "0 selects on the test set as the original did",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument(
         "--combine",
         type=Path,
@@ -564,15 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         dry_run(args.json)
         return 0
-    if not 0 <= args.val_split < 1:
-        parser.error("--val-split must be in [0, 1)")
-    if args.combine:
-        print(combine(args.combine, args.out).read_text())
-        return 0
 
-    try:
+    try:  # in one line, before any long work: unreadable data, an unwritable --out
+        if args.combine:
+            print(combine(args.combine, args.out).read_text())
+            return 0
         data, source = load_mnist(args.data_dir)
-    except MnistDataError as err:
+        check_writable_folder(args.out)
+    except (DataError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.subset:
