@@ -1,12 +1,13 @@
 """Training-only random transforms, as vectorised TensorFlow ops on whole batches of cached crops.
 
-The batch is the pipeline's uint8 crops (uint8 [B, 128, 128, 3], RGB); augment_batch returns
+The batch is the pipeline's uint8 crops (uint8 [B, H, W, 3], RGB); augment_batch returns
 float32 values 0..255 for driving.preprocess.scale. Every transform draws its randomness from a
 stateless seed (int [2]), so a training run is the same under a seed however many threads the
 input pipeline uses. Steering is float32 [B]; positive steers right.
 
-The reference values (AugmentConfig) are given in pixels of the simulator's 320-wide frame; the
-crop is 128 wide, so shifts are converted here (CROP_PX_PER_FRAME_PX).
+The reference values (AugmentConfig) are given in pixels of the camera frame (320 wide in the
+simulator); the crop keeps the frame's full width, resized to the input width, so shifts are
+converted with the run's Preprocessing (crop pixels per frame pixel).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 
 import tensorflow as tf
 
-from driving.config import CAMERAS, FRAME_WIDTH, INPUT_WIDTH, AugmentConfig
+from driving.config import CAMERAS, DEFAULT_PREPROCESSING, AugmentConfig, Preprocessing
 
-CROP_PX_PER_FRAME_PX = INPUT_WIDTH / FRAME_WIDTH  # the crop keeps the full width, resized 320 -> 128
 FLIP_PROBABILITY = 0.5
 SHADOW_DARKNESS = (0.2, 0.5)  # a shadow keeps this fraction of the light (classic reference values)
 
@@ -43,13 +43,17 @@ def keep_mask(steering: tf.Tensor, seed: tf.Tensor, threshold: float, keep: floa
 
 
 def flip_and_shift(
-    images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
+    images: tf.Tensor,
+    steering: tf.Tensor,
+    seed: tf.Tensor,
+    config: AugmentConfig,
+    geometry: Preprocessing = DEFAULT_PREPROCESSING,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Shift each frame sideways by a whole number of crop pixels, then mirror half of them.
 
     Both only move whole columns, so a single gather does both (far cheaper than two passes).
     Content moved right means the road lies further right than the car expects: steer right,
-    config.shift_steering_per_px per pixel of the 320-wide frame. A mirrored road needs the
+    config.shift_steering_per_px per pixel of the camera frame. A mirrored road needs the
     opposite steering. Returns (images, steering, inside): inside is float32 [B, W], 0 for the
     columns shifted in from beyond the edge, which the caller paints black (as cv2.warpAffine does).
     """
@@ -57,9 +61,10 @@ def flip_and_shift(
     shift_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     px = tf.zeros([batch], tf.int32)
     if config.shift:
-        max_px = config.shift_max_px * CROP_PX_PER_FRAME_PX
+        crop_px_per_frame_px = geometry.input_width / geometry.frame_width
+        max_px = config.shift_max_px * crop_px_per_frame_px
         px = tf.cast(tf.round(tf.random.stateless_uniform([batch], shift_seed, -max_px, max_px)), tf.int32)
-        steering = steering + tf.cast(px, tf.float32) * (config.shift_steering_per_px / CROP_PX_PER_FRAME_PX)
+        steering = steering + tf.cast(px, tf.float32) * (config.shift_steering_per_px / crop_px_per_frame_px)
     flipped = tf.zeros([batch], tf.bool)
     if config.flip:
         flipped = tf.random.stateless_uniform([batch], flip_seed) < FLIP_PROBABILITY
@@ -96,7 +101,11 @@ def shadow(batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tenso
 
 
 def augment_batch(
-    images: tf.Tensor, steering: tf.Tensor, seed: tf.Tensor, config: AugmentConfig
+    images: tf.Tensor,
+    steering: tf.Tensor,
+    seed: tf.Tensor,
+    config: AugmentConfig,
+    geometry: Preprocessing = DEFAULT_PREPROCESSING,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Apply the switched-on pixel transforms to a uint8 batch of crops -> float32 0..255.
 
@@ -108,7 +117,7 @@ def augment_batch(
     move_seed, bright_seed, shadow_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     light = None
     if config.flip or config.shift:
-        images, steering, inside = flip_and_shift(images, steering, move_seed, config)
+        images, steering, inside = flip_and_shift(images, steering, move_seed, config, geometry)
         if config.shift:
             light = inside[:, None, :]
     if config.brightness:

@@ -1,8 +1,15 @@
-"""The few constants every module shares. Change a value here and it changes everywhere."""
+"""The settings of the project in one place: the simulator's fixed facts, how a frame becomes model
+input (Preprocessing, stored inside every saved model), the training-only transforms
+(AugmentConfig), and everything a training run is made of (RunConfig, saved as OUT/run.json).
+
+Every default lives here once; the command lines read them from these dataclasses.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 
 # The Udacity simulator's camera frames (see ../shared/udacity-simulator.md).
 FRAME_HEIGHT, FRAME_WIDTH = 160, 320
@@ -11,19 +18,119 @@ MAX_WHEEL_ANGLE_DEG = 25.0  # steering 1.0 == 25 degrees of wheel angle, positiv
 CAMERAS = ("center", "left", "right")
 CSV_NAME = "driving_log.csv"
 IMG_DIR = "IMG"
-
-# Preprocessing: rows 80:140 keep the road and drop the sky and the bonnet.
-CROP_TOP, CROP_BOTTOM = 80, 140
-INPUT_HEIGHT, INPUT_WIDTH = 128, 128
-INPUT_SHAPE = (INPUT_HEIGHT, INPUT_WIDTH, 3)
+RUN_JSON = "run.json"
 
 # A side camera sees the road as if the car had drifted; steering this much more brings it back.
+# 0.25 is the classic tuned value of the Udacity project (and what the headless simulator's side
+# cameras imply, driving/sim/expert.py).
 STEERING_CORRECTION = 0.25
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work. `field` names it, so a command line can name its option."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(name, message)
+
+
+def _finite(value, name: str) -> float:
+    _check(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        name,
+        f"must be a finite number, got {value!r}",
+    )
+    return float(value)
+
+
+def _whole(value, name: str, low: int, high: int | None = None) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value <= high)
+    span = f"from {low} to {high}" if high is not None else f"at least {low}"
+    _check(ok, name, f"must be a whole number {span}, got {value!r}")
+    return value
+
+
+def _from_dict(cls, data: dict, source: str):
+    """Build dataclass `cls` from a JSON object, ignoring keys it does not know (newer files)."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, f"expected a JSON object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a camera frame becomes model input: rows crop_top:crop_bottom of a frame_height x
+    frame_width RGB frame, resized to input_height x input_width, scaled to [-0.5, 0.5].
+
+    Saved inside every model file (driving/modelio.py), so drive.py, the report and the simulator
+    preprocess exactly as the model was trained, whatever the defaults are later. The defaults keep
+    the road and drop the sky and the bonnet of the Udacity simulator's 320x160 frames."""
+
+    frame_height: int = FRAME_HEIGHT
+    frame_width: int = FRAME_WIDTH
+    crop_top: int = 80
+    crop_bottom: int = 140
+    input_height: int = 128
+    input_width: int = 128
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (self.frame_height, self.frame_width, 3)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.input_height, self.input_width, 3)
+
+    def validate(self) -> Preprocessing:
+        for name in ("frame_height", "frame_width"):
+            _whole(getattr(self, name), name, 8, 4096)
+        for name in ("input_height", "input_width"):
+            # Five halvings (every registered model) need at least 32 pixels each way.
+            _whole(getattr(self, name), name, 32, 1024)
+        _whole(self.crop_top, "crop_top", 0)
+        _whole(self.crop_bottom, "crop_bottom", 1)
+        _check(
+            self.crop_top < self.crop_bottom <= self.frame_height,
+            "crop_bottom",
+            f"crop rows {self.crop_top}:{self.crop_bottom} must lie within the frame's "
+            f"{self.frame_height} rows, top above bottom",
+        )
+        return self
+
+    def describe(self) -> str:
+        return (
+            f"{self.frame_width}x{self.frame_height} frame, rows {self.crop_top}:{self.crop_bottom}, "
+            f"resized to {self.input_width}x{self.input_height}"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "preprocessing") -> Preprocessing:
+        return _from_dict(cls, data, source).validate()
+
+
+DEFAULT_PREPROCESSING = Preprocessing()
+# The defaults, as module constants for the code that only ever sees simulator frames.
+CROP_TOP, CROP_BOTTOM = DEFAULT_PREPROCESSING.crop_top, DEFAULT_PREPROCESSING.crop_bottom
+INPUT_HEIGHT, INPUT_WIDTH = DEFAULT_PREPROCESSING.input_height, DEFAULT_PREPROCESSING.input_width
+INPUT_SHAPE = DEFAULT_PREPROCESSING.input_shape
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training-only random transforms; each one can be switched off (reference values)."""
+    """Training-only random transforms; each one can be switched off (reference values).
+
+    In a world that drives on one side of a marked two-lane road, switch `flip` off: a mirrored
+    frame teaches the car the wrong side."""
 
     side_cameras: bool = True
     steering_correction: float = STEERING_CORRECTION
@@ -38,8 +145,126 @@ class AugmentConfig:
     straight_threshold: float = 0.01  # |steering| below this counts as driving straight
     straight_keep: float = 0.2  # keep 20% of near-straight frames each epoch (drop 80%)
 
+    SWITCHES = ("side_cameras", "flip", "brightness", "shadow", "shift", "drop_straight")
+
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(
-            side_cameras=False, flip=False, brightness=False, shadow=False, shift=False, drop_straight=False
+        return cls(**{name: False for name in cls.SWITCHES})
+
+    def validate(self) -> AugmentConfig:
+        correction = _finite(self.steering_correction, "steering_correction")
+        _check(0 <= correction <= 1, "steering_correction", f"must be within [0, 1], got {correction:g}")
+        low, high = (_finite(v, "brightness_range") for v in self.brightness_range)
+        _check(
+            0 < low <= high <= 2, "brightness_range", f"must satisfy 0 < low <= high <= 2, got {low}, {high}"
         )
+        _check(0 <= _finite(self.shift_max_px, "shift_max_px") <= 160, "shift_max_px", "must be 0 to 160")
+        _finite(self.shift_steering_per_px, "shift_steering_per_px")
+        _check(0 <= _finite(self.straight_keep, "straight_keep") <= 1, "straight_keep", "must be 0 to 1")
+        _check(
+            0 <= _finite(self.straight_threshold, "straight_threshold") < 1, "straight_threshold", "0 to 1"
+        )
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "augment") -> AugmentConfig:
+        made = _from_dict(cls, data, source)
+        return replace(made, brightness_range=tuple(made.brightness_range)).validate()
+
+
+STRATEGIES = ("default", "mirrored")
+MAX_BATCH_SIZE = 8192  # a batch is decoded and augmented in memory: beyond this a typo, not a plan
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run is made of. train.run(config) trains from it, and writes it,
+    with the package versions it ran on, as OUT/run.json: a run can be repeated from that file,
+    and the report reads its split from it."""
+
+    data: list[str]
+    models: list[str] = field(default_factory=lambda: ["effnet"])
+    out: str = "models"
+    seed: int = 0
+    # budget
+    epochs: int = 10
+    batch_size: int = 128
+    steps_per_epoch: int | None = None  # None: one pass over the kept training rows
+    lr: float = 1e-3
+    patience: int = 3
+    # split: whole blocks of driving time held out, chosen by `seed`
+    val_fraction: float = 0.2
+    block_seconds: float = 10.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    # how it runs (results do not depend on these)
+    cache_dir: str | None = None
+    resume: bool = False
+    strategy: str = "default"
+    mixed_precision: bool = False
+    tensorboard: bool = True
+    versions: dict = field(default_factory=dict)  # filled by train.run
+
+    def validate(self) -> RunConfig:
+        _check(
+            isinstance(self.data, list) and bool(self.data) and all(isinstance(d, str) for d in self.data),
+            "data",
+            "must name at least one recording folder",
+        )
+        _check(
+            isinstance(self.models, list)
+            and bool(self.models)
+            and all(isinstance(m, str) for m in self.models),
+            "models",
+            "must name at least one model",
+        )
+        _whole(self.seed, "seed", 0, 2**31 - 1)
+        _whole(self.epochs, "epochs", 1, 100_000)
+        _whole(self.batch_size, "batch_size", 1, MAX_BATCH_SIZE)
+        if self.steps_per_epoch is not None:
+            _whole(self.steps_per_epoch, "steps_per_epoch", 1, 10_000_000)
+        lr = _finite(self.lr, "lr")
+        _check(0 < lr <= 1, "lr", f"must be above 0 and at most 1, got {lr:g}")
+        _whole(self.patience, "patience", 1)
+        val = _finite(self.val_fraction, "val_fraction")
+        _check(0 < val < 1, "val_fraction", f"must be above 0 and below 1, got {val:g}")
+        block = _finite(self.block_seconds, "block_seconds")
+        _check(0 < block <= 86_400, "block_seconds", f"must be above 0 (seconds), got {block:g}")
+        _check(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
+        self.augment.validate()
+        self.preprocessing.validate()
+        return self
+
+    def split(self) -> dict:
+        """What decides which frames are validation frames."""
+        return {
+            "data": list(self.data),
+            "val_fraction": self.val_fraction,
+            "block_seconds": self.block_seconds,
+            "seed": self.seed,
+        }
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["augment"], data["preprocessing"] = self.augment.to_dict(), self.preprocessing.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = RUN_JSON) -> RunConfig:
+        made = _from_dict(cls, data, source)
+        made.augment = AugmentConfig.from_dict(data.get("augment", {}), f"{source}: augment")
+        made.preprocessing = Preprocessing.from_dict(
+            data.get("preprocessing", {}), f"{source}: preprocessing"
+        )
+        return made.validate()
+
+
+def model_seed(seed: int, name: str) -> int:
+    """The seed of one model in a run: a function of the run's seed and the model's name only, so
+    a model starts from the same weights and sees the same augmented batches whether it is trained
+    alone or beside others, in any order."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

@@ -1,12 +1,12 @@
-"""Recordings in the Udacity simulator's format: `driving_log.csv` + `IMG/`.
-
-Writing (RecordingWriter) is used by the headless simulator and by `drive.py --record`; reading,
-validation, summary and the time-block split follow below.
+"""Reading recordings in the Udacity simulator's format (`driving_log.csv` + `IMG/`): the loader,
+row validation, the summary of what was used and skipped, and the time-block split.
 
 The simulator writes each row as
     center,left,right,steering,throttle,brake,speed\n
 with no header, absolute image paths, and numbers in C#'s default float format (up to 7
-significant digits) in the recording machine's locale.
+significant digits) in the recording machine's locale. Writing recordings: driving/recording.py.
+
+    python -m driving.data summary --data data/track1 [--strict]
 """
 
 from __future__ import annotations
@@ -28,82 +28,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from driving.config import CAMERAS, CSV_NAME, IMG_DIR, SAMPLE_RATE_HZ
-from driving.preprocess import FrameError, encode_jpeg, read_frame
+from driving.preprocess import FrameError, read_frame
+from driving.recording import RecordingWriter  # noqa: F401  (until driving/sim imports it from driving.recording)
 
 COLUMNS = ("center", "left", "right", "steering", "throttle", "brake", "speed")
 
-
-def stamp(t: datetime) -> str:
-    """The simulator's file-name timestamp: yyyy_MM_dd_HH_mm_ss_fff."""
-    return t.strftime("%Y_%m_%d_%H_%M_%S_") + f"{t.microsecond // 1000:03d}"
-
-
-def csharp_float(x: float) -> str:
-    """Format like C#'s float.ToString() in an invariant locale: 7 significant digits, no
-    trailing zeros, 'E' exponent (0.25 -> '0.25', 0 -> '0', 30.190024 -> '30.19002')."""
-    text = f"{float(np.float32(x)):.7g}".replace("e", "E")
-    return "0" if text == "-0" else text
-
-
-class RecordingWriter:
-    """Append samples to a recording exactly as the simulator writes them.
-
-    Images are written first (each to a temporary name, then renamed), the CSV row last, flushed
-    at once: a crash loses at most the sample in flight and never leaves a row without images.
-    """
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder).absolute()
-        self.img_dir = self.folder / IMG_DIR
-        self.img_dir.mkdir(parents=True, exist_ok=True)
-        # Open for the writer's whole life: one row per sample, flushed at once (see close()).
-        self._csv = open(self.folder / CSV_NAME, "a", encoding="utf-8", newline="")  # noqa: SIM115
-        self.rows = 0
-
-    def _write_image(self, camera: str, rgb: np.ndarray, when: datetime) -> str:
-        path = self.img_dir / f"{camera}_{stamp(when)}.jpg"
-        tmp = path.with_name("." + path.name + ".tmp")
-        tmp.write_bytes(encode_jpeg(rgb))
-        os.replace(tmp, path)
-        return str(path)
-
-    def write(
-        self,
-        when: datetime,
-        center: np.ndarray,
-        left: np.ndarray | None = None,
-        right: np.ndarray | None = None,
-        steering: float = 0.0,
-        throttle: float = 0.0,
-        brake: float = 0.0,
-        speed: float = 0.0,
-    ) -> None:
-        """One sample. Missing side cameras (drive.py records only the center one) leave their
-        path empty, as recordings with a center camera only do."""
-        paths = [
-            self._write_image(cam, img, when) if img is not None else ""
-            for cam, img in zip(CAMERAS, (center, left, right))
-        ]
-        numbers = [csharp_float(v) for v in (steering, throttle, brake, speed)]
-        self._csv.write(",".join(paths + numbers) + "\n")
-        self._csv.flush()
-        self.rows += 1
-
-    def close(self) -> None:
-        if not self._csv.closed:
-            self._csv.flush()
-            os.fsync(self._csv.fileno())
-            self._csv.close()
-
-    def __enter__(self) -> RecordingWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-# --- Reading recordings -------------------------------------------------------------------------
-# (loader, validation, summary, split: see issue "Foundation")
 
 NUMBER_COLUMNS = COLUMNS[3:]
 FRAME_COLUMNS = ("recording", "row", "time", *COLUMNS)
@@ -115,6 +44,7 @@ NOT_FINITE = "NaN or infinite value"
 STEERING_RANGE = "steering outside [-1, 1]"
 NO_CENTER = "no center image path"
 MISSING_IMAGE = "missing image file"
+UNREADABLE_LINE = "unreadable line"
 BROKEN_IMAGE = "unreadable or truncated JPEG"
 
 
@@ -246,6 +176,12 @@ def _looks_comma_decimal(fields: list[str]) -> bool:
     )
 
 
+def _short(text: str, limit: int = 40) -> str:
+    """A field quoted for a message, cut short: a hostile file must not flood the summary."""
+    text = text.strip()
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 class _RowProblem(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -262,9 +198,9 @@ def _parse_row(fields: list[str], recording: Path, check_images: bool) -> dict:
         try:
             value = float(text)
         except ValueError:
-            raise _RowProblem(NOT_NUMERIC, f"{name} is {text.strip()!r}, not a number") from None
+            raise _RowProblem(NOT_NUMERIC, f"{name} is {_short(text)}, not a number") from None
         if not math.isfinite(value):
-            raise _RowProblem(NOT_FINITE, f"{name} is {text.strip()!r}")
+            raise _RowProblem(NOT_FINITE, f"{name} is {_short(text)}")
         row[name] = value
     if not -1.0 <= row["steering"] <= 1.0:
         raise _RowProblem(STEERING_RANGE, f"steering is {row['steering']:g}")
@@ -289,12 +225,8 @@ def read_log(
     name = str(recording)
     stats = summary.stats(name)
     rows = []
-    try:
-        text = log.read_text(encoding="utf-8-sig")  # -sig: a BOM from Windows editors is no field
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecordingError(f"{log}: cannot read ({e})") from None
-    for line_no, fields in enumerate(csv.reader(text.splitlines()), start=1):
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
+    for line_no, fields, unreadable in _log_lines(log):
+        if unreadable is None and (not fields or (len(fields) == 1 and not fields[0].strip())):
             continue  # blank line
         if line_no == 1 and _is_header(fields):
             continue
@@ -302,12 +234,14 @@ def read_log(
         if _looks_comma_decimal(fields):
             raise RecordingError(
                 f"{log}, line {line_no}: {len(fields)} fields where 7 are expected; the numbers "
-                f"look written with a decimal comma ({','.join(f.strip() for f in fields[3:])}), "
+                f"look written with a decimal comma ({_short(','.join(f.strip() for f in fields[3:]), 60)}), "
                 "as the simulator does on a comma-decimal locale. Such a row cannot be read "
                 "unambiguously (is '0,0,22,1' 0, 0.22 and 1, or 0, 0 and 22.1?): record again on "
                 "a machine set to a point-decimal locale (e.g. English), or convert the file."
             )
         try:
+            if unreadable is not None:
+                raise _RowProblem(UNREADABLE_LINE, unreadable)
             row = _parse_row(fields, recording, check_images)
         except _RowProblem as problem:
             message = f"{log}, line {line_no}: {problem}"
@@ -318,6 +252,42 @@ def read_log(
         row["recording"], row["row"] = name, line_no
         rows.append(row)
     return rows
+
+
+MAX_LINE_BYTES = 64 * 1024  # a real row is a few hundred bytes; more is a broken or hostile file
+
+
+def _log_lines(log: Path):
+    """(line number, fields, problem) for each line of driving_log.csv, streamed. `problem` says
+    why a line could not be read (not UTF-8, a NUL, absurdly long; its fields are then []), so
+    reading goes on. A file that cannot be opened, or is binary from the start, raises
+    RecordingError."""
+    try:
+        f = log.open("rb")
+    except OSError as e:
+        raise RecordingError(f"{log}: cannot read ({e.strerror or e})") from None
+    with f:
+        head = f.read(4096)
+        if b"\0" in head:
+            raise RecordingError(f"{log}: not a text CSV file (binary content)")
+        f.seek(0)
+        line_no = 0
+        while raw := f.readline(MAX_LINE_BYTES):
+            line_no += 1
+            problem, fields = None, []
+            if not raw.endswith(b"\n") and len(raw) == MAX_LINE_BYTES:
+                while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass  # skip the rest of the overlong line without holding it
+                problem = f"line longer than {MAX_LINE_BYTES:,} bytes"
+            else:
+                try:
+                    text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")  # -sig: a BOM
+                    fields = next(csv.reader([text.rstrip("\r\n")]), [])
+                except UnicodeDecodeError:
+                    problem = "not UTF-8 text"
+                except csv.Error as e:  # a NUL, an unterminated quote...
+                    problem = f"not a CSV row ({e})"
+            yield line_no, fields, problem
 
 
 def _add_time(frames: pd.DataFrame) -> pd.DataFrame:
@@ -417,9 +387,9 @@ def split_by_time(
         chosen.append(sizes.index[i])
         count += sizes.iloc[i]
     if val_fraction > 0 and count == len(frames):
-        raise ValueError(
+        raise RecordingError(
             f"cannot split {len(frames)} frames in {len(sizes)} block(s) of "
-            f"{block_seconds:g} s: record longer or use shorter blocks"
+            f"{block_seconds:g} s: record longer or use shorter blocks (--block-seconds)"
         )
     is_val = keys.isin(chosen)
     return frames[~is_val], frames[is_val]

@@ -1,33 +1,34 @@
-"""The registry of named steering models, MAC counting, and safe model files.
+"""The registry of named steering models, and MAC counting.
 
 A model is a function that returns a keras.Model for a given input shape; `@register("name")`
 puts it in MODELS, so a variant is one line. Every model takes float32 frames in [-0.5, 0.5]
 (driving.preprocess scales them; no normalisation inside the model) and outputs one steering
 value. Only keras.layers / keras.ops are used, so the same code runs on the JAX or PyTorch backends.
+Model files (with the preprocessing they carry) are driving/modelio.py.
 
     python -m driving.models              # table of models: params and forward MACs per frame
     python -m driving.models --json
     python -m driving.models save effnet /tmp/effnet.keras   # an untrained model, for smoke tests
+
+Keras is imported inside the builders, not here: listing the registry (every `--help` that names
+the models) must not wait for TensorFlow. build() imports it quietly first.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
-import os
-import tempfile
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
-import keras
 import numpy as np
-from keras import layers
 
 from driving.config import INPUT_SHAPE
+
+if TYPE_CHECKING:
+    import keras
 
 MODELS: dict[str, Callable[..., keras.Model]] = {}
 
@@ -45,14 +46,23 @@ def register(name: str) -> Callable:
 
 
 def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> keras.Model:
-    """A fresh, untrained model by registry name."""
+    """A fresh, untrained model by registry name. Raises KeyError for an unknown name, and
+    ValueError (naming the model) for an input shape its layers cannot take."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
-    return MODELS[name](input_shape=input_shape, **kw)
+    import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
+    try:
+        return MODELS[name](input_shape=input_shape, **kw)
+    except ValueError as e:  # e.g. an input too small for five halvings
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"model {name!r} cannot take input {input_shape}: {first[:200]}") from None
 
 
 def steering_output(x):
     """The final Dense 1. Always float32, so a mixed-precision model still outputs float32."""
+    from keras import layers
+
     return layers.Dense(1, dtype="float32", kernel_initializer="zeros", name="steering")(x)
 
 
@@ -62,6 +72,9 @@ def steering_output(x):
 @register("base")
 def base(input_shape=INPUT_SHAPE) -> keras.Model:
     """Plain VGG-style CNN: 5 conv stages, a Flatten->Dense 256/128/64 head. 865,921 params."""
+    import keras
+    from keras import layers
+
     inputs = keras.Input(input_shape, name="frame")
     x = inputs
     for i, (filters, kernel) in enumerate([(64, 5), (64, 3), (64, 3), (128, 3), (128, 3)]):
@@ -85,6 +98,8 @@ def depthwise_he_normal(channels: int) -> keras.initializers.Initializer:
     (Glorot) draws weights about sqrt(channels) too small. EffNet stacks ten depthwise layers: with
     the default, the features reaching Flatten were 1e-11 of the input's scale and the model could
     not leave a constant output (docs/models.md). Scaling by `channels` gives 2 / (kh*kw)."""
+    import keras
+
     return keras.initializers.VarianceScaling(
         scale=2.0 * channels, mode="fan_in", distribution="truncated_normal"
     )
@@ -108,6 +123,8 @@ def effnet_block(
     he_init: He-initialise every convolution (depthwise ones on their true fan-in) so the signal
     keeps its scale through the blocks, which the steering EffNets need; False leaves all but the
     1x1 squeeze at Keras' default (Glorot), as the MNIST EffNet was measured with."""
+    from keras import layers
+
     if activation not in ("leaky_relu", "relu"):
         raise ValueError(f"activation must be 'leaky_relu' or 'relu', not {activation!r}")
     inside = "relu" if activation == "relu" else None  # the activation the conv layers apply
@@ -137,6 +154,8 @@ def effnet_block(
 
 def dense_head(x, units: tuple[int, ...], dropout: float = 0.5):
     """The EffNet write-up's head: Dense (he_normal) + LeakyReLU + BN + Dropout (0.5 there) per layer."""
+    from keras import layers
+
     for n in units:
         x = layers.Dense(n, kernel_initializer="he_normal")(x)
         x = layers.LeakyReLU(negative_slope=0.3)(x)
@@ -157,6 +176,9 @@ def effnet_family(
 ) -> keras.Model:
     """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
     Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head."""
+    import keras
+    from keras import layers
+
     inputs = keras.Input(input_shape, name="frame")
     x = inputs
     for ch_in, ch_out in blocks:
@@ -207,6 +229,9 @@ def effnet_slim(input_shape=INPUT_SHAPE) -> keras.Model:
 def effnet_gap(input_shape=INPUT_SHAPE) -> keras.Model:
     """EffNet blocks with a global-average-pooling head: the smallest head possible, but pooling
     throws away *where* the road is, which steering needs; kept as the cautionary variant."""
+    import keras
+    from keras import layers
+
     inputs = keras.Input(input_shape, name="frame")
     x = inputs
     for ch_in, ch_out in SLIM_BLOCKS:
@@ -224,6 +249,9 @@ def effnet_gap(input_shape=INPUT_SHAPE) -> keras.Model:
 def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
     """NVIDIA's PilotNet (Bojarski et al. 2016): 5 convs, Dense 100/50/10. A Resizing layer maps
     our 128x128 input to NVIDIA's 66x200, so every layer after it is exactly theirs (252,219 params)."""
+    import keras
+    from keras import layers
+
     inputs = keras.Input(input_shape, name="frame")
     x = layers.Resizing(66, 200, interpolation="bilinear")(inputs)
     # He initialisation: with Keras' default (Glorot) the ReLU activations shrink layer by layer to
@@ -259,6 +287,9 @@ def _spatial(shape) -> int:
 def count_macs(model: keras.Model) -> int:
     """Forward multiply-accumulates per frame of the conv and dense layers (the work that scales;
     activations, pooling and BN are a few per element and left out, as is usual)."""
+    import keras
+    from keras import layers
+
     macs = 0
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -288,6 +319,8 @@ def compile_for_training(model: keras.Model, lr: float = 1e-3, jit_compile: bool
     """Adam + MSE. The loss is an object, not the string "mse": Keras 3 cannot deserialise the
     string from an .h5 file's training config. XLA is off by default: on CPU its compile time
     (a minute and more here) outweighs what it saves on short runs."""
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=keras.losses.MeanSquaredError(),
@@ -296,67 +329,12 @@ def compile_for_training(model: keras.Model, lr: float = 1e-3, jit_compile: bool
     )
 
 
-def load(path: str | Path, compile: bool = False) -> keras.Model:
-    """Load a .keras or .h5 model (safe_mode: no arbitrary code runs). Uncompiled unless asked,
-    which is all inference needs and sidesteps old .h5 training configs."""
-    path = Path(path)
-    if path.suffix not in (".keras", ".h5"):
-        raise ValueError(f"{path}: expected a .keras or .h5 model file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such model file")
-    return keras.models.load_model(path, compile=compile, safe_mode=True)
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def save_atomic(model: keras.Model, path: str | Path, include_optimizer: bool = True) -> None:
-    """Write a .keras or .h5 model to a temporary file in the same folder, then rename it over
-    `path`: a crash mid-save never leaves a broken file under the real name."""
-    path = Path(path)
-    if path.suffix not in (".keras", ".h5"):
-        raise ValueError(f"{path}: expected a .keras or .h5 file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix == ".h5":
-            # Keras logs that .h5 is legacy; it is kept on purpose (the original compared .h5 sizes).
-            # Keras' .h5 writer pops "optimizer" out of the model's own compile config, so a
-            # later .keras save would silently lose the optimizer; put the entry back afterwards.
-            compile_config = getattr(model, "_compile_config", None)
-            saved_config = dict(compile_config.config) if compile_config is not None else None
-            try:
-                with _quiet_absl():
-                    model.save(tmp, include_optimizer=include_optimizer)
-            finally:
-                if saved_config is not None:
-                    compile_config.config = saved_config
-        elif include_optimizer:
-            model.save(tmp)
-        else:
-            # .keras has no include_optimizer switch: save an optimizer-free copy of the model.
-            clone = keras.models.clone_model(model)
-            clone.set_weights(model.get_weights())
-            clone.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --- command line -------------------------------------------------------------------------------
 
 
 def summary_rows() -> list[dict]:
+    import keras
+
     rows = []
     for name in MODELS:
         model = build(name)
@@ -366,7 +344,7 @@ def summary_rows() -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m driving.models",
         description="List the registered steering models (parameters, forward MACs per frame), "
@@ -380,15 +358,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "save":
+        from driving.modelio import ModelInfo, save_keras
+
+        if args.path.suffix not in (".keras", ".h5"):
+            parser.error(f"{args.path}: the file name must end in .keras or .h5")
         model = build(args.name)
         compile_for_training(model)
-        save_atomic(model, args.path)
+        try:
+            save_keras(model, args.path, ModelInfo(model=args.name, checkpoint="untrained"))
+        except OSError as e:
+            print(f"driving.models: cannot write {args.path}: {e.strerror or e}", file=sys.stderr)
+            return 1
         print(f"wrote untrained {args.name} to {args.path}")
-        return
+        return 0
     rows = summary_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
-        return
+        return 0
     base_macs = next(r["macs"] for r in rows if r["model"] == "base")
     base_params = next(r["params"] for r in rows if r["model"] == "base")
     print(
@@ -400,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['model']:<12} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
             f"{r['params'] / base_params:>12.3f} {r['macs'] / base_macs:>10.3f}"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,9 @@
 """The single definition of how a camera frame becomes model input.
 
 Training (driving.pipeline), serving (driving.runtime / drive.py) and the simulator all call these
-functions, so train and serve cannot drift apart. Frames are RGB uint8, 160x320x3, everywhere.
+functions, so train and serve cannot drift apart. Frames are RGB uint8 everywhere. The geometry
+(frame size, crop rows, input size) is a `Preprocessing` from driving.config: the one a model was
+trained with travels inside its file, and the defaults fit the Udacity simulator's 320x160 frames.
 
 Colour order: OpenCV decodes and encodes BGR. Every cv2 call that touches pixels from or to a file
 lives in this module and converts explicitly; nowhere else in the package calls cv2.imread,
@@ -15,11 +17,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from driving.config import CROP_BOTTOM, CROP_TOP, FRAME_HEIGHT, FRAME_WIDTH, INPUT_HEIGHT, INPUT_WIDTH
+from driving.config import DEFAULT_PREPROCESSING, Preprocessing
 
 # Model input is x * SCALE + OFFSET for x in [0, 255]: [-0.5, 0.5].
 SCALE = np.float32(1.0 / 255.0)
 OFFSET = np.float32(-0.5)
+# A camera frame is tens of kilobytes; a file far beyond this is not a frame, and reading it whole
+# would only cost memory.
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
 
 
 class FrameError(ValueError):
@@ -39,6 +44,8 @@ def read_frame(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8. Truncated JPEGs are rejected, not half-decoded."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise FrameError(f"{path}: {path.stat().st_size:,} bytes, too large for a camera frame")
         data = path.read_bytes()
     except OSError as e:
         raise FrameError(f"{path}: cannot read ({e.strerror})") from None
@@ -60,20 +67,26 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     return buf.tobytes()
 
 
-def check_frame(rgb: np.ndarray, source: str = "frame") -> None:
-    """Raise FrameError unless `rgb` is a 160x320x3 uint8 frame."""
-    if rgb.dtype != np.uint8 or rgb.shape != (FRAME_HEIGHT, FRAME_WIDTH, 3):
+def check_frame(
+    rgb: np.ndarray, source: str = "frame", geometry: Preprocessing = DEFAULT_PREPROCESSING
+) -> None:
+    """Raise FrameError unless `rgb` is an RGB uint8 frame of the geometry's frame size: a frame
+    of another size would be cropped at the wrong rows."""
+    if rgb.dtype != np.uint8 or rgb.shape != geometry.frame_shape:
+        height, width = rgb.shape[:2] if rgb.ndim >= 2 else (0, 0)
         raise FrameError(
-            f"{source}: expected {FRAME_WIDTH}x{FRAME_HEIGHT} RGB uint8, got shape {rgb.shape} {rgb.dtype}"
+            f"{source}: {width}x{height} {rgb.dtype} image of shape {rgb.shape}, expected a "
+            f"{geometry.frame_width}x{geometry.frame_height} RGB uint8 frame"
         )
 
 
-def crop_resize(rgb: np.ndarray) -> np.ndarray:
-    """160x320x3 uint8 frame -> 128x128x3 uint8: rows 80:140, resized. Also works on a batch."""
+def crop_resize(rgb: np.ndarray, geometry: Preprocessing = DEFAULT_PREPROCESSING) -> np.ndarray:
+    """Frame (H x W x 3 uint8) -> model-sized uint8 crop: rows crop_top:crop_bottom, resized to
+    the input size (INTER_AREA: averages, no aliasing when shrinking). Also works on a batch."""
     if rgb.ndim == 4:
-        return np.stack([crop_resize(f) for f in rgb])
-    roi = rgb[CROP_TOP:CROP_BOTTOM]
-    return cv2.resize(roi, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+        return np.stack([crop_resize(f, geometry) for f in rgb])
+    roi = rgb[geometry.crop_top : geometry.crop_bottom]
+    return cv2.resize(roi, (geometry.input_width, geometry.input_height), interpolation=cv2.INTER_AREA)
 
 
 def scale(x):
@@ -82,6 +95,6 @@ def scale(x):
     return x * SCALE + OFFSET
 
 
-def preprocess(rgb: np.ndarray) -> np.ndarray:
-    """160x320x3 RGB uint8 frame (or a batch of them) -> float32 model input in [-0.5, 0.5]."""
-    return scale(crop_resize(rgb).astype(np.float32))
+def preprocess(rgb: np.ndarray, geometry: Preprocessing = DEFAULT_PREPROCESSING) -> np.ndarray:
+    """RGB uint8 frame (or a batch of them) -> float32 model input in [-0.5, 0.5]."""
+    return scale(crop_resize(rgb, geometry).astype(np.float32))

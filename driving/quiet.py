@@ -18,10 +18,12 @@ which made CPU training of effnet about half as fast on a 2-core machine (docs/b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
@@ -56,6 +58,21 @@ def _import_tensorflow_quietly() -> None:
             for line in captured.read().decode(errors="replace").splitlines():
                 if line.strip() and not _NOISE.search(line):
                     print(line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a while (C++ logging bypasses Python's sys.stderr): the
+    TFLite converter and the LiteRT interpreter log from C++."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 if "tensorflow" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":

@@ -1,140 +1,160 @@
 """The slimming report: what each trained model costs and how well it steers, measured here.
 
-    python -m driving.report --models models/ --data data/track1 [--export tflite]
+    python -m driving.report --models models/ [--export tflite]
+    report = report.run(Path("models"))          # the same, as a library call
 
-For every NAME.keras in --models (written by train.py) it measures: total and trainable params;
+For every NAME.keras in the folder (written by train.py) it measures: total and trainable params;
 .h5 size with and without optimizer state; .keras size; TFLite float32 / float16 / int8 sizes;
 forward MACs per frame; CPU batch-1 latency (median, p99) of the Keras model (a compiled
 tf.function, not model.predict) and of LiteRT (ai-edge-litert); validation MSE and MAE; training
 seconds per epoch (from NAME.history.csv); each as a ratio to `base` when base is present. It
 checks that every TFLite model agrees with Keras on validation frames within a stated tolerance.
-Writes report.md, report.json and PNG charts into --models; the .tflite files go there too.
+
+Each model is scored on the validation split of the run that trained it, read from the record in
+its file (or OUT/run.json), with its own preprocessing: never on frames it trained on. Models from
+different runs are scored on their own splits, and the report says so. A model that cannot be
+measured (a damaged file) is reported as such, and the others are measured.
+Writes report.md, report.json and PNG charts into the folder; the .tflite files go there too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
-import h5py
-import keras
-import matplotlib.pyplot as plt
 import numpy as np
-import tensorflow as tf
-from tqdm import tqdm
 
-from driving import models
-from driving.config import AugmentConfig
-from driving.pipeline import build_datasets, frames_from_folders
-from driving.runtime import Predictor, to_tflite
-from driving.train import all_histories, plot_loss_overlay, read_history
+from driving import cli
+from driving.config import RUN_JSON, ConfigError, Preprocessing, RunConfig
+from driving.files import remove_stale_temps, save_figure, write_json, write_text
+from driving.history import all_histories, plot_loss_overlay, read_history
+from driving.measure import machine_description
 
 # Largest |TFLite - Keras| steering difference accepted per export (steering spans [-1, 1]).
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int8": 0.1}
-TFLITE_SUFFIX = {"float32": ".tflite", "float16": ".float16.tflite", "int8": ".int8.tflite"}
+EXPORT_SUFFIXES = {"float32": ".tflite", "float16": ".float16.tflite", "int8": ".int8.tflite"}
+CALIBRATION_FRAMES = 200
 
 
-# --- data -----------------------------------------------------------------------------------------
+class ReportError(RuntimeError):
+    """A report that cannot be made at all (no models, no data); the message says why."""
 
 
-def validation_frames(
-    data: Sequence[str | Path],
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    limit: int = 512,
-    block_seconds: float = 10.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# --- which frames each model is scored on ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """The validation split a model is scored on, and how its frames are preprocessed."""
+
+    data: tuple[str, ...]
+    val_fraction: float
+    block_seconds: float
+    seed: int
+    preprocessing: Preprocessing
+
+    def describe(self) -> str:
+        return (
+            f"data {', '.join(self.data)}; val fraction {self.val_fraction:g}, blocks of "
+            f"{self.block_seconds:g} s, seed {self.seed}; {self.preprocessing.describe()}"
+        )
+
+
+def read_run(folder: Path) -> RunConfig | None:
+    """OUT/run.json, if there is a readable one."""
+    path = folder / RUN_JSON
+    if not path.is_file():
+        return None
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()), str(path))
+    except (ValueError, ConfigError) as e:
+        print(f"report: ignoring {path}: {e}", file=sys.stderr)
+        return None
+
+
+def model_split(path: Path, run: RunConfig | None, fallback: dict) -> Split:
+    """The split `path` was trained with: its own record, else run.json, else `fallback` (the
+    command line's --data/--seed/..., for models saved before records existed)."""
+    from driving.modelio import load_info
+
+    info = load_info(path)
+    record = info.run if info is not None and info.run else (run.to_dict() if run else None)
+    if record is not None:
+        made = RunConfig.from_dict(record, str(path))
+        if fallback.get("data") and list(fallback["data"]) != made.data:
+            print(
+                f"report: {path.name} was trained on {', '.join(made.data)}; scoring it there",
+                file=sys.stderr,
+            )
+        return Split(
+            tuple(made.data),
+            made.val_fraction,
+            made.block_seconds,
+            made.seed,
+            info.preprocessing if info else made.preprocessing,
+        )
+    if not fallback.get("data"):
+        raise ReportError(f"{path}: no record of its training data; give --data (and the split it used)")
+    return Split(
+        tuple(map(str, fallback["data"])),
+        fallback["val_fraction"],
+        fallback["block_seconds"],
+        fallback["seed"],
+        info.preprocessing if info else Preprocessing(),
+    )
+
+
+def validation_frames(split: Split, limit: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x_val, y_val, x_calibration): up to `limit` validation frames as the pipeline makes them,
-    and up to 200 training frames (not augmented) to calibrate int8 quantisation."""
+    and up to CALIBRATION_FRAMES training frames (not augmented) to calibrate int8 quantisation."""
+    from driving.config import AugmentConfig
+    from driving.pipeline import build_datasets, frames_from_folders
+
     train_df, val_df, _ = frames_from_folders(
-        data, val_fraction=val_fraction, seed=seed, block_seconds=block_seconds
+        split.data, split.val_fraction, split.seed, block_seconds=split.block_seconds
     )
     if len(val_df) == 0:
-        raise SystemExit(f"{', '.join(map(str, data))}: no validation frames")
-    train_ds, val_ds = build_datasets(train_df, val_df, batch_size=64, augment=AugmentConfig.off(), seed=seed)
+        raise ReportError(f"{', '.join(split.data)}: no validation frames in this split")
+    train_ds, val_ds = build_datasets(
+        train_df,
+        val_df,
+        batch_size=64,
+        augment=AugmentConfig.off(),
+        seed=split.seed,
+        geometry=split.preprocessing,
+    )
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in val_ds.take(-(-limit // 64))])
-    calibration = np.concatenate([x.numpy() for x, _ in train_ds.take(-(-min(200, len(train_df)) // 64))])
-    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit], calibration[:200]
-
-
-# --- latency --------------------------------------------------------------------------------------
-
-
-def time_calls(call: Callable[[], object], runs: int, warmup: int = 10) -> dict[str, float]:
-    """Median and p99 wall time of `call` in milliseconds."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": statistics.median(times), "p99_ms": float(np.percentile(times, 99))}
-
-
-def keras_function(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    """A traced, inference-mode call: what serving uses, without model.predict's overhead."""
-    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return lambda x: fn(tf.constant(x)).numpy()
-
-
-def load_tflite(path: Path, threads: int | None = None) -> Predictor:
-    """A .tflite file run as drive.py runs it: LiteRT on every core unless `threads` says
-    otherwise, int8 input and output (de)quantised. `.run(x)` takes one preprocessed frame."""
-    return Predictor.from_tflite(path.read_bytes(), name=path.name, num_threads=threads)
-
-
-# --- TFLite export --------------------------------------------------------------------------------
-
-
-def export_tflite(model: keras.Model, path: Path, kind: str, calibration: np.ndarray) -> None:
-    """Write `model` as a TFLite flatbuffer (driving.runtime.to_tflite) to a temp file, then
-    rename it: float32, float16 weights, or full-integer int8 calibrated on real frames."""
-    data = to_tflite(model, kind, calibration)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    wanted = min(CALIBRATION_FRAMES, len(train_df))
+    calibration = np.concatenate([x.numpy() for x, _ in train_ds.take(-(-wanted // 64))])
+    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit], calibration[:CALIBRATION_FRAMES]
 
 
 # --- measuring one model --------------------------------------------------------------------------
 
 
-def file_sizes(model: keras.Model, folder: Path, name: str) -> dict[str, int]:
-    """Bytes of NAME.h5 / NAME.keras as train.py saved them, and of an .h5 without optimizer."""
-    sizes = {"keras": (folder / f"{name}.keras").stat().st_size}
-    h5 = folder / f"{name}.h5"
-    if h5.is_file():
-        sizes["h5"] = h5.stat().st_size
-        with h5py.File(h5, "r") as f:
-            sizes["h5_has_optimizer"] = int("optimizer_weights" in f)
-    with tempfile.TemporaryDirectory() as tmp:
-        bare = Path(tmp) / f"{name}.h5"
-        models.save_atomic(model, bare, include_optimizer=False)
-        sizes["h5_no_optimizer"] = bare.stat().st_size
-    return sizes
+def load_tflite(path: Path, threads: int | None = None):
+    """A .tflite file run as drive.py runs it (a Predictor): LiteRT on every core unless `threads`
+    says otherwise, int8 input and output (de)quantised. `.run(x)` takes one preprocessed frame."""
+    from driving.runtime import Predictor
+
+    return Predictor.from_tflite(path.read_bytes(), name=path.name, num_threads=threads)
 
 
-def measure(
-    folder: Path,
-    name: str,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    calibration: np.ndarray,
-    export: bool,
-    runs: int,
-) -> dict:
-    model = models.load(folder / f"{name}.keras")
+def measure(folder: Path, name: str, frames: tuple, export: bool, runs: int) -> dict:
+    """Every figure of one model, scored on `frames` = (x_val, y_val, calibration)."""
+    import keras
+
+    from driving import models
+    from driving.measure import file_sizes, keras_function, time_calls
+    from driving.modelio import export_tflite, load_keras
+
+    x_val, y_val, calibration = frames
+    model, info = load_keras(folder / f"{name}.keras")
     total, trainable = models.count_params(model)
     row: dict = {"model": name, "params": total, "trainable": trainable, "macs": models.count_macs(model)}
     row.update(file_sizes(model, folder, name))
@@ -145,17 +165,19 @@ def measure(
     row["val_mae"] = float(np.mean(np.abs(keras_pred - y_val)))
     row["val_frames"] = int(len(y_val))
     frame = x_val[:1]
-    row["keras_latency"] = time_calls(lambda: predict(frame), runs)
+    row["keras_latency"] = time_calls(partial(predict, frame), runs)
 
     history = read_history(folder, name)
     if len(history) and "epoch_seconds" in history:
         row["seconds_per_epoch"] = float(history["epoch_seconds"].median())
 
     if export:
+        from driving.modelio import ModelInfo
+
         row["tflite"] = {}
-        for kind, suffix in TFLITE_SUFFIX.items():
+        for kind, suffix in EXPORT_SUFFIXES.items():
             path = folder / f"{name}{suffix}"
-            export_tflite(model, path, kind, calibration)
+            export_tflite(model, path, kind, info or ModelInfo(), calibration)
             lite = load_tflite(path)
             error = np.abs(np.array([lite.run(x_val[i : i + 1]) for i in range(len(x_val))]) - keras_pred)
             row["tflite"][kind] = {
@@ -265,6 +287,11 @@ def bar_chart(
     rows: list[dict], series: dict[str, str], title: str, unit: str, path: Path, log: bool = False
 ) -> None:
     """Grouped bars: one group per model, one bar per figure in `series` (figure key -> label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     names = [r["model"] for r in rows]
     figures = [flat_figures(r) for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows) * max(1, len(series)) ** 0.5), 4.2))
@@ -281,8 +308,7 @@ def bar_chart(
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def charts(rows: list[dict], folder: Path) -> list[str]:
@@ -328,7 +354,9 @@ def ratio(row: dict, key: str) -> str:
     return f" ({value:.2f}x)" if value is not None and row["model"] != "base" else ""
 
 
-def markdown(rows: list[dict], notes: list[str], images: list[str], machine: str) -> str:
+def markdown(
+    rows: list[dict], notes: list[str], images: list[str], machine: str, splits: dict, failed: list[dict]
+) -> str:
     kib = lambda b: f"{b / 1024:,.0f} KiB"
     lines = [
         "# Slimming report",
@@ -339,6 +367,16 @@ def markdown(rows: list[dict], notes: list[str], images: list[str], machine: str
         "",
     ]
     lines += [f"- {n}" for n in notes]
+    lines += ["", "## What each model is scored on", ""]
+    if len(set(splits.values())) > 1:
+        lines += [
+            "**These models come from different runs**: each is scored on the validation split of "
+            "its own run, so their validation errors are measured on different frames.",
+            "",
+        ]
+    lines += [f"- {name}: {split}" for name, split in splits.items()]
+    if failed:
+        lines += ["", "## Not measured", ""] + [f"- {r['model']}: {r['error']}" for r in failed]
     lines += [
         "",
         "## Size and work",
@@ -410,76 +448,129 @@ def markdown(rows: list[dict], notes: list[str], images: list[str], machine: str
     return "\n".join(lines) + "\n"
 
 
-def machine_description() -> str:
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}"
-
-
-# --- command line ---------------------------------------------------------------------------------
+# --- the stage ------------------------------------------------------------------------------------
 
 
 def trained_models(folder: Path) -> list[str]:
-    names = sorted(
-        p.name[: -len(".keras")] for p in folder.glob("*.keras") if not p.name.endswith(".last.keras")
-    )
-    # base first, so every ratio reads against the first row.
+    """NAME of every NAME.keras in `folder` (not the NAME.last.keras checkpoints), base first so
+    every ratio reads against the first row."""
+    names = sorted(p.name[: -len(".keras")] for p in folder.glob("*.keras") if p.name.count(".") == 1)
     return sorted(names, key=lambda n: n != "base")
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def run(
+    folder: Path,
+    data: Sequence[str] | None = None,
+    export: bool = True,
+    runs: int = 200,
+    val_frames: int = 512,
+    split_fallback: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Measure every trained model in `folder`; write report.md, report.json and the charts there.
+    `data` and `split_fallback` only serve models that carry no record of their training run.
+    Raises ReportError when nothing can be reported."""
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: no such folder")
+    if runs < 1 or val_frames < 1:
+        raise ValueError("runs and val_frames must be at least 1")
+    remove_stale_temps(folder)
+    names = trained_models(folder)
+    if not names:
+        raise ReportError(f"{folder}: no trained models (NAME.keras) found; run train.py first")
+    fallback = {"data": list(data or []), "val_fraction": 0.2, "block_seconds": 10.0, "seed": 0}
+    fallback.update(split_fallback or {})
+    run_config = read_run(folder)
+
+    rows, failed, splits, frames = [], [], {}, {}
+    for name in tqdm(names, desc="measuring", unit="model", disable=not progress):
+        try:
+            split = model_split(folder / f"{name}.keras", run_config, fallback)
+            if split not in frames:
+                frames[split] = validation_frames(split, val_frames)
+            rows.append(measure(folder, name, frames[split], export, runs))
+            splits[name] = split.describe()
+        except Exception as e:  # one bad model must not cost the others their report
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            failed.append({"model": name, "error": first[:300]})
+            print(f"report: {name} not measured: {first[:300]}", file=sys.stderr)
+    if not rows:
+        raise ReportError(f"{folder}: no model could be measured ({failed[0]['error']})")
+    add_ratios(rows)
+    notes = findings(rows)
+    if len(set(splits.values())) > 1:
+        notes.insert(
+            0, "These models come from different runs: each is scored on its own run's validation split."
+        )
+    images = charts(rows, folder)
+    machine = machine_description()
+    report = {
+        "machine": machine,
+        "tolerance": TOLERANCE,
+        "models": rows,
+        "not_measured": failed,
+        "scored_on": splits,
+        "findings": notes,
+    }
+    write_json(folder / "report.json", report)
+    write_text(folder / "report.md", markdown(rows, notes, images, machine, splits, failed))
+    return report
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m driving.report",
         description="Compare the trained models in a folder (NAME.keras from train.py): params, file "
-        "sizes, MACs, CPU latency (Keras and LiteRT), validation error, training time, "
-        "each as a ratio to base. Writes report.md, report.json and PNG charts there.",
-        epilog="example: python -m driving.report --models models/ --data data/track1 --export tflite",
+        "sizes, MACs, CPU latency (Keras and LiteRT), validation error, training time, each as a "
+        "ratio to base. Each model is scored on its own run's validation split (from its file or "
+        "run.json). Writes report.md, report.json and PNG charts there.",
+        epilog="example: python -m driving.report --models models/ --export tflite",
     )
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder of trained models")
     parser.add_argument(
         "--data",
         nargs="+",
-        required=True,
         metavar="DIR",
-        help="recordings; their validation split is what the models are scored on",
+        help="recordings, only for models that carry no record of their training data (older files)",
     )
     parser.add_argument(
         "--export",
         choices=("tflite", "none"),
         default="tflite",
-        help="export NAME.tflite, NAME.float16.tflite, NAME.int8.tflite and time them "
-        "with LiteRT (default tflite)",
+        help="export NAME.tflite, NAME.float16.tflite, NAME.int8.tflite and time them with LiteRT "
+        "(default tflite)",
     )
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="as given to train.py")
-    parser.add_argument("--seed", type=int, default=0, help="as given to train.py (same split)")
-    parser.add_argument("--block-seconds", type=float, default=10.0, help="as given to train.py")
-    parser.add_argument("--val-frames", type=int, default=512, help="validation frames to score (max)")
-    parser.add_argument("--runs", type=int, default=200, help="timed calls per latency figure")
-    args = parser.parse_args(argv)
+    old = parser.add_argument_group("the split of models without a record (older files)")
+    old.add_argument("--val-fraction", type=cli.number(0, 1, low_open=True, high_open=True), default=0.2)
+    old.add_argument("--seed", type=cli.seed, default=0)
+    old.add_argument("--block-seconds", type=cli.number(low=0, low_open=True), default=10.0)
+    parser.add_argument(
+        "--val-frames", type=cli.positive_int, default=512, help="validation frames to score (max)"
+    )
+    parser.add_argument("--runs", type=cli.positive_int, default=200, help="timed calls per latency figure")
+    return parser
 
-    names = trained_models(args.models)
-    if not names:
-        raise SystemExit(f"{args.models}: no trained models (NAME.keras) found; run train.py first")
-    x_val, y_val, calibration = validation_frames(
-        args.data, args.val_fraction, args.seed, args.val_frames, args.block_seconds
-    )
-    rows = [
-        measure(args.models, name, x_val, y_val, calibration, args.export == "tflite", args.runs)
-        for name in tqdm(names, desc="measuring", unit="model")
-    ]
-    add_ratios(rows)
-    notes = findings(rows)
-    images = charts(rows, args.models)
-    machine = machine_description()
-    report = {"machine": machine, "tolerance": TOLERANCE, "models": rows, "findings": notes}
-    (args.models / "report.json").write_text(json.dumps(report, indent=1))
-    (args.models / "report.md").write_text(markdown(rows, notes, images, machine))
-    print("\n".join(notes))
-    print(f"\nwrote {args.models / 'report.md'}, report.json and {len(images)} charts")
-    return report
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from driving.data import RecordingError
+
+    fallback = {"val_fraction": args.val_fraction, "seed": args.seed, "block_seconds": args.block_seconds}
+    try:
+        report = run(args.models, args.data, args.export == "tflite", args.runs, args.val_frames, fallback)
+    except (ReportError, RecordingError, OSError) as e:
+        print(f"report: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(report["findings"]))
+    print(f"\nwrote {args.models / 'report.md'}, report.json and the charts")
+    return 1 if report["not_measured"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,181 +1,58 @@
-"""Train one or more registered models on recordings; save the best of each, with its history.
+"""Training: `run(config)` fits registered models on recordings and saves the best of each.
 
     python train.py --data data/track1 --model effnet --model base --epochs 10 --out models/
 
 For each model NAME, under --out:
     NAME.keras          best-by-validation model, with optimizer state (written first: an .h5 save
                         before it would drop the optimizer from it)
-    NAME.h5             the same weights in the legacy .h5 format the original comparison used,
-                        also with optimizer state, saved the same way for every model
+    NAME.h5             the same weights in the legacy .h5 format the original comparison used
     NAME.last.keras     the last epoch, with optimizer state: what --resume continues from
-    NAME.history.csv    one row per epoch: loss, mae, val_loss, val_mae, epoch_seconds
-    NAME.history.json   the same, for machines
+    NAME.history.csv    one row per epoch: loss, mae, val_loss, val_mae, epoch_seconds (and .json)
     NAME.loss.png       training and validation loss per epoch
     logs/NAME/          TensorBoard logs (tensorboard --logdir models/logs)
-and loss_overlay.png with the validation loss of every model trained into --out so far.
-Every model file is written atomically (driving.models.save_atomic).
+and run.json (the RunConfig, the package versions and the results: how the run was made) and
+loss_overlay.png. Every model file carries its preprocessing and run (driving/modelio.py) and is
+written atomically, as is every other file (driving/files.py).
+
+Each model's initial weights and augmented batches come from a seed of its own, a function of
+--seed and its name only (config.model_seed): `--model effnet --seed 3` gives the same effnet alone
+or beside other models. The split depends on --seed alone.
+
+Nothing here imports TensorFlow before the arguments are parsed: `--help` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import time
+import os
+import platform
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 
-import matplotlib
+from driving import cli
+from driving.config import (
+    RUN_JSON,
+    STRATEGIES,
+    AugmentConfig,
+    ConfigError,
+    Preprocessing,
+    RunConfig,
+    model_seed,
+)
+from driving.data import RecordingError
+from driving.files import check_writable_folder, remove_stale_temps, write_json
+from driving.modelio import ModelFileError
+from driving.models import MODELS
 
-matplotlib.use("Agg")
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
-import keras
-import matplotlib.pyplot as plt
-import pandas as pd
-import tensorflow as tf
-from tqdm import tqdm
-
-from driving import models
-from driving.config import AugmentConfig
-from driving.pipeline import build_datasets, frames_from_folders, steps_per_epoch
-
-# --- devices --------------------------------------------------------------------------------------
-
-
-def setup_devices(mixed_precision: bool = False) -> None:
-    """GPU memory growth on (so a second process can share the GPU); optional mixed float16."""
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised: too late to change, and harmless
-            pass
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+PACKAGES = ("tensorflow", "keras", "numpy", "ai-edge-litert", "opencv-python-headless", "pandas")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """'default': one device. 'mirrored': data-parallel over every GPU, or over every logical CPU
-    device when there is no GPU (how it is tested on a CPU-only machine)."""
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    raise ValueError(f"unknown strategy {name!r}: use 'default' or 'mirrored'")
-
-
-# --- callbacks ------------------------------------------------------------------------------------
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_seconds` (wall time of the epoch, validation included) to the epoch's logs."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_seconds"] = time.perf_counter() - self._start
-
-
-class TqdmProgress(keras.callbacks.Callback):
-    """One progress bar per epoch over its training steps, showing the running loss."""
-
-    def __init__(self, name: str, epochs: int, steps: int):
-        super().__init__()
-        self.name, self.epochs, self.steps = name, epochs, steps
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.bar = tqdm(
-            total=self.steps,
-            desc=f"{self.name} {epoch + 1}/{self.epochs}",
-            unit="step",
-            leave=True,
-            dynamic_ncols=True,
-        )
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(1)
-        if logs and "loss" in logs:
-            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        self.bar.set_postfix(
-            {k: f"{float(logs[k]):.4f}" for k in ("loss", "val_loss", "val_mae") if k in logs}
-        )
-        self.bar.close()
-
-
-class SaveCheckpoints(keras.callbacks.Callback):
-    """Every epoch: NAME.last.keras (for --resume). When val_loss improves: NAME.keras, then
-    NAME.h5. Saving .keras first matters: Keras' .h5 writer strips the optimizer entry from the
-    model's compile config (driving.models.save_atomic also guards against that)."""
-
-    def __init__(self, out: Path, name: str, best: float = math.inf):
-        super().__init__()
-        self.out, self.name, self.best = out, name, best
-
-    def on_epoch_end(self, epoch, logs=None):
-        val_loss = float((logs or {}).get("val_loss", math.nan))
-        if math.isfinite(val_loss) and val_loss < self.best:
-            self.best = val_loss
-            models.save_atomic(self.model, self.out / f"{self.name}.keras")
-            models.save_atomic(self.model, self.out / f"{self.name}.h5")
-        models.save_atomic(self.model, self.out / f"{self.name}.last.keras")
-
-
-# --- history and plots ----------------------------------------------------------------------------
-
-
-def read_history(out: Path, name: str) -> pd.DataFrame:
-    """The history CSV of model `name` in `out` (empty when it has not been trained there)."""
-    path = out / f"{name}.history.csv"
-    if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    return pd.read_csv(path)
-
-
-def plot_loss(history: pd.DataFrame, name: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = history["epoch"] + 1
-    ax.plot(epochs, history["loss"], "o-", label="training (augmented)")
-    if "val_loss" in history:
-        ax.plot(epochs, history["val_loss"], "s-", label="validation")
-    ax.set(title=f"{name}: loss per epoch", xlabel="epoch", ylabel="MSE loss", yscale="log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_loss_overlay(histories: dict[str, pd.DataFrame], path: Path) -> None:
-    """Validation loss (solid) and training loss (dotted) of every model on one chart."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (name, history) in enumerate(sorted(histories.items())):
-        colour = f"C{i}"
-        epochs = history["epoch"] + 1
-        if "val_loss" in history:
-            ax.plot(epochs, history["val_loss"], "-o", color=colour, label=f"{name} validation")
-        ax.plot(epochs, history["loss"], ":", color=colour, alpha=0.7, label=f"{name} training")
-    ax.set(title="Loss per epoch, all models", xlabel="epoch", ylabel="MSE loss", yscale="log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def all_histories(out: Path) -> dict[str, pd.DataFrame]:
-    names = [p.name[: -len(".history.csv")] for p in sorted(out.glob("*.history.csv"))]
-    histories = {name: read_history(out, name) for name in names}
-    return {name: h for name, h in histories.items() if len(h)}
-
-
-# --- training -------------------------------------------------------------------------------------
+class TrainError(RuntimeError):
+    """A run that cannot start or go on; the message says why in one line, and what to do."""
 
 
 @dataclass
@@ -187,77 +64,283 @@ class TrainResult:
     best_val_mae: float
     seconds_per_epoch: float
     stopped_early: bool
+    diverged: str | None = None  # where the loss stopped being finite, if it did
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("driving", *PACKAGES):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _check_models(config: RunConfig) -> None:
+    unknown = [m for m in config.models if m not in MODELS]
+    if unknown:
+        raise ConfigError("models", f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+
+
+def _check_resume(config: RunConfig, out: Path) -> None:
+    """--resume must find, for every model, the last checkpoint and its history, and a run.json
+    with the same data, split and preprocessing: anything else would overwrite a good model with
+    one trained from scratch, or continue on other frames."""
+    from driving.history import read_history
+
+    for name in config.models:
+        last = out / f"{name}.last.keras"
+        if not last.is_file():
+            raise TrainError(
+                f"--resume: {last} is missing, so {name} cannot continue; train without --resume "
+                f"to start {name} afresh (that replaces {out / (name + '.keras')})"
+            )
+        try:
+            history = read_history(out, name)
+        except ValueError as e:
+            raise TrainError(f"--resume: {e}") from None
+        if not len(history) or "val_loss" not in history:
+            raise TrainError(f"--resume: {out / (name + '.history.csv')} is missing or empty")
+    saved = out / RUN_JSON
+    if saved.is_file():
+        try:
+            import json
+
+            before = RunConfig.from_dict(json.loads(saved.read_text()), str(saved))
+        except (ValueError, ConfigError) as e:
+            raise TrainError(f"--resume: {saved} is unreadable ({e})") from None
+        for what, old, new in (
+            ("the split", before.split(), config.split()),
+            ("the preprocessing", before.preprocessing, config.preprocessing),
+        ):
+            if old != new:
+                raise TrainError(f"--resume: {what} differs from the run in {saved} ({old} vs {new})")
+
+
+def _frame_size(frames) -> tuple[int, int] | None:
+    """(height, width) of the first readable center image, or None."""
+    from driving.preprocess import FrameError, read_frame
+
+    for path in frames["center"].head(20):
+        try:
+            return read_frame(path).shape[:2]
+        except FrameError:
+            continue
+    return None
+
+
+def prepare(config: RunConfig):
+    """Everything before the first model: checks, recordings, split, cache. Returns
+    (cache, train, val, summary). Cheap checks come first, decoding last."""
+    from driving.data import load_recordings, split_by_time
+    from driving.pipeline import cache_split
+
+    recordings = load_recordings(config.data)
+    train, val = split_by_time(recordings.frames, config.val_fraction, config.block_seconds, config.seed)
+    if len(val) == 0 or len(train) == 0:
+        raise TrainError(
+            f"the split left {len(train)} training and {len(val)} validation frames: record more, or "
+            "change --val-fraction / --block-seconds"
+        )
+    geometry = config.preprocessing
+    size = _frame_size(train)
+    if size is not None and size != (geometry.frame_height, geometry.frame_width):
+        raise TrainError(
+            f"the recordings' frames are {size[1]}x{size[0]}, "
+            f"not {geometry.frame_width}x{geometry.frame_height}: "
+            f"pass --frame-size {size[0]}x{size[1]} with crop rows that fit (--crop-top, --crop-bottom)"
+        )
+    if config.batch_size > len(train):
+        raise TrainError(f"--batch-size {config.batch_size} is more than the {len(train)} training frames")
+    cache, train, val = cache_split(
+        train, val, config.augment, geometry, config.cache_dir, summary=recordings.summary
+    )
+    print(recordings.summary)  # after decoding: broken images are counted in it
+    if len(train) < config.batch_size or len(val) == 0:
+        raise TrainError(
+            f"after skipping unusable images, {len(train)} training and {len(val)} validation frames "
+            f"are left (batch size {config.batch_size}): see the summary above"
+        )
+    return cache, train, val, recordings.summary
+
+
+def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
+    """Train every model of `config`; write its files and OUT/run.json. Raises ConfigError,
+    RecordingError, TrainError or ModelFileError with one line for anything that cannot work,
+    checked before the long work wherever possible."""
+    config.validate()
+    _check_models(config)
+    out = check_writable_folder(config.out, "--out folder")
+    config.data = [os.path.abspath(d) for d in config.data]  # run.json must find them from anywhere
+    remove_stale_temps(out)
+    if config.resume:
+        _check_resume(config, out)
+
+    cache, train_rows, val_rows, _ = prepare(config)
+
+    import driving.quiet  # noqa: F401  (TensorFlow from here on)
+
+    import keras
+
+    from driving.history import all_histories, plot_loss_overlay
+    from driving.pipeline import steps_per_epoch, train_dataset, val_dataset
+
+    setup_devices(config.mixed_precision)
+    strategy = make_strategy(config.strategy)
+    config.versions = package_versions()
+    steps = config.steps_per_epoch or steps_per_epoch(train_rows, config.batch_size, config.augment)
+    replicas = strategy.num_replicas_in_sync
+    print(
+        f"{len(train_rows)} training rows, {len(val_rows)} validation rows; {steps} steps per epoch "
+        f"of {config.batch_size}; {replicas} replica(s)"
+    )
+    record = config.to_dict()
+    write_json(out / RUN_JSON, {**record, "command": command_line(config)})
+
+    val_ds = val_dataset(val_rows, cache, config.batch_size)
+    if replicas > 1:
+        # Replicas must get equal shares of every batch: drop the last < `replicas` val frames.
+        import tensorflow as tf
+
+        val_ds = (
+            val_ds.unbatch()
+            .batch(replicas, drop_remainder=True)
+            .unbatch()
+            .batch(config.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+    results = []
+    for name in config.models:
+        seed = model_seed(config.seed, name)
+        train_ds = train_dataset(
+            train_rows, cache, config.batch_size, config.augment, config.preprocessing, seed
+        )
+        results.append(train_model(name, config, train_ds, val_ds, steps, strategy, progress))
+        keras.backend.clear_session(free_memory=True)
+        results_json = {r.name: vars(r) for r in results}
+        write_json(
+            out / RUN_JSON, {**record, "command": command_line(config), "results": _finite(results_json)}
+        )
+    plot_loss_overlay(all_histories(out), out / "loss_overlay.png")
+    return results
+
+
+def _finite(value):
+    """JSON has no NaN: non-finite numbers become null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def setup_devices(mixed_precision: bool = False) -> None:
+    """GPU memory growth on (so a second process can share the GPU); optional mixed float16."""
+    import keras
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised: too late to change, and harmless
+            pass
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+
+
+def make_strategy(name: str):
+    """'default': one device. 'mirrored': data-parallel over every GPU, or over every logical CPU
+    device when there is no GPU (how it is tested on a CPU-only machine)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    raise ConfigError("strategy", f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
 
 
 def train_model(
-    name: str,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset,
-    out: Path,
-    epochs: int,
-    steps: int,
-    lr: float = 1e-3,
-    patience: int = 3,
-    resume: bool = False,
-    strategy: tf.distribute.Strategy | None = None,
-    tensorboard: bool = True,
-    progress: bool = True,
+    name: str, config: RunConfig, train_ds, val_ds, steps: int, strategy, progress: bool
 ) -> TrainResult:
-    """Fit one registered model; its files land in `out` (see the module docstring)."""
-    strategy = strategy or tf.distribute.get_strategy()
-    history = read_history(out, name) if resume else pd.DataFrame()
-    last = out / f"{name}.last.keras"
+    """Fit one registered model; its files land in config.out (see the module docstring)."""
+    import keras
+
+    from driving import callbacks, models
+    from driving.history import plot_loss, read_history
+    from driving.modelio import ModelInfo, load_keras
+
+    out = Path(config.out)
+    history = read_history(out, name) if config.resume else None
+    info = ModelInfo(
+        preprocessing=config.preprocessing,
+        model=name,
+        augment=config.augment.to_dict(),
+        run={k: v for k, v in config.to_dict().items() if k != "resume"},
+    )
     with strategy.scope():
-        if resume and last.is_file() and len(history):
-            model = models.load(last, compile=True)
-            print(f"{name}: resuming after epoch {len(history)} from {last}")
+        if history is not None:
+            model, _ = load_keras(out / f"{name}.last.keras", compile=True)
+            print(f"{name}: resuming after epoch {len(history)} from {out / (name + '.last.keras')}")
         else:
-            history = pd.DataFrame()
-            model = models.build(name)
-            models.compile_for_training(model, lr)
+            keras.utils.set_random_seed(model_seed(config.seed, name))
+            model = models.build(name, input_shape=config.preprocessing.input_shape)
+            models.compile_for_training(model, config.lr)
+    import pandas as pd
+
+    history = history if history is not None else pd.DataFrame()
     initial_epoch = len(history)
     best = float(history["val_loss"].min()) if len(history) else math.inf
-    if not resume:
-        (out / f"{name}.history.csv").unlink(missing_ok=True)
 
-    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
     if len(history):  # carry the patience count across a resume
         early.best = best
         early.wait = len(history) - 1 - int(history["val_loss"].idxmin())
-    callbacks = [
-        EpochTimer(),
-        SaveCheckpoints(out, name, best),
+    divergence = callbacks.StopOnDivergence()
+    checkpoints = callbacks.Checkpoints(out, name, info, best)
+    fit_callbacks = [
+        callbacks.EpochTimer(),
+        divergence,
+        checkpoints,
+        callbacks.HistoryLog(out, name, history),
         early,
-        keras.callbacks.CSVLogger(str(out / f"{name}.history.csv"), append=resume),
     ]
-    if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
+    if config.tensorboard:
+        fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
     if progress:
-        callbacks.append(TqdmProgress(name, epochs, steps))
-    if initial_epoch < epochs:
+        fit_callbacks.append(callbacks.TqdmProgress(name, config.epochs, steps))
+    if initial_epoch < config.epochs:
         model.fit(
             train_ds,
             validation_data=val_ds,
-            epochs=epochs,
+            epochs=config.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
-            callbacks=callbacks,
+            callbacks=fit_callbacks,
             verbose=0,
             shuffle=False,
         )
-
     history = read_history(out, name)
-    (out / f"{name}.history.json").write_text(json.dumps(history.to_dict(orient="list"), indent=1))
-    plot_loss(history, name, out / f"{name}.loss.png")
-    best_row = history.loc[history["val_loss"].idxmin()]
+    if divergence.diverged:
+        kept = f"kept {out / (name + '.keras')}" if (out / f"{name}.keras").is_file() else "no model saved"
+        print(f"{name}: training diverged at {divergence.diverged}; stopped, {kept}", file=sys.stderr)
+    finite = history[history["val_loss"].map(math.isfinite)] if len(history) else history
+    if len(history):
+        plot_loss(history, name, out / f"{name}.loss.png")
+    best_row = finite.loc[finite["val_loss"].idxmin()] if len(finite) else None
     return TrainResult(
         name=name,
         params=model.count_params(),
         epochs=len(history),
-        best_val_loss=float(best_row["val_loss"]),
-        best_val_mae=float(best_row["val_mae"]),
-        seconds_per_epoch=float(history["epoch_seconds"].median()),
-        stopped_early=len(history) < epochs,
+        best_val_loss=float(best_row["val_loss"]) if best_row is not None else math.nan,
+        best_val_mae=float(best_row["val_mae"]) if best_row is not None else math.nan,
+        seconds_per_epoch=float(history["epoch_seconds"].median()) if len(history) else math.nan,
+        stopped_early=len(history) < config.epochs and not divergence.diverged,
+        diverged=divergence.diverged,
     )
 
 
@@ -266,7 +349,7 @@ def summary_table(results: Sequence[TrainResult]) -> str:
         f"{'model':<12} {'params':>9} {'epochs':>7} {'best val MSE':>13} {'val MAE':>8} {'s/epoch':>8}  note"
     ]
     for r in results:
-        note = "stopped early" if r.stopped_early else ""
+        note = f"diverged at {r.diverged}" if r.diverged else "stopped early" if r.stopped_early else ""
         lines.append(
             f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {r.best_val_loss:>13.5f} "
             f"{r.best_val_mae:>8.4f} {r.seconds_per_epoch:>8.1f}  {note}"
@@ -274,12 +357,16 @@ def summary_table(results: Sequence[TrainResult]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+# --- the command line -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults, augment, geometry = RunConfig(data=[]), AugmentConfig(), Preprocessing()
     parser = argparse.ArgumentParser(
         prog="python train.py",
         description="Train steering models on Udacity-simulator recordings. Each model's best-by-"
-        "validation weights go to OUT/NAME.keras and OUT/NAME.h5, with history, loss "
-        "plots and TensorBoard logs beside them.",
+        "validation weights go to OUT/NAME.keras and OUT/NAME.h5, with history, loss plots and "
+        "TensorBoard logs beside them, and OUT/run.json records how the run was made.",
         epilog="example: python train.py --data data/track1 --model effnet --model base --epochs 10",
     )
     parser.add_argument(
@@ -292,161 +379,257 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         action="append",
-        choices=sorted(models.MODELS),
+        choices=list(MODELS),
         metavar="NAME",
-        help=f"model to train, repeat for several (default effnet); one of {', '.join(models.MODELS)}",
+        help=f"model to train, repeat for several (default effnet); one of {', '.join(MODELS)}",
     )
-    parser.add_argument("--epochs", type=int, default=10, help="maximum epochs (default 10)")
-    parser.add_argument("--batch-size", type=int, default=128, help="frames per batch (default 128)")
-    parser.add_argument(
+    budget = parser.add_argument_group("budget")
+    budget.add_argument(
+        "--epochs",
+        type=cli.integer(1, 100_000),
+        default=defaults.epochs,
+        help="maximum epochs (default %(default)s)",
+    )
+    budget.add_argument(
+        "--batch-size",
+        type=cli.integer(1, 8192),
+        default=defaults.batch_size,
+        help="frames per batch (default %(default)s)",
+    )
+    budget.add_argument(
         "--steps-per-epoch",
-        type=int,
+        type=cli.positive_int,
         default=None,
         metavar="S",
         help="batches per epoch (default: one pass over the kept training rows)",
     )
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for split, augmentation, weights")
-    parser.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="share of time blocks held out for validation (default 0.2)",
+    budget.add_argument(
+        "--lr",
+        type=cli.number(low=0, low_open=True, high=1),
+        default=defaults.lr,
+        help="Adam learning rate, above 0 and at most 1 (default %(default)s)",
     )
-    parser.add_argument(
-        "--block-seconds",
-        type=float,
-        default=10.0,
-        help="the split holds out whole blocks of this many seconds (default 10)",
-    )
-    parser.add_argument(
+    budget.add_argument(
         "--patience",
-        type=int,
-        default=3,
-        help="stop after this many epochs without a better val loss (default 3)",
+        type=cli.positive_int,
+        default=defaults.patience,
+        help="stop after this many epochs without a better val loss (default %(default)s)",
     )
-    parser.add_argument(
-        "--no-augment",
-        action="store_true",
-        help="train on center frames as recorded (no side cameras, flips, shifts...)",
+    split = parser.add_argument_group("split")
+    split.add_argument(
+        "--seed",
+        type=cli.seed,
+        default=defaults.seed,
+        help="seed of the split; each model's weights and augmentation use a seed made of it "
+        "and the model's name (default %(default)s)",
     )
-    parser.add_argument(
+    split.add_argument(
+        "--val-fraction",
+        type=cli.number(low=0, high=1, low_open=True, high_open=True),
+        default=defaults.val_fraction,
+        help="share of time blocks held out for validation (default %(default)s)",
+    )
+    split.add_argument(
+        "--block-seconds",
+        type=cli.number(low=0, low_open=True, high=86_400),
+        default=defaults.block_seconds,
+        help="the split holds out whole blocks of this many seconds (default %(default)s)",
+    )
+    prep = parser.add_argument_group("preprocessing (stored in every model file)")
+    prep.add_argument(
+        "--frame-size",
+        type=cli.size,
+        default=None,
+        metavar="HxW",
+        help=f"camera frame size (default {geometry.frame_height}x{geometry.frame_width}, "
+        "the Udacity simulator's)",
+    )
+    prep.add_argument(
+        "--crop-top",
+        type=cli.non_negative_int,
+        default=geometry.crop_top,
+        help="first frame row kept (default %(default)s: drops the sky)",
+    )
+    prep.add_argument(
+        "--crop-bottom",
+        type=cli.positive_int,
+        default=geometry.crop_bottom,
+        help="row after the last one kept (default %(default)s: drops the bonnet)",
+    )
+    prep.add_argument(
+        "--input-size",
+        type=cli.size,
+        default=None,
+        metavar="HxW",
+        help=f"model input size (default {geometry.input_height}x{geometry.input_width}); "
+        "PilotNet resizes to 66x200 inside",
+    )
+    aug = parser.add_argument_group("augmentation (training only)")
+    aug.add_argument(
+        "--no-augment", action="store_true", help="train on center frames as recorded: every switch below off"
+    )
+    for switch in AugmentConfig.SWITCHES:
+        flag = switch.replace("_", "-")
+        aug.add_argument(f"--no-{flag}", action="store_true", help=f"switch off {AUGMENT_HELP[switch]}")
+    aug.add_argument(
+        "--steering-correction",
+        type=cli.number(low=0, high=1),
+        default=augment.steering_correction,
+        help="steering added for the left camera's frames, subtracted for the right's "
+        "(default %(default)s, the classic tuned value)",
+    )
+    how = parser.add_argument_group("how it runs")
+    how.add_argument(
+        "--out", type=Path, default=Path(defaults.out), help="output folder (default %(default)s/)"
+    )
+    how.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
         help="keep the decoded frame cache here (memory-mapped, reused by later runs)",
     )
-    parser.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
-    parser.add_argument(
+    how.add_argument(
         "--resume", action="store_true", help="continue each model from OUT/NAME.last.keras and its history"
     )
-    parser.add_argument(
+    how.add_argument(
         "--mixed-precision",
         action="store_true",
         help="float16 compute with float32 weights and output (for GPUs)",
     )
-    parser.add_argument(
+    how.add_argument(
         "--strategy",
-        choices=("default", "mirrored"),
-        default="default",
+        choices=STRATEGIES,
+        default=defaults.strategy,
         help="'mirrored': data-parallel over every GPU (MirroredStrategy)",
     )
-    parser.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logs")
-    parser.add_argument(
-        "--report",
-        action="store_true",
-        help="afterwards, write the slimming report (python -m driving.report)",
+    how.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logs")
+    how.add_argument(
+        "--report", action="store_true", help="afterwards, write the slimming report (driving.report)"
     )
-    args = parser.parse_args(argv)
-    args.model = list(dict.fromkeys(args.model or ["effnet"]))
-    for flag in ("epochs", "batch_size"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
-        parser.error("--steps-per-epoch must be at least 1")
-    return args
+    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> list[TrainResult]:
-    args = parse_args(argv)
-    setup_devices(args.mixed_precision)
-    strategy = make_strategy(args.strategy)
-    keras.utils.set_random_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+AUGMENT_HELP = {
+    "side_cameras": "the side cameras (with their steering correction)",
+    "flip": "horizontal flips (switch off where the car must keep to one side of the road)",
+    "brightness": "random brightness",
+    "shadow": "random shadows",
+    "shift": "random sideways shifts (with their steering change)",
+    "drop_straight": "dropping most near-straight frames each epoch",
+}
 
-    train_df, val_df, summary = frames_from_folders(
-        args.data, val_fraction=args.val_fraction, seed=args.seed, block_seconds=args.block_seconds
-    )
-    print(summary)
-    if len(val_df) == 0:
-        raise SystemExit("no validation frames: record more, or raise --val-fraction")
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig a parsed command line means."""
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
-    train_ds, val_ds = build_datasets(
-        train_df,
-        val_df,
-        batch_size=args.batch_size,
-        augment=augment,
+    switches = {s: False for s in AugmentConfig.SWITCHES if getattr(args, f"no_{s}")}
+    augment = replace(augment, steering_correction=args.steering_correction, **switches)
+    geometry = Preprocessing()
+    if args.frame_size:
+        geometry = replace(geometry, frame_height=args.frame_size[0], frame_width=args.frame_size[1])
+    if args.input_size:
+        geometry = replace(geometry, input_height=args.input_size[0], input_width=args.input_size[1])
+    geometry = replace(geometry, crop_top=args.crop_top, crop_bottom=args.crop_bottom)
+    return RunConfig(
+        data=[str(d) for d in args.data],
+        models=list(dict.fromkeys(args.model or ["effnet"])),
+        out=str(args.out),
         seed=args.seed,
-        cache_dir=args.cache_dir,
-        summary=summary,
-    )
-    replicas = strategy.num_replicas_in_sync
-    if replicas > 1:
-        # Replicas must get equal shares of every batch: drop the last < `replicas` val frames.
-        val_ds = (
-            val_ds.unbatch()
-            .batch(replicas, drop_remainder=True)
-            .unbatch()
-            .batch(args.batch_size)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-    steps = args.steps_per_epoch or steps_per_epoch(train_df, args.batch_size, augment)
-    print(
-        f"{len(train_df)} training rows, {len(val_df)} validation rows; {steps} steps per epoch "
-        f"of {args.batch_size}; {replicas} replica(s)"
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        steps_per_epoch=args.steps_per_epoch,
+        lr=args.lr,
+        patience=args.patience,
+        val_fraction=args.val_fraction,
+        block_seconds=args.block_seconds,
+        augment=augment,
+        preprocessing=geometry,
+        cache_dir=str(args.cache_dir) if args.cache_dir else None,
+        resume=args.resume,
+        strategy=args.strategy,
+        mixed_precision=args.mixed_precision,
+        tensorboard=not args.no_tensorboard,
     )
 
-    results = []
-    for name in args.model:
-        results.append(
-            train_model(
-                name,
-                train_ds,
-                val_ds,
-                args.out,
-                args.epochs,
-                steps,
-                args.lr,
-                args.patience,
-                args.resume,
-                strategy,
-                tensorboard=not args.no_tensorboard,
-            )
+
+# RunConfig field -> the option that sets it, for one-line errors that name the option.
+OPTIONS = {
+    "data": "--data",
+    "models": "--model",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "steps_per_epoch": "--steps-per-epoch",
+    "lr": "--lr",
+    "patience": "--patience",
+    "seed": "--seed",
+    "val_fraction": "--val-fraction",
+    "block_seconds": "--block-seconds",
+    "crop_top": "--crop-top",
+    "crop_bottom": "--crop-bottom",
+    "input_height": "--input-size",
+    "input_width": "--input-size",
+    "frame_height": "--frame-size",
+    "frame_width": "--frame-size",
+    "steering_correction": "--steering-correction",
+    "strategy": "--strategy",
+}
+
+
+def command_line(config: RunConfig) -> str:
+    """The train.py command that makes `config` (recorded in run.json, to repeat a run)."""
+    d, g, a = RunConfig(data=[]), Preprocessing(), config.augment
+    parts = ["python train.py", "--data", *config.data]
+    parts += [x for m in config.models for x in ("--model", m)]
+    for option, value, default in (
+        ("--epochs", config.epochs, d.epochs),
+        ("--batch-size", config.batch_size, d.batch_size),
+        ("--steps-per-epoch", config.steps_per_epoch, None),
+        ("--lr", config.lr, d.lr),
+        ("--patience", config.patience, d.patience),
+        ("--seed", config.seed, d.seed),
+        ("--val-fraction", config.val_fraction, d.val_fraction),
+        ("--block-seconds", config.block_seconds, d.block_seconds),
+        ("--crop-top", config.preprocessing.crop_top, g.crop_top),
+        ("--crop-bottom", config.preprocessing.crop_bottom, g.crop_bottom),
+        ("--steering-correction", a.steering_correction, AugmentConfig().steering_correction),
+    ):
+        if value != default:
+            parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+    p = config.preprocessing
+    if (p.frame_height, p.frame_width) != (g.frame_height, g.frame_width):
+        parts += ["--frame-size", f"{p.frame_height}x{p.frame_width}"]
+    if (p.input_height, p.input_width) != (g.input_height, g.input_width):
+        parts += ["--input-size", f"{p.input_height}x{p.input_width}"]
+    parts += [f"--no-{s.replace('_', '-')}" for s in AugmentConfig.SWITCHES if not getattr(a, s)]
+    parts += ["--out", config.out]
+    return " ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = config_from_args(args)
+    try:
+        config.validate()
+        results = run(config)
+    except ConfigError as e:
+        parser.error(f"{OPTIONS.get(e.field, e.field)}: {e.message}")
+    except (RecordingError, TrainError, ModelFileError, OSError) as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "train.py: interrupted; the files saved so far are complete (see OUT/run.json)", file=sys.stderr
         )
-        keras.backend.clear_session(free_memory=True)
-    plot_loss_overlay(all_histories(args.out), args.out / "loss_overlay.png")
+        return 130
     print("\n" + summary_table(results))
-    print(f"\nmodels, histories and plots in {args.out}/ (loss_overlay.png compares them)")
-
+    print(f"\nmodels, histories and plots in {config.out}/ (loss_overlay.png compares them; run.json: how)")
     if args.report:
         from driving import report
 
-        report.main(
-            [
-                "--models",
-                str(args.out),
-                "--data",
-                *map(str, args.data),
-                "--val-fraction",
-                str(args.val_fraction),
-                "--seed",
-                str(args.seed),
-                "--block-seconds",
-                str(args.block_seconds),
-            ]
-        )
-    return results
+        report.run(Path(config.out))
+    return 1 if any(r.diverged for r in results) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import driving.quiet  # noqa: F401
 
@@ -12,6 +14,7 @@ import pytest
 from keras import layers
 
 from driving import models
+from driving.modelio import ModelFileError, ModelInfo, load_keras, save_keras
 
 
 def test_base_and_effnet_have_the_original_parameter_counts():
@@ -78,12 +81,13 @@ def test_saved_model_round_trip_gives_identical_predictions(tmp_path, suffix):
     model.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") ** 2 for w in model.get_weights()])
     model.optimizer.build(model.trainable_variables)  # optimizer state, without a slow training step
     path = tmp_path / f"m{suffix}"
-    models.save_atomic(model, path)
+    save_keras(model, path, ModelInfo(model="effnet-slim"))
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
-    again = models.load(path)
+    again, info = load_keras(path)
+    assert info.model == "effnet-slim"
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(again(x)))
     # The training config reloads too (the string loss "mse" would not from .h5).
-    compiled = models.load(path, compile=True)
+    compiled, _ = load_keras(path, compile=True)
     assert isinstance(compiled.optimizer, keras.optimizers.Adam)
     assert isinstance(compiled.loss, keras.losses.MeanSquaredError)
 
@@ -92,9 +96,9 @@ def test_h5_save_does_not_drop_the_optimizer_from_a_later_keras_save(tmp_path):
     model = models.build("effnet-slim", input_shape=(32, 32, 3))
     models.compile_for_training(model, lr=3e-4)
     model.optimizer.build(model.trainable_variables)
-    models.save_atomic(model, tmp_path / "m.h5")
-    models.save_atomic(model, tmp_path / "m.keras")
-    again = models.load(tmp_path / "m.keras", compile=True)
+    save_keras(model, tmp_path / "m.h5", ModelInfo())
+    save_keras(model, tmp_path / "m.keras", ModelInfo())
+    again, _ = load_keras(tmp_path / "m.keras", compile=True)
     assert isinstance(again.optimizer, keras.optimizers.Adam)
     assert len(again.optimizer.variables) == len(model.optimizer.variables)
     assert abs(float(again.optimizer.learning_rate) - 3e-4) < 1e-9
@@ -109,16 +113,34 @@ def test_failed_save_leaves_the_previous_file_intact(tmp_path):
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        models.save_atomic(Unsaveable(), path)
+        save_keras(Unsaveable(), path, ModelInfo())
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]
 
 
 def test_load_names_the_bad_file(tmp_path):
-    with pytest.raises(ValueError, match="model.txt"):
-        models.load(tmp_path / "model.txt")
-    with pytest.raises(FileNotFoundError, match="missing.h5"):
-        models.load(tmp_path / "missing.h5")
+    (tmp_path / "model.txt").write_text("x")
+    with pytest.raises(ModelFileError, match="model.txt"):
+        load_keras(tmp_path / "model.txt")
+    with pytest.raises(ModelFileError, match="missing.h5: no such model file"):
+        load_keras(tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize("name", ["base", "effnet", "effnet-slim", "pilotnet"])
+def test_models_take_other_input_sizes_or_say_which_they_cannot(name):
+    model = models.build(name, input_shape=(64, 96, 3))
+    assert tuple(model.input_shape[1:]) == (64, 96, 3) and tuple(model.output_shape) == (None, 1)
+    if name != "pilotnet":  # PilotNet resizes any input to 66x200
+        with pytest.raises(ValueError, match=f"model '{name}' cannot take input"):
+            models.build(name, input_shape=(8, 8, 3))
+
+
+def test_listing_the_registry_does_not_import_tensorflow():
+    code = (
+        "import sys, driving.models as m; assert 'effnet' in m.MODELS; assert 'tensorflow' not in sys.modules"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
 
 
 def test_cli_lists_every_model_as_json_and_saves_one(tmp_path, capsys):
@@ -128,5 +150,5 @@ def test_cli_lists_every_model_as_json_and_saves_one(tmp_path, capsys):
     assert rows["effnet"]["trainable"] == 629_537
     assert rows["base"]["macs"] > 7 * rows["effnet"]["macs"]
     path = tmp_path / "untrained.h5"
-    models.main(["save", "pilotnet", str(path)])
-    assert models.load(path).count_params() == 252_219
+    assert models.main(["save", "pilotnet", str(path)]) == 0
+    assert load_keras(path)[0].count_params() == 252_219

@@ -1,66 +1,56 @@
-"""The slimming report on two tiny trained models: every figure is measured, and matches a
-recomputation here; TFLite exports agree with Keras within the stated tolerance."""
+"""The slimming report on tiny trained models: every figure is measured and matches a recomputation
+here; TFLite exports agree with Keras within the stated tolerance; each model is scored on its own
+run's validation split; a damaged model is reported, not fatal."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from driving import models, report, train
+from driving.config import AugmentConfig, Preprocessing, RunConfig
+from driving.modelio import load_info, load_keras
 from tests.conftest import write_recording
 
 
-def test_report_on_two_trained_models(tmp_path):
-    data = write_recording(tmp_path / "rec", n=90, seed=5)
+def config(data: Path, out: Path, **kw) -> RunConfig:
+    made = RunConfig(
+        data=[str(data)],
+        models=["base", "pilotnet"],
+        out=str(out),
+        epochs=1,
+        batch_size=8,
+        steps_per_epoch=2,
+        block_seconds=1.0,
+        augment=AugmentConfig.off(),
+        tensorboard=False,
+    )
+    return replace(made, **kw)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_recording(tmp_path_factory.mktemp("data") / "rec", n=90, seed=5)
+
+
+def test_report_on_two_trained_models(data, tmp_path):
     out = tmp_path / "models"
-    common = [
-        "--batch-size",
-        "8",
-        "--steps-per-epoch",
-        "2",
-        "--no-augment",
-        "--no-tensorboard",
-        "--block-seconds",
-        "1",
-    ]
-    train.main(
-        [
-            "--data",
-            str(data),
-            "--model",
-            "base",
-            "--model",
-            "pilotnet",
-            "--epochs",
-            "1",
-            "--out",
-            str(out),
-            *common,
-        ]
-    )
-    result = report.main(
-        [
-            "--models",
-            str(out),
-            "--data",
-            str(data),
-            "--runs",
-            "5",
-            "--val-frames",
-            "32",
-            "--block-seconds",
-            "1",
-        ]
-    )
+    train.run(config(data, out), progress=False)
+    result = report.run(out, runs=5, val_frames=32, progress=False)  # no --data: run.json says
 
     saved = json.loads((out / "report.json").read_text())
     rows = {r["model"]: r for r in saved["models"]}
     assert list(rows) == ["base", "pilotnet"] and saved == json.loads(json.dumps(result))
-    x_val, y_val, _ = report.validation_frames([data], limit=32, block_seconds=1)
+    assert saved["not_measured"] == [] and len(set(saved["scored_on"].values())) == 1
+    split = report.Split((str(data.absolute()),), 0.2, 1.0, 0, Preprocessing())
+    x_val, y_val, _ = report.validation_frames(split, limit=32)
     for name, row in rows.items():
-        model = models.load(out / f"{name}.keras")
+        model, _ = load_keras(out / f"{name}.keras")
         assert (row["params"], row["trainable"]) == models.count_params(model)
         assert row["macs"] == models.count_macs(model)
         assert row["keras"] == (out / f"{name}.keras").stat().st_size
@@ -77,6 +67,7 @@ def test_report_on_two_trained_models(tmp_path):
             assert lite["bytes"] == (out / lite["file"]).stat().st_size
             assert lite["within_tolerance"], (name, kind, lite["max_abs_error"])
             assert lite["max_abs_error"] <= report.TOLERANCE[kind]
+            assert load_info(out / lite["file"]).preprocessing == Preprocessing()  # exports carry it
         # full-integer int8 is smaller than float16, smaller than float32
         sizes = [row["tflite"][k]["bytes"] for k in ("int8", "float16", "float32")]
         assert sizes == sorted(sizes)
@@ -94,3 +85,50 @@ def test_report_on_two_trained_models(tmp_path):
     for chart in ("params.png", "macs.png", "sizes.png", "latency.png", "loss_overlay.png"):
         assert (out / chart).read_bytes()[:4] == b"\x89PNG", chart
         assert f"({chart})" in text
+
+
+def test_models_from_different_runs_are_scored_on_their_own_splits_and_a_broken_one_is_reported(
+    data, tmp_path
+):
+    out = tmp_path / "models"
+    train.run(config(data, out, models=["pilotnet"], seed=0), progress=False)
+    train.run(config(data, out, models=["base"], seed=7), progress=False)  # another split, same folder
+    (out / "effnet.keras").write_bytes((out / "base.keras").read_bytes()[:5000])  # truncated
+    result = report.run(out, runs=3, val_frames=16, export=False, progress=False)
+
+    assert [r["model"] for r in result["models"]] == ["base", "pilotnet"]
+    [failed] = result["not_measured"]
+    assert failed["model"] == "effnet" and "not a zip archive" in failed["error"]
+    assert "seed 7" in result["scored_on"]["base"] and "seed 0" in result["scored_on"]["pilotnet"]
+    text = (out / "report.md").read_text()
+    assert "come from different runs" in text and "effnet: " in text
+
+    # pilotnet's validation error is measured on its own run's validation frames (seed 0).
+    split = report.Split((str(data.absolute()),), 0.2, 1.0, 0, Preprocessing())
+    x_val, y_val, _ = report.validation_frames(split, limit=16)
+    model, _ = load_keras(out / "pilotnet.keras")
+    pred = model.predict(x_val, verbose=0).reshape(-1)
+    pilot = next(r for r in result["models"] if r["model"] == "pilotnet")
+    assert np.isclose(pilot["val_mse"], np.mean((pred - y_val) ** 2), rtol=1e-4)
+
+
+def test_careless_report_calls_end_in_one_line(tmp_path, capsys):
+    assert report.main(["--models", str(tmp_path / "none")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    tmp_path.joinpath("empty").mkdir()
+    assert report.main(["--models", str(tmp_path / "empty")]) == 1
+    assert "no trained models" in capsys.readouterr().err
+    for bad in (["--runs", "0"], ["--val-frames", "-3"], ["--seed", "x"]):
+        with pytest.raises(SystemExit) as exit_code:
+            report.main(["--models", str(tmp_path), *bad])
+        assert exit_code.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_report_help_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys; from driving import report; report.build_parser(); "
+    code += "assert 'tensorflow' not in sys.modules"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr

@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 from driving.config import INPUT_SHAPE
+from driving.modelio import ModelFileError
 from driving.preprocess import FrameError, preprocess
-from driving.runtime import ModelError, Predictor
+from driving.runtime import Predictor
 from tests.conftest import road_frame
 
 
@@ -83,14 +84,14 @@ def test_lambda_layer_models_are_refused(tmp_path):
     x = keras.layers.GlobalAveragePooling2D()(x)
     path = tmp_path / "code.keras"
     keras.Model(inputs, keras.layers.Dense(1)(x)).save(path)
-    with pytest.raises(ModelError, match="safe mode"):
+    with pytest.raises(ModelFileError, match="safe mode"):
         Predictor.load(path)
 
 
 def test_wrong_input_shape_is_refused(tmp_path):
     path = tmp_path / "small.keras"
     tiny_model(input_shape=(66, 200, 3)).save(path)
-    with pytest.raises(ModelError, match=r"model input is \(66, 200, 3\)"):
+    with pytest.raises(ModelFileError, match=r"model input is \(66, 200, 3\)"):
         Predictor.load(path)
 
 
@@ -99,7 +100,8 @@ def test_wrong_input_shape_is_refused(tmp_path):
     [
         ("missing.h5", None, "no such model file"),
         ("model.onnx", b"x", "unknown model format"),
-        ("broken.h5", b"not an hdf5 file", "cannot load"),
+        ("broken.h5", b"not an hdf5 file", "not an HDF5 file"),
+        ("broken.keras", b"PK\x03\x04 truncated", "not a zip archive"),
         ("broken.tflite", b"not a flatbuffer", "not a usable LiteRT model"),
     ],
 )
@@ -107,14 +109,14 @@ def test_bad_model_files_name_the_file(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(ModelError, match=message) as info:
+    with pytest.raises(ModelFileError, match=message) as info:
         Predictor.load(path)
     assert name in str(info.value)
 
 
 def test_wrong_frame_is_refused(model):
     predictor = Predictor.from_keras(model)
-    with pytest.raises(FrameError, match="expected 320x160"):
+    with pytest.raises(FrameError, match="expected a 320x160 RGB uint8 frame"):
         predictor(np.zeros((100, 200, 3), np.uint8))
 
 
@@ -154,7 +156,7 @@ def test_one_conversion_path_with_the_serving_batch_of_one(model, frames):
     # fixed batch-1 input, the shape of every call.
     from ai_edge_litert.interpreter import Interpreter
 
-    from driving.runtime import to_tflite
+    from driving.modelio import to_tflite
 
     float32 = to_tflite(model)
     interpreter = Interpreter(model_content=float32)

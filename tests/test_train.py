@@ -1,12 +1,15 @@
-"""train.py on generated recordings: it learns, saves loadable models, resumes, and distributes."""
+"""Training on generated recordings: it learns, saves loadable models that carry their run, resumes,
+distributes, seeds each model by its name, and never loses or overwrites work on careless input."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import driving.quiet  # noqa: F401
@@ -14,37 +17,74 @@ import driving.quiet  # noqa: F401
 import keras
 import numpy as np
 import pandas as pd
+import pytest
 
 from driving import models, train
+from driving.config import AugmentConfig, Preprocessing, RunConfig, model_seed
+from driving.modelio import load_info, load_keras
+from driving.preprocess import encode_jpeg
 from tests.conftest import write_recording
 
-ARGS = [
-    "--model",
-    "pilotnet",
-    "--batch-size",
-    "16",
-    "--steps-per-epoch",
-    "8",
-    "--no-augment",
-    "--no-tensorboard",
-    "--seed",
-    "1",
-    "--block-seconds",
-    "1",
-]
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = ["--batch-size", "16", "--steps-per-epoch", "8", "--no-augment", "--no-tensorboard", "--seed", "1"]
+ARGS += ["--block-seconds", "1"]
 
 
-def test_training_lowers_validation_loss_saves_models_and_resumes(tmp_path):
-    data = write_recording(tmp_path / "rec", n=120, seed=3)
+def config(data: Path, out: Path, **kw) -> RunConfig:
+    """The tiny budget of these tests: a few steps of batch 16, no augmentation."""
+    base = RunConfig(
+        data=[str(data)],
+        models=["pilotnet"],
+        out=str(out),
+        seed=1,
+        epochs=1,
+        batch_size=16,
+        steps_per_epoch=8,
+        block_seconds=1.0,
+        augment=AugmentConfig.off(),
+        tensorboard=False,
+    )
+    return replace(base, **kw)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_recording(tmp_path_factory.mktemp("data") / "rec", n=120, seed=3)
+
+
+def run_cli(*args: str, limit_file_bytes: int | None = None) -> subprocess.CompletedProcess:
+    """train.py as a user runs it, in a fresh process (optionally with a file-size limit, which
+    makes every write beyond it fail as a full disk does)."""
+
+    def limit():
+        if limit_file_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, limit_file_bytes))
+
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited: a too-large write fails, not kills
+    try:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=limit,
+            cwd=ROOT,
+        )
+    finally:
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+
+def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path):
     out = tmp_path / "models"
-    [result] = train.main(["--data", str(data), "--epochs", "2", "--out", str(out), *ARGS])
+    [result] = train.run(config(data, out, epochs=2), progress=False)
 
     # Predicting 0 everywhere scores mean(y^2) on validation; a model that learned must beat it well.
     from driving.pipeline import frames_from_folders
 
     _, val_df, _ = frames_from_folders([data], seed=1, block_seconds=1)
-    always_zero = float(np.mean(val_df["steering"] ** 2))
-    assert result.best_val_loss < 0.5 * always_zero
+    assert result.best_val_loss < 0.5 * float(np.mean(val_df["steering"] ** 2))
 
     history = pd.read_csv(out / "pilotnet.history.csv")
     assert list(history["epoch"]) == [0, 1]
@@ -61,16 +101,210 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert not list(out.glob(".*"))  # no temp files left behind
 
+    # The run records itself, and every model file carries its preprocessing and run.
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 1 and run["data"] == [str(data.absolute())] and run["models"] == ["pilotnet"]
+    assert run["versions"]["tensorflow"] and run["results"]["pilotnet"]["epochs"] == 2
+    assert RunConfig.from_dict(run).split() == config(data, out).split() | {"data": [str(data.absolute())]}
+    for name in ("pilotnet.keras", "pilotnet.h5", "pilotnet.last.keras"):
+        info = load_info(out / name)
+        assert info.preprocessing == Preprocessing() and info.model == "pilotnet"
+        assert info.run["seed"] == 1 and info.run["val_fraction"] == 0.2
+
     # The best-by-validation checkpoint is what NAME.keras and NAME.h5 hold.
     x = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 128, 128, 3)).astype("float32")
-    from_keras, from_h5 = models.load(out / "pilotnet.keras"), models.load(out / "pilotnet.h5")
+    (from_keras, _), (from_h5, _) = load_keras(out / "pilotnet.keras"), load_keras(out / "pilotnet.h5")
     np.testing.assert_allclose(from_keras(x), from_h5(x), rtol=0, atol=1e-6)
-    assert isinstance(models.load(out / "pilotnet.keras", compile=True).optimizer, keras.optimizers.Adam)
+    assert isinstance(load_keras(out / "pilotnet.keras", compile=True)[0].optimizer, keras.optimizers.Adam)
 
     # --resume continues after the last epoch instead of starting again.
-    train.main(["--data", str(data), "--epochs", "3", "--out", str(out), "--resume", *ARGS])
+    train.run(config(data, out, epochs=3, resume=True), progress=False)
     history = pd.read_csv(out / "pilotnet.history.csv")
     assert list(history["epoch"]) == [0, 1, 2]
+
+
+def test_each_model_is_seeded_by_its_name_not_by_what_was_built_before(data, tmp_path):
+    alone = train.run(config(data, tmp_path / "alone", models=["effnet-slim"], seed=3), progress=False)
+    beside = train.run(
+        config(data, tmp_path / "beside", models=["pilotnet", "effnet-slim"], seed=3), progress=False
+    )
+    a, _ = load_keras(tmp_path / "alone" / "effnet-slim.last.keras")
+    b, _ = load_keras(tmp_path / "beside" / "effnet-slim.last.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-6)
+    assert alone[0].best_val_loss == pytest.approx(beside[1].best_val_loss, rel=1e-5)
+    # ...and another seed gives another model.
+    assert model_seed(3, "effnet-slim") != model_seed(4, "effnet-slim") != model_seed(3, "pilotnet")
+
+
+def test_other_preprocessing_travels_with_the_model(data, tmp_path):
+    geometry = Preprocessing(crop_top=60, crop_bottom=150, input_height=64, input_width=96)
+    train.run(config(data, tmp_path, preprocessing=geometry), progress=False)
+    model, info = load_keras(tmp_path / "pilotnet.keras")
+    assert info.preprocessing == geometry and tuple(model.input_shape[1:]) == (64, 96, 3)
+
+
+def test_resume_without_a_last_checkpoint_refuses_and_overwrites_nothing(data, tmp_path):
+    out = tmp_path / "models"
+    train.run(config(data, out), progress=False)
+    (out / "pilotnet.last.keras").unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(train.TrainError, match="pilotnet.last.keras is missing"):
+        train.run(config(data, out, epochs=2, resume=True), progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_resume_with_another_split_refuses(data, tmp_path):
+    out = tmp_path / "models"
+    train.run(config(data, out), progress=False)
+    with pytest.raises(train.TrainError, match="the split differs"):
+        train.run(config(data, out, epochs=2, resume=True, seed=2), progress=False)
+
+
+def test_a_full_disk_loses_nothing_and_says_so_in_one_line(data, tmp_path):
+    out = tmp_path / "models"
+    first = run_cli("--data", str(data), "--model", "pilotnet", "--epochs", "1", "--out", str(out), *ARGS)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # A model file is about 3 MB: with writes capped at 1 MB, saving the second epoch fails.
+    full = run_cli(
+        "--data", str(data), "--model", "pilotnet", "--epochs", "2", "--out", str(out), "--resume", *ARGS,
+        limit_file_bytes=1_000_000,
+    )  # fmt: skip
+    assert full.returncode == 1
+    assert "Traceback" not in full.stderr and "File too large" in full.stderr.strip().splitlines()[-1]
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for name in ("pilotnet.keras", "pilotnet.h5", "pilotnet.last.keras", "pilotnet.history.csv"):
+        assert after[name] == before[name], name  # nothing truncated, nothing half-written
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_a_killed_save_leaves_no_temp_file_for_good(data, tmp_path):
+    out = tmp_path / "models"
+    out.mkdir()
+    stray = out / ".pilotnet.tmp-999999999-0123abcd.keras"  # the pid of a process long gone
+    stray.write_bytes(b"half a model")
+    live = out / f".pilotnet.tmp-{os.getpid()}-0123abcd.keras"  # a write in progress: kept
+    live.write_bytes(b"being written")
+    train.run(config(data, out), progress=False)
+    assert not stray.exists() and live.exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--lr", "-1", "out of range"),
+        ("--lr", "nan", "out of range"),
+        ("--lr", "0", "out of range"),
+        ("--block-seconds", "0", "out of range"),
+        ("--epochs", "0", "out of range"),
+        ("--batch-size", "-5", "out of range"),
+        ("--batch-size", "1e9", "not a whole number"),
+        ("--val-fraction", "1", "out of range"),
+        ("--steps-per-epoch", "x", "not a whole number"),
+        ("--seed", "-1", "out of range"),
+        ("--input-size", "8x8", "--input-size: must be a whole number from 32"),
+        ("--crop-bottom", "400", "crop rows"),
+        ("--steering-correction", "inf", "out of range"),
+        ("--model", "resnet", "invalid choice"),
+    ],
+)
+def test_nonsense_options_are_refused_in_one_line(option, value, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_code:
+        train.main(["--data", str(tmp_path), option, value, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_code.value.code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_careless_runs_end_in_one_line_before_the_long_work(data, tmp_path, capsys):
+    file_out = tmp_path / "a-file"
+    file_out.write_text("not a folder")
+    one = ["--block-seconds", "1"]
+    cases = [
+        # --out is a file: found before the data is even looked at (the data does not exist).
+        (["--data", str(tmp_path / "nowhere"), "--out", str(file_out)], "is a file, not a folder"),
+        (["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o1")], "no such folder"),
+        (["--data", str(data), "--out", str(tmp_path / "o2")], "cannot split 120 frames in 1 block(s)"),
+        (["--data", str(data), "--batch-size", "4000", *one, "--out", str(tmp_path / "o3")], "more than the"),
+        (
+            ["--data", str(data), "--frame-size", "240x320", *one, "--out", str(tmp_path / "o4")],
+            "--frame-size 160x320",
+        ),
+        (
+            ["--data", str(data), "--resume", *one, "--out", str(tmp_path / "o5")],
+            "effnet.last.keras is missing",
+        ),
+    ]
+    for argv, message in cases:
+        assert train.main(argv) == 1, argv
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert message in lines[-1] and "Traceback" not in "\n".join(lines), (argv, lines)
+
+
+def test_a_recording_of_broken_images_is_summarised_truthfully(tmp_path, capsys):
+    rec = write_recording(tmp_path / "rec", n=40, seed=1)
+    for jpeg in (rec / "IMG").iterdir():
+        jpeg.write_bytes(jpeg.read_bytes()[:200])  # every JPEG truncated
+    assert train.main(["--data", str(rec), "--out", str(tmp_path / "out"), *ARGS]) == 1
+    captured = capsys.readouterr()
+    total = next(line for line in captured.out.splitlines() if line.startswith("total"))
+    assert total.split()[1:3] == ["40", "0"]  # read 40, used 0: the decode failures are counted
+    assert "unreadable or truncated JPEG" in captured.out
+    assert "0 training" in captured.err.strip().splitlines()[-1]
+
+
+def test_frames_of_another_size_are_skipped_not_cropped_wrongly(tmp_path):
+    rec = write_recording(tmp_path / "rec", n=60, seed=2)
+    odd = sorted((rec / "IMG").glob("center_*.jpg"))[-5:]
+    for path in odd:
+        path.write_bytes(encode_jpeg(np.zeros((120, 240, 3), np.uint8)))
+    from driving.data import load_recordings
+    from driving.pipeline import cache_split
+
+    frames = load_recordings([rec]).frames
+    summary_before = load_recordings([rec]).summary
+    _, train_rows, val_rows = cache_split(
+        frames, frames.iloc[:0], AugmentConfig.off(), summary=summary_before
+    )
+    assert len(train_rows) == 55
+    reasons = "".join(summary_before.recordings[str(rec.absolute())].examples.values())
+    assert "240x120 image" in reasons and "320x160" in reasons
+
+
+def test_divergence_stops_training_and_is_never_saved(tmp_path):
+    from driving.callbacks import Checkpoints, StopOnDivergence
+    from driving.modelio import ModelInfo
+
+    model = models.build("pilotnet")
+    checkpoints, divergence = Checkpoints(tmp_path, "m", ModelInfo()), StopOnDivergence()
+    for callback in (checkpoints, divergence):
+        callback.set_model(model)
+    divergence.on_train_batch_end(3, {"loss": float("nan")})
+    assert model.stop_training and divergence.diverged == "step 4: loss nan"
+    checkpoints.on_epoch_end(0, {"loss": float("inf"), "val_loss": 0.01})
+    checkpoints.on_epoch_end(0, {"loss": 0.1, "val_loss": float("nan")})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpu_devices(data, tmp_path):
+    out = tmp_path / "models"
+    # Logical devices must be configured before TensorFlow touches the CPU: a fresh process.
+    script = textwrap.dedent(f"""
+        import driving.quiet
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from driving import train
+        raise SystemExit(train.main(["--data", {str(data)!r}, "--model", "pilotnet", "--epochs", "1",
+                                     "--out", {str(out)!r}, "--strategy", "mirrored", *{ARGS!r}]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "2 replica(s)" in run.stdout
+    assert (out / "pilotnet.keras").is_file()
+    assert len(pd.read_csv(out / "pilotnet.history.csv")) == 1
 
 
 def test_mixed_precision_model_outputs_float32():
@@ -84,22 +318,9 @@ def test_mixed_precision_model_outputs_float32():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_mirrored_strategy_trains_on_two_logical_cpu_devices(tmp_path):
-    data = write_recording(tmp_path / "rec", n=60, seed=4)
-    out = tmp_path / "models"
-    # Logical devices must be configured before TensorFlow touches the CPU: a fresh process.
-    script = textwrap.dedent(f"""
-        import driving.quiet
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from driving import train
-        train.main(["--data", {str(data)!r}, "--epochs", "1", "--out", {str(out)!r},
-                    "--strategy", "mirrored", *{ARGS!r}])
-    """)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=400)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "2 replica(s)" in run.stdout
-    assert (out / "pilotnet.keras").is_file()
-    assert len(pd.read_csv(out / "pilotnet.history.csv")) == 1
+def test_help_is_instant_because_it_imports_no_tensorflow():
+    code = (
+        "import sys; from driving import train; train.build_parser(); assert 'tensorflow' not in sys.modules"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 0, run.stderr

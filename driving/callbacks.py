@@ -1,0 +1,124 @@
+"""The Keras callbacks of a training run: time, progress, history, checkpoints, divergence.
+
+Each writes its files atomically (driving/files.py), so a kill or a full disk between two epochs
+loses at most the epoch in flight; nothing already saved is ever truncated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
+import keras
+import pandas as pd
+from tqdm import tqdm
+
+from driving.history import write_history
+from driving.modelio import ModelInfo, save_keras
+
+HISTORY_COLUMNS = ("epoch", "loss", "mae", "val_loss", "val_mae", "epoch_seconds")
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (wall time of the epoch, validation included) to the epoch's logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+class TqdmProgress(keras.callbacks.Callback):
+    """One progress bar per epoch over its training steps, showing the running loss."""
+
+    def __init__(self, name: str, epochs: int, steps: int):
+        super().__init__()
+        self.name, self.epochs, self.steps = name, epochs, steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(
+            total=self.steps,
+            desc=f"{self.name} {epoch + 1}/{self.epochs}",
+            unit="step",
+            leave=True,
+            dynamic_ncols=True,
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        if logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.set_postfix(
+            {k: f"{float(logs[k]):.4f}" for k in ("loss", "val_loss", "val_mae") if k in logs}
+        )
+        self.bar.close()
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss (a learning rate too high, bad data): what was
+    saved before stays, and `diverged` says when it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged: str | None = None
+
+    def _check(self, where: str, logs) -> None:
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss) and self.diverged is None:
+            self.diverged = f"{where}: loss {loss}"
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(f"step {batch + 1}", logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(f"epoch {epoch + 1}", logs)
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """Appends each epoch to NAME.history.csv/.json, rewriting both atomically (Keras' CSVLogger
+    appends in place: a full disk could leave the file truncated)."""
+
+    def __init__(self, out: Path, name: str, history: pd.DataFrame):
+        super().__init__()
+        self.out, self.name, self.history = out, name, history
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {"epoch": epoch, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:] if k in logs}}
+        self.history = pd.concat([self.history, pd.DataFrame([row])], ignore_index=True)
+        write_history(self.out, self.name, self.history)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Every epoch with a finite loss: NAME.last.keras (what --resume continues from). When the
+    validation loss improves: NAME.keras, then NAME.h5. Saving .keras first matters: Keras' .h5
+    writer strips the optimizer entry from the model's compile config (modelio guards it too).
+    Every file carries `info`, the preprocessing and the run (driving/modelio.py)."""
+
+    def __init__(self, out: Path, name: str, info: ModelInfo, best: float = math.inf):
+        super().__init__()
+        self.out, self.name, self.info, self.best = out, name, info, best
+        self.best_epoch: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
+        if not (math.isfinite(loss) and math.isfinite(val_loss)):
+            return  # a diverged model is never saved, not even as the last one
+        if val_loss < self.best:
+            self.best, self.best_epoch = val_loss, epoch
+            best = replace(self.info, checkpoint=f"best validation loss, epoch {epoch + 1}")
+            save_keras(self.model, self.out / f"{self.name}.keras", best)
+            save_keras(self.model, self.out / f"{self.name}.h5", best)
+        last = replace(self.info, checkpoint=f"last, epoch {epoch + 1}")
+        save_keras(self.model, self.out / f"{self.name}.last.keras", last)

@@ -1,0 +1,95 @@
+"""Training histories and their plots: OUT/NAME.history.csv (one row per epoch), the same as JSON,
+NAME.loss.png, and loss_overlay.png with every model of a folder.
+
+The history is rewritten whole, atomically, after every epoch (driving/files.py): a full disk or
+a kill leaves the previous epoch's file, never a truncated one. Read by train (to resume) and by
+the report; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from driving.files import save_figure, write_json, write_text
+
+HISTORY_SUFFIX = ".history.csv"
+
+
+def history_path(out: Path, name: str) -> Path:
+    return out / f"{name}{HISTORY_SUFFIX}"
+
+
+def read_history(out: Path, name: str) -> pd.DataFrame:
+    """The history of model `name` in `out` (empty when it has not been trained there)."""
+    path = history_path(out, name)
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable history ({str(e).splitlines()[0]})") from None
+
+
+def write_history(out: Path, name: str, history: pd.DataFrame) -> None:
+    """NAME.history.csv and NAME.history.json, each written atomically."""
+    write_text(history_path(out, name), history.to_csv(index=False))
+    write_json(out / f"{name}.history.json", history.to_dict(orient="list"))
+
+
+def all_histories(out: Path) -> dict[str, pd.DataFrame]:
+    """Every non-empty history in `out`, by model name."""
+    names = [p.name[: -len(HISTORY_SUFFIX)] for p in sorted(out.glob(f"*{HISTORY_SUFFIX}"))]
+    histories = {}
+    for name in names:
+        try:
+            history = read_history(out, name)
+        except ValueError:
+            continue  # a damaged history is reported where it is needed, not in an overview
+        if len(history) and {"epoch", "loss"} <= set(history.columns):
+            histories[name] = history
+    return histories
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss(history: pd.DataFrame, name: str, path: Path) -> Path:
+    """Training and validation loss per epoch of one model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = history["epoch"] + 1
+    ax.plot(epochs, history["loss"], "o-", label="training (augmented)")
+    if "val_loss" in history:
+        ax.plot(epochs, history["val_loss"], "s-", label="validation")
+    ax.set(title=f"{name}: loss per epoch", xlabel="epoch", ylabel="MSE loss", yscale="log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_loss_overlay(histories: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Validation loss (solid) and training loss (dotted) of every model on one chart."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (name, history) in enumerate(sorted(histories.items())):
+        colour = f"C{i}"
+        epochs = history["epoch"] + 1
+        if "val_loss" in history:
+            ax.plot(epochs, history["val_loss"], "-o", color=colour, label=f"{name} validation")
+        ax.plot(epochs, history["loss"], ":", color=colour, alpha=0.7, label=f"{name} training")
+    ax.set(title="Loss per epoch, all models", xlabel="epoch", ylabel="MSE loss", yscale="log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return save_figure(fig, path)

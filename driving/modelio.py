@@ -1,0 +1,303 @@
+"""Model files (.keras, .h5, .tflite) that carry how they were made.
+
+Every model file the project writes holds a small JSON record, its ModelInfo: the preprocessing
+geometry it was trained with (what drive.py, the report and the simulator must feed it), its
+registry name, the augmentation settings, and the run that made it (data, split, seed, budget,
+package versions). Where it lives:
+
+    .keras   a `driving.json` member of the zip archive (Keras ignores members it does not know)
+    .h5      a `driving` attribute on the file's root group
+    .tflite  a `driving` entry in the flatbuffer's metadata table (LiteRT ignores it)
+
+A model saved before the record existed has none: load_info() returns None and the loaders fall
+back to today's defaults, saying so once. Every write is atomic (driving/files.py). Reading the
+record needs neither TensorFlow nor Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from driving.config import DEFAULT_PREPROCESSING, ConfigError, Preprocessing
+from driving.files import atomic_path
+
+INFO_NAME = "driving"  # the .h5 attribute and the .tflite metadata entry
+KERAS_MEMBER = "driving.json"  # the .keras archive member
+KERAS_SUFFIXES = (".keras", ".h5")
+TFLITE_EXTENSION = ".tflite"
+TFLITE_KINDS = ("float32", "float16", "int8")
+INFO_VERSION = 1
+
+log = logging.getLogger("driving.modelio")
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used: missing, truncated, another format, unsafe content."""
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about itself. Only `preprocessing` is needed to serve it."""
+
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    model: str = ""  # registry name (driving.models), "" when unknown
+    augment: dict | None = None  # driving.config.AugmentConfig as a dict
+    run: dict | None = None  # the RunConfig that trained it, as saved in run.json
+    checkpoint: str = ""  # which checkpoint of the run: "best-val-loss", "last", ...
+
+    def to_json(self) -> str:
+        data = {
+            "version": INFO_VERSION,
+            "preprocessing": self.preprocessing.to_dict(),
+            "model": self.model,
+            "augment": self.augment,
+            "run": self.run,
+            "checkpoint": self.checkpoint,
+        }
+        return json.dumps(data, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str) -> ModelInfo:
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            preprocessing = Preprocessing.from_dict(data.get("preprocessing", {}), "preprocessing")
+        except (ValueError, ConfigError, TypeError) as e:
+            raise ModelFileError(f"{source}: its '{INFO_NAME}' record is unreadable ({e})") from None
+        return cls(
+            preprocessing=preprocessing,
+            model=str(data.get("model") or ""),
+            augment=data.get("augment") if isinstance(data.get("augment"), dict) else None,
+            run=data.get("run") if isinstance(data.get("run"), dict) else None,
+            checkpoint=str(data.get("checkpoint") or ""),
+        )
+
+
+# --- reading the record -------------------------------------------------------------------------
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
+
+
+def _keras_info(path: Path) -> str | None:
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a .keras file (not a zip archive: truncated, or another format)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names:
+                raise ModelFileError(f"{path}: not a .keras file (no config.json inside)")
+            return archive.read(KERAS_MEMBER).decode() if KERAS_MEMBER in names else None
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as e:
+        raise ModelFileError(f"{path}: a damaged .keras archive ({e})") from None
+
+
+def _h5_info(path: Path) -> str | None:
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        raise ModelFileError(f"{path}: not an .h5 model (not an HDF5 file: truncated, or another format)")
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get(INFO_NAME)
+    except OSError as e:  # h5py: "truncated file", "bad object header"...
+        raise ModelFileError(f"{path}: a damaged .h5 file ({e})") from None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def tflite_info(content: bytes, source: str = "model.tflite") -> ModelInfo | None:
+    """The record inside a LiteRT flatbuffer, or None if it has none."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() == INFO_NAME.encode():
+                return ModelInfo.from_json(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes(), source)
+    except ModelFileError:
+        raise
+    except Exception as e:  # flatbuffers raise struct/index errors on garbage
+        raise ModelFileError(
+            f"{source}: not a usable LiteRT model (its flatbuffer is unreadable: {e})"
+        ) from None
+    return None
+
+
+def load_info(path: str | Path) -> ModelInfo | None:
+    """The record of any model file, or None for a model saved before records existed.
+    Raises ModelFileError for a file that is missing, truncated or of another format."""
+    path = Path(path)
+    _check_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".keras":
+        text = _keras_info(path)
+    elif suffix == ".h5":
+        text = _h5_info(path)
+    elif suffix == TFLITE_EXTENSION:
+        return tflite_info(path.read_bytes(), str(path))
+    else:
+        raise ModelFileError(f"{path}: unknown model format {suffix!r} (expected .keras, .h5 or .tflite)")
+    return None if text is None else ModelInfo.from_json(text, str(path))
+
+
+_warned: set[str] = set()
+
+
+def info_or_default(info: ModelInfo | None, source: str) -> ModelInfo:
+    """`info`, or today's defaults for a model without a record, with one warning per file."""
+    if info is not None:
+        return info
+    if source not in _warned:
+        _warned.add(source)
+        log.warning(
+            "%s carries no preprocessing record (saved before models stored one); using today's defaults: %s",
+            source,
+            DEFAULT_PREPROCESSING.describe(),
+        )
+    return ModelInfo()
+
+
+# --- Keras files ----------------------------------------------------------------------------------
+
+
+def load_keras(path: str | Path, compile: bool = False):
+    """A .keras or .h5 model (Keras safe mode: a model that carries code is refused, not run) and
+    its record. Uncompiled unless asked, which is all inference needs. Raises ModelFileError with
+    one line saying what is wrong with the file."""
+    path = Path(path)
+    info = load_info(path)  # also checks the file is what its suffix says
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ModelFileError(f"{path}: expected a .keras or .h5 model file")
+    import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=compile, safe_mode=True)
+    except Exception as e:  # Keras raises ValueError, OSError, TypeError... by format and fault
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: cannot load as a Keras model in safe mode ({first[:200]})") from None
+    return model, info
+
+
+def save_keras(model, path: str | Path, info: ModelInfo, include_optimizer: bool = True) -> Path:
+    """Write `model` as .keras or .h5 with its record, atomically."""
+    path = Path(path)
+    if path.suffix not in KERAS_SUFFIXES:
+        raise ValueError(f"{path}: expected a .keras or .h5 file name")
+    with atomic_path(path) as tmp:
+        if path.suffix == ".h5":
+            _save_h5(model, tmp, include_optimizer)
+            import h5py
+
+            with h5py.File(tmp, "a") as f:
+                f.attrs[INFO_NAME] = info.to_json()
+        else:
+            if include_optimizer:
+                model.save(tmp)
+            else:  # .keras has no include_optimizer switch: save an optimizer-free copy
+                import keras
+
+                clone = keras.models.clone_model(model)
+                clone.set_weights(model.get_weights())
+                clone.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(KERAS_MEMBER, info.to_json())
+    return path
+
+
+def _save_h5(model, tmp: Path, include_optimizer: bool) -> None:
+    # Keras logs that .h5 is legacy; it is kept on purpose (the original compared .h5 sizes).
+    # Keras' .h5 writer pops "optimizer" out of the model's own compile config, so a later .keras
+    # save would silently lose the optimizer; put the entry back afterwards.
+    compile_config = getattr(model, "_compile_config", None)
+    saved_config = dict(compile_config.config) if compile_config is not None else None
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        model.save(tmp, include_optimizer=include_optimizer)
+    finally:
+        absl.setLevel(level)
+        if saved_config is not None:
+            compile_config.config = saved_config
+
+
+# --- LiteRT files ---------------------------------------------------------------------------------
+
+
+def to_tflite(model, kind: str = "float32", calibration: np.ndarray | None = None) -> bytes:
+    """`model` as a LiteRT flatbuffer with a fixed batch-1 input, the shape serving uses: float32,
+    float16 weights, or full-integer int8 (int8 input and output, calibrated on `calibration`,
+    preprocessed frames float32 [N, H, W, 3]). The one conversion path of the project: drive.py's
+    in-memory conversion and the report's exported files are the same model."""
+    if kind not in TFLITE_KINDS:
+        raise ValueError(f"unknown TFLite kind {kind!r}; choose from {', '.join(TFLITE_KINDS)}")
+    if kind == "int8" and (calibration is None or len(calibration) == 0):
+        raise ValueError("int8 conversion needs calibration frames")
+    import tempfile
+
+    import driving.quiet  # noqa: F401
+    from driving.quiet import quiet_stderr
+
+    import tensorflow as tf
+
+    input_shape = tuple(model.input_shape[1:])
+    with tempfile.TemporaryDirectory() as saved, quiet_stderr():
+        # Via a SavedModel: its variables are frozen into constants, which int8 calibration needs.
+        model.export(
+            saved,
+            format="tf_saved_model",
+            verbose=False,
+            input_signature=[tf.TensorSpec([1, *input_shape], tf.float32)],
+        )
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        if kind == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif kind == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [calibration[i : i + 1]] for i in range(len(calibration))
+            )
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return converter.convert()
+
+
+def with_info(content: bytes, info: ModelInfo) -> bytes:
+    """The flatbuffer `content` with `info` in its metadata table (replacing an older record)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    model.metadata = [m for m in (model.metadata or []) if m.name != INFO_NAME.encode()]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(info.to_json().encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = INFO_NAME, len(model.buffers) - 1
+    model.metadata.append(entry)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def export_tflite(model, path: str | Path, kind: str, info: ModelInfo, calibration=None) -> Path:
+    """Write `model` as a LiteRT file of `kind` (see to_tflite) with its record, atomically."""
+    path = Path(path)
+    content = with_info(to_tflite(model, kind, calibration), info)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+    return path
