@@ -5,6 +5,7 @@ import pytest
 
 from driving.config import CROP_BOTTOM, CROP_TOP, FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE
 from driving.preprocess import check_frame, preprocess
+from driving.sim import world as world_module
 from driving.sim.camera import Camera, CameraSpec
 from driving.sim.expert import SIDE_CAMERA_OFFSET_M, Expert
 from driving.sim.simulator import Simulator
@@ -100,3 +101,28 @@ def test_built_in_tracks_look_different():
     for i in range(3):
         for j in range(i + 1, 3):
             assert np.linalg.norm(means[names[i]] - means[names[j]]) > 15, (names[i], names[j])
+
+
+def test_world_texture_memory_is_bounded(monkeypatch):
+    """A track too large for the texture budget is painted at fewer pixels per metre."""
+    track = builtin_track("desert")
+    monkeypatch.setattr(world_module, "MAX_TEXTURE_PIXELS", 250_000)
+    world = World(track, ppm=10.0)
+    h, w = world.shape
+    assert h * w <= 250_000 and world.ppm < 2.0
+    assert world.colour[0].shape == (h, w, 3)
+    x, y = track.point_at(30.0)
+    road = Camera(world).render_road_mask(x, y, track.heading_at(30.0))
+    assert road[CROP_TOP:CROP_BOTTOM].mean() > 0.2  # still a road to drive on
+
+
+@pytest.mark.parametrize("ppm", [0, -1.0, float("nan"), float("inf"), "10"])
+def test_world_refuses_bad_resolutions(ppm):
+    with pytest.raises(ValueError, match="ppm"):
+        World(builtin_track("lake"), ppm=ppm)
+
+
+def test_a_world_must_fit_the_simulators_road(lake):
+    other = World(builtin_track("desert"), ppm=2.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        lake.use_world(other, seed=0)

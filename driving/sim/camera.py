@@ -6,7 +6,8 @@ affine (the car's pose) turns the grid into texture coordinates (cv2.transform) 
 samples the texture: two C calls per distance band. Rows are grouped into bands by how much ground
 one pixel covers; each band samples the mip level whose texels are about that size, so the far
 road does not shimmer. Far rows fade into haze; above the horizon a cylindrical panorama of sky
-and scenery turns with the heading. The bonnet is a fixed shape drawn last.
+and scenery turns with the heading. The bonnet is a fixed shape drawn last. Sky, scenery, haze
+and bonnet take the world's colours and sunlight (world.style, world.conditions.light).
 
 Car frame: forward, right, up (metres) from the car's centre on the ground.
 """
@@ -20,7 +21,8 @@ import cv2
 import numpy as np
 
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH
-from driving.sim.world import MIP_LEVELS, Style, World, smooth_noise
+from driving.sim.style import Style
+from driving.sim.world import MIP_LEVELS, World, smooth_noise
 
 FAR_M = 300.0  # ground beyond this is hidden behind the haze at the horizon
 FOG_START_M, FOG_SCALE_M = 25.0, 140.0
@@ -76,9 +78,11 @@ def project(spec: CameraSpec, points: np.ndarray) -> np.ndarray:
     return np.column_stack([FRAME_WIDTH / 2 + f * d[:, 1] / z, FRAME_HEIGHT / 2 + f * down / z])
 
 
-def panorama(style: Style, rows: int, focal: float, seed: int) -> np.ndarray:
+def panorama(
+    style: Style, rows: int, focal: float, seed: int, light: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> np.ndarray:
     """A 360-degree strip of sky and scenery, `rows` high, 2*pi*focal wide (one column per pixel
-    of the camera at the image centre), seamless where it wraps."""
+    of the camera at the image centre), seamless where it wraps, under sunlight of RGB gain `light`."""
     rng = np.random.default_rng(seed + 7)
     width = int(round(2 * math.pi * focal))
     y = np.linspace(0.0, 1.0, rows, dtype=np.float32)[:, None, None]
@@ -123,7 +127,7 @@ def panorama(style: Style, rows: int, focal: float, seed: int) -> np.ndarray:
             0.08,
         )
         layer(3 + profile(2, 3, 6), style.near_colour, 0.1)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return np.clip(img * np.float32(light), 0, 255).astype(np.uint8)
 
 
 class Camera:
@@ -151,9 +155,10 @@ class Camera:
         fog[: self.first_ground_row] = 0
         self.fog_rows = np.nonzero(fog > 0.01)[0]
         self.fog_w = np.round(fog[self.fog_rows] * 256).astype(np.uint16)[:, None, None]
-        self.haze = np.array(world.style.haze, np.uint16)
+        light = world.conditions.light
+        self.haze = np.round(np.array(world.style.haze) * light).astype(np.uint16)
         # Sky: the panorama column each image column looks at, relative to the heading.
-        self.pano = panorama(world.style, self.first_ground_row, spec.focal, seed)
+        self.pano = panorama(world.style, self.first_ground_row, spec.focal, seed, light)
         offs = spec.focal * np.arctan((np.arange(FRAME_WIDTH) + 0.5 - FRAME_WIDTH / 2) / spec.focal)
         self.pano_shift = float(offs.min())
         offs = np.round(offs - offs.min()).astype(np.float32)
@@ -163,11 +168,12 @@ class Camera:
         self.pano_y = np.ascontiguousarray(
             np.broadcast_to(np.arange(rows, dtype=np.float32)[:, None], (rows, FRAME_WIDTH))
         )
-        self.bonnet_mask, self.bonnet = self._bonnet()
+        self.bonnet_mask, self.bonnet = self._bonnet(light)
         self.bonnet_top = int(np.nonzero(self.bonnet_mask.any(axis=1))[0][0])
 
-    def _bonnet(self) -> tuple[np.ndarray, np.ndarray]:
-        """The car's bonnet as seen by this camera: a dark curved panel below the road rows."""
+    def _bonnet(self, light: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The car's bonnet as seen by this camera: a dark curved panel below the road rows, in
+        sunlight of RGB gain `light`."""
         lateral = np.linspace(-0.85, 0.85, 31)
         front = np.column_stack(
             [1.7 - 0.3 * (lateral / 0.85) ** 2, lateral, 0.95 + 0.05 * (1 - (lateral / 0.85) ** 2)]
@@ -178,6 +184,7 @@ class Camera:
         cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
         rows = np.linspace(0, 1, FRAME_HEIGHT, dtype=np.float32)[:, None, None]
         bonnet = np.float32((45, 50, 60)) * (0.9 + 0.4 * rows) * np.ones((1, FRAME_WIDTH, 1), np.float32)
+        bonnet *= np.float32(light)
         return mask > 127, np.clip(bonnet, 0, 255).astype(np.uint8)
 
     def _affine(self, x: float, y: float, heading: float, level: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """One simulated car on one track: physics, lap progress, road checks and the three cameras.
 
 This is the object a drive loop uses: reset(), step(steering, throttle, brake, dt), render(camera),
-and the queries location / off_road / progress / laps.
+and the queries location / off_road / progress / laps. use_world() swaps the look (another style,
+seed or conditions around the same road) without touching the car.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from driving.config import CAMERAS
 from driving.sim.camera import Camera, CameraSpec
 from driving.sim.car import Car
+from driving.sim.conditions import Conditions
 from driving.sim.expert import SIDE_CAMERA_OFFSET_M
 from driving.sim.track import Track
 from driving.sim.world import World
@@ -29,14 +31,29 @@ CAMERA_SPECS = {
 class Simulator:
     """Car + track (+ world and cameras when `render`). Deterministic: no clocks, no threads."""
 
-    def __init__(self, track: Track, seed: int = 0, render: bool = True, ppm: float = 10.0):
+    def __init__(
+        self,
+        track: Track,
+        seed: int = 0,
+        render: bool = True,
+        ppm: float = 10.0,
+        conditions: Conditions = Conditions(),
+    ):
         self.track = track
-        self.world = World(track, ppm=ppm, seed=seed) if render else None
-        self.cameras = (
-            {name: Camera(self.world, CAMERA_SPECS[name], seed) for name in CAMERAS} if render else {}
-        )
+        self.world: World | None = None
+        self.cameras: dict[str, Camera] = {}
+        if render:
+            self.use_world(World(track, ppm=ppm, seed=seed, conditions=conditions), seed)
         self.car = Car()
         self.reset()
+
+    def use_world(self, world: World, seed: int) -> None:
+        """Render from now on in `world` (painted around this track's road), with the sky drawn
+        from `seed`. The car, its progress and the physics are untouched."""
+        if not np.array_equal(world.track.points, self.track.points):
+            raise ValueError(f"world of track {world.track.name!r} does not fit track {self.track.name!r}")
+        self.world = world
+        self.cameras = {name: Camera(world, CAMERA_SPECS[name], seed) for name in CAMERAS}
 
     def reset(
         self, s: float = 0.0, offset: float = 0.0, speed: float = 0.0, keep_progress: bool = False

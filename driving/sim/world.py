@@ -5,99 +5,31 @@ drawn once per track. A mip pyramid (each level half the size, pre-filtered) let
 a smoother level so distant texture does not shimmer. A second pyramid holds the road mask
 (255 on the road surface), which tests and metrics can render through the same camera.
 
+Under Conditions (conditions.py) the style's colours shift, its grain and shadow blobs scale,
+shadows stretch along the sun's direction, and sunlight dims and tints everything. The texture
+holds at most MAX_TEXTURE_PIXELS: a track too large for that is painted at fewer pixels per metre.
+
 Texture pixel (col, row) of world point (x, y): col = (x - x0) * ppm, row = (y1 - y) * ppm
 (north up, as in the top-down plots).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
 import cv2
 import numpy as np
 
+from driving.sim.conditions import Conditions
+from driving.sim.style import STYLES
 from driving.sim.track import Track
 
 MARGIN_M = 45.0  # ground around the track's bounding box; beyond it the texture is mirrored
 MIP_LEVELS = 5
-
-
-@dataclass(frozen=True)
-class Style:
-    """How a track looks. Colours are RGB."""
-
-    asphalt: tuple[int, int, int]
-    ground: tuple[int, int, int]
-    shoulder: tuple[int, int, int]
-    shoulder_m: float  # width of the shoulder strip on each side
-    edge: str  # "lines" | "curbs" | "none"
-    edge_colour: tuple[int, int, int] = (235, 235, 225)
-    centre_colour: tuple[int, int, int] | None = None  # dashed centre line, if any
-    curb_colours: tuple[tuple[int, int, int], tuple[int, int, int]] = ((200, 30, 30), (240, 240, 240))
-    texture_amp: float = 10.0  # fine grain of the asphalt and ground, in grey levels
-    shadows: int = 40  # soft shadow blobs per 10,000 m^2
-    bushes: int = 0  # dark ground-cover blobs per 10,000 m^2
-    bush_colour: tuple[int, int, int] = (40, 80, 35)
-    # sky and scenery (used by driving.sim.camera)
-    sky_top: tuple[int, int, int] = (90, 140, 210)
-    sky_horizon: tuple[int, int, int] = (190, 210, 230)
-    scenery: str = "hills"  # "hills" | "forest" | "mesas"
-    far_colour: tuple[int, int, int] = (110, 130, 150)  # distant scenery
-    near_colour: tuple[int, int, int] = (60, 100, 50)  # near scenery
-    haze: tuple[int, int, int] = (170, 180, 185)  # the colour the ground fades into far away
-
-
-STYLES = {
-    "lake": Style(
-        asphalt=(105, 105, 108),
-        ground=(80, 130, 55),
-        shoulder=(120, 140, 80),
-        shoulder_m=0.6,
-        edge="lines",
-        edge_colour=(240, 240, 235),
-        centre_colour=(225, 190, 40),
-        shadows=25,
-        bushes=30,
-        scenery="hills",
-        far_colour=(105, 125, 150),
-        near_colour=(70, 105, 60),
-        haze=(165, 180, 185),
-    ),
-    "jungle": Style(
-        asphalt=(62, 60, 62),
-        ground=(45, 85, 35),
-        shoulder=(80, 70, 50),
-        shoulder_m=0.8,
-        edge="curbs",
-        texture_amp=12.0,
-        shadows=120,
-        bushes=160,
-        bush_colour=(25, 60, 22),
-        sky_top=(110, 150, 200),
-        sky_horizon=(180, 200, 205),
-        scenery="forest",
-        far_colour=(45, 80, 45),
-        near_colour=(20, 55, 20),
-        haze=(120, 140, 120),
-    ),
-    "desert": Style(
-        asphalt=(95, 88, 82),
-        ground=(205, 180, 135),
-        shoulder=(160, 125, 90),
-        shoulder_m=2.5,
-        edge="none",
-        texture_amp=14.0,
-        shadows=8,
-        bushes=12,
-        bush_colour=(120, 115, 70),
-        sky_top=(120, 165, 220),
-        sky_horizon=(225, 215, 200),
-        scenery="mesas",
-        far_colour=(185, 120, 85),
-        near_colour=(170, 120, 80),
-        haze=(215, 200, 180),
-    ),
-}
+# Painting peaks at about 48 bytes per texture pixel: 12 M pixels (3,460 x 3,460; the built-in
+# tracks have 8 to 10 M) stay under 0.6 GB. A larger track is painted at fewer pixels per metre
+# (at worst 3.2, for the largest extent a track may have, track.MAX_EXTENT_M).
+MAX_TEXTURE_PIXELS = 12_000_000
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: float) -> np.ndarray:
@@ -109,16 +41,41 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: floa
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) * np.float32(0.7)
 
 
-class World:
-    """Top-down texture pyramid of one track. Deterministic for a given track and seed."""
+def cast_shadow(
+    axes: tuple[int, int], angle_deg: float, length: float, sun_azimuth_deg: float
+) -> tuple[tuple[int, int], float]:
+    """The ground shadow of a blob with outline ellipse `axes` (texture pixels) at `angle_deg`
+    (cv2's convention) that stands as tall as its larger axis, under a sun at `sun_azimuth_deg`
+    whose shadows are `length` per unit of height: the blob's silhouette, its outline stretched
+    along the sun's direction. As matrices, M = A A^T + (height * length)^2 s s^T; the closed
+    form of a 2x2 eigen-decomposition gives its axes and angle."""
+    a, b = axes
+    t = math.radians(angle_deg)
+    sun = math.radians(sun_azimuth_deg)
+    sx, sy = math.cos(sun), -math.sin(sun)  # texture rows run south
+    stretch = (max(a, b) * length) ** 2
+    p = a * a * math.cos(t) ** 2 + b * b * math.sin(t) ** 2 + stretch * sx * sx
+    r = a * a * math.sin(t) ** 2 + b * b * math.cos(t) ** 2 + stretch * sy * sy
+    q = (a * a - b * b) * math.cos(t) * math.sin(t) + stretch * sx * sy
+    mean, spread = (p + r) / 2, math.hypot((p - r) / 2, q)
+    major, minor = math.sqrt(mean + spread), math.sqrt(max(mean - spread, 0.0))
+    return (int(major), int(minor)), math.degrees(0.5 * math.atan2(2 * q, p - r))
 
-    def __init__(self, track: Track, ppm: float = 10.0, seed: int = 0):
-        self.track, self.ppm = track, float(ppm)
-        self.style = STYLES[track.style]
+
+class World:
+    """Top-down texture pyramid of one track. Deterministic for a given track, seed and conditions."""
+
+    def __init__(self, track: Track, ppm: float = 10.0, seed: int = 0, conditions: Conditions = Conditions()):
+        if not (isinstance(ppm, (int, float)) and math.isfinite(ppm) and ppm >= 1):
+            raise ValueError(f"ppm must be a number of texture pixels per metre >= 1, got {ppm!r}")
+        self.track, self.conditions = track, conditions
+        self.style = conditions.paint(STYLES[track.style])
         lo = track.points.min(axis=0) - MARGIN_M
         hi = track.points.max(axis=0) + MARGIN_M
+        width_m, height_m = hi - lo
+        self.ppm = min(float(ppm), math.sqrt(MAX_TEXTURE_PIXELS / (width_m * height_m)))
         self.x0, self.y1 = float(lo[0]), float(hi[1])
-        self.shape = (int((hi[1] - lo[1]) * ppm), int((hi[0] - lo[0]) * ppm))
+        self.shape = (int(height_m * self.ppm), int(width_m * self.ppm))
         rng = np.random.default_rng(seed)
         colour, road = self._paint(rng)
         self.colour = [colour]
@@ -175,27 +132,23 @@ class World:
         self._stroke(road, tr.points, 255, road_w)
         self._edges(img)
         # Grain: multiplicative fine noise plus patches of wear, then light and shadow.
-        grain = rng.standard_normal((h, w), dtype=np.float32) * np.float32(st.texture_amp / 255)
+        cond = self.conditions
+        grain = rng.standard_normal((h, w), dtype=np.float32) * np.float32(st.texture_amp * cond.grain / 255)
         grain += smooth_noise(rng, (h, w), 1.5 * ppm) * np.float32(0.06)
         light = 1 + smooth_noise(rng, (h, w), 40 * ppm) * np.float32(0.10)
         shade = np.ones((h // 4, w // 4), np.float32)  # shadows at a quarter size, blurred up
-        for _ in range(int(st.shadows * area / 1e4)):
+        for _ in range(int(st.shadows * cond.shadow_density * area / 1e4)):
             c = (int(rng.uniform(0, w // 4)), int(rng.uniform(0, h // 4)))
             r = int(rng.uniform(1.5, 6.0) * ppm / 4)
-            cv2.ellipse(
-                shade,
-                c,
-                (r, int(r * rng.uniform(0.5, 1.0))),
-                rng.uniform(0, 180),
-                0,
-                360,
-                float(rng.uniform(0.55, 0.8)),
-                -1,
-            )
+            axes, angle = (r, int(r * rng.uniform(0.5, 1.0))), rng.uniform(0, 180)
+            darkness = float(rng.uniform(0.55, 0.8))
+            if cond.shadow_length > 0:
+                axes, angle = cast_shadow(axes, angle, cond.shadow_length, cond.sun_azimuth_deg)
+            cv2.ellipse(shade, c, axes, angle, 0, 360, darkness, -1)
         shade = cv2.GaussianBlur(shade, (0, 0), 0.4 * ppm / 4)
         shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
         factor = (1 + grain) * light * shade
-        out = img.astype(np.float32) * factor[..., None]
+        out = img.astype(np.float32) * factor[..., None] * np.float32(cond.light)
         return np.clip(out, 0, 255).astype(np.uint8), road
 
     def _edges(self, img: np.ndarray) -> None:

@@ -1,0 +1,91 @@
+"""How each kind of track looks: colours, edge markings, shoulders, shadows and skyline.
+
+One Style per name in STYLES; a track names its style, and track files are checked against these
+names (driving/sim/track.py). The world texture (world.py) and the cameras' sky (camera.py) paint
+from a Style; driving/sim/conditions.py varies its colours and light. No OpenCV here, so track
+validation stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a track looks. Colours are RGB."""
+
+    asphalt: RGB
+    ground: RGB
+    shoulder: RGB
+    shoulder_m: float  # width of the shoulder strip on each side
+    edge: str  # "lines" | "curbs" | "none"
+    edge_colour: RGB = (235, 235, 225)
+    centre_colour: RGB | None = None  # dashed centre line, if any
+    curb_colours: tuple[RGB, RGB] = ((200, 30, 30), (240, 240, 240))
+    texture_amp: float = 10.0  # fine grain of the asphalt and ground, in grey levels
+    shadows: int = 40  # soft shadow blobs per 10,000 m^2
+    bushes: int = 0  # dark ground-cover blobs per 10,000 m^2
+    bush_colour: RGB = (40, 80, 35)
+    # sky and scenery (used by driving.sim.camera)
+    sky_top: RGB = (90, 140, 210)
+    sky_horizon: RGB = (190, 210, 230)
+    scenery: str = "hills"  # "hills" | "forest" | "mesas"
+    far_colour: RGB = (110, 130, 150)  # distant scenery
+    near_colour: RGB = (60, 100, 50)  # near scenery
+    haze: RGB = (170, 180, 185)  # the colour the ground fades into far away
+
+
+STYLES: dict[str, Style] = {
+    "lake": Style(
+        asphalt=(105, 105, 108),
+        ground=(80, 130, 55),
+        shoulder=(120, 140, 80),
+        shoulder_m=0.6,
+        edge="lines",
+        edge_colour=(240, 240, 235),
+        centre_colour=(225, 190, 40),
+        shadows=25,
+        bushes=30,
+        scenery="hills",
+        far_colour=(105, 125, 150),
+        near_colour=(70, 105, 60),
+        haze=(165, 180, 185),
+    ),
+    "jungle": Style(
+        asphalt=(62, 60, 62),
+        ground=(45, 85, 35),
+        shoulder=(80, 70, 50),
+        shoulder_m=0.8,
+        edge="curbs",
+        texture_amp=12.0,
+        shadows=120,
+        bushes=160,
+        bush_colour=(25, 60, 22),
+        sky_top=(110, 150, 200),
+        sky_horizon=(180, 200, 205),
+        scenery="forest",
+        far_colour=(45, 80, 45),
+        near_colour=(20, 55, 20),
+        haze=(120, 140, 120),
+    ),
+    "desert": Style(
+        asphalt=(95, 88, 82),
+        ground=(205, 180, 135),
+        shoulder=(160, 125, 90),
+        shoulder_m=2.5,
+        edge="none",
+        texture_amp=14.0,
+        shadows=8,
+        bushes=12,
+        bush_colour=(120, 115, 70),
+        sky_top=(120, 165, 220),
+        sky_horizon=(225, 215, 200),
+        scenery="mesas",
+        far_colour=(185, 120, 85),
+        near_colour=(170, 120, 80),
+        haze=(215, 200, 180),
+    ),
+}
