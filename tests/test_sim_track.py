@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -19,12 +20,17 @@ from driving.sim.expert import (
 from driving.sim.simulator import Simulator
 from driving.sim.track import (
     BUILTIN,
+    MAX_FILE_BYTES,
+    MAX_POINTS,
     TrackError,
     builtin_track,
     get_track,
     load_track,
+    make_track,
     random_track,
     save_track,
+    suite_track,
+    track_features,
 )
 
 
@@ -165,3 +171,154 @@ def test_side_camera_offset_implies_the_documented_correction():
     assert pure_pursuit(car, target) == pytest.approx(STEERING_CORRECTION, abs=0.01)
     mirrored = Car(x=0.0, y=-SIDE_CAMERA_OFFSET_M, heading=0.0)
     assert pure_pursuit(mirrored, target) == pytest.approx(-STEERING_CORRECTION, abs=0.01)
+
+
+# --- Hostile track files: one TrackError line naming the file and the field -----------------------
+SQUARE = [[0, 0], [100, 0], [100, 100], [0, 100]]
+
+
+def _spec(**fields):
+    return json.dumps({"name": "x", "width": 8, "points": SQUARE, **fields})
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes(range(256)) * 4, "not UTF-8"),  # binary
+        ('{"name": "caf\xe9", "width": 8}'.encode("latin-1"), "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (('{"name": "x", "width": 8, "points": ' + "[" * 50_000 + "]" * 50_000 + "}").encode(), "nested"),
+        (b" " * (MAX_FILE_BYTES + 1), "larger than"),
+        (('{"name": "x", "width": 8, "points": [[' + "9" * 5000 + ", 0]]}").encode(), "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (_spec(name=5).encode(), "'name'"),
+        (_spec(name=["lake"]).encode(), "'name'"),
+        (_spec(name="two\nlines").encode(), "'name'"),
+        (_spec(name="n" * 1000).encode(), "'name'"),
+        (_spec(width="8").encode(), "'width'"),
+        (_spec(width=True).encode(), "'width'"),
+        (_spec(style=["lake"]).encode(), "'style'"),
+        (_spec(style={"a": 1}).encode(), "'style'"),
+        (_spec(points="abcd").encode(), "'points'"),
+        (_spec(points={"a": 1}).encode(), "'points'"),
+        (_spec(points=[[i, i % 7] for i in range(MAX_POINTS + 1)]).encode(), "more than 1000"),
+        (_spec(points=[["0", "0"], *SQUARE[1:]]).encode(), "point 0 must be"),
+        (_spec(points=[[True, False], *SQUARE[1:]]).encode(), "point 0 must be"),
+        (_spec(points=[[0, 0, 0], *SQUARE[1:]]).encode(), "point 0 must be"),
+        (_spec(points=[[[0], [0]], *SQUARE[1:]]).encode(), "point 0 must be"),
+        (_spec(points=[[0, 0], [1e300, 0], [1e300, 1e300], [0, 1e300]]).encode(), "point 1 .* beyond"),
+        (
+            (
+                '{"name": "x", "width": 8, "points": [[0, 0], [' + "9" * 400 + ", 0], [9, 9], [0, 9]]}"
+            ).encode(),
+            "not finite",
+        ),
+        (
+            (b'{"name": "x", "width": 8, "points": [[0, 0], [1e999, 0], [9, 9], [0, 9]]}'),
+            "not finite",
+        ),
+        (_spec(points=[[0, 0], [1e-300, 0], [1e-300, 1e-300], [0, 1e-300]]).encode(), "coincide"),
+        (_spec(points=[[0, 0], [1e-3, 0], [1e-3, 1e-3], [0, 1e-3]]).encode(), "too tight"),
+        (_spec(width=3, points=[[0, 0], [6, 0], [6, 6], [0, 6]]).encode(), "only .* m long"),
+        (_spec(points=[[0, 0], [3000, 0], [3000, 3000], [0, 3000]]).encode(), "more than 10000 m of road"),
+        (_spec(points=[[0, 0], [2000, 0], [2000, 200], [0, 200]]).encode(), "spans .* more than 1000 m"),
+    ],
+)
+def test_hostile_track_files_end_in_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(TrackError, match=message) as err:
+        load_track(path)
+    text = str(err.value)
+    assert text.startswith(str(path)) and "\n" not in text and len(text) < 300
+
+
+def test_paths_that_are_not_track_files(tmp_path):
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # reading it would block for ever
+    odd = tmp_path / "two\nlines.json"
+    odd.write_text("nope")
+    for path, message in [
+        (folder, "not a regular file"),
+        (fifo, "not a regular file"),
+        (tmp_path / "missing.json", "no such file"),
+        (odd, r"two\\nlines.json: not valid JSON"),
+    ]:
+        with pytest.raises(TrackError, match=message) as err:
+            load_track(path)
+        assert "\n" not in str(err.value)
+    with pytest.raises(TrackError, match="unknown track"):
+        get_track("x" * 5000)  # too long a name for the file system: not a file
+
+
+def test_a_byte_order_mark_is_harmless(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_text("\ufeff" + _spec(), encoding="utf-8")
+    assert load_track(path).name == "x"
+
+
+def test_saving_a_track_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "t.json"
+    path.write_text("old")
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        save_track(builtin_track("lake"), path)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+# --- Features, and suite tracks ------------------------------------------------------------------
+def test_features_of_the_built_in_tracks():
+    lake, jungle, desert = (track_features(builtin_track(n)) for n in ("lake", "jungle", "desert"))
+    assert jungle["hairpins"] == 1 and jungle["min_radius_m"] < 10  # the documented hairpin
+    assert lake["hairpins"] == desert["hairpins"] == 0  # sweepers, however long, are not hairpins
+    assert lake["s_bends"] >= 1 and jungle["s_bends"] >= 1 and desert["s_bends"] == 0
+    assert lake["length_m"] == pytest.approx(builtin_track("lake").length)
+    json.dumps(lake)  # fit for a JSON report
+
+
+def test_features_of_simple_shapes():
+    a = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    circle = make_track("circle", 8, np.column_stack([80 * np.cos(a), 80 * np.sin(a)]))
+    assert track_features(circle) | {"length_m": 0} == {
+        "length_m": 0,
+        "min_radius_m": pytest.approx(70, abs=3),  # the spline runs inside its control points
+        "bends": 0,  # a radius of 80 m is no bend
+        "hairpins": 0,
+        "s_bends": 0,
+    }
+    small = make_track("small", 8, np.column_stack([20 * np.cos(a), 20 * np.sin(a)]))
+    features = track_features(small)  # one endless left bend, turning 150 degrees every 50 m
+    assert features["bends"] == 1 and features["hairpins"] == 1 and features["s_bends"] == 0
+
+
+def test_suite_tracks_hold_a_hairpin_and_an_s_bend_and_are_deterministic():
+    widths = []
+    for seed in range(30):
+        track = suite_track(seed, "jungle")
+        features = track_features(track)
+        assert features["hairpins"] >= 1 and features["s_bends"] >= 1, seed
+        assert track.name == f"suite-{seed}" and track.style == "jungle"
+        assert track.validate() is track
+        assert np.ptp(track.points, axis=0).max() < 300  # a world at full resolution
+        widths.append(track.width)
+    assert 6.5 <= min(widths) < 7.5 and 9 < max(widths) <= 10.0
+    a, b = suite_track(7, "lake"), suite_track(7, "desert", width=8.0)
+    np.testing.assert_array_equal(a.points, suite_track(7, "lake").points)
+    assert b.width == 8.0 and b.style == "desert"
+    assert not np.array_equal(a.points, suite_track(8, "lake").points)
+
+
+@pytest.mark.parametrize("style, width, message", [("moon", None, "'style'"), ("lake", 20.0, "'width'")])
+def test_suite_track_refuses_what_cannot_hold_a_hairpin(style, width, message):
+    with pytest.raises(TrackError, match=message):
+        suite_track(0, style, width)
+
+
+def test_an_overlap_far_along_a_long_track_is_found():
+    """The overlap check compares samples in blocks; a crossing far from the start is found too."""
+    eight = [[120, 0], [60, -60], [0, 0.5], [-60, 60], [-120, 0], [-60, -60], [0, 0], [60, 60]]
+    with pytest.raises(TrackError, match=r"overlaps itself: \(-?\d"):
+        make_track("eight", 8, (np.array(eight) * 4).tolist())
