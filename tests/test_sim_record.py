@@ -14,9 +14,13 @@ import pytest
 from driving.config import CSV_NAME, FRAME_HEIGHT, FRAME_WIDTH, SAMPLE_RATE_HZ
 from driving.data import load_recordings
 from driving.preprocess import read_frame
-from driving.sim.__main__ import main
-from driving.sim.record import record
-from driving.sim.track import load_track
+from driving.sim import record as record_module
+from driving.sim.__main__ import build_parser, main
+from driving.sim.conditions import Conditions
+from driving.sim.expert import ExpertConfig
+from driving.sim.record import RecordError, lap_look, record
+from driving.sim.simulator import Simulator
+from driving.sim.track import load_track, make_track
 
 STAMP = r"(\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}_\d{3})"
 NUMBER = re.compile(r"^-?\d+(\.\d+)?(E-?\d+)?$")
@@ -107,3 +111,170 @@ def test_cli_reports_a_bad_track_file(tmp_path):
     assert done.returncode == 2
     assert "bad.json" in done.stderr and "at least 4 points" in done.stderr
     assert not (tmp_path / "o" / CSV_NAME).exists()
+
+
+# --- Careless and hostile input: one line, before any rendering; nothing half-written left ---------
+@pytest.fixture
+def ring():
+    """A 108 m loop: a lap is about 300 samples."""
+    a = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    return make_track("ring", 7.0, np.column_stack([22 * np.cos(a), 16 * np.sin(a)]).tolist(), "lake")
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--speed", "0"),
+        ("--speed", "-1"),
+        ("--speed", "nan"),
+        ("--speed", "1e9"),
+        ("--laps", "0"),
+        ("--laps", "-2"),
+        ("--laps", "nan"),
+        ("--laps", "inf"),
+        ("--laps", "1e12"),
+        ("--seed", "-1"),
+        ("--seed", "1.5"),
+        ("--seed", "99999999999999999999"),
+    ],
+)
+def test_cli_refuses_bad_record_options_up_front(tmp_path, capsys, option, value):
+    out = tmp_path / "rec"
+    with pytest.raises(SystemExit) as exit_:
+        main(["record", "--track", "lake", "--out", str(out), option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}" in one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["drive", "--laps", "0"],
+        ["drive", "--laps", "nan"],
+        ["drive", "--laps", "1e300"],
+        ["drive", "--seed", "-3"],
+        ["drive", "--max-seconds", "0"],
+        ["drive", "--max-seconds", "inf"],
+        ["eval", "m.h5", "--laps", "-1"],
+        ["eval", "m.h5", "--max-seconds", "nan"],
+    ],
+)
+def test_drive_and_eval_options_are_checked_by_argparse(capsys, args):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(args)
+    assert exit_.value.code == 2
+    assert f"argument {args[-2]}" in one_line_error(capsys)
+
+
+def test_cli_out_must_be_a_writable_folder_without_a_recording(tmp_path, capsys, small_track):
+    file = tmp_path / "file"
+    file.write_text("keep me")
+    assert main(["record", "--track", str(small_track), "--out", str(file), "--laps", "0.01"]) == 2
+    assert "is a file" in one_line_error(capsys) and file.read_text() == "keep me"
+    assert main(["record", "--track", str(small_track), "--out", str(file / "sub"), "--laps", "0.01"]) == 2
+    assert "cannot write" in one_line_error(capsys)
+    out = tmp_path / "rec"
+    out.mkdir()
+    (out / CSV_NAME).write_text("a recording\n")
+    assert main(["record", "--track", str(small_track), "--out", str(out), "--laps", "0.01"]) == 2
+    assert "already holds a recording" in one_line_error(capsys)
+    assert (out / CSV_NAME).read_text() == "a recording\n"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"laps": 0}, "laps"),
+        ({"laps": -1.0}, "laps"),
+        ({"laps": float("nan")}, "laps"),
+        ({"laps": float("inf")}, "laps"),
+        ({"laps": 1e9}, "laps"),
+        ({"laps": True}, "laps"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"max_samples": 0}, "max_samples"),
+    ],
+)
+def test_record_refuses_bad_arguments_before_touching_the_disk(tmp_path, ring, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        record(ring, tmp_path / "rec", **{"progress": False, **kwargs})
+    assert not (tmp_path / "rec").exists()
+
+
+def test_expert_settings_that_would_stall_or_write_nan_are_refused():
+    for cruise in (0.0, -5.0, float("nan"), 31.0):
+        with pytest.raises(ValueError, match="cruise_mph"):
+            ExpertConfig(cruise_mph=cruise)
+
+
+def test_a_stalled_expert_is_an_error_and_leaves_the_folder_as_it_was(tmp_path, ring, monkeypatch):
+    monkeypatch.setattr(record_module, "STALL_WINDOW_S", 2.0)  # 30 samples, to keep the test quick
+    out = tmp_path / "rec"
+    with pytest.raises(RecordError, match="stalled.*nothing was kept"):
+        record(ring, out, config=ExpertConfig(cruise_mph=0.01), progress=False)
+    assert not out.exists()
+    out.mkdir()  # a folder with someone's file in it, and an empty CSV
+    (out / "notes.txt").write_text("mine")
+    (out / CSV_NAME).write_text("")
+    with pytest.raises(RecordError):
+        record(ring, out, config=ExpertConfig(cruise_mph=0.01), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [CSV_NAME, "notes.txt"]
+    assert (out / CSV_NAME).read_text() == "" and (out / "notes.txt").read_text() == "mine"
+
+
+def test_samples_are_bounded(tmp_path, ring):
+    with pytest.raises(RecordError, match="10 samples"):
+        record(ring, tmp_path / "rec", laps=1.0, max_samples=10, progress=False)
+    assert not (tmp_path / "rec").exists()
+    # The default bound is the laps at 1 m/s: far above what the expert needs.
+    done = record(ring, tmp_path / "ok", laps=0.2, progress=False, topdown=False)
+    assert 0 < done.samples < 0.2 * ring.length * SAMPLE_RATE_HZ
+
+
+def test_an_interrupted_recording_is_removed(tmp_path, ring, monkeypatch):
+    calls = []
+
+    def render(self, camera="center"):
+        calls.append(camera)
+        if len(calls) > 20:
+            raise KeyboardInterrupt
+        return np.zeros((FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+
+    monkeypatch.setattr(Simulator, "render", render)
+    with pytest.raises(KeyboardInterrupt):
+        record(ring, tmp_path / "rec", progress=False)
+    assert not (tmp_path / "rec").exists()
+
+
+# --- Varied recordings ---------------------------------------------------------------------------
+def test_vary_drives_each_lap_in_a_fresh_look(tmp_path, ring):
+    a = record(ring, tmp_path / "a", laps=1.1, seed=5, vary=True, progress=False, topdown=False)
+    assert [look["lap"] for look in a.looks] == [0, 1]
+    assert a.looks[0]["first_sample"] == 0 < a.looks[1]["first_sample"] < a.samples
+    for look in a.looks:
+        style, conditions, world_seed = lap_look(5, look["lap"])
+        assert (look["style"], look["world_seed"]) == (style, world_seed)
+        assert Conditions.from_dict(look["conditions"]) == conditions
+    assert json.loads((a.folder / "looks.json").read_text()) == a.looks
+    # Same seed, same bytes; the two laps look different.
+    b = record(ring, tmp_path / "b", laps=1.1, seed=5, vary=True, progress=False, topdown=False)
+    images = sorted((a.folder / "IMG").iterdir())
+    assert all(p.read_bytes() == (b.folder / "IMG" / p.name).read_bytes() for p in images)
+    centre = [p for p in images if p.name.startswith("center_")]
+    first, second = (read_frame(centre[i]).astype(int) for i in (5, a.looks[1]["first_sample"] + 5))
+    assert np.abs(first[:60] - second[:60]).mean() > 5  # another sky
+
+
+def test_cli_vary_and_save_track(tmp_path, capsys, small_track):
+    out, saved = tmp_path / "rec", tmp_path / "tracks" / "oval.json"
+    args = ["record", "--track", str(small_track), "--laps", "0.02", "--out", str(out), "--vary"]
+    assert main([*args, "--save-track", str(saved)]) == 0
+    assert "looks: lap 0" in capsys.readouterr().out
+    assert load_track(saved).name == "oval" and (out / "looks.json").exists()

@@ -1,7 +1,7 @@
 """Command line of the headless simulator.
 
 python -m driving.sim tracks
-python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N]
+python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N] [--vary]
 python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
                                [--report run.json] [--video run.mp4]
 python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
@@ -13,33 +13,51 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from driving import cli
+from driving.sim.car import MAX_SPEED_MPH
 from driving.sim.client import ProtocolError
 from driving.sim.expert import ExpertConfig
-from driving.sim.track import BUILTIN, TrackError, builtin_track, get_track, save_track
+from driving.sim.style import STYLES
+from driving.sim.track import BUILTIN, TrackError, builtin_track, get_track, save_track, track_features
+
+MAX_LAPS = 100.0  # the same bound as driving.sim.record.MAX_LAPS (that module imports OpenCV)
+MIN_CRUISE_MPH = 5.0  # slower experts would take hours per lap
+MAX_DRIVE_SECONDS = 24 * 3600.0
 
 
 def cmd_tracks(args: argparse.Namespace) -> int:
-    print(f"{'track':8} {'length m':>9} {'width m':>8} {'min radius m':>13}  style")
+    header = f"{'track':8} {'length m':>9} {'width m':>8} {'min radius m':>13} {'hairpins':>9} {'S-bends':>8}"
+    print(header + "  style")
     for name in BUILTIN:
         t = builtin_track(name)
-        print(f"{name:8} {t.length:9.0f} {t.width:8.1f} {1 / np.abs(t.curvature).max():13.1f}  {t.style}")
+        f = track_features(t)
+        print(
+            f"{name:8} {f['length_m']:9.0f} {t.width:8.1f} {f['min_radius_m']:13.1f} "
+            f"{f['hairpins']:9d} {f['s_bends']:8d}  {t.style}"
+        )
     print(
         "also: --track random --seed N, or --track FILE.json "
-        '({"name": ..., "width": metres, "points": [[x, y], ...], "style": "lake|jungle|desert"})'
+        f'({{"name": ..., "width": metres, "points": [[x, y], ...], "style": "{"|".join(STYLES)}"}})'
     )
     return 0
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from driving.sim.record import record  # the renderer is only needed here
+    from driving.sim.record import RecordError, record  # the renderer is only needed here
 
     track = get_track(args.track, args.seed)
-    if args.save_track:
-        save_track(track, args.save_track)
     config = ExpertConfig(cruise_mph=args.speed, weave=not args.no_weave)
-    result = record(track, args.out, laps=args.laps, seed=args.seed, config=config)
+    try:
+        if args.save_track:
+            save_track(track, args.save_track)
+        # record() checks --out (a writable folder, no recording in it yet) before rendering.
+        result = record(track, args.out, laps=args.laps, seed=args.seed, config=config, vary=args.vary)
+    except (OSError, RecordError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing was kept in {args.out}", file=sys.stderr)
+        return 130
     print(
         f"{result.samples} samples ({result.seconds:.0f} simulated s, {result.laps:.2f} laps) "
         f"-> {result.folder}"
@@ -48,6 +66,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         f"max |cross-track error| {result.max_abs_cte:.2f} m of {track.width / 2:.2f} m; "
         f"off-road samples: {result.off_road_samples}; top-down view: {result.topdown}"
     )
+    if result.looks:
+        print("looks: " + ", ".join(f"lap {look['lap']} {look['style']}" for look in result.looks))
     return 0
 
 
@@ -118,8 +138,15 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
         default="lake",
         help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)",
     )
-    p.add_argument("--laps", type=float, default=2.0, help="laps to drive (default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed for textures and random tracks (default: 0)")
+    p.add_argument(
+        "--laps",
+        type=cli.number(low=0, low_open=True, high=MAX_LAPS),
+        default=2.0,
+        help=f"laps to drive, above 0 and at most {MAX_LAPS:g} (default: 2)",
+    )
+    p.add_argument(
+        "--seed", type=cli.seed, default=0, help="seed for textures and random tracks (default: 0)"
+    )
     p.add_argument(
         "--realtime",
         action="store_true",
@@ -139,7 +166,10 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
         help="write the camera view with steering, speed and error overlaid",
     )
     p.add_argument(
-        "--max-seconds", type=float, default=None, help="simulated time limit (default: the laps at 1 m/s)"
+        "--max-seconds",
+        type=cli.number(low=0, low_open=True, high=MAX_DRIVE_SECONDS),
+        default=None,
+        help="simulated time limit, at most a day (default: the laps at 1 m/s)",
     )
 
 
@@ -164,16 +194,32 @@ def build_parser() -> argparse.ArgumentParser:
         default="lake",
         help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)",
     )
-    p.add_argument("--laps", type=float, default=1.0, help="laps to drive (default: 1)")
+    p.add_argument(
+        "--laps",
+        type=cli.number(low=0, low_open=True, high=MAX_LAPS),
+        default=1.0,
+        help=f"laps to drive, above 0 and at most {MAX_LAPS:g}; may be fractional (default: 1)",
+    )
     p.add_argument("--out", required=True, help="new recording folder, e.g. data/sim-lake")
-    p.add_argument("--seed", type=int, default=0, help="seed for the expert, textures and random tracks")
+    p.add_argument(
+        "--seed",
+        type=cli.seed,
+        default=0,
+        help="seed for the expert, textures and random tracks (default: 0)",
+    )
     p.add_argument(
         "--speed",
-        type=float,
+        type=cli.number(low=MIN_CRUISE_MPH, high=MAX_SPEED_MPH),
         default=ExpertConfig.cruise_mph,
-        help=f"expert cruise speed in mph, slower in bends (default: {ExpertConfig.cruise_mph:g})",
+        help=f"expert cruise speed in mph, {MIN_CRUISE_MPH:g} to {MAX_SPEED_MPH:g}, slower in bends "
+        f"(default: {ExpertConfig.cruise_mph:g})",
     )
     p.add_argument("--no-weave", action="store_true", help="follow the centre line without drifts")
+    p.add_argument(
+        "--vary",
+        action="store_true",
+        help="drive each lap in a fresh look: style and conditions drawn from the seed and the lap",
+    )
     p.add_argument("--save-track", metavar="FILE.json", help="also save the track's JSON (e.g. a random one)")
     p.set_defaults(func=cmd_record)
 

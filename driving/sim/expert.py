@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from driving.config import MAX_WHEEL_ANGLE_DEG
-from driving.sim.car import MPH, WHEELBASE_M, Car
+from driving.sim.car import MAX_SPEED_MPH, MPH, WHEELBASE_M, Car
 from driving.sim.track import Track
 
 SIDE_CAMERA_OFFSET_M = 0.8
@@ -54,6 +54,22 @@ class ExpertConfig:
     drift_every_s: tuple[float, float] = (5.0, 12.0)  # pause between drifts, uniform
     drift_s: tuple[float, float] = (1.5, 3.0)  # time spent drifting away from the line
     drift_edge_margin_m: float = 1.2  # how close to the road edge the car's centre may drift
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would stall the car or put NaN into a recording."""
+        positive = ("cruise_mph", "lateral_accel", "lookahead_min_m", "steer_rate")
+        for name in (*positive, "lookahead_s", "steer_tau_s", "drift_edge_margin_m"):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value < 0 or (value == 0 and name in positive):
+                above = "above" if name in positive else "from"
+                raise ValueError(f"ExpertConfig.{name} must be a finite number {above} 0, got {value!r}")
+        if self.cruise_mph > MAX_SPEED_MPH:
+            raise ValueError(f"ExpertConfig.cruise_mph must be at most the car's {MAX_SPEED_MPH:g} mph")
+        for name in ("drift_every_s", "drift_s"):
+            low, high = getattr(self, name)
+            if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+                raise ValueError(f"ExpertConfig.{name} must be (low, high) seconds with 0 < low <= high")
 
 
 class Expert:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
 
+from driving.files import save_figure
 from driving.sim.track import Track
 from driving.sim.world import World
 
@@ -26,8 +26,8 @@ def save_topdown(
     title: str | None = None,
 ) -> Path:
     """Draw the road (the world texture when given, else its edges) and the path on top.
-    With `values` (one per path point) the path is coloured by them with a colour bar."""
-    out = Path(out)
+    With `values` (one per path point) the path is coloured by them with a colour bar. Written
+    atomically."""
     fig, ax = plt.subplots(figsize=(8, 8))
     if world is not None:
         img = world.colour[2]  # a quarter of the full resolution is plenty for a page
@@ -53,8 +53,4 @@ def save_topdown(
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title(title or f"{track.name}: {track.length:.0f} m, {track.width:g} m wide")
-    tmp = out.with_name("." + out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, out, dpi=100, bbox_inches="tight")

@@ -1,24 +1,52 @@
 """Record expert laps in the simulator's exact format: driving_log.csv + IMG/, three cameras at
-15 samples per simulated second, timestamps from a simulated clock (same seed, same bytes)."""
+15 samples per simulated second, timestamps from a simulated clock (same seed, same bytes).
+
+A recording is complete or absent. Arguments are checked before anything is rendered; an expert
+that stalls (under STALL_MIN_PROGRESS_M of progress in STALL_WINDOW_S simulated seconds) or runs
+past the bound on samples ends in a RecordError; on any error, Ctrl-C included, the files this
+run wrote are removed again.
+
+With `vary`, each lap is driven in a fresh world whose style and conditions are drawn from
+(seed, lap): one recording holds several looks of the same road.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import math
+import numbers
+import os
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from driving.config import CAMERAS, CSV_NAME, SAMPLE_RATE_HZ
-from driving.data import RecordingWriter
+from driving.config import CAMERAS, CSV_NAME, IMG_DIR, SAMPLE_RATE_HZ
+from driving.files import check_writable_folder, write_json
+from driving.recording import RecordingWriter
+from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
 from driving.sim.plot import save_topdown
 from driving.sim.simulator import Simulator
+from driving.sim.style import STYLES
 from driving.sim.track import Track
+from driving.sim.world import World
 
 CLOCK_START = datetime(2026, 11, 22, 12, 0, 0)  # the simulated clock's first sample
 TOPDOWN_NAME = "topdown.png"
+LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each lap
+MAX_LAPS = 100.0
+STALL_WINDOW_S, STALL_MIN_PROGRESS_M = 30.0, 5.0
+# The default bound on samples: the laps at an average of MIN_AVERAGE_MPS, plus START_S to get
+# going, and never more than MAX_SAMPLES (about 9 simulated hours, some 1.5 million JPEGs).
+MIN_AVERAGE_MPS, START_S = 1.0, 10.0
+MAX_SAMPLES = 500_000
+
+
+class RecordError(RuntimeError):
+    """A recording that could not be finished. Nothing of it is left behind."""
 
 
 @dataclass
@@ -30,6 +58,61 @@ class RecordResult:
     max_abs_cte: float
     off_road_samples: int
     topdown: Path | None
+    looks: list[dict] = field(default_factory=list)  # with vary: one entry per lap, as in looks.json
+
+
+def lap_look(seed: int, lap: int) -> tuple[str, Conditions, int]:
+    """The style, conditions and texture seed of lap `lap` of a varied recording made with `seed`."""
+    rng = np.random.default_rng([seed, lap])
+    style = list(STYLES)[int(rng.integers(len(STYLES)))]
+    return style, Conditions.draw(int(rng.integers(2**31))), int(rng.integers(2**31))
+
+
+def _check_arguments(laps: float, seed: int, max_samples: int | None) -> None:
+    if isinstance(laps, bool) or not isinstance(laps, numbers.Real) or not 0 < laps <= MAX_LAPS:
+        raise ValueError(f"laps must be a number above 0 and at most {MAX_LAPS:g}, got {laps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    if max_samples is not None and (
+        isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples < 1
+    ):
+        raise ValueError(f"max_samples must be a whole number >= 1, got {max_samples!r}")
+
+
+def _contents(folder: Path) -> dict[Path, frozenset[str] | None]:
+    """The names in `folder`'s IMG folder and in `folder` (None where absent), inner first."""
+    return {d: frozenset(os.listdir(d)) if d.is_dir() else None for d in (folder / IMG_DIR, folder)}
+
+
+def _restore(folder: Path, before: dict[Path, frozenset[str] | None]) -> None:
+    """Undo a failed run: remove what it added to `folder` and its IMG folder (_contents before),
+    the folders it made, and empty the CSV again if one was there (it was empty, or the run would
+    have been refused). Files that were there before stay."""
+    for directory, names in before.items():
+        added = set(os.listdir(directory)) - (names or set()) if directory.is_dir() else set()
+        for name in added:
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
+        if names is None:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+    if CSV_NAME in (before[folder] or ()):
+        with contextlib.suppress(OSError):
+            (folder / CSV_NAME).write_bytes(b"")
+
+
+def _paint_lap(sim: Simulator, track: Track, seed: int, lap: int, sample: int) -> dict:
+    """Give `sim` the look of lap `lap` (lap_look); returns its entry for looks.json."""
+    style, conditions, world_seed = lap_look(seed, lap)
+    world = World(replace(track, style=style), seed=world_seed, conditions=conditions)
+    sim.use_world(world, world_seed)
+    return {
+        "lap": lap,
+        "first_sample": sample,
+        "style": style,
+        "world_seed": world_seed,
+        "conditions": conditions.to_dict(),
+    }
 
 
 def record(
@@ -40,20 +123,65 @@ def record(
     config: ExpertConfig = ExpertConfig(),
     progress: bool = True,
     topdown: bool = True,
+    vary: bool = False,
+    max_samples: int | None = None,
 ) -> RecordResult:
-    """Drive `laps` expert laps of `track` and write them to a new recording folder `out`."""
-    log = Path(out) / CSV_NAME
+    """Drive `laps` expert laps of `track` and write them to a new recording folder `out`.
+
+    Before any rendering: ValueError for bad arguments, FileExistsError when `out` already holds a
+    recording, OSError when it cannot be written. RecordError when the expert stalls or the laps
+    take more than `max_samples` (default: the laps at MIN_AVERAGE_MPS); nothing is kept then."""
+    _check_arguments(laps, seed, max_samples)
+    goal = laps * track.length
+    if max_samples is None:
+        max_samples = min(MAX_SAMPLES, math.ceil((goal / MIN_AVERAGE_MPS + START_S) * SAMPLE_RATE_HZ))
+    folder = Path(out)
+    log = folder / CSV_NAME
     if log.exists() and log.stat().st_size:
         raise FileExistsError(f"{log} already holds a recording; record into a new folder")
-    sim = Simulator(track, seed=seed)
+    before = _contents(folder)
+    check_writable_folder(folder, "recording folder")
+    bar = tqdm(total=round(goal), unit="m", desc=f"record {track.name}", disable=not progress)
+    try:
+        return _record(track, folder, laps, seed, config, topdown, vary, max_samples, bar)
+    except BaseException as e:
+        _restore(folder, before)
+        if isinstance(e, RecordError):
+            raise RecordError(f"{e}; nothing was kept in {folder}") from None
+        raise
+    finally:
+        bar.close()
+
+
+def _record(
+    track: Track,
+    folder: Path,
+    laps: float,
+    seed: int,
+    config: ExpertConfig,
+    topdown: bool,
+    vary: bool,
+    max_samples: int,
+    bar: tqdm,
+) -> RecordResult:
+    """record()'s drive and writes, once its arguments and folder are checked."""
+    sim = Simulator(track, seed=seed, render=not vary)
     expert = Expert(track, seed=seed, config=config)
     dt = 1.0 / SAMPLE_RATE_HZ
-    path, ctes, off = [], [], 0
     goal = laps * track.length
-    bar = tqdm(total=round(goal), unit="m", desc=f"record {track.name}", disable=not progress)
-    with RecordingWriter(out) as writer:
+    stall_samples = round(STALL_WINDOW_S * SAMPLE_RATE_HZ)
+    path, ctes, off, looks = [], [], 0, []
+    stall_progress = 0.0
+    with RecordingWriter(folder) as writer:
         while sim.progress < goal:
             i = writer.rows
+            if i >= max_samples:
+                raise RecordError(
+                    f"{i} samples and the {laps:g} lap(s) are not done (the expert averaged "
+                    f"{sim.progress / (i * dt):.2f} m/s): raise its speed or the bound on samples"
+                )
+            if vary and len(looks) <= sim.progress // track.length:
+                looks.append(_paint_lap(sim, track, seed, len(looks), i))
             steering, throttle, brake = expert.act(sim.car, sim.location.s, dt)
             frames = [sim.render(cam) for cam in CAMERAS]
             # Timestamps in whole milliseconds of the simulated clock, as the simulator names files.
@@ -66,24 +194,32 @@ def record(
             off += sim.off_road
             sim.step(steering, throttle, brake, dt)
             bar.update(max(0, min(round(sim.progress), round(goal)) - bar.n))
-    bar.close()
-    png = (
-        save_topdown(
+            if writer.rows % stall_samples == 0:
+                if sim.progress - stall_progress < STALL_MIN_PROGRESS_M:
+                    raise RecordError(
+                        f"the expert stalled: under {STALL_MIN_PROGRESS_M:g} m of progress in "
+                        f"{STALL_WINDOW_S:g} simulated s at a cruise speed of {config.cruise_mph:g} mph"
+                    )
+                stall_progress = sim.progress
+    png = None
+    if topdown:
+        looked = f", {len(looks)} looks" if vary else ""
+        png = save_topdown(
             track,
             np.array(path),
-            Path(out) / TOPDOWN_NAME,
+            folder / TOPDOWN_NAME,
             world=sim.world,
-            title=f"{track.name}: {laps:g} expert lap(s), seed {seed}",
+            title=f"{track.name}: {laps:g} expert lap(s), seed {seed}{looked}",
         )
-        if topdown
-        else None
-    )
+    if vary:
+        write_json(folder / LOOKS_NAME, looks)
     return RecordResult(
-        Path(out).absolute(),
+        folder.absolute(),
         len(path),
         sim.laps,
         len(path) * dt,
         float(np.abs(ctes).max()) if ctes else 0.0,
         off,
         png,
+        looks,
     )
