@@ -3,7 +3,7 @@
     python drive.py models/effnet.h5                 # then start the simulator in Autonomous Mode
     python drive.py models/effnet.tflite --speed 12 --record runs/lap1
 
-See docs/drive.md.
+See docs/drive.md. The driving is driving/pilot.py; the transports driving/server.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import signal
 import sys
 from pathlib import Path
 
-from driving.server import ASYNC_MODES, DriveConfig, DriveServer
+from driving import cli
+from driving.pilot import PilotConfig
+from driving.server import ASYNC_MODES, DriveServer, ServeConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = PilotConfig()
     parser = argparse.ArgumentParser(
         description="Serve a steering model to the Udacity simulator's autonomous mode over "
         "Socket.IO. Prints one status line per second.",
@@ -31,24 +34,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "0.0.0.0 opens it to the network on purpose)",
     )
     parser.add_argument(
-        "--port", type=int, default=4567, help="port (default 4567, the simulator's; 0 picks a free one)"
+        "--port", type=cli.port, default=4567, help="port (default 4567, the simulator's; 0 picks a free one)"
     )
     parser.add_argument(
         "--speed",
-        type=float,
-        default=9.0,
-        help="target speed in mph for the PI throttle controller (default 9)",
+        type=cli.number(0, 30),
+        default=defaults.speed,
+        help="target speed in mph for the PI throttle controller, 0 to 30 (default %(default)s)",
     )
     parser.add_argument(
         "--throttle",
-        type=float,
+        type=cli.number(-1, 1),
         default=None,
         help="fixed throttle in [-1, 1] instead of the speed controller",
     )
     parser.add_argument(
         "--turn-slowdown",
-        type=float,
-        default=0.0,
+        type=cli.number(0, 10),
+        default=defaults.turn_slowdown,
         metavar="K",
         help="lower the target speed in sharp turns: speed * (1 - K*|steering|), "
         "never below half (default 0: off; 0.5 is a good start)",
@@ -77,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=cli.integer(1, 256),
         default=None,
         metavar="N",
         help="LiteRT interpreter threads (default: every core; fewer leaves room "
@@ -85,36 +88,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quiet", action="store_true", help="no per-second status lines")
     args = parser.parse_args(argv)
-    if args.throttle is not None and not -1.0 <= args.throttle <= 1.0:
-        parser.error(f"--throttle {args.throttle}: must be within [-1, 1]")
-    if args.speed < 0:
-        parser.error(f"--speed {args.speed}: must not be negative")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads {args.threads}: must be at least 1")
     if not args.model.is_file():
         parser.error(f"{args.model}: no such model file")
+    if args.record is not None and args.record.exists() and not args.record.is_dir():
+        parser.error(f"--record {args.record}: is a file, not a folder")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from driving.runtime import ModelError, Predictor  # imports TensorFlow: after --help
+    from driving.files import check_writable_folder
+    from driving.modelio import ModelFileError
+    from driving.pilot import Pilot
+    from driving.runtime import Predictor  # imports TensorFlow: after --help
 
     try:
+        if args.record is not None:
+            check_writable_folder(args.record, "--record folder")
         predictor = Predictor.load(args.model, backend=args.backend, threads=args.threads)
-    except ModelError as e:
+    except (ModelFileError, OSError) as e:
         print(f"drive.py: {e}", file=sys.stderr)
         return 2
-    config = DriveConfig(
-        speed=args.speed,
-        throttle=args.throttle,
-        turn_slowdown=args.turn_slowdown,
-        record=args.record,
-        async_mode=args.async_mode,
-        status_interval=0.0 if args.quiet else 1.0,
-    )
-    server = DriveServer(predictor, config)
+    pilot = Pilot(predictor, PilotConfig(speed=args.speed, throttle=args.throttle, turn_slowdown=args.turn_slowdown))
+    config = ServeConfig(async_mode=args.async_mode, record=args.record, status_interval=0.0 if args.quiet else 1.0)
+    server = DriveServer(pilot, config)
     # SIGTERM stops as Ctrl-C does: the recording is closed cleanly.
     signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
     try:

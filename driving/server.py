@@ -1,19 +1,21 @@
-"""The Socket.IO server the Udacity simulator drives against (and that modern clients can use too).
+"""The Socket.IO transports around a Pilot: what the Udacity simulator (and modern clients) connect to.
 
 One telemetry event in, one `steer` reply out, in lock-step: the simulator sends its next frame only
-after the reply, so this server's latency is the loop's frame time. The facts this module follows
-(../shared/udacity-simulator.md):
+after the reply, so this server's latency is the loop's frame time. The driving itself (decode,
+preprocess, predict, throttle, safe fallbacks) is the Pilot's (driving/pilot.py); this module
+only moves messages. The facts it follows (../shared/udacity-simulator.md):
 
 - The simulator's client never sends a namespace CONNECT (`40`). python-socketio 5 drops events
   from a client that is not in "/", so SimulatorCompatibleServer treats the first event of such a
   client as an implicit CONNECT. Modern clients that do send `40` are served unchanged.
-- Replies carry STRING values ("%.4f"): the simulator parses them with float.Parse(x.str), and a
-  JSON number arrives there as null, so its loop would stall for good.
-- Manual telemetry (null or {}) is answered with `manual` {}.
-- Every telemetry gets exactly one reply, in order (handlers run in the connection's reader, not in
-  background tasks, so the two chains the simulator starts cannot overtake each other).
-- A bad frame never stalls the loop: it is answered with a safe command (the client's last
-  steering, throttle 0) and one log line.
+- Every message a client sends is answered, or its connection is closed, so a simulator never
+  waits for good: telemetry (readable or not, and events of other names) gets a `steer` or
+  `manual`; an Engine.IO PING gets a PONG (the simulator pings and waits); anything the protocol
+  has no answer for closes that connection, with one log line.
+- Every telemetry gets exactly one reply, in order (handlers run in the connection's reader, not
+  in background tasks, so the two chains the simulator starts cannot overtake each other).
+- Slow or hostile HTTP clients cannot hold the server: requests must arrive within a timeout,
+  bodies and messages are bounded, and an error in one connection never reaches another.
 
 Threading mode with TCP_NODELAY on the listening socket is the default: measured 3-4x faster than
 eventlet (Nagle's algorithm otherwise holds the reply to the second chain). `async_mode="eventlet"`
@@ -22,70 +24,136 @@ is kept for the classic stack.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import math
 import socket
 import threading
 import time
 import warnings
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import engineio
 import numpy as np
 import socketio
 from flask import Flask, jsonify
 
-from driving.data import RecordingWriter
-from driving.preprocess import FrameError, check_frame, decode_jpeg
-
-if TYPE_CHECKING:  # the runtime imports TensorFlow; drive.py --help should not wait for it
-    from driving.runtime import Predictor
+from driving.pilot import Command, Pilot, Session
+from driving.recording import DriveRecorder
 
 log = logging.getLogger("driving.server")
 
 ASYNC_MODES = ("threading", "eventlet")
-# A real frame is a 320x160 JPEG of 10-30 KB (base64: 14-40 KB). Larger images get a safe reply;
-# whole messages beyond the transport limit close that connection (the memory bound per client).
-MAX_IMAGE_CHARS = 512 * 1024
+# Whole messages beyond this close that connection (the memory bound per client); a real frame
+# message is 15-45 KB.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# A request (headers and body) must arrive within this; an upgraded WebSocket may stay silent this
+# long (the server pings every 25 s, and the simulator answers within its own ping interval).
+HTTP_TIMEOUT_S = 10.0
+WEBSOCKET_IDLE_S = 120.0
+
+Listener = Callable[[str, Command], None]  # called with (client sid, command) after each reply
 
 
 # --- Simulator compatibility ---------------------------------------------------------------------
 
 
 class SimulatorCompatibleServer(socketio.Server):
-    """socketio.Server that also serves clients which never join a namespace explicitly.
+    """socketio.Server that also serves clients which never join a namespace explicitly, and
+    answers every message or closes the connection.
 
-    This overrides two internals of python-socketio 5.18 (pinned exactly in pyproject.toml;
-    tests/test_server.py fails if an upgrade breaks it):
+    This overrides internals of python-socketio 5.18 / python-engineio 4.15 (pinned exactly in
+    pyproject.toml; tests/test_server.py and tests/test_server_hostile.py fail if an upgrade
+    breaks it):
     - _handle_event: the first event of a client not yet in the namespace connects it first.
-    - _handle_eio_message: an undecodable packet goes to `on_unreadable_packet` instead of
-      raising into engineio (which would print a traceback).
+    - _handle_eio_message: a packet that cannot be decoded, or an event that is not a well-formed
+      call, goes to `on_unreadable_event` (which answers it); packets with no answer close the
+      connection.
+    - _handle_eio_connect: the Engine.IO socket answers a client PING with a PONG.
     """
 
-    def on_unreadable_packet(self, sid: str | None, text: str, error: Exception) -> None:
-        """Called with the client's sid (None if not in "/") for a packet that cannot be decoded."""
-        log.warning("client %s: unreadable Socket.IO packet (%s): %.60r", sid, error, text)
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._attachments_to_drop: dict[str, int] = {}  # eio sid -> binary frames still to come
+
+    def on_unreadable_event(self, sid: str, problem: str) -> None:
+        """Called with the client's sid for an event that cannot be handled; must reply."""
+        log.warning("client %s: %s", sid, problem)
+
+    def _sid(self, eio_sid: str) -> str:
+        """The client's sid in "/", connecting it implicitly, as the simulator expects."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None:
+            self._handle_connect(eio_sid, "/", None)  # sends `40{...}`, which the simulator ignores
+            sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        return sid
+
+    def _close(self, eio_sid: str, why: str) -> None:
+        log.warning("client %s: %s; connection closed", self.manager.sid_from_eio_sid(eio_sid, "/"), why)
+        self.eio.disconnect(eio_sid)
 
     def _handle_event(self, eio_sid, namespace, id, data):
-        namespace = namespace or "/"
-        if self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
-            self._handle_connect(eio_sid, namespace, None)  # sends `40{...}`, which the simulator ignores
-        super()._handle_event(eio_sid, namespace, id, data)
+        self._sid(eio_sid)  # only "/" events get here (see _handle_eio_message)
+        super()._handle_event(eio_sid, "/", id, data)
 
     def _handle_eio_message(self, eio_sid, data):
+        if isinstance(data, bytes):
+            if self._attachments_to_drop.get(eio_sid, 0) > 0:  # of a binary event answered already
+                self._attachments_to_drop[eio_sid] -= 1
+                return None
+            return self._close(eio_sid, "a binary frame, which is not part of the simulator's protocol")
         try:
-            super()._handle_eio_message(eio_sid, data)
-        except ValueError as e:  # bad JSON, bad packet framing
-            text = data if isinstance(data, str) else "<binary>"
-            if text[:1] == "2" and self.manager.sid_from_eio_sid(eio_sid, "/") is None:
-                self._handle_connect(eio_sid, "/", None)  # an event, even unreadable, connects
-            self.on_unreadable_packet(self.manager.sid_from_eio_sid(eio_sid, "/"), text, e)
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception as e:  # bad JSON, bad framing: ValueError, TypeError, IndexError...
+            if data[:1] == "2":  # an event, even unreadable, is a telemetry waiting for its reply
+                return self.on_unreadable_event(self._sid(eio_sid), f"unreadable event ({e}): {data[:40]!r}")
+            return self._close(eio_sid, f"unreadable Socket.IO packet ({type(e).__name__}): {data[:40]!r}")
+        kind = pkt.packet_type
+        if kind in (socketio.packet.EVENT, socketio.packet.BINARY_EVENT) and (pkt.namespace or "/") != "/":
+            return self._handle_connect(eio_sid, pkt.namespace, None)  # CONNECT_ERROR: not served
+        if kind == socketio.packet.BINARY_EVENT:
+            # Its image would come as binary attachments: answer now, as for any unreadable
+            # telemetry, and drop the attachments when they arrive.
+            self._attachments_to_drop[eio_sid] = (
+                self._attachments_to_drop.get(eio_sid, 0) + pkt.attachment_count
+            )
+            problem = "a binary event: send the image as a base64 string, as the simulator does"
+            return self.on_unreadable_event(self._sid(eio_sid), problem)
+        if kind == socketio.packet.EVENT:
+            named = isinstance(pkt.data, list) and pkt.data and isinstance(pkt.data[0], str)
+            if not named or pkt.data[0] in self.reserved_events:
+                problem = f"not a telemetry event: {data[:40]!r}"
+                return self.on_unreadable_event(self._sid(eio_sid), problem)
+            return self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        if kind in (socketio.packet.CONNECT, socketio.packet.DISCONNECT):
+            return super()._handle_eio_message(eio_sid, data)  # answered `40{...}`, or leaving
+        self._close(eio_sid, f"a {socketio.packet.packet_names[kind]} packet, which has no answer here")
+
+    def _handle_eio_disconnect(self, eio_sid, reason):
+        self._attachments_to_drop.pop(eio_sid, None)
+        super()._handle_eio_disconnect(eio_sid, reason)
+
+    def _handle_eio_connect(self, eio_sid, environ):
+        super()._handle_eio_connect(eio_sid, environ)
+        eio_socket = self.eio._get_socket(eio_sid)
+        receive = eio_socket.receive
+
+        def receive_answering_pings(pkt):
+            # python-engineio 4 ignores client PINGs (in EIO 4 the server pings); the simulator
+            # pings anyway and waits for the PONG, so it gets one.
+            if pkt.packet_type == engineio.packet.PING:
+                eio_socket.send(engineio.packet.Packet(engineio.packet.PONG, pkt.data))
+            elif pkt.packet_type == engineio.packet.NOOP:
+                pass  # nothing asked, nothing to answer
+            elif engineio.packet.OPEN < pkt.packet_type < len(engineio.packet.packet_names):
+                receive(pkt)  # PONG, MESSAGE, CLOSE, UPGRADE: engineio's own handling
+            else:
+                self._close(
+                    eio_sid, f"an Engine.IO packet of type {pkt.packet_type}, which clients do not send"
+                )
+
+        eio_socket.receive = receive_answering_pings
 
 
 class _TransportLog(logging.Filter):
@@ -96,9 +164,15 @@ class _TransportLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
             return True
-        if record.msg.startswith("%s: Unexpected error"):
+        if (
+            isinstance(record.msg, str)
+            and record.msg.startswith("%s: Unexpected error")
+            and len(record.args) == 2
+        ):
             sid, error = record.args
-            reason = f"a message over the {MAX_MESSAGE_BYTES}-byte limit" if "too large" in error else error
+            reason = (
+                f"a message over the {MAX_MESSAGE_BYTES}-byte limit" if "too large" in str(error) else error
+            )
             record.msg, record.args = "client %s: connection closed: %s", (sid, reason)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             return True
@@ -113,106 +187,11 @@ def _transport_logger() -> logging.Logger:
     return logger
 
 
-# --- Telemetry -------------------------------------------------------------------------------------
-
-
-class BadTelemetry(ValueError):
-    """A telemetry event the server cannot drive from; the message says what was wrong."""
-
-
-@dataclass
-class Telemetry:
-    frame: np.ndarray  # 160x320x3 RGB uint8
-    steering: float
-    throttle: float
-    speed: float
-
-
-def _number(payload: dict, key: str) -> float:
-    if key not in payload:
-        raise BadTelemetry(f"missing field {key!r}")
-    value = payload[key]
-    # The simulator sends strings ("0.0000"); modern clients may send numbers. Both are fine.
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise BadTelemetry(f"field {key!r} is {type(value).__name__}, not a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadTelemetry(f"field {key!r} is not a number: {value[:20]!r}") from None
-    if not math.isfinite(number):
-        raise BadTelemetry(f"field {key!r} is not finite: {value!r}")
-    return number
-
-
-def decode_image(text, max_chars: int = MAX_IMAGE_CHARS) -> np.ndarray:
-    """The telemetry's base64 JPEG -> 160x320x3 RGB frame. Raises BadTelemetry saying why not."""
-    if not isinstance(text, str):
-        raise BadTelemetry(f"field 'image' is {type(text).__name__}, not a base64 string")
-    if len(text) > max_chars:
-        raise BadTelemetry(f"image of {len(text)} base64 characters exceeds the {max_chars} limit")
-    try:
-        jpeg = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise BadTelemetry(f"image is not valid base64 ({e})") from None
-    # libjpeg decodes a truncated file as grey and only warns: require the end-of-image marker.
-    if jpeg[:2] == b"\xff\xd8" and jpeg[-2:] != b"\xff\xd9":
-        raise BadTelemetry(f"image is a truncated JPEG ({len(jpeg)} bytes, no end-of-image marker)")
-    try:
-        frame = decode_jpeg(jpeg, "image")
-        check_frame(frame, "image")
-    except FrameError as e:
-        raise BadTelemetry(str(e)) from None
-    return frame
-
-
-def parse_telemetry(data, max_image_chars: int = MAX_IMAGE_CHARS) -> Telemetry | None:
-    """The simulator's telemetry payload -> Telemetry, or None for manual driving (null or {})."""
-    if data is None or data == {}:
-        return None
-    if not isinstance(data, dict):
-        raise BadTelemetry(f"payload is {type(data).__name__}, not an object")
-    if "image" not in data:
-        raise BadTelemetry("missing field 'image'")
-    return Telemetry(
-        frame=decode_image(data["image"], max_image_chars),
-        steering=_number(data, "steering_angle"),
-        throttle=_number(data, "throttle"),
-        speed=_number(data, "speed"),
-    )
-
-
-# --- Throttle ------------------------------------------------------------------------------------
-
-
-@dataclass
-class SpeedController:
-    """PI controller from speed error to throttle, updated once per frame like the classic drive.py
-    (kp 0.1, ki 0.002). Per frame rather than per second so a simulator stepped faster than real
-    time gets the same throttle. The integral is clamped so a long stop cannot wind it up.
-
-    turn_slowdown > 0 lowers the target in sharp turns: target = speed * (1 - k |steering|), at
-    least half the set speed."""
-
-    speed: float = 9.0
-    kp: float = 0.1
-    ki: float = 0.002
-    turn_slowdown: float = 0.0
-    integral: float = 0.0
-
-    def target(self, steering: float) -> float:
-        return self.speed * max(0.5, 1.0 - self.turn_slowdown * abs(steering))
-
-    def update(self, speed: float, steering: float = 0.0) -> float:
-        error = self.target(steering) - speed
-        self.integral = min(max(self.integral + error, -1.0 / self.ki), 1.0 / self.ki)
-        return min(max(self.kp * error + self.ki * self.integral, -1.0), 1.0)
-
-
 # --- Status --------------------------------------------------------------------------------------
 
 
 class Stats:
-    """Frames answered since the last status line, with their server-side latency."""
+    """Frames answered since the last status line, with the pilot's time per frame."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -222,15 +201,19 @@ class Stats:
         self.speed = 0.0
         self.total = 0
 
+    def __call__(self, sid: str, command: Command) -> None:
+        """A server listener: count one reply."""
+        if command.problem is not None:
+            with self._lock:
+                self.bad += 1
+        elif command.telemetry is not None:
+            self.add(command.seconds, command.steering, command.telemetry.speed)
+
     def add(self, seconds: float, steering: float, speed: float) -> None:
         with self._lock:
             self._latencies.append(seconds)
             self.steering, self.speed = steering, speed
             self.total += 1
-
-    def add_bad(self) -> None:
-        with self._lock:
-            self.bad += 1
 
     def line(self, interval: float) -> str | None:
         """One status line for the last `interval` seconds, then reset; None if nothing happened."""
@@ -255,31 +238,28 @@ class Stats:
 
 
 @dataclass
-class ClientState:
-    controller: SpeedController
-    steering: float = 0.0  # last steering sent: the safe command keeps it
-
-
-@dataclass
-class DriveConfig:
-    speed: float = 9.0  # mph, the PI controller's target
-    throttle: float | None = None  # fixed throttle instead of the controller
-    turn_slowdown: float = 0.0
-    record: Path | None = None
+class ServeConfig:
     async_mode: str = "threading"
-    max_image_chars: int = MAX_IMAGE_CHARS
+    record: Path | None = None  # save every driven frame as a recording here
     status_interval: float = 1.0  # seconds between status lines; 0 for none
+    http_timeout: float = HTTP_TIMEOUT_S
+
+    def validate(self) -> ServeConfig:
+        if self.async_mode not in ASYNC_MODES:
+            raise ValueError(f"async_mode must be one of {ASYNC_MODES}, not {self.async_mode!r}")
+        if not 0 <= self.status_interval <= 3600:
+            raise ValueError(f"status_interval {self.status_interval}: must be 0 to 3600 s")
+        return self
 
 
 class DriveServer:
-    """Serves a Predictor to the simulator: `DriveServer(predictor).serve()`; tests and benchmarks
-    use start() / stop() to run it in a background thread on a free port."""
+    """Serves a Pilot to the simulator: `DriveServer(pilot).serve()`. Tests and benchmarks use
+    start() / stop() to run it in the background on a free port. Listeners (the recorder, the
+    status line; anything with the Listener signature) see every reply after it is sent."""
 
-    def __init__(self, predictor: Predictor, config: DriveConfig | None = None):
-        self.predictor = predictor
-        self.config = config = config or DriveConfig()
-        if config.async_mode not in ASYNC_MODES:
-            raise ValueError(f"async_mode must be one of {ASYNC_MODES}, not {config.async_mode!r}")
+    def __init__(self, pilot: Pilot, config: ServeConfig | None = None, listeners: list[Listener] = ()):
+        self.pilot = pilot
+        self.config = config = (config or ServeConfig()).validate()
         if config.async_mode == "eventlet":
             with warnings.catch_warnings():  # eventlet announces its deprecation on import
                 warnings.simplefilter("ignore")
@@ -291,114 +271,80 @@ class DriveServer:
             engineio_logger=_transport_logger(),
             max_http_buffer_size=MAX_MESSAGE_BYTES,
         )
-        self.sio.on_unreadable_packet = self._on_unreadable_packet
+        self.sio.on_unreadable_event = self._on_unreadable_event
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
-        self.sio.on("telemetry", self._on_telemetry)
+        self.sio.on("*", self._on_event)
         self.app = Flask(__name__)
         self.app.add_url_rule("/", "status", self._status_page)
         self.app.wsgi_app = socketio.WSGIApp(self.sio, self.app.wsgi_app)
         self.stats = Stats()
-        self.clients: dict[str, ClientState] = {}
-        self._clients_lock = threading.Lock()
-        self.recorder = RecordingWriter(config.record) if config.record else None
-        self._record_lock = threading.Lock()
-        self._last_stamp = datetime.min
+        self.recorder = DriveRecorder(config.record) if config.record else None
+        self.listeners: list[Listener] = [self.stats, *listeners]
+        if self.recorder is not None:
+            self.listeners.append(self._record)
+        self.sessions: dict[str, Session] = {}
+        self._sessions_lock = threading.Lock()
         self._http = None  # werkzeug's server (threading mode)
         self._thread = None
         self._listener = None
         self._running = False
+        self.port = 0
 
     # -- events --
 
-    def _client(self, sid: str) -> ClientState:
-        with self._clients_lock:
-            if sid not in self.clients:
-                self.clients[sid] = ClientState(
-                    SpeedController(self.config.speed, turn_slowdown=self.config.turn_slowdown)
-                )
-            return self.clients[sid]
+    def _session(self, sid: str) -> Session:
+        with self._sessions_lock:
+            if sid not in self.sessions:
+                self.sessions[sid] = self.pilot.new_session()
+            return self.sessions[sid]
 
     def _on_connect(self, sid, environ, auth=None):
         log.info("client %s connected from %s", sid, environ.get("REMOTE_ADDR", "?"))
-        self._client(sid)
+        self._session(sid)
 
     def _on_disconnect(self, sid, reason=None):
         log.info("client %s disconnected (%s)", sid, reason)
-        with self._clients_lock:
-            self.clients.pop(sid, None)
+        with self._sessions_lock:
+            self.sessions.pop(sid, None)
 
-    def _steer(self, sid: str, steering: float, throttle: float) -> None:
-        # STRING values: the simulator reads them with float.Parse(x.str).
-        steering, throttle = steering + 0.0, throttle + 0.0  # -0.0 would print as "-0.0000"
-        self.sio.emit("steer", {"steering_angle": f"{steering:.4f}", "throttle": f"{throttle:.4f}"}, to=sid)
-
-    def _safe(self, sid: str, reason: str) -> None:
-        state = self._client(sid)
-        self.stats.add_bad()
-        log.warning("client %s: %s; answered steering %.4f, throttle 0", sid, reason, state.steering)
-        self._steer(sid, state.steering, 0.0)
-
-    def _on_unreadable_packet(self, sid: str | None, text: str, error: Exception) -> None:
-        # Everything the simulator sends is a telemetry event waiting for its reply.
-        if sid is not None and text[:1] == "2":
-            self._safe(sid, f"unreadable event ({error}): {text[:40]!r}")
-        else:
-            log.warning("client %s: unreadable Socket.IO packet (%s): %.60r", sid, error, text)
-
-    def _on_telemetry(self, sid, data=None):
-        start = time.perf_counter()
-        try:
-            try:
-                telemetry = parse_telemetry(data, self.config.max_image_chars)
-            except BadTelemetry as e:
-                return self._safe(sid, f"bad telemetry: {e}")
-            if telemetry is None:
-                self.sio.emit("manual", {}, to=sid)
-                return
-            state = self._client(sid)
-            steering = self.predictor(telemetry.frame)
-            if not math.isfinite(steering):
-                return self._safe(sid, f"model returned {steering}")
-            steering = min(max(steering, -1.0), 1.0)
-            throttle = (
-                self.config.throttle
-                if self.config.throttle is not None
-                else state.controller.update(telemetry.speed, steering)
+    def _reply(self, sid: str, command: Command) -> None:
+        if command.problem is not None:  # logged first: the line is there when the client reads on
+            log.warning(
+                "client %s: %s; answered steering %.4f, throttle 0", sid, command.problem, command.steering
             )
-            state.steering = steering
-            self._steer(sid, steering, throttle)
-            self.stats.add(time.perf_counter() - start, steering, telemetry.speed)
-            if self.recorder is not None:  # after the reply: the simulator is not kept waiting
-                self._record(telemetry.frame, steering, throttle, telemetry.speed)
-        except Exception as e:  # nothing a client sends may take the server down
-            log.exception("client %s: error while driving", sid)
-            self._safe(sid, f"internal error {type(e).__name__}")
-
-    def _record(self, frame: np.ndarray, steering: float, throttle: float, speed: float) -> None:
-        with self._record_lock:
-            # File names carry milliseconds; two chains can answer within one, so keep them unique.
-            now = max(datetime.now(), self._last_stamp + timedelta(milliseconds=1))
-            self._last_stamp = now
+        self.sio.emit(command.event, command.payload(), to=sid)
+        for listener in self.listeners:
             try:
-                self.recorder.write(
-                    now,
-                    frame,
-                    steering=steering,
-                    throttle=max(throttle, 0.0),
-                    brake=max(-throttle, 0.0),
-                    speed=speed,
-                )
-            except OSError as e:
-                log.error("recording to %s failed (%s); recording stopped", self.recorder.folder, e)
-                self.recorder = None
+                listener(sid, command)
+            except Exception:  # a listener's fault must not stop the drive
+                log.exception("listener %r failed", listener)
+
+    def _on_unreadable_event(self, sid: str, problem: str) -> None:
+        self._reply(sid, self.pilot.fallback(self._session(sid), problem))
+
+    def _on_event(self, event: str, sid: str, *args) -> None:
+        """Every event: `telemetry` is driven; any other name is a client that does not speak
+        the simulator's protocol, answered with the safe command so it never waits."""
+        session = self._session(sid)
+        if event == "telemetry":
+            self._reply(sid, self.pilot.drive(args[0] if args else None, session))
+        else:
+            self._reply(
+                sid, self.pilot.fallback(session, f"unknown event {event[:40]!r} (expected 'telemetry')")
+            )
+
+    def _record(self, sid: str, command: Command) -> None:
+        if command.telemetry is not None:  # a driven frame: not manual, not a fallback
+            t = command.telemetry
+            self.recorder.record(t.frame, command.steering, command.throttle, t.speed)
 
     def _status_page(self):
         return jsonify(
-            model=self.predictor.name,
-            backend=self.predictor.backend,
+            model=self.pilot.name,
+            backend=self.pilot.predictor.backend,
             async_mode=self.config.async_mode,
-            clients=len(self.clients),
+            clients=len(self.sessions),
             frames=self.stats.total,
         )
 
@@ -420,12 +366,22 @@ class DriveServer:
 
             self._listener = eventlet.listen((host, port))
             self._listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sio.start_background_task(eventlet.wsgi.server, self._listener, self.app, log_output=False)
+            self.sio.start_background_task(
+                eventlet.wsgi.server,
+                self._listener,
+                self.app,
+                log_output=False,
+                socket_timeout=self.config.http_timeout,
+            )
         else:
-            from werkzeug.serving import make_server
+            from werkzeug.serving import WSGIRequestHandler, make_server
 
             logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per HTTP request
-            self._http = make_server(host, port, self.app, threaded=True)
+
+            class Handler(WSGIRequestHandler):
+                timeout = self.config.http_timeout  # a half-sent request is dropped after this
+
+            self._http = make_server(host, port, self.app, threaded=True, request_handler=Handler)
             self._listener = self._http.socket
             self._listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._thread = threading.Thread(target=self._http.serve_forever, name="drive-server", daemon=True)
@@ -436,8 +392,8 @@ class DriveServer:
             self.sio.start_background_task(self._status_loop)
         log.info(
             "serving %s (%s) on http://%s:%d (%s mode)",
-            self.predictor.name,
-            self.predictor.backend,
+            self.pilot.name,
+            self.pilot.predictor.backend,
             host,
             self.port,
             self.config.async_mode,
@@ -474,7 +430,16 @@ class DriveServer:
     def close(self) -> None:
         """Close the recording (the server itself: stop())."""
         if self.recorder is not None:
-            with self._record_lock:
-                self.recorder.close()
+            self.recorder.close()
             log.info("recorded %d frames to %s", self.recorder.rows, self.recorder.folder)
             self.recorder = None
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll `condition` until true or `timeout` seconds pass (for tests and tools)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

@@ -25,16 +25,10 @@ import pytest
 import socketio
 
 from driving.data import load_recordings
+from driving.pilot import MAX_IMAGE_CHARS, Pilot, PilotConfig, SpeedController
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
-from driving.server import (
-    MAX_IMAGE_CHARS,
-    MAX_MESSAGE_BYTES,
-    DriveConfig,
-    DriveServer,
-    SpeedController,
-    Stats,
-)
+from driving.server import MAX_MESSAGE_BYTES, DriveServer, ServeConfig, Stats
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
 from tests.conftest import road_frame
 from tests.test_runtime import tiny_model
@@ -59,7 +53,7 @@ def expected(predictor):
 
 @pytest.fixture(scope="module")
 def server(predictor):
-    srv = DriveServer(predictor, DriveConfig(speed=9.0, status_interval=0.2))
+    srv = DriveServer(Pilot(predictor, PilotConfig(speed=9.0)), ServeConfig(status_interval=0.2))
     srv.start()
     yield srv
     srv.stop()
@@ -126,19 +120,20 @@ def test_manual_telemetry_is_answered_with_manual(sim, packet):
     assert sim.receive_reply() == ("manual", {})
 
 
-def test_server_pings_are_answered_and_client_pings_ignored(server, predictor):
+def test_pings_both_ways_are_answered(server, predictor):
     # A server that pings every 0.2 s: the client answers while it waits, and the connection lives.
-    srv = DriveServer(predictor, DriveConfig(status_interval=0))
+    srv = DriveServer(Pilot(predictor), ServeConfig(status_interval=0))
     srv.sio.eio.ping_interval = 0.2
     srv.start()
     try:
         with SimulatorClient(port=srv.port, timeout=10.0) as client:
-            client.connect(JPEGS[0])  # it also sent its own PING `2`: ignored, no harm
+            client.connect(JPEGS[0])  # it also sent its own PING `2`, as the simulator does...
             for _ in range(3):
                 time.sleep(0.3)
                 client.send_telemetry(0.0, 0.0, 9.0, JPEGS[1])
                 assert client.receive_reply()[0] == "steer"
             assert client.pings_answered >= 2
+            assert "3" in client.ignored  # ...and got its PONG: the simulator's ping thread waits for it
     finally:
         srv.stop()
 
@@ -188,7 +183,7 @@ BAD = {
     "corrupt base64": (telemetry("not*base64!"), "not valid base64"),
     "truncated JPEG": (telemetry(b64(JPEGS[0][: len(JPEGS[0]) // 2])), "truncated JPEG"),
     "not a JPEG": (telemetry(b64(b"GIF89a" + bytes(100))), "not a readable JPEG"),
-    "wrong image size": (telemetry(wrong_size_jpeg()), "expected 320x160"),
+    "wrong image size": (telemetry(wrong_size_jpeg()), "expected a 320x160 RGB uint8 frame"),
     "missing image": ('42["telemetry",{"speed":"1.0"}]', "missing field 'image'"),
     "missing speed": (
         "42" + json.dumps(["telemetry", {"steering_angle": "0", "throttle": "0", "image": b64(JPEGS[0])}]),
@@ -290,7 +285,7 @@ def test_speed_controller():
 
 
 def test_fixed_throttle(predictor):
-    srv = DriveServer(predictor, DriveConfig(throttle=0.25, status_interval=0))
+    srv = DriveServer(Pilot(predictor, PilotConfig(throttle=0.25)), ServeConfig(status_interval=0))
     srv.start()
     try:
         with SimulatorClient(port=srv.port, timeout=10.0) as client:
@@ -318,7 +313,7 @@ def test_status_line(server, caplog):
 
 def test_record_loads_back_with_the_recordings_loader(predictor, tmp_path, expected):
     folder = tmp_path / "drive"
-    srv = DriveServer(predictor, DriveConfig(record=folder, status_interval=0))
+    srv = DriveServer(Pilot(predictor), ServeConfig(record=folder, status_interval=0))
     srv.start()
     try:
         with SimulatorClient(port=srv.port, timeout=10.0) as client:
