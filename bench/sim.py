@@ -1,7 +1,7 @@
 """Headless simulator speed: rendered frames per second on one core, against the 300 frames/s
 target (100 three-camera samples per second), and JPEG writing throughput.
 
-    python bench/sim.py [--track lake] [--frames 600]
+    python bench/sim.py [--track lake] [--frames 600] [--conditions SEED]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import cv2
 from driving.config import CAMERAS, SAMPLE_RATE_HZ
 from driving.data import RecordingWriter
 from driving.preprocess import encode_jpeg
+from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert
 from driving.sim.simulator import Simulator
 from driving.sim.track import builtin_track
@@ -29,11 +30,15 @@ def main() -> None:
     )
     parser.add_argument("--track", default="lake")
     parser.add_argument("--frames", type=int, default=600, help="frames per measurement")
+    parser.add_argument(
+        "--conditions", type=int, metavar="SEED", help="render under Conditions.draw(SEED) (default: none)"
+    )
     args = parser.parse_args()
     cv2.setNumThreads(1)  # one core, as the target says
 
     t0 = time.perf_counter()
-    sim = Simulator(builtin_track(args.track), seed=0)
+    conditions = Conditions() if args.conditions is None else Conditions.draw(args.conditions)
+    sim = Simulator(builtin_track(args.track), seed=0, conditions=conditions)
     print(
         f"world + cameras built in {time.perf_counter() - t0:.2f} s "
         f"(texture {sim.world.shape[1]}x{sim.world.shape[0]} px)"
