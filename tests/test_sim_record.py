@@ -278,3 +278,9 @@ def test_cli_vary_and_save_track(tmp_path, capsys, small_track):
     assert main([*args, "--save-track", str(saved)]) == 0
     assert "looks: lap 0" in capsys.readouterr().out
     assert load_track(saved).name == "oval" and (out / "looks.json").exists()
+
+
+def test_the_command_line_and_record_share_the_bound_on_laps():
+    from driving.sim import __main__ as sim_cli
+
+    assert sim_cli.MAX_LAPS == record_module.MAX_LAPS
