@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 
 from driving.config import CAMERAS, FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE, SAMPLE_RATE_HZ, AugmentConfig
-from driving.data import RecordingWriter, load_recordings
+from driving.data import load_recordings
 from driving.pipeline import build_datasets, steps_per_epoch
 from driving.preprocess import preprocess, read_frame
+from driving.recording import RecordingWriter
 
 # --- A recording to read ------------------------------------------------------------------------
 

@@ -122,3 +122,63 @@ class Checkpoints(keras.callbacks.Callback):
             save_keras(self.model, self.out / f"{self.name}.h5", best)
         last = replace(self.info, checkpoint=f"last, epoch {epoch + 1}")
         save_keras(self.model, self.out / f"{self.name}.last.keras", last)
+
+
+class DriveCheck(keras.callbacks.Callback):
+    """Every `every` training steps, drive the model on the held-out validation suite
+    (driving.evaluate's `validation` suite: tracks no recording and no other suite uses) and keep
+    the best driver as NAME.drive.keras: validation loss does not say who drives.
+
+    The model is converted to LiteRT as drive.py would serve it and driven in this process
+    (fixed step, deterministic). Score: mean autonomy over the drives, ties broken by the lower
+    mean |cross-track error|. Each check is one row of NAME.drive.csv (step, epoch, scores,
+    seconds it took)."""
+
+    def __init__(self, out: Path, name: str, info: ModelInfo, every: int, suite=None, step: int = 0):
+        super().__init__()
+        from driving.evaluate import SUITES
+
+        self.out, self.name, self.info, self.every = out, name, info, every
+        self.suite = suite or SUITES["validation"]
+        self.step, self.epoch = step, 0
+        self.best: tuple[float, float] | None = None
+        self.rows: list[dict] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0 and math.isfinite(float((logs or {}).get("loss", math.nan))):
+            self.check()
+
+    def check(self) -> dict:
+        from driving.evaluate import drive_one
+        from driving.modelio import ModelInfo, to_tflite
+        from driving.pilot import Pilot
+        from driving.runtime import Predictor
+
+        start = time.perf_counter()
+        info = self.info
+        predictor = Predictor.from_tflite(
+            to_tflite(self.model),
+            name=f"{self.name}@{self.step}",
+            num_threads=1,
+            info=ModelInfo(preprocessing=info.preprocessing),
+        )
+        pilot = Pilot(predictor)
+        drives = [drive_one("", d, pilot=pilot) for d in self.suite.drives]
+        autonomy = sum(d["autonomy_pct"] for d in drives) / len(drives)
+        cte = sum(d["mean_abs_cte_m"] for d in drives) / len(drives)
+        row = {"step": self.step, "epoch": self.epoch, "autonomy": autonomy, "mean_abs_cte_m": cte}
+        if self.best is None or (autonomy, -cte) > self.best:
+            self.best = (autonomy, -cte)
+            label = f"best validation drive, step {self.step} (epoch {self.epoch + 1})"
+            save_keras(self.model, self.out / f"{self.name}.drive.keras", replace(info, checkpoint=label))
+            row["kept"] = True
+        row["seconds"] = time.perf_counter() - start
+        self.rows.append(row)
+        from driving.files import write_text
+
+        write_text(self.out / f"{self.name}.drive.csv", pd.DataFrame(self.rows).to_csv(index=False))
+        return row

@@ -14,13 +14,18 @@ import math
 from collections.abc import Callable
 
 
+def _show(value) -> str:
+    return f"{value:d}" if isinstance(value, int) else f"{value:g}"
+
+
 def _range_text(low, high, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
-        return f"{'above' if low_open else 'from'} {low:g} {'and below' if high_open else 'to'} {high:g}"
+        to = "and below" if high_open else "to"
+        return f"{'above' if low_open else 'from'} {_show(low)} {to} {_show(high)}"
     if low is not None:
-        return f"{'above' if low_open else 'at least'} {low:g}"
+        return f"{'above' if low_open else 'at least'} {_show(low)}"
     if high is not None:
-        return f"{'below' if high_open else 'at most'} {high:g}"
+        return f"{'below' if high_open else 'at most'} {_show(high)}"
     return "finite"
 
 

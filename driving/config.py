@@ -200,6 +200,9 @@ class RunConfig:
     block_seconds: float = 10.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    # Every this many steps, drive the model on the held-out validation suite and keep the best
+    # driver as NAME.drive.keras (0: off). Validation loss does not say who drives.
+    drive_check_steps: int = 0
     # how it runs (results do not depend on these)
     cache_dir: str | None = None
     resume: bool = False
@@ -229,6 +232,7 @@ class RunConfig:
         lr = _finite(self.lr, "lr")
         _check(0 < lr <= 1, "lr", f"must be above 0 and at most 1, got {lr:g}")
         _whole(self.patience, "patience", 1)
+        _whole(self.drive_check_steps, "drive_check_steps", 0, 10_000_000)
         val = _finite(self.val_fraction, "val_fraction")
         _check(0 < val < 1, "val_fraction", f"must be above 0 and below 1, got {val:g}")
         block = _finite(self.block_seconds, "block_seconds")

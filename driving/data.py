@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from driving.config import CAMERAS, CSV_NAME, IMG_DIR, SAMPLE_RATE_HZ
 from driving.preprocess import FrameError, read_frame
-from driving.recording import RecordingWriter  # noqa: F401  (until driving/sim imports it from driving.recording)
 
 COLUMNS = ("center", "left", "right", "steering", "throttle", "brake", "speed")
 

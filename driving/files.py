@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -59,9 +60,21 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def finite_json(value):
+    """`value` with every NaN or infinite float replaced by None: JSON has neither, and a reader
+    should see a missing figure, not the non-standard token Python would write."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: str | Path, data) -> Path:
-    """Indented JSON with a final newline; NaN and infinity are refused (JSON has neither)."""
-    return write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    """Indented JSON with a final newline; NaN and infinity are written as null."""
+    return write_text(path, json.dumps(finite_json(data), indent=1, allow_nan=False) + "\n")
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110, **kw) -> Path:

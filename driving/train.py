@@ -222,20 +222,9 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
         results.append(train_model(name, config, train_ds, val_ds, steps, strategy, progress))
         keras.backend.clear_session(free_memory=True)
         results_json = {r.name: vars(r) for r in results}
-        write_json(
-            out / RUN_JSON, {**record, "command": command_line(config), "results": _finite(results_json)}
-        )
+        write_json(out / RUN_JSON, {**record, "command": command_line(config), "results": results_json})
     plot_loss_overlay(all_histories(out), out / "loss_overlay.png")
     return results
-
-
-def _finite(value):
-    """JSON has no NaN: non-finite numbers become null."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def setup_devices(mixed_precision: bool = False) -> None:
@@ -309,6 +298,8 @@ def train_model(
         callbacks.HistoryLog(out, name, history),
         early,
     ]
+    if config.drive_check_steps:
+        fit_callbacks.append(_drive_check(out, name, info, config.drive_check_steps, initial_epoch * steps))
     if config.tensorboard:
         fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
     if progress:
@@ -342,6 +333,27 @@ def train_model(
         stopped_early=len(history) < config.epochs and not divergence.diverged,
         diverged=divergence.diverged,
     )
+
+
+def _drive_check(out: Path, name: str, info, every: int, step: int):
+    """The DriveCheck callback, carrying on from NAME.drive.csv when a run resumes (so a resumed
+    run never replaces the drive-best checkpoint with a worse one)."""
+    import pandas as pd
+
+    from driving.callbacks import DriveCheck
+
+    check = DriveCheck(out, name, info, every, step=step)
+    log = out / f"{name}.drive.csv"
+    if step and log.is_file() and (out / f"{name}.drive.keras").is_file():
+        try:
+            rows = pd.read_csv(log).to_dict(orient="records")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            rows = []
+        check.rows = [r for r in rows if r.get("step", 0) <= step]
+        kept = [r for r in check.rows if r.get("kept") is True]
+        if kept:
+            check.best = max((r["autonomy"], -r["mean_abs_cte_m"]) for r in kept)
+    return check
 
 
 def summary_table(results: Sequence[TrainResult]) -> str:
@@ -478,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="steering added for the left camera's frames, subtracted for the right's "
         "(default %(default)s, the classic tuned value)",
     )
+    budget.add_argument(
+        "--drive-check-steps",
+        type=cli.non_negative_int,
+        default=defaults.drive_check_steps,
+        metavar="N",
+        help="every N steps, drive the model on the held-out validation suite and keep the best "
+        "driver as OUT/NAME.drive.keras (default 0: off)",
+    )
     how = parser.add_argument_group("how it runs")
     how.add_argument(
         "--out", type=Path, default=Path(defaults.out), help="output folder (default %(default)s/)"
@@ -549,6 +569,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         strategy=args.strategy,
         mixed_precision=args.mixed_precision,
         tensorboard=not args.no_tensorboard,
+        drive_check_steps=args.drive_check_steps,
     )
 
 
@@ -572,6 +593,7 @@ OPTIONS = {
     "frame_width": "--frame-size",
     "steering_correction": "--steering-correction",
     "strategy": "--strategy",
+    "drive_check_steps": "--drive-check-steps",
 }
 
 
@@ -592,6 +614,7 @@ def command_line(config: RunConfig) -> str:
         ("--crop-top", config.preprocessing.crop_top, g.crop_top),
         ("--crop-bottom", config.preprocessing.crop_bottom, g.crop_bottom),
         ("--steering-correction", a.steering_correction, AugmentConfig().steering_correction),
+        ("--drive-check-steps", config.drive_check_steps, d.drive_check_steps),
     ):
         if value != default:
             parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]

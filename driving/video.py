@@ -10,7 +10,6 @@ The file is written under a temporary name and renamed when complete, then read 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,8 +18,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from driving import cli
 from driving.config import SAMPLE_RATE_HZ
 from driving.data import RecordingError, load_recordings
+from driving.files import atomic_path
 from driving.preprocess import FrameError, read_frame
 
 FOURCC = "mp4v"  # MPEG-4 Part 2: the encoder opencv-python-headless ships (no H.264 there)
@@ -45,26 +46,30 @@ def count_frames(path: str | Path) -> int:
 
 def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = SAMPLE_RATE_HZ) -> int:
     """Write RGB uint8 frames (all one size) to an MP4 at `path`; returns the frame count.
-    Atomic: a crash or an empty input leaves no half-written file at `path`."""
+    Atomic, and checked before it is renamed into place: the file must read back frame for frame.
+    A crash, an empty input or a file that does not read back leaves `path` as it was."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.mp4'}")  # the suffix picks the container
+    if path.suffix.lower() != ".mp4":
+        raise VideoError(f"{path}: the file name must end in .mp4")
     writer, written = None, 0
-    try:
-        for rgb in frames:
-            if writer is None:
-                height, width = rgb.shape[:2]
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
-                if not writer.isOpened():
-                    raise VideoError(f"{path}: cannot open a {FOURCC} video writer")
-            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # VideoWriter takes BGR
-            written += 1
-    finally:
-        if writer is not None:
-            writer.release()
-    if written == 0:
-        tmp.unlink(missing_ok=True)
-        raise VideoError(f"{path}: no frames to write")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the temporary name keeps .mp4: the suffix picks the container
+        try:
+            for rgb in frames:
+                if writer is None:
+                    height, width = rgb.shape[:2]
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC), fps, (width, height))
+                    if not writer.isOpened():
+                        raise VideoError(f"{path}: cannot open a {FOURCC} video writer")
+                writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))  # VideoWriter takes BGR
+                written += 1
+        finally:
+            if writer is not None:
+                writer.release()
+        if written == 0:
+            raise VideoError(f"{path}: no frames to write")
+        readable = count_frames(tmp)
+        if readable != written:
+            raise VideoError(f"{path}: wrote {written} frames but {readable} read back")
     return written
 
 
@@ -94,11 +99,17 @@ def recording_to_video(
 
     def frames():
         nonlocal skipped
+        shape = None  # a video has one frame size: the first frame's
         for row in tqdm(
             rows.itertuples(), total=len(rows), desc=f"video {out.name}", unit="frame", disable=not progress
         ):
             try:
                 rgb = read_frame(row.center)
+                shape = shape or rgb.shape
+                if rgb.shape != shape:
+                    raise FrameError(
+                        f"{row.center}: {rgb.shape[1]}x{rgb.shape[0]}, not {shape[1]}x{shape[0]}"
+                    )
             except FrameError as e:
                 skipped += 1
                 tqdm.write(f"skipped: {e}")
@@ -106,9 +117,6 @@ def recording_to_video(
             yield overlay(rgb, row.steering, row.speed) if with_overlay else rgb
 
     written = write_video(frames(), out, fps)
-    readable = count_frames(out)
-    if readable != written:
-        raise VideoError(f"{out}: wrote {written} frames but {readable} read back")
     return out, written, skipped
 
 
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="recording folder (driving_log.csv + IMG/)")
     parser.add_argument(
         "--fps",
-        type=float,
+        type=cli.number(low=0, low_open=True, high=1000),
         default=SAMPLE_RATE_HZ,
         help=f"frames per second (default {SAMPLE_RATE_HZ}, the simulator's sample rate)",
     )
@@ -130,11 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--overlay", action="store_true", help="write steering and speed on each frame")
     args = parser.parse_args(argv)
-    if args.fps <= 0:
-        parser.error(f"--fps {args.fps}: must be positive")
     try:
         out, written, skipped = recording_to_video(args.folder, args.out, args.fps, args.overlay)
-    except (RecordingError, VideoError) as e:
+    except (RecordingError, VideoError, OSError) as e:
         print(f"driving.video: {e}", file=sys.stderr)
         return 1
     note = f", {skipped} unreadable frames skipped" if skipped else ""

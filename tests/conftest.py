@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH, SAMPLE_RATE_HZ
-from driving.data import RecordingWriter
+from driving.recording import RecordingWriter
 
 
 def road_frame(offset: float, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from driving.config import INPUT_SHAPE
+from driving.pilot import Pilot, PilotConfig
 from driving.runtime import Predictor
-from driving.server import DriveConfig, DriveServer, SimulatorCompatibleServer
+from driving.server import DriveServer, ServeConfig, SimulatorCompatibleServer
 from driving.sim.__main__ import main as sim_main
 from driving.sim.client import ProtocolError
-from driving.sim.drive import DriveOptions, drive
+from driving.sim.closed_loop import DirectLink, DriveOptions, SocketLink, drive
 from driving.sim.metrics import autonomy, steering_rate_rms
 from driving.sim.track import get_track
 from driving.video import count_frames
@@ -40,10 +41,9 @@ def constant_model(steering: float) -> keras.Model:
 class Served:
     """drive.py's server for one model on a free loopback port, in this process."""
 
-    def __init__(self, steering: float, **config):
-        self.server = DriveServer(
-            Predictor.from_keras(constant_model(steering)), DriveConfig(status_interval=0.0, **config)
-        )
+    def __init__(self, steering: float, **pilot):
+        pilot = Pilot(Predictor.from_keras(constant_model(steering)), PilotConfig(**pilot))
+        self.server = DriveServer(pilot, ServeConfig(status_interval=0.0))
 
     def __enter__(self) -> int:
         return self.server.start("127.0.0.1", 0)
@@ -68,7 +68,7 @@ def test_autonomy_and_smoothness_formulas():
 
 def test_steering_hard_right_is_intervened_and_put_back_on_the_centre_line(tmp_path):
     with Served(1.0, speed=9.0) as port:
-        metrics, trace = drive(LAKE, port=port, options=options(0.06))
+        metrics, trace = drive(LAKE, SocketLink(port=port), options(0.06))
     assert metrics.interventions >= 2  # a 5.6 m turning circle cannot stay on an 8 m road
     assert metrics.interventions == len(trace.interventions)
     for event in trace.interventions:  # off the road, then put back on the centre line
@@ -85,8 +85,8 @@ def test_steering_hard_right_is_intervened_and_put_back_on_the_centre_line(tmp_p
 
 def test_straight_model_metrics_report_and_determinism(tmp_path):
     with Served(0.0, speed=9.0) as port:
-        metrics, trace = drive(LAKE, port=port, options=options(0.03))
-        again, trace2 = drive(LAKE, port=port, options=options(0.03))
+        metrics, trace = drive(LAKE, SocketLink(port=port), options(0.03))
+        again, trace2 = drive(LAKE, SocketLink(port=port), options(0.03))
     assert trace.x == trace2.x and trace.cte == trace2.cte  # fixed physics step: deterministic
     assert metrics.frames == len(trace.x) == len(trace.latency_s) + 2  # start + the connect reply
     assert metrics.elapsed_s == pytest.approx((metrics.frames - 1) / 15, abs=1e-3)
@@ -100,14 +100,14 @@ def test_straight_model_metrics_report_and_determinism(tmp_path):
 
 def test_stalled_car_ends_the_drive():
     with Served(0.0, throttle=0.0) as port:
-        metrics, _ = drive(LAKE, port=port, options=options(1.0))
+        metrics, _ = drive(LAKE, SocketLink(port=port), options(1.0))
     assert not metrics.completed and metrics.end_reason.startswith("stalled")
     assert metrics.elapsed_s == pytest.approx(30.0, abs=0.1)
 
 
 def test_realtime_mode_advances_by_wall_clock():
     with Served(0.0, speed=9.0) as port:
-        metrics, trace = drive(LAKE, port=port, options=options(0.01, realtime=True))
+        metrics, trace = drive(LAKE, SocketLink(port=port), options(0.01, realtime=True))
     steps = np.diff(trace.time_s)
     assert metrics.realtime and metrics.completed
     assert not np.allclose(steps, steps[0])  # the step follows the server, not a fixed rate
@@ -162,7 +162,7 @@ def test_eval_rejects_a_missing_model(tmp_path, capsys):
 
 def number_steer_server() -> DriveServer:
     """A real Socket.IO server, simulator-compatible, that replies with JSON numbers."""
-    server = DriveServer(Predictor.from_keras(constant_model(0.0)), DriveConfig(status_interval=0.0))
+    server = DriveServer(Pilot(Predictor.from_keras(constant_model(0.0))), ServeConfig(status_interval=0.0))
     sio: SimulatorCompatibleServer = server.sio
     sio.on(
         "telemetry",
@@ -176,7 +176,7 @@ def test_drive_fails_loudly_on_number_steer_values(capsys):
     port = server.start("127.0.0.1", 0)
     try:
         with pytest.raises(ProtocolError, match="not a string"):
-            drive(LAKE, port=port, options=options(0.01))
+            drive(LAKE, SocketLink(port=port), options(0.01))
         assert sim_main(["drive", "--port", str(port), "--laps", "0.01"]) == 1
     finally:
         server.stop()
@@ -235,3 +235,26 @@ def test_demo_refuses_an_unseen_track_it_trains_on(capsys):
     with pytest.raises(SystemExit):
         demo_main(["--train-tracks", "lake", "--unseen-track", "lake"])
     assert "also a training track" in capsys.readouterr().err
+
+
+def test_direct_link_drives_exactly_as_the_socket(tmp_path):
+    """The suites drive the Pilot in-process; the drive must be the one the real server gives."""
+    from tests.test_runtime import tiny_model
+
+    pilot = Pilot(Predictor.from_keras(tiny_model()), PilotConfig(speed=9.0))
+    direct, direct_trace = drive(LAKE, DirectLink(pilot), options(0.04))
+    server = DriveServer(pilot, ServeConfig(status_interval=0.0))
+    port = server.start("127.0.0.1", 0)
+    try:
+        socket, socket_trace = drive(LAKE, SocketLink(port=port), options(0.04))
+    finally:
+        server.stop()
+    assert len(set(np.round(direct_trace.steering, 4))) > 3  # it really steers from the image
+    assert direct_trace.x == socket_trace.x and direct_trace.steering == socket_trace.steering
+    assert direct.autonomy_pct == socket.autonomy_pct and direct.frames == socket.frames
+
+
+@pytest.mark.parametrize("laps", [0.0, -1.0, math.nan, math.inf, 5000.0])
+def test_nonsense_laps_are_refused_before_driving(laps):
+    with pytest.raises(ValueError, match="laps"):
+        DriveOptions(laps=laps).validate()

@@ -16,6 +16,7 @@ from driving import augment as aug
 from driving import data, pipeline
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE, AugmentConfig
 from driving.preprocess import preprocess, read_frame
+from driving.recording import RecordingWriter
 from tests.conftest import road_frame, write_recording
 
 OFF = AugmentConfig.off()
@@ -69,7 +70,7 @@ def solid(rgb: tuple[int, int, int]) -> np.ndarray:
 
 def test_a_left_camera_frame_steers_more_to_the_right(tmp_path):
     colours = {"center": (128, 128, 128), "left": (220, 30, 30), "right": (30, 30, 220)}
-    with data.RecordingWriter(tmp_path / "rec") as rec:
+    with RecordingWriter(tmp_path / "rec") as rec:
         for i in range(12):
             rec.write(
                 datetime(2016, 12, 1) + timedelta(seconds=i / 15),
@@ -143,7 +144,7 @@ def test_near_straight_rows_are_redrawn_each_epoch():
 
 
 def test_dropping_straight_frames_in_the_pipeline(tmp_path):
-    with data.RecordingWriter(tmp_path / "rec") as rec:
+    with RecordingWriter(tmp_path / "rec") as rec:
         for i in range(40):
             rec.write(
                 datetime(2016, 12, 1) + timedelta(seconds=i / 15),

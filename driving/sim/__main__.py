@@ -72,7 +72,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _drive_options(args: argparse.Namespace, model: str = ""):
-    from driving.sim.drive import DriveOptions
+    from driving.sim.closed_loop import DriveOptions
 
     return DriveOptions(
         laps=args.laps,
@@ -107,10 +107,11 @@ def _finish(args: argparse.Namespace, metrics, trace) -> int:
 
 
 def cmd_drive(args: argparse.Namespace) -> int:
-    from driving.sim.drive import drive
+    from driving.sim.closed_loop import SocketLink, drive
 
     track = get_track(args.track, args.seed)
-    metrics, trace = drive(track, args.host, args.port, _drive_options(args))
+    options = _drive_options(args)
+    metrics, trace = drive(track, SocketLink(args.host, args.port, options.timeout), options)
     return _finish(args, metrics, trace)
 
 
@@ -118,15 +119,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.model.is_file():
         print(f"error: {args.model}: no such model file", file=sys.stderr)
         return 2
-    from driving.runtime import ModelError
-    from driving.sim.drive import evaluate
+    from driving.modelio import ModelFileError
+    from driving.pilot import PilotConfig
+    from driving.sim.closed_loop import evaluate
 
     track = get_track(args.track, args.seed)
+    pilot = PilotConfig(speed=args.speed, throttle=args.throttle)
     try:
-        metrics, trace = evaluate(
-            args.model, track, _drive_options(args, args.model.stem), speed=args.speed, throttle=args.throttle
-        )
-    except ModelError as e:
+        metrics, trace = evaluate(args.model, track, _drive_options(args, args.model.stem), pilot)
+    except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return _finish(args, metrics, trace)
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_drive_options(p)
     p.add_argument("--host", default="127.0.0.1", help="drive.py's address (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4567, help="drive.py's port (default: 4567)")
+    p.add_argument("--port", type=cli.port, default=4567, help="drive.py's port (default: 4567)")
     p.set_defaults(func=cmd_drive)
 
     p = sub.add_parser(
@@ -247,10 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", type=Path, help="a model made by train.py: .h5, .keras or .tflite")
     _add_drive_options(p)
-    p.add_argument("--speed", type=float, default=9.0, help="the server's target speed in mph (default: 9)")
+    p.add_argument(
+        "--speed",
+        type=cli.number(0, 30),
+        default=9.0,
+        help="the server's target speed in mph, 0 to 30 (default: 9)",
+    )
     p.add_argument(
         "--throttle",
-        type=float,
+        type=cli.number(-1, 1),
         default=None,
         help="a fixed throttle instead of the server's speed controller",
     )
@@ -262,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (TrackError, FileExistsError) as e:
+    except (TrackError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (ConnectionError, TimeoutError) as e:

@@ -16,13 +16,12 @@ round-trip latency) and every intervention; `summarise()` turns it into DriveMet
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from driving.files import write_json
 from driving.sim.plot import save_topdown
 from driving.sim.track import Track
 from driving.sim.world import World
@@ -170,9 +169,7 @@ def write_report(metrics: DriveMetrics, trace: DriveTrace, path: str | Path) -> 
         },
         "interventions": [asdict(i) for i in trace.interventions],
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, report)
     return path
 
 
