@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, OSError) as e:
         print(f"drive.py: {e}", file=sys.stderr)
         return 2
-    pilot = Pilot(predictor, PilotConfig(speed=args.speed, throttle=args.throttle, turn_slowdown=args.turn_slowdown))
-    config = ServeConfig(async_mode=args.async_mode, record=args.record, status_interval=0.0 if args.quiet else 1.0)
+    settings = PilotConfig(speed=args.speed, throttle=args.throttle, turn_slowdown=args.turn_slowdown)
+    pilot = Pilot(predictor, settings)
+    status = 0.0 if args.quiet else 1.0
+    config = ServeConfig(async_mode=args.async_mode, record=args.record, status_interval=status)
     server = DriveServer(pilot, config)
     # SIGTERM stops as Ctrl-C does: the recording is closed cleanly.
     signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
