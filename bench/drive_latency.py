@@ -54,14 +54,15 @@ def classic_server(model_path: str, port: int) -> None:
         warnings.simplefilter("ignore")
         import eventlet
         import eventlet.wsgi
+    import keras
     import socketio
     from PIL import Image
 
-    from driving.models import load
+    from driving.pilot import SpeedController
     from driving.preprocess import preprocess
-    from driving.server import SimulatorCompatibleServer, SpeedController
+    from driving.server import SimulatorCompatibleServer
 
-    model = load(model_path)
+    model = keras.models.load_model(model_path, compile=False)
     controller = SpeedController(speed=9.0)
     sio = SimulatorCompatibleServer(async_mode="eventlet")
 
@@ -103,18 +104,16 @@ def render_frames(track: str, count: int) -> list[bytes]:
     return frames
 
 
-def save_models(folder: Path, frames: list[bytes]) -> tuple[Path, Path]:
+def save_models(folder: Path) -> tuple[Path, Path]:
     import driving.quiet  # noqa: F401
 
-    from driving.models import build, save_atomic
-    from driving.preprocess import decode_jpeg, preprocess
-    from driving.report import export_tflite
+    from driving.modelio import ModelInfo, export_tflite, save_keras
+    from driving.models import build
 
     model = build("effnet")  # untrained: latency does not depend on the weights
     h5, tflite = folder / "effnet.h5", folder / "effnet.tflite"
-    save_atomic(model, h5)
-    calibration = np.stack([preprocess(decode_jpeg(j)) for j in frames[:32]])
-    export_tflite(model, tflite, "float32", calibration)
+    save_keras(model, h5, ModelInfo(model="effnet"))
+    export_tflite(model, tflite, "float32", ModelInfo(model="effnet"))
     return h5, tflite
 
 
@@ -173,7 +172,7 @@ def main() -> None:
     print(f"{len(frames)} frames from track {args.track!r}, JPEG mean {jpeg_kb:.1f} KB")
     python, drive_py = sys.executable, str(ROOT / "drive.py")
     with tempfile.TemporaryDirectory() as tmp:
-        h5, tflite = save_models(Path(tmp), frames)
+        h5, tflite = save_models(Path(tmp))
         serve = [python, drive_py, "--port", "0", "--quiet"]
         runs = {
             "drive.py effnet.h5 (default)": (serve + [str(h5)], frames),

@@ -19,7 +19,9 @@ import driving.quiet  # noqa: F401
 import numpy as np
 
 from driving import models
-from driving.report import export_tflite, keras_function, load_tflite, time_calls
+from driving.measure import keras_function, time_calls
+from driving.modelio import ModelInfo, export_tflite
+from driving.report import load_tflite
 from driving.runtime import litert_threads
 
 
@@ -41,7 +43,7 @@ def main() -> None:
             model = models.build(name)
             predict = keras_function(model)
             path = Path(tmp) / f"{name}.tflite"
-            export_tflite(model, path, "float32", frame)
+            export_tflite(model, path, "float32", ModelInfo(model=name))
             lite, lite_1 = load_tflite(path), load_tflite(path, threads=1)
             keras_ms = time_calls(partial(predict, frame), args.runs)["median_ms"]
             lite_1_ms = time_calls(partial(lite_1.run, frame), args.runs)["median_ms"]
