@@ -100,6 +100,38 @@ def shadow(batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tenso
     return tf.where(tf.equal(left_of_line, left_side), darkness, 1.0)
 
 
+# RGB <-> YIQ: hue turns the I/Q plane around the luma axis Y (the NTSC matrix).
+_RGB_TO_YIQ = tf.constant(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], tf.float32
+)
+_YIQ_TO_RGB = tf.linalg.inv(_RGB_TO_YIQ)
+
+
+def colour(images: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+    """Per-frame colour changes of float 0..255 frames: a hue rotation, a saturation change, a gain
+    per channel (the colour of the light) and a contrast change, drawn within the config's ranges.
+    Another world's palette, or another time of day, looks like this to the camera; without them
+    a model learns the colours of the tracks it was recorded on (docs/evaluation.md)."""
+    batch = tf.shape(images)[0]
+    hue_seed, sat_seed, gain_seed, con_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    angle = tf.random.stateless_uniform([batch], hue_seed, -1.0, 1.0) * (config.hue_deg * 3.14159265 / 180)
+    saturation = tf.random.stateless_uniform([batch], sat_seed, *config.saturation_range)
+    cos, sin, one, zero = (
+        tf.cos(angle) * saturation,
+        tf.sin(angle) * saturation,
+        tf.ones([batch]),
+        tf.zeros([batch]),
+    )
+    turn = tf.reshape(tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], axis=1), [batch, 3, 3])
+    mix = tf.einsum("ij,bjk,kl->bil", _YIQ_TO_RGB, turn, _RGB_TO_YIQ)  # [B, 3, 3] in RGB
+    gain = 1.0 + tf.random.stateless_uniform([batch, 3], gain_seed, -config.channel_gain, config.channel_gain)
+    mix = mix * gain[:, :, None]
+    out = tf.einsum("bhwc,bdc->bhwd", images, mix)
+    contrast = tf.random.stateless_uniform([batch, 1, 1, 1], con_seed, *config.contrast_range)
+    mean = tf.reduce_mean(out, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value(mean + contrast * (out - mean), 0.0, 255.0)
+
+
 def augment_batch(
     images: tf.Tensor,
     steering: tf.Tensor,
@@ -127,9 +159,10 @@ def augment_batch(
         factor = shadow(batch, height, width, shadow_seed)
         light = factor if light is None else light * factor
     images = tf.cast(images, tf.float32)
-    if light is None:
-        return images, steering
-    images = images * light[..., None]
-    if config.brightness and config.brightness_range[1] > 1.0:
-        images = tf.minimum(images, 255.0)
+    if light is not None:
+        images = images * light[..., None]
+        if config.brightness and config.brightness_range[1] > 1.0:
+            images = tf.minimum(images, 255.0)
+    if config.colour:  # a stream of its own: switching it on leaves the others' draws unchanged
+        images = colour(images, tf.random.experimental.stateless_fold_in(seed, 7), config)
     return images, steering

@@ -144,8 +144,13 @@ class AugmentConfig:
     drop_straight: bool = True
     straight_threshold: float = 0.01  # |steering| below this counts as driving straight
     straight_keep: float = 0.2  # keep 20% of near-straight frames each epoch (drop 80%)
+    colour: bool = False  # hue, saturation, light colour and contrast changes per frame
+    hue_deg: float = 20.0
+    saturation_range: tuple[float, float] = (0.6, 1.4)
+    channel_gain: float = 0.15  # each channel's gain drawn within 1 -+ this
+    contrast_range: tuple[float, float] = (0.7, 1.3)
 
-    SWITCHES = ("side_cameras", "flip", "brightness", "shadow", "shift", "drop_straight")
+    SWITCHES = ("side_cameras", "flip", "brightness", "shadow", "shift", "drop_straight", "colour")
 
     @classmethod
     def off(cls) -> AugmentConfig:
@@ -164,6 +169,11 @@ class AugmentConfig:
         _check(
             0 <= _finite(self.straight_threshold, "straight_threshold") < 1, "straight_threshold", "0 to 1"
         )
+        _check(0 <= _finite(self.hue_deg, "hue_deg") <= 180, "hue_deg", "must be 0 to 180")
+        _check(0 <= _finite(self.channel_gain, "channel_gain") < 1, "channel_gain", "must be 0 to 1")
+        for name in ("saturation_range", "contrast_range"):
+            low, high = (_finite(v, name) for v in getattr(self, name))
+            _check(0 <= low <= high <= 3, name, f"must satisfy 0 <= low <= high <= 3, got {low}, {high}")
         return self
 
     def to_dict(self) -> dict:
@@ -172,7 +182,10 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict, source: str = "augment") -> AugmentConfig:
         made = _from_dict(cls, data, source)
-        return replace(made, brightness_range=tuple(made.brightness_range)).validate()
+        ranges = {
+            k: tuple(getattr(made, k)) for k in ("brightness_range", "saturation_range", "contrast_range")
+        }
+        return replace(made, **ranges).validate()
 
 
 STRATEGIES = ("default", "mirrored")

@@ -481,8 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-augment", action="store_true", help="train on center frames as recorded: every switch below off"
     )
     for switch in AugmentConfig.SWITCHES:
-        flag = switch.replace("_", "-")
-        aug.add_argument(f"--no-{flag}", action="store_true", help=f"switch off {AUGMENT_HELP[switch]}")
+        flag, on = switch.replace("_", "-"), getattr(augment, switch)
+        aug.add_argument(
+            f"--no-{flag}" if on else f"--{flag}",
+            dest=switch,
+            action="store_false" if on else "store_true",
+            default=on,
+            help=f"switch {'off' if on else 'on'} {AUGMENT_HELP[switch]}",
+        )
     aug.add_argument(
         "--steering-correction",
         type=cli.number(low=0, high=1),
@@ -536,13 +542,14 @@ AUGMENT_HELP = {
     "shadow": "random shadows",
     "shift": "random sideways shifts (with their steering change)",
     "drop_straight": "dropping most near-straight frames each epoch",
+    "colour": "random hue, saturation, light colour and contrast",
 }
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The RunConfig a parsed command line means."""
     augment = AugmentConfig.off() if args.no_augment else AugmentConfig()
-    switches = {s: False for s in AugmentConfig.SWITCHES if getattr(args, f"no_{s}")}
+    switches = {s: getattr(args, s) and not args.no_augment for s in AugmentConfig.SWITCHES}
     augment = replace(augment, steering_correction=args.steering_correction, **switches)
     geometry = Preprocessing()
     if args.frame_size:
@@ -623,7 +630,10 @@ def command_line(config: RunConfig) -> str:
         parts += ["--frame-size", f"{p.frame_height}x{p.frame_width}"]
     if (p.input_height, p.input_width) != (g.input_height, g.input_width):
         parts += ["--input-size", f"{p.input_height}x{p.input_width}"]
-    parts += [f"--no-{s.replace('_', '-')}" for s in AugmentConfig.SWITCHES if not getattr(a, s)]
+    default = AugmentConfig()
+    for s in AugmentConfig.SWITCHES:
+        if getattr(a, s) != getattr(default, s):
+            parts.append(f"--{'no-' if getattr(default, s) else ''}{s.replace('_', '-')}")
     parts += ["--out", config.out]
     return " ".join(parts)
 

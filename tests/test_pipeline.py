@@ -135,6 +135,24 @@ def test_brightness_and_shadow_only_darken_by_their_reference_factors():
     assert shadowed > 16
 
 
+def test_colour_changes_each_frame_keeps_the_range_and_leaves_the_other_draws_alone():
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (16, 32, 32, 3)), tf.uint8)
+    seed = tf.constant([5, 6])
+    plain, _ = aug.augment_batch(images, tf.zeros(16), seed, replace(OFF, colour=False))
+    coloured, _ = aug.augment_batch(images, tf.zeros(16), seed, replace(OFF, colour=True))
+    plain, coloured = plain.numpy(), coloured.numpy()
+    np.testing.assert_array_equal(plain, images.numpy().astype(np.float32))  # off: untouched
+    assert coloured.min() >= 0 and coloured.max() <= 255
+    changed = np.abs(coloured - plain).mean(axis=(1, 2, 3))
+    assert (changed > 1).all() and np.std(changed) > 0.5  # every frame, each its own way
+    # Switching colour on does not change what the flips, shifts and light draw.
+    full = replace(AugmentConfig(), side_cameras=False, drop_straight=False)
+    a, ya = aug.augment_batch(images, tf.zeros(16), seed, replace(full, colour=False))
+    b, yb = aug.augment_batch(images, tf.zeros(16), seed, replace(full, colour=True))
+    np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+
+
 def test_near_straight_rows_are_redrawn_each_epoch():
     steering = tf.constant(np.r_[np.zeros(5000), np.full(1000, 0.3)], tf.float32)
     first = aug.keep_mask(steering, tf.constant([0, 1]), 0.01, 0.2).numpy()

@@ -1,0 +1,1018 @@
+"""The drive server against careless and hostile clients, over real sockets on 127.0.0.1.
+
+The simulator waits forever for a reply (../shared/udacity-simulator.md), so the rules are strict:
+
+1. Every message on a Socket.IO connection gets an answer (`steer` with STRING values, or `manual`
+   {}) or the connection is closed, within ANSWER_WITHIN seconds. The simulator's Engine.IO PING
+   `2` gets a PONG `3` with the ping's data (as Engine.IO v3 servers answered, which the simulator
+   was written against): it waits for one, and closing its connection instead would stop the car.
+2. A half-sent HTTP request is dropped within DROP_WITHIN seconds, and 50 of them at once do not
+   keep a simulator from connecting and driving.
+3. A long-polling POST announcing 20 MB gets an answer or is closed within ANSWER_WITHIN seconds.
+4. Nothing a client sends stops the server or another client's session, prints a traceback, or
+   costs the server more than MEMORY_PER_CONNECTION for that connection.
+
+An exchange is judged without waiting out the bound: after the hostile messages the client sends
+PROBE, a telemetry the server answers in its own recognisable way (a frame no attack sends, at a
+speed that brakes fully). Replies come in order, so what arrives before the probe's reply answers
+the hostile messages, and a probe reply with nothing before it means they went unanswered.
+
+The slow attacks (half-sent requests, big POSTs, oversize WebSocket messages) start together in the
+first test and are judged at the end of the module, so their deadlines pass while other tests run.
+
+Tests marked xfail(strict=True) fail on today's server; each reason says what was observed. They
+turn into XPASS errors the moment the server is fixed: then drop the mark.
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import json
+import os
+import queue
+import re
+import socket
+import struct
+import threading
+import time
+import tracemalloc
+import urllib.request
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import pytest
+import socketio
+
+from driving.preprocess import encode_jpeg
+from driving.runtime import Predictor
+from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
+from tests.conftest import road_frame
+from tests.test_runtime import tiny_model
+
+pytestmark = pytest.mark.timeout(60)
+
+MODES = ("threading", "eventlet")
+ANSWER_WITHIN = 5.0  # seconds: every message answered or the connection closed
+DROP_WITHIN = 15.0  # seconds: a half-sent HTTP request dropped
+MB = 2**20
+MEMORY_PER_CONNECTION = 64 * MB  # 16 times the server's 4 MiB message limit
+WS_PATH = "/socket.io/?EIO=4&transport=websocket"
+POLLING_PATH = "/socket.io/?EIO=4&transport=polling"
+
+
+# --- the server under attack: the one place that knows how to build and start it -----------------
+
+
+def serve(predictor: Predictor, async_mode: str = "threading", **options) -> tuple[int, Callable[[], None]]:
+    """Start the real drive server on 127.0.0.1 and a free port; returns (port, stop)."""
+    from driving.server import DriveConfig, DriveServer
+
+    server = DriveServer(predictor, DriveConfig(async_mode=async_mode, status_interval=0, **options))
+    if async_mode != "eventlet":
+        return server.start(), server.stop
+    # eventlet's hub runs in the thread that serves, as drive.py runs it in its main thread
+    thread = threading.Thread(target=server.serve, args=("127.0.0.1", 0), name="eventlet-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while getattr(server, "port", None) is None:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the eventlet server did not start")
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.request_stop()
+        thread.join(timeout=10)
+
+    return server.port, stop
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.from_keras(tiny_model())
+
+
+@pytest.fixture(scope="module")
+def servers(predictor):
+    """{mode: port}: one server per mode for the whole module, started when a test first asks."""
+    stops = []
+
+    class Servers(dict):
+        def __missing__(self, mode: str) -> int:
+            port, stop = serve(predictor, async_mode=mode)
+            stops.append(stop)
+            self[mode] = port
+            return port
+
+    yield Servers()
+    for stop in stops:
+        stop()
+
+
+# --- frames and packets ----------------------------------------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def image_file(rgb: np.ndarray, ext: str = ".jpg", *params: int) -> bytes:
+    """An image file as cv2 writes it (rgb: H x W x 3 RGB, or H x W grey)."""
+    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    return cv2.imencode(ext, pixels, list(params))[1].tobytes()
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose header claims width x height: a few hundred bytes that libjpeg
+    decodes into width * height * 3 bytes of grey."""
+    jpeg = bytearray(image_file(np.zeros((16, 16, 3), np.uint8)))
+    sof = jpeg.index(b"\xff\xc0")  # baseline start-of-frame: length(2) precision(1) height(2) width(2)
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(jpeg)
+
+
+FRAMES = [road_frame(offset, np.random.default_rng(i)) for i, offset in enumerate((-0.6, 0.1, 0.8))]
+JPEGS = [encode_jpeg(f) for f in FRAMES]
+MISSING = object()  # a field left out of the telemetry
+
+
+def telemetry(image=b64(JPEGS[0]), speed="5.0000", steering_angle="0.0000", throttle="0.0000") -> str:
+    """A telemetry event as the simulator writes it; any field may be replaced, or left out."""
+    payload = {"steering_angle": steering_angle, "throttle": throttle, "speed": speed, "image": image}
+    payload = {key: value for key, value in payload.items() if value is not MISSING}
+    return "42" + json.dumps(["telemetry", payload], separators=(",", ":"))
+
+
+PROBE = telemetry(b64(JPEGS[2]), speed="100.0000")  # the one frame no attack sends, braking fully
+
+
+class Frame(NamedTuple):
+    """A WebSocket frame exactly as given, for what no library sends."""
+
+    payload: bytes
+    opcode: int = 1  # text
+    fin: bool = True
+    rsv: int = 0  # the three reserved bits, 0x70 of the first byte
+
+
+def ws_frame(payload: bytes, opcode: int = 1, fin: bool = True, rsv: int = 0, compress: bool = False) -> bytes:
+    """One masked client-to-server WebSocket frame (compress: permessage-deflate, RSV1)."""
+    if compress:
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+        payload = (deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        rsv |= 0x40
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += struct.pack("!BH", 0x80 | 126, n)
+    else:
+        head += struct.pack("!BQ", 0x80 | 127, n)
+    mask = os.urandom(4)
+    masked = np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)
+    return head + mask + masked.tobytes()
+
+
+def frame_of(message: str | bytes | Frame) -> bytes:
+    if isinstance(message, Frame):
+        return ws_frame(message.payload, message.opcode, message.fin, message.rsv)
+    if isinstance(message, str):
+        return ws_frame(message.encode())
+    return ws_frame(message, opcode=2)
+
+
+# --- a WebSocket client spoken by hand ---------------------------------------------------------------
+
+
+class Closed(Exception):
+    """The server closed the connection: a close frame, EOF, a reset, or bytes that are not WebSocket."""
+
+
+class Wire:
+    """One WebSocket connection the simulator's way (no Origin, no namespace CONNECT), spoken by hand
+    so that a test can send anything. Answers the server's pings; reading raises Closed or
+    TimeoutError."""
+
+    def __init__(self, port: int, deflate: bool = False):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" if deflate else ""
+        self.sock.sendall(
+            f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {b64(os.urandom(16))}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n".encode()
+        )
+        self.buffer = b""
+        deadline = time.monotonic() + ANSWER_WITHIN
+        while b"\r\n\r\n" not in self.buffer:
+            self._receive(deadline)
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(f"WebSocket handshake refused: {head[:80]!r}")
+        self.deflate = b"permessage-deflate" in head.lower()  # the server accepted compression
+        self._inflate = zlib.decompressobj(-15)
+
+    def __enter__(self) -> Wire:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+    def send(self, message: str | bytes | Frame) -> None:
+        self.send_bytes(frame_of(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            raise Closed(f"closed while sending ({e})") from None
+
+    def packet(self, deadline: float) -> str | bytes:
+        """The next Engine.IO packet (text, or bytes from a binary frame)."""
+        while True:
+            opcode, payload = self._frame(deadline)
+            if opcode == 8:
+                self._reply(ws_frame(payload[:2], opcode=8))
+                raise Closed(f"close frame {payload[:2].hex()} {payload[2:60]!r}")
+            if opcode == 9:
+                self._reply(ws_frame(payload, opcode=10))
+            elif opcode == 2:
+                return payload
+            elif opcode == 1 and payload == b"2":  # the server's Engine.IO PING, every 25 s
+                self._reply(ws_frame(b"3"))
+            elif opcode == 1:
+                return payload.decode("utf-8", "replace")
+
+    def closed_within(self, seconds: float) -> bool:
+        """Read until the server closes the connection; False if it has not after `seconds`."""
+        deadline = time.monotonic() + seconds
+        try:
+            while True:
+                self.packet(deadline)
+        except Closed:
+            self.drain()
+            return True
+        except TimeoutError:
+            return False
+
+    def drain(self, seconds: float = 2.0) -> None:
+        """Read until the server closes TCP, at most `seconds`: it logs what went wrong before."""
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                if not self.sock.recv(1 << 16):
+                    return
+        except OSError:
+            return
+
+    def _reply(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass  # the server is gone; reading says so next
+
+    def _receive(self, deadline: float) -> None:
+        self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            data = self.sock.recv(1 << 16)
+        except TimeoutError:
+            raise
+        except OSError as e:
+            raise Closed(f"reset ({e})") from None
+        if not data:
+            raise Closed("EOF")
+        self.buffer += data
+
+    def _frame(self, deadline: float) -> tuple[int, bytes]:
+        while (frame := self._parse()) is None:
+            self._receive(deadline)
+        return frame
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        data = self.buffer
+        if data.startswith(b"HTTP/"):
+            raise Closed(f"an HTTP response on the WebSocket: {data[:40]!r}")
+        if len(data) < 2:
+            return None
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            if len(data) < 4:
+                return None
+            length, start = struct.unpack("!H", data[2:4])[0], 4
+        elif length == 127:
+            if len(data) < 10:
+                return None
+            length, start = struct.unpack("!Q", data[2:10])[0], 10
+        if len(data) < start + length:
+            return None
+        payload, self.buffer = data[start : start + length], data[start + length :]
+        if data[0] & 0x40:
+            payload = self._inflate.decompress(payload + b"\x00\x00\xff\xff")
+        return data[0] & 0x0F, payload
+
+
+EVENT = re.compile(r"42(/[^,\[]*,)?\d*(\[.*)", re.S)
+
+
+def reply_event(packet: str | bytes) -> tuple[str, str, object] | None:
+    """(namespace, name, payload) of a `steer` or `manual` event the simulator could act on."""
+    if not isinstance(packet, str) or not (match := EVENT.fullmatch(packet)):
+        return None
+    try:
+        event = json.loads(match.group(2))
+    except ValueError:
+        return None
+    if not isinstance(event, list) or event[:1] not in (["steer"], ["manual"]):
+        return None
+    payload = event[1] if len(event) > 1 else None
+    if event[0] == "steer":
+        try:
+            parse_steer(payload)  # STRING values, as the simulator reads them
+        except ProtocolError:
+            return None
+    return (match.group(1) or "/").rstrip(","), event[0], payload
+
+
+@dataclass
+class Exchange:
+    """What the server did with some messages followed by the PROBE telemetry."""
+
+    answers: list = field(default_factory=list)  # steer/manual events before the probe's reply
+    others: list = field(default_factory=list)  # every other packet: PONG, NOOP, `40{...}`, acks...
+    probe_answered: bool = False
+    closed: str | None = None  # how the server closed the connection, if it did
+
+    def answered_or_closed(self, messages: int) -> bool:
+        return self.closed is not None or (self.probe_answered and len(self.answers) >= messages)
+
+
+@pytest.fixture(scope="module")
+def probe_reply(servers):
+    """mode -> the server's reply to PROBE on a fresh connection (the same on every connection)."""
+    replies = {}
+
+    def reply(mode: str) -> dict:
+        if mode not in replies:
+            with Wire(servers[mode]) as wire:
+                wire.send(PROBE)
+                deadline = time.monotonic() + ANSWER_WITHIN
+                while (event := reply_event(wire.packet(deadline))) is None:
+                    pass
+            assert event[1] == "steer" and event[2]["throttle"] == "-1.0000", event
+            replies[mode] = event[2]
+        return replies[mode]
+
+    return reply
+
+
+def exchange(
+    port: int, messages: list, probe: dict, first: bool = False, within: float = ANSWER_WITHIN
+) -> Exchange:
+    """Send `messages` and then PROBE on a fresh connection, after one ordinary frame and its reply
+    unless `first`; collect what comes back until the probe's reply, a close, or `within` seconds."""
+    result = Exchange()
+    with Wire(port) as wire:
+        try:
+            if not first:
+                wire.send(telemetry())
+                deadline = time.monotonic() + within
+                while reply_event(wire.packet(deadline)) is None:
+                    pass
+            for message in messages:
+                wire.send(message)
+            wire.send(PROBE)
+            deadline = time.monotonic() + within
+            while True:
+                packet = wire.packet(deadline)
+                event = reply_event(packet)
+                if event == ("/", "steer", probe):
+                    result.probe_answered = True
+                    return result
+                (result.answers if event else result.others).append(packet[:80])
+        except Closed as e:
+            result.closed = str(e)
+            wire.drain()
+        except TimeoutError:
+            pass
+    return result
+
+
+def tracebacks(caplog, capfd, *texts: str | bytes) -> list[str]:
+    """Tracebacks in the captured log records, stdout/stderr, and any `texts` (a response body)."""
+    out, err = capfd.readouterr()
+    found = [
+        f"{record.name}: {record.getMessage()[:300]}"
+        for record in caplog.records
+        if record.exc_info or "Traceback" in record.getMessage()
+    ]
+    for text in (out, err, *texts):
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        if "Traceback" in text:
+            found.append(text[text.index("Traceback") :][:300])
+    return found
+
+
+def drive(port: int, frames: list[bytes] = JPEGS, timeout: float = ANSWER_WITHIN) -> list[float] | str:
+    """Drive like the simulator: the steering it gets for each frame, or what went wrong."""
+    try:
+        with SimulatorClient(port=port, timeout=timeout) as sim:
+            steering = [sim.connect(frames[0])[1]["steering_angle"]]
+            for jpeg in frames:
+                sim.send_telemetry(0.0, 0.0, 9.0, jpeg)
+                steering.append(sim.receive_reply()[1]["steering_angle"])
+            return steering
+    except (OSError, TimeoutError, ProtocolError) as e:  # ConnectionError is an OSError
+        return f"{type(e).__name__}: {e}"
+
+
+@pytest.fixture(scope="module")
+def baseline(servers):
+    """The steering a simulator gets for JPEGS from a server nobody attacks."""
+    steering = drive(servers["threading"])
+    assert isinstance(steering, list), steering
+    return steering
+
+
+def xfail(reason: str | None) -> list:
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+
+
+def cases(table: dict, failing: dict, *modes: str) -> list:
+    """pytest params: every case of `table` (in every mode given), marked xfail where `failing`
+    (keyed by case, or by (mode, case)) says what today's server does instead."""
+    if not modes:
+        return [pytest.param(name, id=name, marks=xfail(failing.get(name))) for name in table]
+    return [
+        pytest.param(mode, name, id=f"{mode}-{name}", marks=xfail(failing.get((mode, name), failing.get(name))))
+        for mode in modes
+        for name in table
+    ]
+
+
+# --- 2 and 3: slow attacks, started together by the first test and judged at the end ---------------
+
+
+def http_request(port: int, method: str, path: str, headers: str = "", body: bytes = b"") -> bytes:
+    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode() + body
+
+
+def polling_session(port: int) -> str:
+    """The sid of a new long-polling session (its handshake GET)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{POLLING_PATH}", timeout=ANSWER_WITHIN) as response:
+        return json.loads(response.read()[1:])["sid"]
+
+
+def polling_post(port: int, body: bytes, length: str | None = None, headers: str = "") -> bytes:
+    """A long-polling POST on a new session; `length` overrides the Content-Length header."""
+    length = str(len(body)) if length is None else length
+    path = f"{POLLING_PATH}&sid={polling_session(port)}"
+    return http_request(port, "POST", path, f"Content-Type: text/plain\r\nContent-Length: {length}\r\n{headers}", body)
+
+
+HALF_SENT = {  # each a request the client never finishes
+    "a connection that sends nothing": lambda port: b"",
+    "a request line and nothing more": lambda port: b"GET / HTTP/1.1\r\n",
+    "headers never finished": lambda port: http_request(port, "GET", POLLING_PATH)[:-2],
+    "a WebSocket upgrade never finished": lambda port: http_request(
+        port, "GET", WS_PATH, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    )[:-2],
+    "a polling POST whose body never comes": lambda port: polling_post(port, b"42", length="1000"),
+    "an idle connection after one request": lambda port: http_request(port, "GET", "/"),
+}
+
+BIG_POSTS = {  # (bytes announced, bytes sent) of a long-polling POST on a valid session
+    "announcing 20 MB, sending none of it": (20_000_000, 0),
+    "announcing 20 MB and sending it": (20_000_000, 20_000_000),
+}
+
+OVERSIZE = {  # WebSocket messages past the 4 MiB limit, never finished: the server must cut them off
+    "one frame announcing 64 MB, 8 MB of it sent": [
+        ws_frame(b"A" * (8 * MB), fin=True)[:14].replace(struct.pack("!Q", 8 * MB), struct.pack("!Q", 64 * MB))
+        + b"A" * (8 * MB)
+    ],
+    "8 MB in 1 MB fragments, never finished": [
+        ws_frame(b"A" * MB, opcode=1 if i == 0 else 0, fin=False) for i in range(8)
+    ],
+}
+
+
+class Held:
+    """A connection a slow attack leaves open; a thread notes when the server answers and closes."""
+
+    def __init__(self, port: int, request: bytes = b"", body: bytes = b"", frames: list[bytes] = ()):
+        self.answered_at: float | None = None
+        self.closed_at: float | None = None
+        self.since: float | None = None  # when the attack's decisive bytes had gone out
+        self.closed = threading.Event()
+        self.released = False
+        if frames:
+            self.wire = Wire(port)
+            self.sock = self.wire.sock
+        else:
+            self.wire, self.sock = None, socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN)
+            self.sock.sendall(request)
+            self.since = time.monotonic()
+        self.sock.settimeout(None)
+        threading.Thread(target=self._watch, daemon=True).start()
+        if frames or body:
+            threading.Thread(target=self._send, args=(frames or [body],), daemon=True).start()
+
+    def _send(self, chunks: list[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                self.sock.sendall(chunk)
+        except OSError:
+            pass  # cut off: what the server should do
+        if self.wire is not None:
+            self.since = time.monotonic()
+
+    def _watch(self) -> None:
+        try:
+            if self.wire is not None:
+                while True:
+                    self.wire.packet(time.monotonic() + 3600)
+            while data := self.sock.recv(1 << 16):
+                self.answered_at = self.answered_at or time.monotonic()
+        except (Closed, OSError):
+            pass
+        if not self.released:
+            self.closed_at = time.monotonic()
+        self.closed.set()
+
+    def closed_within(self, seconds: float) -> bool:
+        return self._within(seconds, lambda: self.closed_at)
+
+    def answered_within(self, seconds: float) -> bool:
+        return self._within(seconds, lambda: self.answered_at or self.closed_at)
+
+    def _within(self, seconds: float, when: Callable[[], float | None]) -> bool:
+        while self.since is None and not self.closed.is_set():  # still sending
+            time.sleep(0.05)
+        since = self.since or time.monotonic()
+        self.closed.wait(max(since + seconds - time.monotonic(), 0))
+        if when() is None:
+            time.sleep(max(since + seconds - time.monotonic(), 0))  # a response without a close
+        moment = when()
+        return moment is not None and moment - since <= seconds
+
+    def release(self) -> None:
+        self.released = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def held(servers):
+    """The slow attacks on both servers, started at once: {(mode, kind): [Held, ...]}. Fifty
+    half-sent requests per server, cycling through HALF_SENT, plus each big POST and oversize message."""
+    attacks: dict[tuple[str, str], list[Held]] = {}
+    for mode in MODES:
+        port = servers[mode]
+        for i in range(50):
+            kind = list(HALF_SENT)[i % len(HALF_SENT)]
+            attacks.setdefault((mode, kind), []).append(Held(port, HALF_SENT[kind](port)))
+        for kind, (announced, sent) in BIG_POSTS.items():
+            request = polling_post(port, b"", length=str(announced))
+            attacks[mode, kind] = [Held(port, request, body=b"4" * sent)]
+        for kind, frames in OVERSIZE.items():
+            attacks[mode, kind] = [Held(port, frames=frames)]
+    yield attacks
+    for connections in attacks.values():
+        for connection in connections:
+            connection.release()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_simulator_drives_beside_50_half_sent_requests(servers, held, baseline, mode):
+    assert drive(servers[mode]) == baseline
+
+
+# --- 1: Socket.IO packets --------------------------------------------------------------------------
+
+VALID = json.loads(telemetry()[2:])[1]
+PLACEHOLDER = '["telemetry",{"_placeholder":true,"num":0}]'
+
+SOCKETIO = {
+    "an event with no payload": "42",
+    "an event that is an empty list": "42[]",
+    "an event that is a JSON string": '42"telemetry"',
+    "an event that is an object": '42{"telemetry":{}}',
+    "an event named by a number": "42[1]",
+    "an event named null": "42[null]",
+    "an event named by a list": '42[["telemetry"]]',
+    "an event named by an object": "42[{}]",
+    "an event of another name": '42["drive",{}]',
+    "a steer event from the client": '42["steer",{"steering_angle":"0.0000","throttle":"1.0000"}]',
+    "a connect event": '42["connect"]',
+    "a connect event with a string": '42["connect","x"]',
+    "a disconnect event": '42["disconnect"]',
+    "telemetry with no argument": '42["telemetry"]',
+    "telemetry with two arguments": "42" + json.dumps(["telemetry", VALID, "extra"]),
+    "telemetry with two nulls": '42["telemetry",null,null]',
+    "telemetry with an ack id": "421" + telemetry()[2:],
+    "telemetry with a 99-digit ack id": "42" + "9" * 99 + telemetry()[2:],
+    "telemetry with a 101-digit ack id": "42" + "9" * 101 + telemetry()[2:],
+    "telemetry for another namespace": "42/x," + telemetry()[2:],
+    "an event of deeply nested JSON": "42" + "[" * 100_000,
+    "telemetry of deeply nested JSON": '42["telemetry",' + "[" * 100_000,
+    "an event with a huge number": '42["telemetry",{"speed":1e999999}]',
+    "an ack": "431[]",
+    "an ack with no id": "43[]",
+    "a CONNECT_ERROR from the client": "44",
+    "a binary event with no attachment count": "45-",
+    "a binary event whose attachment never comes": "451-" + PLACEHOLDER,
+    "a binary event announcing ten billion attachments": "459999999999-" + PLACEHOLDER,
+    "a binary ack whose attachment never comes": '461-1[{"_placeholder":true,"num":0}]',
+    "a Socket.IO type 7": "47",
+    "a Socket.IO type that is not a digit": "4hello",
+}
+SOCKETIO_UNANSWERED: dict = {}
+SOCKETIO_TRACEBACKS: dict = {}
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["mid-session", "first-packet"])
+@pytest.mark.parametrize("case", cases(SOCKETIO, SOCKETIO_UNANSWERED))
+def test_socketio_packet_is_answered_or_closed(servers, probe_reply, case, first):
+    result = exchange(servers["threading"], [SOCKETIO[case]], probe_reply("threading"), first=first)
+    assert result.answered_or_closed(1), result
+
+
+@pytest.mark.parametrize("case", cases(SOCKETIO, SOCKETIO_TRACEBACKS))
+def test_socketio_packet_prints_no_traceback(servers, probe_reply, caplog, capfd, case):
+    exchange(servers["threading"], [SOCKETIO[case]], probe_reply("threading"))
+    assert tracebacks(caplog, capfd) == []
+
+
+# --- 1: Engine.IO packets and WebSocket frames (the transports differ between the modes) -----------
+
+ENGINEIO = {
+    "an empty text frame": "",
+    "an Engine.IO type that is not a digit": "x",
+    "an Engine.IO OPEN from the client": "0",
+    "an Engine.IO UPGRADE on a WebSocket session": "5",
+    "an Engine.IO NOOP": "6",
+    "an Engine.IO type 7": "7",
+    "an Engine.IO MESSAGE with nothing in it": "4",
+    "an Engine.IO MESSAGE of deeply nested JSON": "4" + "[" * 100_000,
+    "an Engine.IO CLOSE": "1",
+    "a binary frame": b"\x00\x01",
+    "an empty binary frame": b"",
+    "telemetry in a binary frame": telemetry().encode(),
+    "a text frame that is not UTF-8": Frame(b'42["telemetry","\xff\xfe"]'),
+    "a text frame with a reserved bit set": Frame(telemetry().encode(), rsv=0x20),
+    "a frame of opcode 3": Frame(b"42[]", opcode=3),
+    "a continuation frame with nothing to continue": Frame(telemetry().encode(), opcode=0),
+}
+ENGINEIO_UNANSWERED: dict = {}
+ENGINEIO_TRACEBACKS: dict = {}
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["mid-session", "first-packet"])
+@pytest.mark.parametrize("mode, case", cases(ENGINEIO, ENGINEIO_UNANSWERED, *MODES))
+def test_engineio_packet_is_answered_or_closed(servers, probe_reply, mode, case, first):
+    result = exchange(servers[mode], [ENGINEIO[case]], probe_reply(mode), first=first)
+    assert result.answered_or_closed(1), result
+
+
+@pytest.mark.parametrize("mode, case", cases(ENGINEIO, ENGINEIO_TRACEBACKS, *MODES))
+def test_engineio_packet_prints_no_traceback(servers, probe_reply, caplog, capfd, mode, case):
+    exchange(servers[mode], [ENGINEIO[case]], probe_reply(mode))
+    assert tracebacks(caplog, capfd) == []
+
+
+PINGS = {"PING": ("2", "3"), "PING with data": ("2probe", "3probe")}
+PINGS_UNANSWERED: dict = {}
+
+
+@pytest.mark.parametrize("mode, case", cases(PINGS, PINGS_UNANSWERED, *MODES))
+def test_client_ping_is_answered_with_pong(servers, probe_reply, mode, case):
+    # The simulator pings right after connecting and every 25 s, and waits for the PONG.
+    ping, pong = PINGS[case]
+    result = exchange(servers[mode], [ping], probe_reply(mode), first=True)
+    assert pong in result.others, result
+
+
+# --- 1: telemetry with every field wrong --------------------------------------------------------
+
+WRONG_NUMBERS = {
+    "missing": MISSING,
+    "null": None,
+    "true": True,
+    "a list": [],
+    "an object": {},
+    "empty": "",
+    "a word": "fast",
+    "NaN": "NaN",
+    "inf": "inf",
+    "-Infinity": "-Infinity",
+    "1e999": "1e999",
+    "hexadecimal": "0x1p3",
+    "a decimal comma": "1,5",
+    "a megabyte of digits": "9" * MB,
+    "a NaN number": float("nan"),
+    "an Infinity number": float("inf"),
+    "a 101-digit integer": 10**101,
+    "1e308 as a number": 1e308,
+}
+GOOD = JPEGS[0]
+WRONG_IMAGES = {
+    "missing": MISSING,
+    "null": None,
+    "true": True,
+    "a number": 12345,
+    "a list": [],
+    "an object": {},
+    "empty": "",
+    "not base64": "not*base64!",
+    "base64 in 76-column lines": base64.encodebytes(GOOD).decode(),
+    "base64 with spaces": " ".join(re.findall(".{1,64}", b64(GOOD))),
+    "base64 one character short": b64(GOOD)[:-1],
+    "base64 with excess padding": b64(GOOD) + "==",
+    "URL-safe base64": base64.urlsafe_b64encode(GOOD).decode(),
+    "a data URI": "data:image/jpeg;base64," + b64(GOOD),
+    "non-ASCII text": "é" * 100,
+    "a truncated JPEG": b64(GOOD[: len(GOOD) // 2]),
+    "a JPEG without its end marker": b64(GOOD[:-2]),
+    "a grayscale JPEG": b64(image_file(cv2.cvtColor(FRAMES[0], cv2.COLOR_RGB2GRAY))),
+    "a progressive JPEG": b64(image_file(FRAMES[0], ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1)),
+    "a PNG": b64(image_file(FRAMES[0], ".png")),
+    "a 100x50 JPEG": b64(image_file(cv2.resize(FRAMES[0], (100, 50)))),
+    "a 640x320 JPEG": b64(image_file(cv2.resize(FRAMES[0], (640, 320)))),
+    "a 1x1 JPEG": b64(image_file(FRAMES[0][:1, :1])),
+    "GIF bytes": b64(b"GIF89a" + bytes(100)),
+    "random bytes": b64(np.random.default_rng(0).bytes(1000)),
+    "a JPEG header and random bytes": b64(GOOD[:200] + np.random.default_rng(1).bytes(5000) + b"\xff\xd9"),
+    "just over the image limit": "A" * (512 * 1024 + 4),
+    "three megabytes": "A" * (3 * MB),
+}
+WRONG_PAYLOADS = {
+    "null (manual driving)": '42["telemetry",null]',
+    "{} (manual driving)": '42["telemetry",{}]',
+    "a list": '42["telemetry",[1,2]]',
+    "a string": '42["telemetry","telemetry"]',
+    "a number": '42["telemetry",7]',
+    "true": '42["telemetry",true]',
+    "an object of other fields": '42["telemetry",{"x":"1"}]',
+}
+BAD_TELEMETRY = {
+    **{f"{key} {name}": telemetry(**{key: value}) for key in VALID if key != "image" for name, value in WRONG_NUMBERS.items()},
+    **{f"image {name}": telemetry(image=value) for name, value in WRONG_IMAGES.items()},
+    **{f"payload {name}": packet for name, packet in WRONG_PAYLOADS.items()},
+}
+TELEMETRY_UNANSWERED: dict = {}
+TELEMETRY_TRACEBACKS: dict = {}
+
+
+@pytest.mark.parametrize("case", cases(BAD_TELEMETRY, TELEMETRY_UNANSWERED))
+def test_bad_telemetry_is_answered_or_closed(servers, probe_reply, case):
+    result = exchange(servers["threading"], [BAD_TELEMETRY[case]], probe_reply("threading"))
+    assert result.answered_or_closed(1), result
+
+
+@pytest.mark.parametrize("case", cases(BAD_TELEMETRY, TELEMETRY_TRACEBACKS))
+def test_bad_telemetry_prints_no_traceback(servers, probe_reply, caplog, capfd, case):
+    exchange(servers["threading"], [BAD_TELEMETRY[case]], probe_reply("threading"))
+    assert tracebacks(caplog, capfd) == []
+
+
+# --- 4: other clients, memory --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_simulator_keeps_driving_through_every_hostile_packet(servers, probe_reply, baseline, mode):
+    port, probe = servers[mode], probe_reply(mode)
+    messages = [*SOCKETIO.values(), *ENGINEIO.values(), *BAD_TELEMETRY.values()]
+    attackers = [
+        threading.Thread(target=exchange, args=(port, [m], probe), kwargs={"within": 1.0}, daemon=True)
+        for m in messages
+    ]
+    for attacker in attackers:
+        attacker.start()
+    drives = []
+    while any(a.is_alive() for a in attackers) or not drives:
+        drives.append(drive(port))
+    for attacker in attackers:
+        attacker.join(timeout=10)
+    assert all(steering == baseline for steering in drives), drives
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_oversize_message_closes_only_that_connection(servers, baseline, mode):
+    with Wire(servers[mode]) as wire:
+        wire.send(telemetry("A" * (5 * MB)))
+        closed = wire.closed_within(ANSWER_WITHIN)
+    assert (closed, drive(servers[mode])) == (True, baseline)
+
+
+def peak_memory(attack: Callable[[], object]) -> int:
+    """The most memory Python held (traced allocations, every thread) while `attack` ran."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        attack()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def deflate_bomb(port: int) -> None:
+    """A 128 MB telemetry message compressed into one 130 KB WebSocket frame."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunks = [deflate.compress(b'42["telemetry","')]
+    chunks += [deflate.compress(b"A" * MB) for _ in range(128)]
+    payload = b"".join(chunks) + deflate.compress(b'"]') + deflate.flush(zlib.Z_SYNC_FLUSH)
+    frame = ws_frame(payload[:-4], rsv=0x40)
+    wire = Wire(port, deflate=True)
+
+    def attack() -> None:
+        with wire:
+            if wire.deflate:  # a server that declines compression is not open to this
+                wire.send_bytes(frame)
+                wire.closed_within(ANSWER_WITHIN)
+
+    return attack
+
+
+def endless_attachments(port: int, probe: dict) -> None:
+    """A binary event announcing 100 attachments of 1 MB each, sent compressed where possible."""
+    wire = Wire(port, deflate=True)
+    placeholders = json.dumps(["telemetry", [{"_placeholder": True, "num": i} for i in range(100)]])
+    attachment = ws_frame(bytes(MB), opcode=2, compress=wire.deflate) if wire.deflate else frame_of(bytes(MB))
+
+    def attack() -> None:
+        with wire:
+            try:
+                wire.send(telemetry())
+                wire.send("45100-" + placeholders)
+                for _ in range(100):
+                    wire.send_bytes(attachment)
+                wire.send(PROBE)
+                deadline = time.monotonic() + ANSWER_WITHIN
+                while reply_event(wire.packet(deadline)) != ("/", "steer", probe):
+                    pass
+            except (Closed, TimeoutError):
+                pass
+
+    return attack
+
+
+MEMORY_ATTACKS = {  # name -> (modes, attack builder (port, probe) -> attack)
+    "a 600-byte JPEG declaring 12000x12000 pixels": (
+        ("threading",),
+        lambda port, probe: lambda: exchange(port, [telemetry(b64(jpeg_declaring(12000, 12000)))], probe),
+    ),
+    "a telemetry of 1 MB (within the message limit)": (
+        MODES,
+        lambda port, probe: lambda: exchange(port, [telemetry("A" * MB)], probe),
+    ),
+    "a compressed frame inflating to 128 MB": (MODES, lambda port, probe: deflate_bomb(port)),
+    "a binary event with 100 attachments of 1 MB": (("threading",), endless_attachments),
+}
+MEMORY_FAILING: dict = {}
+
+
+@pytest.mark.parametrize(
+    "mode, case",
+    [p for p in cases(MEMORY_ATTACKS, MEMORY_FAILING, *MODES) if p.values[0] in MEMORY_ATTACKS[p.values[1]][0]],
+)
+def test_memory_per_connection_is_bounded(servers, probe_reply, mode, case):
+    attack = MEMORY_ATTACKS[case][1](servers[mode], probe_reply(mode))
+    assert peak_memory(attack) <= MEMORY_PER_CONNECTION
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_big_messages_do_not_starve_another_client(servers, baseline, mode):
+    # One client sends telemetry of 1 MB (within the limit) as fast as it can; another drives.
+    port, stop = servers[mode], threading.Event()
+    message = ws_frame(telemetry("A" * MB).encode())
+
+    def flood() -> None:
+        with Wire(port) as wire:
+            wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # no backlog after it stops
+            try:
+                while not stop.is_set():
+                    wire.send_bytes(message)
+            except Closed:
+                pass
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    time.sleep(0.5)
+    try:
+        steering = drive(port)
+    finally:
+        stop.set()
+        flooder.join(timeout=30)
+    assert steering == baseline
+
+
+# --- 1 and 4 over HTTP: requests answered at once -------------------------------------------------
+
+
+def upgrade(port: int, headers: str) -> bytes:
+    return http_request(port, "GET", WS_PATH, "Upgrade: websocket\r\nConnection: Upgrade\r\n" + headers)
+
+
+HTTP = {  # name -> request builder; every request says Connection: close
+    "a WebSocket upgrade without a key": lambda port: upgrade(port, "Sec-WebSocket-Version: 13\r\n"),
+    "a WebSocket upgrade of version 7": lambda port: upgrade(
+        port, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 7\r\n"
+    ),
+    "a polling POST whose body is not UTF-8": lambda port: polling_post(port, b"4\xff\xfe2"),
+    "a polling POST of an event with no payload": lambda port: polling_post(port, b"42"),
+    "a polling POST of a PING": lambda port: polling_post(port, b"2"),
+    "a polling POST with Content-Length abc": lambda port: polling_post(port, b"", length="abc"),
+    "a polling POST with a negative Content-Length": lambda port: polling_post(port, b"", length="-1"),
+    "a polling POST with a chunked body": lambda port: polling_post(
+        port, b"2\r\n42\r\n0\r\n\r\n", length="", headers="Transfer-Encoding: chunked\r\n"
+    ).replace(b"Content-Length: \r\n", b""),
+    "a polling POST without a session": lambda port: http_request(
+        port, "POST", POLLING_PATH, "Content-Length: 2\r\n", b"42"
+    ),
+    "a polling GET of an unknown session": lambda port: http_request(port, "GET", POLLING_PATH + "&sid=x"),
+    "an Engine.IO 3 handshake": lambda port: http_request(port, "GET", POLLING_PATH.replace("EIO=4", "EIO=3")),
+    "an unknown method": lambda port: http_request(port, "DELETE", POLLING_PATH),
+}
+HTTP_UNANSWERED: dict = {}
+HTTP_TRACEBACKS: dict = {}
+
+
+def http_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
+    """(response, answered): what the server sent until it closed or ANSWER_WITHIN passed, and
+    whether it answered or closed within that."""
+    head, body = request.split(b"\r\n\r\n", 1)
+    request = head + b"\r\nConnection: close\r\n\r\n" + body
+    response = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN) as sock:
+        sock.sendall(request)
+        deadline = time.monotonic() + ANSWER_WITHIN
+        try:
+            while data := sock.recv(1 << 16):
+                response += data
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        except TimeoutError:
+            return response, bool(response)
+        except OSError:
+            pass
+    return response, True
+
+
+@pytest.mark.parametrize("mode, case", cases(HTTP, HTTP_UNANSWERED, *MODES))
+def test_http_request_is_answered_or_closed(servers, mode, case):
+    response, answered = http_exchange(servers[mode], HTTP[case](servers[mode]))
+    assert answered, response[:200]
+
+
+@pytest.mark.parametrize("mode, case", cases(HTTP, HTTP_TRACEBACKS, *MODES))
+def test_http_request_prints_no_traceback(servers, caplog, capfd, mode, case):
+    response, _ = http_exchange(servers[mode], HTTP[case](servers[mode]))
+    assert tracebacks(caplog, capfd, response) == []
+
+
+# --- 2 and 3: the slow attacks judged ------------------------------------------------------------
+
+HALF_SENT_FAILING: dict = {}
+BIG_POSTS_FAILING: dict = {}
+OVERSIZE_FAILING: dict = {}
+
+
+@pytest.mark.parametrize("mode, kind", cases(HALF_SENT, HALF_SENT_FAILING, *MODES))
+def test_half_sent_request_is_dropped(held, mode, kind):
+    connections = held[mode, kind]
+    still_open = [c for c in connections if not c.closed_within(DROP_WITHIN)]
+    assert not still_open, f"{len(still_open)} of {len(connections)} still open after {DROP_WITHIN} s"
+
+
+@pytest.mark.parametrize("mode, kind", cases(BIG_POSTS, BIG_POSTS_FAILING, *MODES))
+def test_big_polling_post_is_answered_or_closed(held, mode, kind):
+    (connection,) = held[mode, kind]
+    assert connection.answered_within(ANSWER_WITHIN)
+
+
+@pytest.mark.parametrize("mode, kind", cases(OVERSIZE, OVERSIZE_FAILING, *MODES))
+def test_oversize_websocket_message_is_cut_off(held, mode, kind):
+    (connection,) = held[mode, kind]
+    assert connection.closed_within(ANSWER_WITHIN)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_server_still_serves_after_every_attack(servers, baseline, mode):
+    replies: queue.Queue = queue.Queue()
+    modern = socketio.Client()
+    modern.on("steer", replies.put)
+    modern.connect(f"http://127.0.0.1:{servers[mode]}", transports=["polling"], wait_timeout=ANSWER_WITHIN)
+    try:
+        modern.emit("telemetry", VALID)
+        reply = replies.get(timeout=ANSWER_WITHIN)
+    finally:
+        modern.disconnect()
+    assert (drive(servers[mode]), isinstance(reply["steering_angle"], str)) == (baseline, True)
