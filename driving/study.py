@@ -62,6 +62,7 @@ class Recording:
 
 
 DEMO_RECORDINGS = (Recording("lake", 3.0, 0), Recording("jungle", 3.0, 1))
+VARIED_RECORDINGS = (Recording("lake", 3.0, 0, vary=True), Recording("jungle", 3.0, 1, vary=True))
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,24 @@ RECIPES = {
         Recipe(
             "varied",
             "the same tracks and laps, each lap painted in a new style and conditions (sim record --vary)",
-            recordings=(Recording("lake", 3.0, 0, vary=True), Recording("jungle", 3.0, 1, vary=True)),
+            recordings=VARIED_RECORDINGS,
+        ),
+        Recipe(
+            "varied-colour",
+            "varied recordings, and colour augmentation in training (train.py --colour)",
+            recordings=VARIED_RECORDINGS,
+            augment=AugmentConfig(colour=True),
+        ),
+        Recipe(
+            "diverse",
+            "varied recordings of lake and jungle plus four suite-style training tracks (hairpins, "
+            "S-bends; seeds 0-3, 1.5 varied laps each), colour augmentation",
+            recordings=VARIED_RECORDINGS
+            + tuple(
+                Recording("suite", 1.5, i, vary=True, style=s)
+                for i, s in enumerate(("lake", "jungle", "desert", "lake"))
+            ),
+            augment=AugmentConfig(colour=True),
         ),
     )
 }

@@ -65,6 +65,8 @@ class DriveOptions:
     timeout: float = 10.0  # seconds to wait for one reply (model warm-up included)
     progress: bool = True  # tqdm bar
     model: str = ""  # name for the report
+    fps: float | None = None  # at most this many frames per wall-clock second (to watch a drive)
+    observers: list[DriveObserver] = field(default_factory=list)  # e.g. the live view
 
     def validate(self) -> DriveOptions:
         if not (math.isfinite(self.laps) and 0 < self.laps <= MAX_LAPS):
@@ -75,7 +77,41 @@ class DriveOptions:
             raise ValueError(f"max_seconds {self.max_seconds}: must be a positive number of seconds")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"timeout {self.timeout}: must be a positive number of seconds")
+        if self.fps is not None and not (math.isfinite(self.fps) and 0 < self.fps <= 1000):
+            raise ValueError(f"fps {self.fps}: must be above 0 and at most 1000 frames per second")
+        if self.fps is not None and self.realtime:
+            raise ValueError("fps limits fixed-step drives; a realtime drive already runs at the wall clock")
         return self
+
+
+@dataclass
+class DriveFrame:
+    """One step of a closed-loop drive, as an observer sees it: the frame the pilot was sent, the
+    command it answered, and where that left the car."""
+
+    time_s: float  # simulated
+    jpeg: bytes  # the camera frame sent as telemetry
+    steering: float
+    throttle: float
+    x: float
+    y: float
+    heading: float
+    cte: float  # signed cross-track error, metres (positive: right of the centre line)
+    mph: float
+    laps: float
+    interventions: int
+    intervened: bool  # this step ended off the road, and the car was put back
+    latency_ms: float | None  # telemetry sent -> reply (None for the connection's first reply)
+
+
+class DriveObserver(Protocol):
+    """Watches a drive (the live view, say). Called from the drive loop: must return quickly."""
+
+    def start(self, track: Track, options: DriveOptions) -> None: ...
+
+    def frame(self, frame: DriveFrame) -> None: ...
+
+    def end(self, metrics: DriveMetrics) -> None: ...
 
 
 # --- links: how telemetry reaches the pilot -------------------------------------------------------
@@ -165,6 +201,11 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
         desc=f"{options.model or 'drive'} on {track.name}",
         bar_format="{desc}: {n:.2f}/{total} laps |{bar}| {elapsed} {postfix}",
     )
+    for observer in options.observers:
+        observer.start(track, options)
+    pace = 1.0 / options.fps if options.fps else 0.0
+    next_frame = time.perf_counter()
+    latency_ms: float | None = None
     try:
         jpeg = encode_jpeg(sim.render("center"))
         kind, command = link.connect(jpeg)
@@ -185,7 +226,16 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
                 sim.step(steering, throttle, dt=dt)
             elapsed += dt
             trace.add(elapsed, sim.car.x, sim.car.y, sim.location.cte, sim.car.mph, steering, throttle)
-            if sim.off_road:
+            off_road = sim.off_road
+            if options.observers:
+                seen = DriveFrame(
+                    elapsed, jpeg, steering, throttle, sim.car.x, sim.car.y, sim.car.heading,
+                    sim.location.cte, sim.car.mph, sim.laps, len(trace.interventions) + off_road,
+                    off_road, latency_ms,
+                )  # fmt: skip
+                for observer in options.observers:
+                    observer.frame(seen)
+            if off_road:
                 trace.intervene(elapsed, sim.car.x, sim.car.y, sim.location.s)
                 sim.reset(s=sim.location.s, offset=0.0, speed=sim.car.speed, keep_progress=True)
                 sim.car.steering = steering
@@ -210,16 +260,22 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
                 end_reason = f"time limit of {max_seconds:.0f} simulated s"
                 break
 
+            if pace:  # watching: hold the frame rate down (the drive itself is unchanged)
+                next_frame += pace
+                time.sleep(max(0.0, next_frame - time.perf_counter()))
             jpeg = encode_jpeg(sim.render("center"))
             sent = time.perf_counter()
             kind, command = link.send(steering, throttle, sim.car.mph, jpeg)
             trace.add_latency(time.perf_counter() - sent)
+            latency_ms = trace.latency_s[-1] * 1e3
     finally:
         link.close()
         bar.update(round(max(sim.laps, 0.0), 2) - bar.n)
         bar.close()
 
     metrics = summarise(trace, options.laps, sim.laps, options.realtime, end_reason, options.model)
+    for observer in options.observers:
+        observer.end(metrics)
     if options.video is not None:
         from driving.video import write_video
 
