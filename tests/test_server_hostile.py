@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import logging
 import os
 import queue
 import re
@@ -58,6 +59,7 @@ pytestmark = pytest.mark.timeout(60)
 
 MODES = ("threading", "eventlet")
 ANSWER_WITHIN = 5.0  # seconds: every message answered or the connection closed
+GRACE = 0.5  # seconds an exchange waits for an answer (or a close) before it sends the probe
 DROP_WITHIN = 15.0  # seconds: a half-sent HTTP request dropped
 MB = 2**20
 MEMORY_PER_CONNECTION = 64 * MB  # 16 times the server's 4 MiB message limit
@@ -70,16 +72,17 @@ POLLING_PATH = "/socket.io/?EIO=4&transport=polling"
 
 def serve(predictor: Predictor, async_mode: str = "threading", **options) -> tuple[int, Callable[[], None]]:
     """Start the real drive server on 127.0.0.1 and a free port; returns (port, stop)."""
-    from driving.server import DriveConfig, DriveServer
+    from driving.pilot import Pilot
+    from driving.server import DriveServer, ServeConfig
 
-    server = DriveServer(predictor, DriveConfig(async_mode=async_mode, status_interval=0, **options))
+    server = DriveServer(Pilot(predictor), ServeConfig(async_mode=async_mode, status_interval=0, **options))
     if async_mode != "eventlet":
         return server.start(), server.stop
     # eventlet's hub runs in the thread that serves, as drive.py runs it in its main thread
     thread = threading.Thread(target=server.serve, args=("127.0.0.1", 0), name="eventlet-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
-    while getattr(server, "port", None) is None:
+    while not server.port:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the eventlet server did not start")
         time.sleep(0.01)
@@ -159,7 +162,9 @@ class Frame(NamedTuple):
     rsv: int = 0  # the three reserved bits, 0x70 of the first byte
 
 
-def ws_frame(payload: bytes, opcode: int = 1, fin: bool = True, rsv: int = 0, compress: bool = False) -> bytes:
+def ws_frame(
+    payload: bytes, opcode: int = 1, fin: bool = True, rsv: int = 0, compress: bool = False
+) -> bytes:
     """One masked client-to-server WebSocket frame (compress: permessage-deflate, RSV1)."""
     if compress:
         deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -201,7 +206,9 @@ class Wire:
     def __init__(self, port: int, deflate: bool = False):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" if deflate else ""
+        offer = (
+            "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" if deflate else ""
+        )
         self.sock.sendall(
             f"GET {WS_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {b64(os.urandom(16))}\r\n"
@@ -255,13 +262,12 @@ class Wire:
             while True:
                 self.packet(deadline)
         except Closed:
-            self.drain()
             return True
         except TimeoutError:
             return False
 
-    def drain(self, seconds: float = 2.0) -> None:
-        """Read until the server closes TCP, at most `seconds`: it logs what went wrong before."""
+    def drain(self, seconds: float = 0.5) -> None:
+        """Read until the server closes TCP, at most `seconds`."""
         deadline = time.monotonic() + seconds
         try:
             while time.monotonic() < deadline:
@@ -296,7 +302,8 @@ class Wire:
 
     def _parse(self) -> tuple[int, bytes] | None:
         data = self.buffer
-        if data.startswith(b"HTTP/"):
+        if data.startswith(b"HTTP/"):  # werkzeug's 500 when the handler raised; it logs, then closes
+            self.drain()
             raise Closed(f"an HTTP response on the WebSocket: {data[:40]!r}")
         if len(data) < 2:
             return None
@@ -312,9 +319,15 @@ class Wire:
         if len(data) < start + length:
             return None
         payload, self.buffer = data[start : start + length], data[start + length :]
+        opcode, reserved = data[0] & 0x0F, data[0] & (0x30 if self.deflate else 0x70)
+        if opcode not in (0, 1, 2, 8, 9, 10) or reserved:  # werkzeug writes error pages into the stream
+            raise Closed(f"bytes that are not WebSocket: {data[:40]!r}")
         if data[0] & 0x40:
-            payload = self._inflate.decompress(payload + b"\x00\x00\xff\xff")
-        return data[0] & 0x0F, payload
+            try:
+                payload = self._inflate.decompress(payload + b"\x00\x00\xff\xff")
+            except zlib.error:
+                raise Closed(f"bytes that are not WebSocket: {data[:40]!r}") from None
+        return opcode, payload
 
 
 EVENT = re.compile(r"42(/[^,\[]*,)?\d*(\[.*)", re.S)
@@ -351,6 +364,15 @@ class Exchange:
     def answered_or_closed(self, messages: int) -> bool:
         return self.closed is not None or (self.probe_answered and len(self.answers) >= messages)
 
+    def add(self, packet: str | bytes, probe: dict | None = None) -> bool:
+        """Note one packet from the server; True if it is the reply to PROBE."""
+        event = reply_event(packet)
+        if probe is not None and event == ("/", "steer", probe):
+            self.probe_answered = True
+        else:
+            (self.answers if event else self.others).append(packet[:80])
+        return self.probe_answered
+
 
 @pytest.fixture(scope="module")
 def probe_reply(servers):
@@ -374,8 +396,11 @@ def probe_reply(servers):
 def exchange(
     port: int, messages: list, probe: dict, first: bool = False, within: float = ANSWER_WITHIN
 ) -> Exchange:
-    """Send `messages` and then PROBE on a fresh connection, after one ordinary frame and its reply
-    unless `first`; collect what comes back until the probe's reply, a close, or `within` seconds."""
+    """Send `messages` on a fresh connection (after one ordinary frame and its reply unless
+    `first`), then PROBE; collect what comes back until the probe's reply, a close, or `within`
+    seconds. The probe goes out once the messages are answered, or after GRACE: a probe still on
+    the wire when the server closes would be a second attack (see
+    test_telemetry_on_the_wire_when_the_server_closes_prints_no_traceback)."""
     result = Exchange()
     with Wire(port) as wire:
         try:
@@ -386,36 +411,51 @@ def exchange(
                     pass
             for message in messages:
                 wire.send(message)
+            deadline = time.monotonic() + GRACE
+            try:
+                while len(result.answers) < len(messages):
+                    result.add(wire.packet(deadline))
+            except TimeoutError:
+                pass
             wire.send(PROBE)
             deadline = time.monotonic() + within
-            while True:
-                packet = wire.packet(deadline)
-                event = reply_event(packet)
-                if event == ("/", "steer", probe):
-                    result.probe_answered = True
-                    return result
-                (result.answers if event else result.others).append(packet[:80])
+            while not result.add(wire.packet(deadline), probe):
+                pass
         except Closed as e:
             result.closed = str(e)
-            wire.drain()
         except TimeoutError:
             pass
     return result
 
 
+def logged_tracebacks(records: list[logging.LogRecord]) -> list[str]:
+    """The log records that carry a traceback, each as one line: logger, message, exception."""
+    found = []
+    for record in records:
+        message = record.getMessage()
+        if record.exc_info:
+            error = record.exc_info[1]
+            found.append(f"{record.name}: {message[:100]} ({type(error).__name__}: {str(error)[:100]})")
+        elif "Traceback" in message:
+            found.append(f"{record.name}: {message[:60]}... {last_line(message)}")
+    return found
+
+
 def tracebacks(caplog, capfd, *texts: str | bytes) -> list[str]:
     """Tracebacks in the captured log records, stdout/stderr, and any `texts` (a response body)."""
     out, err = capfd.readouterr()
-    found = [
-        f"{record.name}: {record.getMessage()[:300]}"
-        for record in caplog.records
-        if record.exc_info or "Traceback" in record.getMessage()
-    ]
+    found = logged_tracebacks(caplog.records)
     for text in (out, err, *texts):
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         if "Traceback" in text:
-            found.append(text[text.index("Traceback") :][:300])
+            found.append(f"Traceback ... {last_line(text[text.index('Traceback') :])}")
     return found
+
+
+def last_line(traceback: str) -> str:
+    """The exception line of a formatted traceback."""
+    lines = [line for line in traceback.splitlines() if re.match(r"\w+(\.\w+)*(Error|Exception)\b", line)]
+    return lines[-1][:160] if lines else traceback.strip().splitlines()[-1][:160]
 
 
 def drive(port: int, frames: list[bytes] = JPEGS, timeout: float = ANSWER_WITHIN) -> list[float] | str:
@@ -449,151 +489,12 @@ def cases(table: dict, failing: dict, *modes: str) -> list:
     if not modes:
         return [pytest.param(name, id=name, marks=xfail(failing.get(name))) for name in table]
     return [
-        pytest.param(mode, name, id=f"{mode}-{name}", marks=xfail(failing.get((mode, name), failing.get(name))))
+        pytest.param(
+            mode, name, id=f"{mode}-{name}", marks=xfail(failing.get((mode, name), failing.get(name)))
+        )
         for mode in modes
         for name in table
     ]
-
-
-# --- 2 and 3: slow attacks, started together by the first test and judged at the end ---------------
-
-
-def http_request(port: int, method: str, path: str, headers: str = "", body: bytes = b"") -> bytes:
-    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode() + body
-
-
-def polling_session(port: int) -> str:
-    """The sid of a new long-polling session (its handshake GET)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{POLLING_PATH}", timeout=ANSWER_WITHIN) as response:
-        return json.loads(response.read()[1:])["sid"]
-
-
-def polling_post(port: int, body: bytes, length: str | None = None, headers: str = "") -> bytes:
-    """A long-polling POST on a new session; `length` overrides the Content-Length header."""
-    length = str(len(body)) if length is None else length
-    path = f"{POLLING_PATH}&sid={polling_session(port)}"
-    return http_request(port, "POST", path, f"Content-Type: text/plain\r\nContent-Length: {length}\r\n{headers}", body)
-
-
-HALF_SENT = {  # each a request the client never finishes
-    "a connection that sends nothing": lambda port: b"",
-    "a request line and nothing more": lambda port: b"GET / HTTP/1.1\r\n",
-    "headers never finished": lambda port: http_request(port, "GET", POLLING_PATH)[:-2],
-    "a WebSocket upgrade never finished": lambda port: http_request(
-        port, "GET", WS_PATH, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-    )[:-2],
-    "a polling POST whose body never comes": lambda port: polling_post(port, b"42", length="1000"),
-    "an idle connection after one request": lambda port: http_request(port, "GET", "/"),
-}
-
-BIG_POSTS = {  # (bytes announced, bytes sent) of a long-polling POST on a valid session
-    "announcing 20 MB, sending none of it": (20_000_000, 0),
-    "announcing 20 MB and sending it": (20_000_000, 20_000_000),
-}
-
-OVERSIZE = {  # WebSocket messages past the 4 MiB limit, never finished: the server must cut them off
-    "one frame announcing 64 MB, 8 MB of it sent": [
-        ws_frame(b"A" * (8 * MB), fin=True)[:14].replace(struct.pack("!Q", 8 * MB), struct.pack("!Q", 64 * MB))
-        + b"A" * (8 * MB)
-    ],
-    "8 MB in 1 MB fragments, never finished": [
-        ws_frame(b"A" * MB, opcode=1 if i == 0 else 0, fin=False) for i in range(8)
-    ],
-}
-
-
-class Held:
-    """A connection a slow attack leaves open; a thread notes when the server answers and closes."""
-
-    def __init__(self, port: int, request: bytes = b"", body: bytes = b"", frames: list[bytes] = ()):
-        self.answered_at: float | None = None
-        self.closed_at: float | None = None
-        self.since: float | None = None  # when the attack's decisive bytes had gone out
-        self.closed = threading.Event()
-        self.released = False
-        if frames:
-            self.wire = Wire(port)
-            self.sock = self.wire.sock
-        else:
-            self.wire, self.sock = None, socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN)
-            self.sock.sendall(request)
-            self.since = time.monotonic()
-        self.sock.settimeout(None)
-        threading.Thread(target=self._watch, daemon=True).start()
-        if frames or body:
-            threading.Thread(target=self._send, args=(frames or [body],), daemon=True).start()
-
-    def _send(self, chunks: list[bytes]) -> None:
-        try:
-            for chunk in chunks:
-                self.sock.sendall(chunk)
-        except OSError:
-            pass  # cut off: what the server should do
-        if self.wire is not None:
-            self.since = time.monotonic()
-
-    def _watch(self) -> None:
-        try:
-            if self.wire is not None:
-                while True:
-                    self.wire.packet(time.monotonic() + 3600)
-            while data := self.sock.recv(1 << 16):
-                self.answered_at = self.answered_at or time.monotonic()
-        except (Closed, OSError):
-            pass
-        if not self.released:
-            self.closed_at = time.monotonic()
-        self.closed.set()
-
-    def closed_within(self, seconds: float) -> bool:
-        return self._within(seconds, lambda: self.closed_at)
-
-    def answered_within(self, seconds: float) -> bool:
-        return self._within(seconds, lambda: self.answered_at or self.closed_at)
-
-    def _within(self, seconds: float, when: Callable[[], float | None]) -> bool:
-        while self.since is None and not self.closed.is_set():  # still sending
-            time.sleep(0.05)
-        since = self.since or time.monotonic()
-        self.closed.wait(max(since + seconds - time.monotonic(), 0))
-        if when() is None:
-            time.sleep(max(since + seconds - time.monotonic(), 0))  # a response without a close
-        moment = when()
-        return moment is not None and moment - since <= seconds
-
-    def release(self) -> None:
-        self.released = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-
-
-@pytest.fixture(scope="module")
-def held(servers):
-    """The slow attacks on both servers, started at once: {(mode, kind): [Held, ...]}. Fifty
-    half-sent requests per server, cycling through HALF_SENT, plus each big POST and oversize message."""
-    attacks: dict[tuple[str, str], list[Held]] = {}
-    for mode in MODES:
-        port = servers[mode]
-        for i in range(50):
-            kind = list(HALF_SENT)[i % len(HALF_SENT)]
-            attacks.setdefault((mode, kind), []).append(Held(port, HALF_SENT[kind](port)))
-        for kind, (announced, sent) in BIG_POSTS.items():
-            request = polling_post(port, b"", length=str(announced))
-            attacks[mode, kind] = [Held(port, request, body=b"4" * sent)]
-        for kind, frames in OVERSIZE.items():
-            attacks[mode, kind] = [Held(port, frames=frames)]
-    yield attacks
-    for connections in attacks.values():
-        for connection in connections:
-            connection.release()
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_simulator_drives_beside_50_half_sent_requests(servers, held, baseline, mode):
-    assert drive(servers[mode]) == baseline
 
 
 # --- 1: Socket.IO packets --------------------------------------------------------------------------
@@ -635,8 +536,16 @@ SOCKETIO = {
     "a Socket.IO type 7": "47",
     "a Socket.IO type that is not a digit": "4hello",
 }
-SOCKETIO_UNANSWERED: dict = {}
-SOCKETIO_TRACEBACKS: dict = {}
+SOCKETIO_UNANSWERED = {  # what today's server does instead
+    "telemetry for another namespace": "only a CONNECT_ERROR `44/x,...` comes back (python-socketio's "
+    "_handle_connect for a namespace nobody serves): no steer, and the connection stays open",
+    "a Socket.IO type 7": "no reply and the connection stays open: SimulatorCompatibleServer."
+    "_handle_eio_message raises IndexError on socketio.packet.packet_names[7] while wording its close",
+}
+SOCKETIO_TRACEBACKS = {
+    "a Socket.IO type 7": "IndexError (socketio.packet.packet_names[7] in SimulatorCompatibleServer."
+    "_handle_eio_message), logged by engineio as 'message handler error' with a traceback",
+}
 
 
 @pytest.mark.parametrize("first", [False, True], ids=["mid-session", "first-packet"])
@@ -672,8 +581,26 @@ ENGINEIO = {
     "a frame of opcode 3": Frame(b"42[]", opcode=3),
     "a continuation frame with nothing to continue": Frame(telemetry().encode(), opcode=0),
 }
-ENGINEIO_UNANSWERED: dict = {}
-ENGINEIO_TRACEBACKS: dict = {}
+ENGINEIO_UNANSWERED = {
+    "an Engine.IO UPGRADE on a WebSocket session": "answered with an Engine.IO NOOP `6` (engineio's own "
+    "UPGRADE handling): no steer, and the connection stays open",
+    "an Engine.IO NOOP": "ignored on purpose (server.py: 'nothing asked, nothing to answer'): no steer, "
+    "and the connection stays open",
+}
+WERKZEUG_500 = (
+    "werkzeug logs 'Error on request' with a traceback ({}), raised by engineio.packet.Packet.decode "
+    "outside the try in engineio.socket.Socket._websocket_handler; it then writes a 500 page into "
+    "the WebSocket (eventlet closes the connection silently)"
+)
+ENGINEIO_TRACEBACKS = {
+    ("threading", "an empty text frame"): WERKZEUG_500.format("ValueError: Invalid empty packet received"),
+    ("threading", "an Engine.IO type that is not a digit"): WERKZEUG_500.format(
+        "ValueError: invalid literal for int()"
+    ),
+    ("threading", "an Engine.IO MESSAGE of deeply nested JSON"): WERKZEUG_500.format(
+        "RecursionError from json.loads"
+    ),
+}
 
 
 @pytest.mark.parametrize("first", [False, True], ids=["mid-session", "first-packet"])
@@ -699,6 +626,29 @@ def test_client_ping_is_answered_with_pong(servers, probe_reply, mode, case):
     ping, pong = PINGS[case]
     result = exchange(servers[mode], [ping], probe_reply(mode), first=True)
     assert pong in result.others, result
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="KeyError(eio_sid) logged by engineio as 'message handler error' with a traceback: "
+    "SimulatorCompatibleServer._sid connects the frame's client implicitly, and python-socketio's "
+    "_handle_connect reads self.environ[eio_sid], which the disconnect removed",
+)
+@pytest.mark.parametrize("mode", MODES)
+def test_telemetry_on_the_wire_when_the_server_closes_prints_no_traceback(servers, caplog, capfd, mode):
+    # The simulator sends without looking: a frame can cross the server's close on the wire.
+    with Wire(servers[mode]) as wire:
+        wire.send(telemetry())
+        deadline = time.monotonic() + ANSWER_WITHIN
+        while reply_event(wire.packet(deadline)) is None:
+            pass
+        wire.send("1")  # Engine.IO CLOSE: the server closes the connection...
+        wire.send(telemetry())  # ...with this frame already on its way
+        wire.closed_within(ANSWER_WITHIN)
+    deadline = time.monotonic() + 1.0  # the server reads that frame after the close
+    while not logged_tracebacks(caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tracebacks(caplog, capfd) == []
 
 
 # --- 1: telemetry with every field wrong --------------------------------------------------------
@@ -764,7 +714,12 @@ WRONG_PAYLOADS = {
     "an object of other fields": '42["telemetry",{"x":"1"}]',
 }
 BAD_TELEMETRY = {
-    **{f"{key} {name}": telemetry(**{key: value}) for key in VALID if key != "image" for name, value in WRONG_NUMBERS.items()},
+    **{
+        f"{key} {name}": telemetry(**{key: value})
+        for key in VALID
+        if key != "image"
+        for name, value in WRONG_NUMBERS.items()
+    },
     **{f"image {name}": telemetry(image=value) for name, value in WRONG_IMAGES.items()},
     **{f"payload {name}": packet for name, packet in WRONG_PAYLOADS.items()},
 }
@@ -789,8 +744,11 @@ def test_bad_telemetry_prints_no_traceback(servers, probe_reply, caplog, capfd, 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_simulator_keeps_driving_through_every_hostile_packet(servers, probe_reply, baseline, mode):
+    # Messages of 64 KB and more are left to test_big_messages_do_not_starve_another_client.
     port, probe = servers[mode], probe_reply(mode)
-    messages = [*SOCKETIO.values(), *ENGINEIO.values(), *BAD_TELEMETRY.values()]
+    messages = [
+        m for m in (*SOCKETIO.values(), *ENGINEIO.values(), *BAD_TELEMETRY.values()) if len(m) < 65536
+    ]
     attackers = [
         threading.Thread(target=exchange, args=(port, [m], probe), kwargs={"within": 1.0}, daemon=True)
         for m in messages
@@ -808,7 +766,10 @@ def test_simulator_keeps_driving_through_every_hostile_packet(servers, probe_rep
 @pytest.mark.parametrize("mode", MODES)
 def test_oversize_message_closes_only_that_connection(servers, baseline, mode):
     with Wire(servers[mode]) as wire:
-        wire.send(telemetry("A" * (5 * MB)))
+        try:
+            wire.send(telemetry("A" * (5 * MB)))
+        except Closed:
+            pass  # cut off while sending
         closed = wire.closed_within(ANSWER_WITHIN)
     assert (closed, drive(servers[mode])) == (True, baseline)
 
@@ -824,7 +785,7 @@ def peak_memory(attack: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
-def deflate_bomb(port: int) -> None:
+def deflate_bomb(port: int) -> Callable[[], None]:
     """A 128 MB telemetry message compressed into one 130 KB WebSocket frame."""
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunks = [deflate.compress(b'42["telemetry","')]
@@ -842,11 +803,11 @@ def deflate_bomb(port: int) -> None:
     return attack
 
 
-def endless_attachments(port: int, probe: dict) -> None:
+def endless_attachments(port: int, probe: dict) -> Callable[[], None]:
     """A binary event announcing 100 attachments of 1 MB each, sent compressed where possible."""
     wire = Wire(port, deflate=True)
     placeholders = json.dumps(["telemetry", [{"_placeholder": True, "num": i} for i in range(100)]])
-    attachment = ws_frame(bytes(MB), opcode=2, compress=wire.deflate) if wire.deflate else frame_of(bytes(MB))
+    attachment = ws_frame(bytes(MB), opcode=2, compress=wire.deflate)
 
     def attack() -> None:
         with wire:
@@ -866,9 +827,9 @@ def endless_attachments(port: int, probe: dict) -> None:
 
 
 MEMORY_ATTACKS = {  # name -> (modes, attack builder (port, probe) -> attack)
-    "a 600-byte JPEG declaring 12000x12000 pixels": (
+    "a 600-byte JPEG declaring 8000x8000 pixels": (
         ("threading",),
-        lambda port, probe: lambda: exchange(port, [telemetry(b64(jpeg_declaring(12000, 12000)))], probe),
+        lambda port, probe: lambda: exchange(port, [telemetry(b64(jpeg_declaring(8000, 8000)))], probe),
     ),
     "a telemetry of 1 MB (within the message limit)": (
         MODES,
@@ -877,45 +838,104 @@ MEMORY_ATTACKS = {  # name -> (modes, attack builder (port, probe) -> attack)
     "a compressed frame inflating to 128 MB": (MODES, lambda port, probe: deflate_bomb(port)),
     "a binary event with 100 attachments of 1 MB": (("threading",), endless_attachments),
 }
-MEMORY_FAILING: dict = {}
+MEMORY_FAILING = {
+    ("threading", "a 600-byte JPEG declaring 8000x8000 pixels"): "366 MB: cv2.imdecode allocates "
+    "width x height x 3 (and cvtColor a copy) before check_frame sees the size; the JPEG header is not "
+    "read first",
+    ("threading", "a compressed frame inflating to 128 MB"): "272 MB: engineio builds simple_websocket."
+    "Server without max_message_size, permessage-deflate is accepted, wsproto inflates the whole "
+    "message, and engineio compares it with max_http_buffer_size only once it is all in memory",
+    ("eventlet", "a telemetry of 1 MB (within the message limit)"): "99 MB for one 1 MB frame: "
+    "eventlet.websocket unmasks byte by byte into one-byte bytes objects (RFC6455WebSocket._apply_mask)",
+}
 
 
 @pytest.mark.parametrize(
     "mode, case",
-    [p for p in cases(MEMORY_ATTACKS, MEMORY_FAILING, *MODES) if p.values[0] in MEMORY_ATTACKS[p.values[1]][0]],
+    [
+        p
+        for p in cases(MEMORY_ATTACKS, MEMORY_FAILING, *MODES)
+        if p.values[0] in MEMORY_ATTACKS[p.values[1]][0]
+    ],
 )
 def test_memory_per_connection_is_bounded(servers, probe_reply, mode, case):
     attack = MEMORY_ATTACKS[case][1](servers[mode], probe_reply(mode))
-    assert peak_memory(attack) <= MEMORY_PER_CONNECTION
+    peak = peak_memory(attack)
+    assert peak <= MEMORY_PER_CONNECTION, f"{peak / MB:.0f} MB"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "threading",
+        pytest.param(
+            "eventlet",
+            marks=xfail(
+                "the driving client's next frame is not answered within 5 s: eventlet unmasks frames "
+                "in Python (about 2 us a byte, RFC6455WebSocket._apply_mask) and does not yield to "
+                "its hub while data is waiting, so one client's stream holds every other client"
+            ),
+        ),
+    ],
+)
 def test_big_messages_do_not_starve_another_client(servers, baseline, mode):
-    # One client sends telemetry of 1 MB (within the limit) as fast as it can; another drives.
-    port, stop = servers[mode], threading.Event()
+    # A driving simulator, then a client sending telemetry of 1 MB (within the limit) as fast as
+    # it can: every frame of the simulator is still answered within the bound.
+    port, stop, flooding = servers[mode], threading.Event(), threading.Event()
     message = ws_frame(telemetry("A" * MB).encode())
 
     def flood() -> None:
         with Wire(port) as wire:
-            wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # no backlog after it stops
+            wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # no backlog when it stops
             try:
                 while not stop.is_set():
                     wire.send_bytes(message)
+                    flooding.set()
             except Closed:
                 pass
 
-    flooder = threading.Thread(target=flood, daemon=True)
-    flooder.start()
-    time.sleep(0.5)
-    try:
-        steering = drive(port)
-    finally:
-        stop.set()
-        flooder.join(timeout=30)
-    assert steering == baseline
+    steering = []
+    with Wire(port) as sim:
+        flooder = threading.Thread(target=flood, daemon=True)
+        try:
+            for i, jpeg in enumerate(JPEGS):
+                sim.send(telemetry(b64(jpeg)))
+                deadline = time.monotonic() + ANSWER_WITHIN
+                while (event := reply_event(sim.packet(deadline))) is None:
+                    pass
+                steering.append(float(event[2]["steering_angle"]))
+                if i == 0:  # connected and driving: now the flood
+                    flooder.start()
+                    flooding.wait(timeout=ANSWER_WITHIN)
+        except (Closed, TimeoutError) as e:
+            steering.append(f"{type(e).__name__}: {e}")
+        finally:
+            stop.set()
+            if flooder.is_alive():
+                flooder.join(timeout=30)
+    assert steering == baseline[1:]
 
 
 # --- 1 and 4 over HTTP: requests answered at once -------------------------------------------------
+
+
+def http_request(port: int, method: str, path: str, headers: str = "", body: bytes = b"") -> bytes:
+    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode() + body
+
+
+def polling_session(port: int) -> str:
+    """The sid of a new long-polling session (its handshake GET)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{POLLING_PATH}", timeout=ANSWER_WITHIN) as response:
+        return json.loads(response.read()[1:])["sid"]
+
+
+def polling_post(port: int, body: bytes, length: str | None = None, headers: str = "") -> bytes:
+    """A long-polling POST on a new session; `length` overrides the Content-Length header."""
+    length = str(len(body)) if length is None else length
+    path = f"{POLLING_PATH}&sid={polling_session(port)}"
+    return http_request(
+        port, "POST", path, f"Content-Type: text/plain\r\nContent-Length: {length}\r\n{headers}", body
+    )
 
 
 def upgrade(port: int, headers: str) -> bytes:
@@ -931,7 +951,6 @@ HTTP = {  # name -> request builder; every request says Connection: close
     "a polling POST of an event with no payload": lambda port: polling_post(port, b"42"),
     "a polling POST of a PING": lambda port: polling_post(port, b"2"),
     "a polling POST with Content-Length abc": lambda port: polling_post(port, b"", length="abc"),
-    "a polling POST with a negative Content-Length": lambda port: polling_post(port, b"", length="-1"),
     "a polling POST with a chunked body": lambda port: polling_post(
         port, b"2\r\n42\r\n0\r\n\r\n", length="", headers="Transfer-Encoding: chunked\r\n"
     ).replace(b"Content-Length: \r\n", b""),
@@ -939,16 +958,41 @@ HTTP = {  # name -> request builder; every request says Connection: close
         port, "POST", POLLING_PATH, "Content-Length: 2\r\n", b"42"
     ),
     "a polling GET of an unknown session": lambda port: http_request(port, "GET", POLLING_PATH + "&sid=x"),
-    "an Engine.IO 3 handshake": lambda port: http_request(port, "GET", POLLING_PATH.replace("EIO=4", "EIO=3")),
+    "an Engine.IO 3 handshake": lambda port: http_request(
+        port, "GET", POLLING_PATH.replace("EIO=4", "EIO=3")
+    ),
     "an unknown method": lambda port: http_request(port, "DELETE", POLLING_PATH),
 }
 HTTP_UNANSWERED: dict = {}
-HTTP_TRACEBACKS: dict = {}
+POST_NOT_UTF8 = (
+    "engineio logs 'post request handler error' with a traceback: UnicodeDecodeError from "
+    "body.decode('utf-8') in engineio.socket.Socket.handle_post_request (and answers 200 OK)"
+)
+HTTP_TRACEBACKS = {
+    ("threading", "a WebSocket upgrade without a key"): "werkzeug logs 'Error on request' with a "
+    "traceback: wsproto RemoteProtocolError (Missing header 'Sec-WebSocket-Key') from simple_websocket."
+    "Server's handshake in engineio's SimpleWebSocketWSGI; answered 500 (eventlet answers 400)",
+    ("threading", "a WebSocket upgrade of version 7"): "werkzeug logs 'Error on request' with a "
+    "traceback: wsproto RemoteProtocolError (Missing header 'Sec-WebSocket-Version') from "
+    "simple_websocket.Server's handshake; answered 500 (eventlet answers 400)",
+    ("threading", "a polling POST whose body is not UTF-8"): POST_NOT_UTF8,
+    ("eventlet", "a polling POST whose body is not UTF-8"): POST_NOT_UTF8,
+    ("threading", "a polling POST with Content-Length abc"): "engineio logs 'post request handler error' "
+    "with a traceback: ValueError from int(CONTENT_LENGTH) in Socket.handle_post_request (werkzeug "
+    "passes the header on; eventlet answers 400 itself)",
+}
+
+
+def complete(response: bytes) -> bool:
+    """Whether `response` holds a whole HTTP response (its Content-Length, or the last chunk)."""
+    head, blank, body = response.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return bool(blank) and (len(body) >= int(length[1]) if length else body.endswith(b"0\r\n\r\n"))
 
 
 def http_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
-    """(response, answered): what the server sent until it closed or ANSWER_WITHIN passed, and
-    whether it answered or closed within that."""
+    """(response, answered): what the server sent until it closed (or, after a whole response,
+    0.5 s more), and whether it answered or closed within ANSWER_WITHIN."""
     head, body = request.split(b"\r\n\r\n", 1)
     request = head + b"\r\nConnection: close\r\n\r\n" + body
     response = b""
@@ -958,6 +1002,8 @@ def http_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
         try:
             while data := sock.recv(1 << 16):
                 response += data
+                if complete(response):  # werkzeug logs an error, then closes: wait for that
+                    deadline = min(deadline, time.monotonic() + 0.5)
                 sock.settimeout(max(deadline - time.monotonic(), 0.01))
         except TimeoutError:
             return response, bool(response)
@@ -978,11 +1024,173 @@ def test_http_request_prints_no_traceback(servers, caplog, capfd, mode, case):
     assert tracebacks(caplog, capfd, response) == []
 
 
-# --- 2 and 3: the slow attacks judged ------------------------------------------------------------
+# --- 2 and 3: slow attacks, started together by the first test below; their deadlines pass
+# while the others run -----------------------------------------------------------------------
+
+
+HALF_SENT = {  # each a request the client never finishes
+    "a connection that sends nothing": lambda port: b"",
+    "a request line and nothing more": lambda port: b"GET / HTTP/1.1\r\n",
+    "headers never finished": lambda port: http_request(port, "GET", POLLING_PATH)[:-2],
+    "a WebSocket upgrade never finished": lambda port: http_request(
+        port, "GET", WS_PATH, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    )[:-2],
+    "a polling POST whose body never comes": lambda port: polling_post(port, b"42", length="1000"),
+    "an idle connection after one request": lambda port: http_request(port, "GET", "/"),
+}
+
+BAD_POSTS = {  # long-polling POSTs on a valid session: (Content-Length, bytes sent after the headers)
+    "announcing 20 MB, sending none of it": ("20000000", 0),
+    "announcing 20 MB and sending it": ("20000000", 20_000_000),
+    "with a negative Content-Length": ("-1", 0),
+}
+
+
+def frame_announcing(announced: int, sent: int) -> bytes:
+    """The start of a text frame announcing `announced` bytes, with `sent` of them."""
+    frame = ws_frame(b"A" * sent)  # 127 in the second byte: a 64-bit length follows
+    return frame[:2] + struct.pack("!Q", announced) + frame[10:]
+
+
+OVERSIZE = {  # WebSocket messages past the 4 MiB limit, never finished: (modes, frames to send)
+    "one frame announcing 64 MB, 8 MB of it sent": (MODES, lambda: [frame_announcing(64 * MB, 8 * MB)]),
+    # not on eventlet: it unmasks in Python at about 2 us a byte, and would block its hub for 16 s
+    "8 MB in 1 MB fragments, never finished": (
+        ("threading",),
+        lambda: [ws_frame(b"A" * MB, opcode=1 if i == 0 else 0, fin=False) for i in range(8)],
+    ),
+}
+
+
+class Held:
+    """A connection a slow attack leaves open; a thread notes when the server answers and closes."""
+
+    def __init__(self, port: int, request: bytes = b"", body: bytes = b"", frames: list[bytes] = ()):
+        self.answered_at: float | None = None
+        self.closed_at: float | None = None
+        self.since: float | None = None  # when the attack's decisive bytes had gone out
+        self.closed = threading.Event()
+        self.released = False
+        if frames:
+            self.wire = Wire(port)
+            self.sock = self.wire.sock
+        else:
+            self.wire, self.sock = None, socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN)
+            self.sock.sendall(request)
+            self.since = time.monotonic()
+        self.sock.settimeout(None)
+        threading.Thread(target=self._watch, daemon=True).start()
+        if frames or body:
+            threading.Thread(target=self._send, args=(frames or [body],), daemon=True).start()
+
+    def _send(self, chunks: list[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                self.sock.sendall(chunk)
+        except OSError:
+            pass  # cut off: what the server should do
+        if self.wire is not None:
+            self.since = time.monotonic()
+
+    def _watch(self) -> None:
+        try:
+            if self.wire is not None:
+                while True:
+                    self.wire.packet(time.monotonic() + 3600)
+            while self.sock.recv(1 << 16):
+                self.answered_at = self.answered_at or time.monotonic()
+        except (Closed, OSError):
+            pass
+        if not self.released:
+            self.closed_at = time.monotonic()
+        self.closed.set()
+
+    def closed_within(self, seconds: float) -> bool:
+        return self._within(seconds, lambda: self.closed_at)
+
+    def answered_within(self, seconds: float) -> bool:
+        return self._within(seconds, lambda: self.answered_at or self.closed_at)
+
+    def _within(self, seconds: float, when: Callable[[], float | None]) -> bool:
+        while self.since is None and not self.closed.is_set():  # still sending
+            time.sleep(0.05)
+        since = self.since or time.monotonic()
+        self.closed.wait(max(since + seconds - time.monotonic(), 0))
+        if when() is None:
+            time.sleep(max(since + seconds - time.monotonic(), 0))  # a response without a close
+        moment = when()
+        return moment is not None and moment - since <= seconds
+
+    def release(self) -> None:
+        self.released = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class Records(logging.Handler):
+    """Every log record from its installation on, whatever test is running."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def held(servers):
+    """The slow attacks on both servers, started at once: {(mode, kind): [Held, ...]}. Fifty
+    half-sent requests per server, cycling through HALF_SENT, plus each big POST and oversize message.
+    What the server logs meanwhile is in held["log"]."""
+    log = Records()
+    logging.getLogger().addHandler(log)
+    attacks: dict = {"log": log}
+    for mode in MODES:
+        port = servers[mode]
+        for i in range(50):
+            kind = list(HALF_SENT)[i % len(HALF_SENT)]
+            attacks.setdefault((mode, kind), []).append(Held(port, HALF_SENT[kind](port)))
+        for kind, (length, sent) in BAD_POSTS.items():
+            attacks[mode, kind] = [Held(port, polling_post(port, b"", length=length), body=b"4" * sent)]
+        for kind, (modes, frames) in OVERSIZE.items():
+            if mode in modes:
+                attacks[mode, kind] = [Held(port, frames=frames())]
+    yield attacks
+    logging.getLogger().removeHandler(log)
+    for key, connections in attacks.items():
+        if key != "log":
+            for connection in connections:
+                connection.release()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_simulator_drives_beside_50_half_sent_requests(servers, held, baseline, mode):
+    assert drive(servers[mode]) == baseline
+
 
 HALF_SENT_FAILING: dict = {}
-BIG_POSTS_FAILING: dict = {}
-OVERSIZE_FAILING: dict = {}
+CLOSE_WAITS_FOR_A_POLL = (
+    "no answer, never closed: engineio raises ContentTooLongError, then Server.disconnect(sid) calls "
+    "Socket.close(wait=True), which blocks in queue.join() until a GET poll takes the CLOSE packet; "
+    "none comes, so the request's thread (green thread) is held for good"
+)
+BAD_POSTS_FAILING = {
+    "announcing 20 MB, sending none of it": CLOSE_WAITS_FOR_A_POLL,
+    "announcing 20 MB and sending it": CLOSE_WAITS_FOR_A_POLL,
+    ("threading", "with a negative Content-Length"): "no answer: engineio's handle_post_request reads "
+    "wsgi.input.read(-1), which on werkzeug's server reads until the client closes, into memory "
+    "(eventlet answers 400)",
+}
+OVERSIZE_FAILING = {
+    ("threading", name): "never closed: engineio builds simple_websocket.Server without "
+    "max_message_size, so it buffers the whole message, and engineio compares the size with "
+    "max_http_buffer_size only once the message is complete"
+    for name in OVERSIZE
+}
 
 
 @pytest.mark.parametrize("mode, kind", cases(HALF_SENT, HALF_SENT_FAILING, *MODES))
@@ -992,16 +1200,34 @@ def test_half_sent_request_is_dropped(held, mode, kind):
     assert not still_open, f"{len(still_open)} of {len(connections)} still open after {DROP_WITHIN} s"
 
 
-@pytest.mark.parametrize("mode, kind", cases(BIG_POSTS, BIG_POSTS_FAILING, *MODES))
-def test_big_polling_post_is_answered_or_closed(held, mode, kind):
+@pytest.mark.parametrize("mode, kind", cases(BAD_POSTS, BAD_POSTS_FAILING, *MODES))
+def test_bad_polling_post_is_answered_or_closed(held, mode, kind):
     (connection,) = held[mode, kind]
     assert connection.answered_within(ANSWER_WITHIN)
 
 
-@pytest.mark.parametrize("mode, kind", cases(OVERSIZE, OVERSIZE_FAILING, *MODES))
+@pytest.mark.parametrize(
+    "mode, kind",
+    [p for p in cases(OVERSIZE, OVERSIZE_FAILING, *MODES) if p.values[0] in OVERSIZE[p.values[1]][0]],
+)
 def test_oversize_websocket_message_is_cut_off(held, mode, kind):
     (connection,) = held[mode, kind]
     assert connection.closed_within(ANSWER_WITHIN)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engineio logs 'post request handler error' with a traceback (TimeoutError: timed out) each "
+    "time the server's http_timeout ends a polling POST whose body never came (Socket.handle_post_request's "
+    "read raises socket.timeout; engineio catches it with logger.exception and answers 200 OK)",
+)
+def test_slow_attacks_print_no_traceback(held):
+    for key, connections in held.items():  # every deadline passed: whatever the server does, it did
+        if key != "log":
+            for connection in connections:
+                connection.closed_within(DROP_WITHIN if key[1] in HALF_SENT else ANSWER_WITHIN)
+    time.sleep(0.5)
+    assert sorted(set(logged_tracebacks(held["log"].records))) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
