@@ -78,6 +78,13 @@ def serve(predictor: Predictor, async_mode: str = "threading", **options) -> tup
     server = DriveServer(Pilot(predictor), ServeConfig(async_mode=async_mode, status_interval=0, **options))
     if async_mode != "eventlet":
         return server.start(), server.stop
+    app = server.app.wsgi_app
+
+    def with_errors_to_logging(environ, start_response):
+        environ["wsgi.errors"] = EventletErrors()
+        return app(environ, start_response)
+
+    server.app.wsgi_app = with_errors_to_logging
     # eventlet's hub runs in the thread that serves, as drive.py runs it in its main thread
     thread = threading.Thread(target=server.serve, args=("127.0.0.1", 0), name="eventlet-server", daemon=True)
     thread.start()
@@ -94,6 +101,22 @@ def serve(predictor: Predictor, async_mode: str = "threading", **options) -> tup
     return server.port, stop
 
 
+class EventletErrors:
+    """eventlet's wsgi.errors, as logging: eventlet writes there for good (its WebSockets print "socket
+    shutdown error" on every close), and the sys.stderr of its start is closed by pytest later."""
+
+    def write(self, text: str) -> None:
+        level = logging.WARNING if "Traceback" in text else logging.INFO
+        logging.getLogger("eventlet.wsgi.errors").log(level, "%s", text.rstrip())
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def predictor():
     return Predictor.from_keras(tiny_model())
@@ -101,18 +124,11 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def servers(predictor):
-    """{mode: port}: one server per mode for the whole module, started when a test first asks."""
-    stops = []
-
-    class Servers(dict):
-        def __missing__(self, mode: str) -> int:
-            port, stop = serve(predictor, async_mode=mode)
-            stops.append(stop)
-            self[mode] = port
-            return port
-
-    yield Servers()
-    for stop in stops:
+    """{mode: port}: one server per mode for the whole module. Started here, before any test's own
+    capture begins: eventlet keeps the sys.stderr of its start for good (its log stream)."""
+    started = {mode: serve(predictor, async_mode=mode) for mode in MODES}
+    yield {mode: port for mode, (port, _) in started.items()}
+    for _, stop in started.values():
         stop()
 
 
@@ -621,10 +637,14 @@ PINGS_UNANSWERED: dict = {}
 
 
 @pytest.mark.parametrize("mode, case", cases(PINGS, PINGS_UNANSWERED, *MODES))
-def test_client_ping_is_answered_with_pong(servers, probe_reply, mode, case):
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_client_ping_is_answered_with_pong(servers, probe_reply, mode, case, transport):
     # The simulator pings right after connecting and every 25 s, and waits for the PONG.
     ping, pong = PINGS[case]
-    result = exchange(servers[mode], [ping], probe_reply(mode), first=True)
+    if transport == "websocket":
+        result = exchange(servers[mode], [ping], probe_reply(mode), first=True)
+    else:
+        result = polling_exchange(servers[mode], [ping], probe_reply(mode))
     assert pong in result.others, result
 
 
@@ -929,10 +949,12 @@ def polling_session(port: int) -> str:
         return json.loads(response.read()[1:])["sid"]
 
 
-def polling_post(port: int, body: bytes, length: str | None = None, headers: str = "") -> bytes:
-    """A long-polling POST on a new session; `length` overrides the Content-Length header."""
+def polling_post(
+    port: int, body: bytes, length: str | None = None, headers: str = "", sid: str | None = None
+) -> bytes:
+    """A long-polling POST (on a new session unless `sid`); `length` overrides the Content-Length."""
     length = str(len(body)) if length is None else length
-    path = f"{POLLING_PATH}&sid={polling_session(port)}"
+    path = f"{POLLING_PATH}&sid={sid or polling_session(port)}"
     return http_request(
         port, "POST", path, f"Content-Type: text/plain\r\nContent-Length: {length}\r\n{headers}", body
     )
@@ -990,6 +1012,18 @@ def complete(response: bytes) -> bool:
     return bool(blank) and (len(body) >= int(length[1]) if length else body.endswith(b"0\r\n\r\n"))
 
 
+def http_body(response: bytes) -> bytes:
+    """The body of an HTTP response, de-chunked if need be."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    if not re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+        return body
+    chunks = b""
+    while (size := body.split(b"\r\n", 1)[0]) and int(size, 16):
+        start = len(size) + 2
+        chunks, body = chunks + body[start : start + int(size, 16)], body[start + int(size, 16) + 2 :]
+    return chunks
+
+
 def http_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
     """(response, answered): what the server sent until it closed (or, after a whole response,
     0.5 s more), and whether it answered or closed within ANSWER_WITHIN."""
@@ -1010,6 +1044,55 @@ def http_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
         except OSError:
             pass
     return response, True
+
+
+def polling_exchange(port: int, messages: list[str], probe: dict) -> Exchange:
+    """`exchange` over long-polling: one POST of `messages` and PROBE on a new session, and GET polls
+    until the probe's reply, a CLOSE, a refused poll, or ANSWER_WITHIN."""
+    sid, result = polling_session(port), Exchange()
+    body = "\x1e".join([*messages, PROBE]).encode()
+    post = threading.Thread(target=http_exchange, args=(port, polling_post(port, body, sid=sid)), daemon=True)
+    post.start()
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while time.monotonic() < deadline and not result.probe_answered and result.closed is None:
+        response, _ = http_exchange(port, http_request(port, "GET", f"{POLLING_PATH}&sid={sid}"))
+        if response and not response.startswith(b"HTTP/1.1 200"):
+            result.closed = f"poll answered {response[:40]!r}"
+        for packet in filter(None, http_body(response).decode("utf-8", "replace").split("\x1e")):
+            if packet == "1":  # Engine.IO CLOSE
+                result.closed = "CLOSE packet"
+            elif result.add(packet, probe):
+                break
+    post.join(timeout=GRACE)  # a POST left hanging is test_bad_polling_post_is_answered_or_closed's
+    return result
+
+
+POLLING = {  # Socket.IO and Engine.IO packets sent by long-polling (the same rules, another transport)
+    "an event with no payload": "42",
+    "an event named by a number": "42[1]",
+    "an event of another name": '42["drive",{}]',
+    "telemetry for another namespace": "42/x," + telemetry()[2:],
+    "an ack": "431[]",
+    "a binary event whose attachment never comes": "451-" + PLACEHOLDER,
+    "a Socket.IO type 7": "47",
+    "an Engine.IO NOOP": "6",
+    "an Engine.IO UPGRADE": "5",
+    "a binary message": "bAAE=",
+    "manual telemetry": '42["telemetry",null]',
+    "telemetry of a wrong-size image": telemetry(WRONG_IMAGES["a 100x50 JPEG"]),
+}
+POLLING_UNANSWERED = {
+    "telemetry for another namespace": SOCKETIO_UNANSWERED["telemetry for another namespace"],
+    "a Socket.IO type 7": SOCKETIO_UNANSWERED["a Socket.IO type 7"],
+    "an Engine.IO NOOP": ENGINEIO_UNANSWERED["an Engine.IO NOOP"],
+    "an Engine.IO UPGRADE": ENGINEIO_UNANSWERED["an Engine.IO UPGRADE on a WebSocket session"],
+}
+
+
+@pytest.mark.parametrize("mode, case", cases(POLLING, POLLING_UNANSWERED, *MODES))
+def test_polling_packet_is_answered_or_closed(servers, probe_reply, mode, case):
+    result = polling_exchange(servers[mode], [POLLING[case]], probe_reply(mode))
+    assert result.answered_or_closed(1), result
 
 
 @pytest.mark.parametrize("mode, case", cases(HTTP, HTTP_UNANSWERED, *MODES))
@@ -1039,10 +1122,16 @@ HALF_SENT = {  # each a request the client never finishes
     "an idle connection after one request": lambda port: http_request(port, "GET", "/"),
 }
 
-BAD_POSTS = {  # long-polling POSTs on a valid session: (Content-Length, bytes sent after the headers)
-    "announcing 20 MB, sending none of it": ("20000000", 0),
-    "announcing 20 MB and sending it": ("20000000", 20_000_000),
-    "with a negative Content-Length": ("-1", 0),
+BAD_POSTS = {  # long-polling POSTs on a valid session: (the request, bytes sent after it)
+    "announcing 20 MB, sending none of it": lambda port: (polling_post(port, b"", length="20000000"), b""),
+    "announcing 20 MB and sending it": lambda port: (
+        polling_post(port, b"", length="20000000"),
+        bytes(20 * 10**6),
+    ),
+    "with a negative Content-Length": lambda port: (polling_post(port, b"", length="-1"), b""),
+    # no GET poll on these sessions: a server that waits for one to take its CLOSE never answers
+    "of an ACK": lambda port: (polling_post(port, b"431[]"), b""),
+    "of a binary message": lambda port: (polling_post(port, b"bAAE="), b""),
 }
 
 
@@ -1154,8 +1243,9 @@ def held(servers):
         for i in range(50):
             kind = list(HALF_SENT)[i % len(HALF_SENT)]
             attacks.setdefault((mode, kind), []).append(Held(port, HALF_SENT[kind](port)))
-        for kind, (length, sent) in BAD_POSTS.items():
-            attacks[mode, kind] = [Held(port, polling_post(port, b"", length=length), body=b"4" * sent)]
+        for kind, post in BAD_POSTS.items():
+            request, body = post(port)
+            attacks[mode, kind] = [Held(port, request, body=body)]
         for kind, (modes, frames) in OVERSIZE.items():
             if mode in modes:
                 attacks[mode, kind] = [Held(port, frames=frames())]
@@ -1174,13 +1264,17 @@ def test_simulator_drives_beside_50_half_sent_requests(servers, held, baseline, 
 
 HALF_SENT_FAILING: dict = {}
 CLOSE_WAITS_FOR_A_POLL = (
-    "no answer, never closed: engineio raises ContentTooLongError, then Server.disconnect(sid) calls "
-    "Socket.close(wait=True), which blocks in queue.join() until a GET poll takes the CLOSE packet; "
-    "none comes, so the request's thread (green thread) is held for good"
+    "no answer, never closed: {} engineio's Server.disconnect(sid), whose Socket.close(wait=True) "
+    "blocks in queue.join() until a GET poll takes the CLOSE packet; none comes, so the request's "
+    "thread (green thread) is held for good"
 )
 BAD_POSTS_FAILING = {
-    "announcing 20 MB, sending none of it": CLOSE_WAITS_FOR_A_POLL,
-    "announcing 20 MB and sending it": CLOSE_WAITS_FOR_A_POLL,
+    "announcing 20 MB, sending none of it": CLOSE_WAITS_FOR_A_POLL.format("ContentTooLongError, then"),
+    "announcing 20 MB and sending it": CLOSE_WAITS_FOR_A_POLL.format("ContentTooLongError, then"),
+    "of an ACK": CLOSE_WAITS_FOR_A_POLL.format(
+        "SimulatorCompatibleServer._close (no answer for an ACK) calls"
+    ),
+    "of a binary message": CLOSE_WAITS_FOR_A_POLL.format("SimulatorCompatibleServer._close (binary) calls"),
     ("threading", "with a negative Content-Length"): "no answer: engineio's handle_post_request reads "
     "wsgi.input.read(-1), which on werkzeug's server reads until the client closes, into memory "
     "(eventlet answers 400)",
