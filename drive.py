@@ -2,6 +2,7 @@
 
     python drive.py models/effnet.h5                 # then start the simulator in Autonomous Mode
     python drive.py models/effnet.tflite --speed 12 --record runs/lap1
+    python drive.py models/effnet.h5 --view          # and watch it in a browser (docs/view.md)
 
 See docs/drive.md. The driving is driving/pilot.py; the transports driving/server.py.
 """
@@ -87,6 +88,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for a simulator rendering on the same machine)",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-second status lines")
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="serve a live view on 127.0.0.1: the frames, steering, throttle, speed, latency "
+        "(the address is logged)",
+    )
+    parser.add_argument(
+        "--view-port",
+        type=cli.port,
+        default=0,
+        metavar="P",
+        help="the live view's port (default 0: a free one)",
+    )
     args = parser.parse_args(argv)
     if not args.model.is_file():
         parser.error(f"{args.model}: no such model file")
@@ -114,7 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     pilot = Pilot(predictor, settings)
     status = 0.0 if args.quiet else 1.0
     config = ServeConfig(async_mode=args.async_mode, record=args.record, status_interval=status)
-    server = DriveServer(pilot, config)
+    view = None
+    if args.view:  # a listener feeds the view from every reply; its pages are served on their own port
+        from driving.view.server import ViewServer
+        from driving.view.sources import ServerView
+
+        view = ViewServer(port=args.view_port)
+        try:
+            view.start()
+        except OSError as e:
+            print(
+                f"drive.py: cannot serve the live view on port {args.view_port}: {e.strerror or e}",
+                file=sys.stderr,
+            )
+            return 1
+        logging.info("live view: %s (open it in a browser)", view.url)
+    server = DriveServer(pilot, config, listeners=[ServerView(view.state, pilot)] if view else [])
     # SIGTERM stops as Ctrl-C does: the recording is closed cleanly.
     signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
     try:
@@ -123,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
         print(f"drive.py: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
+    finally:
+        if view is not None:
+            view.stop(linger=0)
     return 0
 
 

@@ -5,12 +5,15 @@ python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N
 python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
                                [--report run.json] [--video run.mp4]
 python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
+drive and eval also take [--fps N] [--view [--view-port P]]: watch the drive in a browser
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from driving import cli
@@ -81,7 +84,33 @@ def _drive_options(args: argparse.Namespace, model: str = ""):
         video=args.video,
         max_seconds=args.max_seconds,
         model=model,
-    )
+        fps=args.fps,
+    ).validate()  # e.g. --fps with --realtime: refused before a model loads
+
+
+@contextlib.contextmanager
+def _live_view(args: argparse.Namespace, options, preprocessing, model: str = "") -> Iterator[None]:
+    """With --view: serve the live view while the drive runs (an observer feeds it), print its
+    address, and stop it afterwards. Without --view nothing of it is imported or run."""
+    if not args.view:
+        yield
+        return
+    from driving.view.server import ViewServer
+    from driving.view.sources import DriveView
+
+    view = ViewServer(port=args.view_port)
+    try:
+        view.start()
+    except OSError as e:
+        raise ValueError(f"--view-port {args.view_port}: cannot listen ({e.strerror or e})") from None
+    options.observers.append(DriveView(view.state, preprocessing, model))
+    print(f"live view: {view.url}  (open it in a browser)", flush=True)
+    if not options.realtime and options.fps is None:
+        print("  a fixed-step drive runs as fast as it can: --fps 15 shows it at the simulator's pace")
+    try:
+        yield
+    finally:
+        view.stop()
 
 
 def _finish(args: argparse.Namespace, metrics, trace) -> int:
@@ -107,12 +136,26 @@ def _finish(args: argparse.Namespace, metrics, trace) -> int:
 
 
 def cmd_drive(args: argparse.Namespace) -> int:
+    from driving.config import DEFAULT_PREPROCESSING
     from driving.sim.closed_loop import SocketLink, drive
 
     track = get_track(args.track, args.seed)
     options = _drive_options(args)
-    metrics, trace = drive(track, SocketLink(args.host, args.port, options.timeout), options)
+    model = ""
+    if args.view:  # the view names the served model; its crop rows are not served: the defaults
+        from driving.view.sources import served_model
+
+        model = served_model(args.host, args.port) or f"drive.py on {args.host}:{args.port}"
+    with _live_view(args, options, DEFAULT_PREPROCESSING, model):
+        metrics, trace = drive(track, SocketLink(args.host, args.port, options.timeout), options)
     return _finish(args, metrics, trace)
+
+
+def _stored_preprocessing(model: Path):
+    """The preprocessing the model file records (its crop rows), read without TensorFlow."""
+    from driving.modelio import info_or_default, load_info
+
+    return info_or_default(load_info(model), str(model)).preprocessing
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -125,8 +168,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     track = get_track(args.track, args.seed)
     pilot = PilotConfig(speed=args.speed, throttle=args.throttle)
+    options = _drive_options(args, args.model.stem)
     try:
-        metrics, trace = evaluate(args.model, track, _drive_options(args, args.model.stem), pilot)
+        preprocessing = _stored_preprocessing(args.model) if args.view else None
+        with _live_view(args, options, preprocessing):
+            metrics, trace = evaluate(args.model, track, options, pilot)
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -171,6 +217,27 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
         type=cli.number(low=0, low_open=True, high=MAX_DRIVE_SECONDS),
         default=None,
         help="simulated time limit, at most a day (default: the laps at 1 m/s)",
+    )
+    p.add_argument(
+        "--fps",
+        type=cli.number(low=0, low_open=True, high=1000),
+        default=None,
+        metavar="N",
+        help="at most N frames per wall-clock second, to watch a fixed-step drive (15: the "
+        "simulator's pace; default: as fast as it goes; not with --realtime)",
+    )
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="serve a live view of the drive on 127.0.0.1 (camera, charts, track map); "
+        "the address is printed",
+    )
+    p.add_argument(
+        "--view-port",
+        type=cli.port,
+        default=0,
+        metavar="P",
+        help="the live view's port (default 0: a free one)",
     )
 
 
