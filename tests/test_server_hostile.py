@@ -1213,6 +1213,12 @@ class Held:
         moment = when()
         return moment is not None and moment - since <= seconds
 
+    def __repr__(self) -> str:
+        def at(moment: float | None) -> str:
+            return "not yet" if moment is None or self.since is None else f"after {moment - self.since:.1f} s"
+
+        return f"<answered {at(self.answered_at)}, closed {at(self.closed_at)}>"
+
     def release(self) -> None:
         self.released = True
         try:
@@ -1300,7 +1306,7 @@ def test_half_sent_request_is_dropped(held, mode, kind):
 @pytest.mark.parametrize("mode, kind", cases(BAD_POSTS, BAD_POSTS_FAILING, *MODES))
 def test_bad_polling_post_is_answered_or_closed(held, mode, kind):
     (connection,) = held[mode, kind]
-    assert connection.answered_within(ANSWER_WITHIN)
+    assert connection.answered_within(ANSWER_WITHIN), connection
 
 
 @pytest.mark.parametrize(
@@ -1309,7 +1315,7 @@ def test_bad_polling_post_is_answered_or_closed(held, mode, kind):
 )
 def test_oversize_websocket_message_is_cut_off(held, mode, kind):
     (connection,) = held[mode, kind]
-    assert connection.closed_within(ANSWER_WITHIN)
+    assert connection.closed_within(ANSWER_WITHIN), connection
 
 
 @pytest.mark.xfail(
