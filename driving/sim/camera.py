@@ -22,7 +22,7 @@ import numpy as np
 
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH
 from driving.sim.style import Style
-from driving.sim.world import MIP_LEVELS, World, smooth_noise
+from driving.sim.world import CAR, MIP_LEVELS, SKY, World, smooth_noise
 
 FAR_M = 300.0  # ground beyond this is hidden behind the haze at the horizon
 FOG_START_M, FOG_SCALE_M = 25.0, 140.0
@@ -235,3 +235,18 @@ class Camera:
         mask = np.zeros((FRAME_HEIGHT, FRAME_WIDTH), np.uint8)
         self._ground(self.world.road, mask, x, y, heading)
         return (mask > 127) & ~self.bonnet_mask
+
+    def render_labels(self, x: float, y: float, heading: float) -> np.ndarray:
+        """uint8 (160x320): what each pixel shows, a label of driving.sim.world (OFF_ROAD, ROAD,
+        EDGE, SKY, CAR). The ground is sampled at each pixel's centre, nearest texel of the full
+        resolution labels (a label cannot be blended); the first call paints the world's labels."""
+        labels = np.empty((FRAME_HEIGHT, FRAME_WIDTH), np.uint8)
+        texture = self.world.labels
+        for r0, r1, _, grid in self.bands:
+            maps = cv2.transform(grid, self._affine(x, y, heading, 0))
+            cv2.remap(
+                texture, maps, None, cv2.INTER_NEAREST, dst=labels[r0:r1], borderMode=cv2.BORDER_REFLECT_101
+            )
+        labels[: self.first_ground_row] = SKY
+        labels[self.bonnet_mask] = CAR
+        return labels

@@ -3,7 +3,9 @@
 The camera renders by perspective-mapping this texture, so everything on the ground lives here,
 drawn once per track. A mip pyramid (each level half the size, pre-filtered) lets far rows sample
 a smoother level so distant texture does not shimmer. A second pyramid holds the road mask
-(255 on the road surface), which tests and metrics can render through the same camera.
+(255 on the road surface), which tests and metrics can render through the same camera. A label
+texture (what each ground point is: off-road, road, road edge or marking) is painted on first use,
+for measuring where a model looks (driving/saliency.py); worlds that are never asked pay nothing.
 
 Under Conditions (conditions.py) the style's colours shift, its grain and shadow blobs scale,
 shadows stretch along the sun's direction, and sunlight dims and tints everything. The texture
@@ -16,6 +18,7 @@ Texture pixel (col, row) of world point (x, y): col = (x - x0) * ppm, row = (y1 
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -30,6 +33,12 @@ MIP_LEVELS = 5
 # tracks have 8 to 10 M) stay under 0.6 GB. A larger track is painted at fewer pixels per metre
 # (at worst 3.2, for the largest extent a track may have, track.MAX_EXTENT_M).
 MAX_TEXTURE_PIXELS = 12_000_000
+
+# What a camera pixel shows (World.labels, Camera.render_labels). EDGE is the band EDGE_BAND_M
+# either side of the road's boundary (where the road ends, marked or not) and every painted marking.
+OFF_ROAD, ROAD, EDGE, SKY, CAR = 0, 1, 2, 3, 4
+LABEL_NAMES = ("off-road", "road", "edge", "sky", "car")
+EDGE_BAND_M = 0.5
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: float) -> np.ndarray:
@@ -93,16 +102,36 @@ class World:
         # cv2 drawing takes int32 points; 4 fractional bits keep sub-pixel precision.
         return np.round(self.to_px(xy) * 16).astype(np.int32).reshape(-1, 1, 2)
 
-    def _stroke(self, img: np.ndarray, xy: np.ndarray, colour, width_m: float, closed: bool = True) -> None:
+    def _stroke(
+        self,
+        img: np.ndarray,
+        xy: np.ndarray,
+        colour,
+        width_m: float,
+        closed: bool = True,
+        smooth: bool = True,
+    ) -> None:
         cv2.polylines(
             img,
             [self._poly(xy)],
             closed,
             colour,
             max(1, int(round(width_m * self.ppm))),
-            cv2.LINE_AA,
+            cv2.LINE_AA if smooth else cv2.LINE_8,
             shift=4,
         )
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """uint8 texture (level 0) of OFF_ROAD, ROAD and EDGE, painted on first use. It draws no
+        random numbers, so the colour texture is the same whether or not it is asked for."""
+        tr, half = self.track, self.track.width / 2
+        labels = np.full(self.shape, OFF_ROAD, np.uint8)
+        self._stroke(labels, tr.points, ROAD, tr.width, smooth=False)
+        for side in (-1, 1):
+            self._stroke(labels, tr.edges(side * half), EDGE, 2 * EDGE_BAND_M, smooth=False)
+        self._edges(labels, label=EDGE)
+        return labels
 
     def _paint(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         st, tr, ppm = self.style, self.track, self.ppm
@@ -151,20 +180,26 @@ class World:
         out = img.astype(np.float32) * factor[..., None] * np.float32(cond.light)
         return np.clip(out, 0, 255).astype(np.uint8), road
 
-    def _edges(self, img: np.ndarray) -> None:
+    def _edges(self, img: np.ndarray, label: int | None = None) -> None:
+        """Edge lines or curbs and centre dashes, in the style's colours, or all in `label`
+        (without anti-aliasing: a blended label would be another class)."""
         st, tr = self.style, self.track
         half = tr.width / 2
+
+        def stroke(xy, colour, width_m, closed=True):
+            paint = colour if label is None else label
+            self._stroke(img, xy, paint, width_m, closed, smooth=label is None)
+
         if st.edge == "lines":
             for side in (-1, 1):
-                self._stroke(img, tr.edges(side * (half - 0.35)), st.edge_colour, 0.18)
+                stroke(tr.edges(side * (half - 0.35)), st.edge_colour, 0.18)
         elif st.edge == "curbs":  # alternating red and white blocks, 1.5 m long, on the road edge
             block = max(1, int(round(1.5 / tr.spacing)))
             for side in (-1, 1):
                 edge = tr.edges(side * (half - 0.35))
                 for k, start in enumerate(range(0, len(edge), block)):
-                    seg = edge[start : start + block + 1]
-                    self._stroke(img, seg, st.curb_colours[k % 2], 0.7, closed=False)
+                    stroke(edge[start : start + block + 1], st.curb_colours[k % 2], 0.7, closed=False)
         if st.centre_colour is not None:  # dashes 3 m long every 9 m
             dash, period = int(3 / tr.spacing), int(9 / tr.spacing)
             for start in range(0, len(tr.points) - dash, period):
-                self._stroke(img, tr.points[start : start + dash], st.centre_colour, 0.15, closed=False)
+                stroke(tr.points[start : start + dash], st.centre_colour, 0.15, closed=False)
