@@ -30,6 +30,7 @@ turn into XPASS errors the moment the server is fixed: then drop the mark.
 from __future__ import annotations
 
 import base64
+import functools
 import gc
 import json
 import logging
@@ -271,6 +272,8 @@ class Wire:
                 return payload
             elif opcode == 1 and payload == b"2":  # the server's Engine.IO PING, every 25 s
                 self._reply(ws_frame(b"3"))
+            elif opcode == 1 and payload == b"1":  # Engine.IO CLOSE: a close frame follows
+                raise Closed("Engine.IO CLOSE")
             elif opcode == 1:
                 return payload.decode("utf-8", "replace")
 
@@ -383,6 +386,10 @@ class Exchange:
     def answered_or_closed(self, messages: int) -> bool:
         return self.closed is not None or (self.probe_answered and len(self.answers) >= messages)
 
+    def responses(self) -> list:
+        """The other packets that respond to something: not the Engine.IO OPEN, not a CONNECT."""
+        return [p for p in self.others if not (isinstance(p, str) and p.startswith(("0{", "40")))]
+
     def add(self, packet: str | bytes, probe: dict | None = None) -> bool:
         """Note one packet from the server; True if it is the reply to PROBE."""
         event = reply_event(packet)
@@ -431,8 +438,8 @@ def exchange(
             for message in messages:
                 wire.send(message)
             deadline = time.monotonic() + GRACE
-            try:
-                while len(result.answers) < len(messages):
+            try:  # until each message got something back (a reply, a PONG, a NOOP...), or GRACE
+                while len(result.answers) + len(result.responses()) < len(messages):
                     result.add(wire.packet(deadline))
             except TimeoutError:
                 pass
@@ -808,13 +815,19 @@ def peak_memory(attack: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
-def deflate_bomb(port: int) -> Callable[[], None]:
-    """A 128 MB telemetry message compressed into one 130 KB WebSocket frame."""
+@functools.cache
+def deflated_telemetry(size: int) -> bytes:
+    """A telemetry message of `size` bytes as one permessage-deflate frame (128 MB: 130 KB)."""
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunks = [deflate.compress(b'42["telemetry","')]
-    chunks += [deflate.compress(b"A" * MB) for _ in range(128)]
+    chunks += [deflate.compress(b"A" * MB) for _ in range(size // MB)]
     payload = b"".join(chunks) + deflate.compress(b'"]') + deflate.flush(zlib.Z_SYNC_FLUSH)
-    frame = ws_frame(payload[:-4], rsv=0x40)
+    return ws_frame(payload[:-4], rsv=0x40)
+
+
+def deflate_bomb(port: int) -> Callable[[], None]:
+    """A 128 MB telemetry message compressed into one 130 KB WebSocket frame."""
+    frame = deflated_telemetry(128 * MB)
     wire = Wire(port, deflate=True)
 
     def attack() -> None:
