@@ -149,6 +149,9 @@ def test_stream_serves_valid_events_and_the_page(view):
         page.close()
     page.request("GET", "/nothing")
     assert page.getresponse().status == 404
+    page.close()
+    page.request("GET", "/", headers={"Host": f"rebound.example:{view.port}"})
+    assert page.getresponse().status == 403  # another site's name pointed at 127.0.0.1
 
     connection, response = open_stream(view.port)
     view.state.begin("effnet.h5", "test", DEFAULT_PREPROCESSING, "simulated", "round trip", track=LAKE)
@@ -161,7 +164,7 @@ def test_stream_serves_valid_events_and_the_page(view):
     assert hello["crop"] == {"top": 80, "bottom": 140} and hello["frame"] == {"width": 320, "height": 160}
     assert hello["map"]["width"] == LAKE.width and len(hello["map"]["centre"]) > 100
     update = updates[-1]
-    assert len(update["points"]) == 30 and update["points"][-1] == [29 / 15, 0.1, 0.2, 9.0]
+    assert len(update["points"]) == 30 and update["points"][-1] == [round(29 / 15, 3), 0.1, 0.2, 9.0]
     assert update["marks"] == [[5.0, 0.0]] and len(update["path"]) == 30
     assert decode_jpeg(base64.b64decode(update["frame"])).shape == (160, 320, 3)
     assert update["stats"]["frames"] == 30 and update["stats"]["latency_ms"] == 1.5
@@ -173,7 +176,7 @@ def test_stream_serves_valid_events_and_the_page(view):
 
 def test_pages_that_stop_reading_or_leave_do_not_stall_the_drive(view):
     silent = socket.create_connection(("127.0.0.1", view.port))  # asks, then never reads
-    silent.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    silent.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     leaving, response = open_stream(view.port)  # reads the hello, then goes away mid-stream
     view.state.begin("m", "test", DEFAULT_PREPROCESSING, "simulated", "round trip", track=LAKE)
     read_events(response, until="hello")

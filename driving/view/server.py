@@ -27,6 +27,9 @@ from driving.view.state import Cursor, ViewState
 
 MAX_PUSH_HZ = 20.0  # updates a second per page: smooth to watch, cheap to make
 KEEPALIVE_S = 5.0  # a comment line this often finds closed pages and keeps proxies open
+# Requests must name the loopback host: a web page whose own host name was re-pointed at 127.0.0.1
+# (DNS rebinding) is refused. An SSH tunnel (ssh -L P:127.0.0.1:P) arrives as localhost.
+LOCAL_NAMES = ("127.0.0.1", "localhost")
 STATIC = {  # path -> (file in driving/view/static, content type)
     "/": ("index.html", "text/html; charset=utf-8"),
     "/view.js": ("view.js", "text/javascript; charset=utf-8"),
@@ -60,7 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # http.server calls it by this name
         view = self.server.view
         path = self.path.split("?", 1)[0]
-        if path == "/events":
+        if self.headers.get("Host", "").rsplit(":", 1)[0] not in LOCAL_NAMES:
+            self.send_error(403, "the live view answers to 127.0.0.1 and localhost only")
+        elif path == "/events":
             self._events(view)
         elif path in STATIC:
             body, kind = view.files[path]

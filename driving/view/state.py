@@ -128,7 +128,7 @@ class ViewState:
         self.latest: Sample | None = None
         self.frames = 0
         self.summary: dict | None = None  # set when the drive ends
-        self._jpeg: tuple[int, str] = (0, "")  # base64 JPEG of frame number n, made once
+        self._jpeg: tuple[tuple[int, int], str] = ((0, 0), "")  # the latest frame's base64 JPEG
         self._put_back = False  # the last frame ended off the road
 
     # -- the drive's side: quick, never blocks on a page --
@@ -214,17 +214,18 @@ class ViewState:
                 cursor.restart(self.drive)
             if self.drive == 0:
                 return events
-            update = {
-                "points": self.points.since(cursor.points),
-                "path": self.path.since(cursor.path),
-                "marks": self.marks.since(cursor.marks),
-            }
+            points = self.points.since(cursor.points)
+            update = {"path": self.path.since(cursor.path), "marks": self.marks.since(cursor.marks)}
             cursor.points, cursor.path, cursor.marks = self.points.count, self.path.count, self.marks.count
             latest, frames, rates = self.latest, self.frames, list(self.rates)
             summary = self.summary
+        # rounded here, on the page's thread, not in add(): a third of the bytes to send
+        update["points"] = [
+            (round(t, 3), round(s, 4), round(th, 4), round(mph, 2)) for t, s, th, mph in points
+        ]
         if latest is not None and cursor.frame != frames:
             cursor.frame = frames
-            update["frame"] = self._base64_jpeg(frames, latest.frame)
+            update["frame"] = self._base64_jpeg((cursor.drive, frames), latest.frame)
             update["stats"] = _stats(latest, frames, rates)
             events.append(("update", update))
         if summary is not None and not cursor.ended:
@@ -232,14 +233,15 @@ class ViewState:
             events.append(("end", summary))
         return events
 
-    def _base64_jpeg(self, number: int, frame: bytes | np.ndarray) -> str:
-        """The frame as base64 JPEG, encoded once for all pages (by whichever asks first)."""
-        cached_number, text = self._jpeg
-        if cached_number == number:
+    def _base64_jpeg(self, key: tuple[int, int], frame: bytes | np.ndarray) -> str:
+        """Frame `key` (drive, number) as base64 JPEG, encoded once for all pages (by whichever
+        asks first)."""
+        cached_key, text = self._jpeg
+        if cached_key == key:
             return text
         jpeg = frame if isinstance(frame, bytes) else encode_jpeg(frame, quality=80)
         text = base64.b64encode(jpeg).decode("ascii")
-        self._jpeg = (number, text)  # a tuple swap: atomic, and a race only encodes twice
+        self._jpeg = (key, text)  # a tuple swap: atomic, and a race only encodes twice
         return text
 
 
