@@ -267,12 +267,15 @@ def test_fps_is_refused_for_realtime_drives(capsys):
     )
 
 
-def test_eval_with_the_view_prints_its_address(tmp_path, capsys):
+@pytest.mark.parametrize("view", [True, False])
+def test_eval_prints_the_view_address_only_with_view(view, tmp_path, capsys):
     model = tmp_path / "straight.keras"
     constant_model(0.0).save(model)
-    assert sim_main(["eval", str(model), "--laps", "0.005", "--view", "--fps", "100"]) == 0
+    assert (
+        sim_main(["eval", str(model), "--laps", "0.005", "--fps", "100", *(["--view"] if view else [])]) == 0
+    )
     out = capsys.readouterr().out
-    assert "live view: http://127.0.0.1:" in out and "straight" in out
+    assert ("live view: http://127.0.0.1:" in out) == view and "straight" in out
     assert "--fps 15" not in out  # the pace hint is for drives without --fps
 
 

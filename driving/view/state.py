@@ -21,11 +21,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from driving.config import Preprocessing
 from driving.preprocess import encode_jpeg
+
+if TYPE_CHECKING:
+    from driving.sim.track import Track
 
 WINDOW_S = 20.0  # the charts show this many seconds of the drive's clock
 MAX_POINTS = 2048  # and never keep more chart points than this, whatever the frame rate
@@ -102,7 +106,7 @@ class Ring:
         return new
 
 
-def track_map(track) -> dict:
+def track_map(track: Track) -> dict:
     """A track's geometry for the page: centre line (at most MAX_MAP_POINTS), width, name."""
     stride = math.ceil(len(track.points) / MAX_MAP_POINTS)
     return {
@@ -134,7 +138,13 @@ class ViewState:
     # -- the drive's side: quick, never blocks on a page --
 
     def begin(
-        self, model: str, source: str, preprocessing: Preprocessing, clock: str, latency: str, track=None
+        self,
+        model: str,
+        source: str,
+        preprocessing: Preprocessing,
+        clock: str,
+        latency: str,
+        track: Track | None = None,
     ) -> None:
         """A new drive: forget the last one; pages are sent `info` (a "hello" event) first.
         `clock` and `latency` say what Sample.time_s and Sample.latency_ms measure."""
