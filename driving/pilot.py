@@ -82,7 +82,7 @@ def decode_image(
     if jpeg[:2] == b"\xff\xd8" and jpeg[-2:] != b"\xff\xd9":
         raise BadTelemetry(f"image is a truncated JPEG ({len(jpeg)} bytes, no end-of-image marker)")
     try:
-        frame = decode_jpeg(jpeg, "image")
+        frame = decode_jpeg(jpeg, "image", size=(geometry.frame_width, geometry.frame_height))
         check_frame(frame, "image", geometry)
     except FrameError as e:
         raise BadTelemetry(str(e)) from None

@@ -12,6 +12,7 @@ cv2.imdecode, cv2.imwrite or cv2.imencode.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -25,14 +26,62 @@ OFFSET = np.float32(-0.5)
 # A camera frame is tens of kilobytes; a file far beyond this is not a frame, and reading it whole
 # would only cost memory.
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
+MAX_PIXELS = 4096 * 4096  # the same for pixels: an image beyond this is not decoded at all
 
 
 class FrameError(ValueError):
     """A frame that cannot be decoded or has the wrong shape."""
 
 
-def decode_jpeg(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """JPEG bytes -> RGB uint8 array. Raises FrameError naming `source` if unreadable."""
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame segment: a walk over the segment headers,
+    microseconds where opening the file with PIL costs a quarter of a millisecond."""
+    i = 2
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF_MARKERS:
+            height, width = (
+                int.from_bytes(data[i + 5 : i + 7], "big"),
+                int.from_bytes(data[i + 7 : i + 9], "big"),
+            )
+            return width, height
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return None
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an encoded image's header claims, read without decoding it, or None when
+    there is no readable header."""
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    from PIL import Image, UnidentifiedImageError  # other formats (PNG...): PIL reads only the header
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def decode_jpeg(data: bytes, source: str = "<bytes>", size: tuple[int, int] | None = None) -> np.ndarray:
+    """JPEG bytes -> RGB uint8 array. Raises FrameError naming `source` if unreadable, and, before
+    decoding anything, if the header claims another (width, height) than `size` or more than
+    MAX_PIXELS: a few hundred bytes can claim gigapixels, and decoding would allocate them."""
+    claimed = image_size(data)
+    if claimed is not None:
+        width, height = claimed
+        if size is not None and claimed != size:
+            raise FrameError(f"{source}: a {width}x{height} image, expected a {size[0]}x{size[1]} frame")
+        if width * height > MAX_PIXELS:
+            raise FrameError(f"{source}: a {width}x{height} image, too large for a camera frame")
     buf = np.frombuffer(data, dtype=np.uint8)
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if bgr is None:

@@ -45,15 +45,162 @@ from driving.recording import DriveRecorder
 log = logging.getLogger("driving.server")
 
 ASYNC_MODES = ("threading", "eventlet")
-# Whole messages beyond this close that connection (the memory bound per client); a real frame
-# message is 15-45 KB.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-# A request (headers and body) must arrive within this; an upgraded WebSocket may stay silent this
-# long (the server pings every 25 s, and the simulator answers within its own ping interval).
+# Whole messages (and request bodies) beyond this close that connection: the memory bound per
+# client. A real frame message is 15-45 KB; the Pilot refuses images over 512 KB of base64 anyway.
+MAX_MESSAGE_BYTES = 1024 * 1024
+# A request (headers and body) must arrive within this, or its connection is dropped.
 HTTP_TIMEOUT_S = 10.0
-WEBSOCKET_IDLE_S = 120.0
+# Engine.IO sessions open at once; the simulator is one. Each costs a thread or two, and a polling
+# session lives until its ping times out (45 s) unless it closes: a flood of handshakes is bounded.
+MAX_SESSIONS = 256
 
 Listener = Callable[[str, Command], None]  # called with (client sid, command) after each reply
+
+
+# --- Transport guards --------------------------------------------------------------------------------
+
+
+def _readable_packet(message: str | bytes) -> bool:
+    """Whether engineio can decode `message` without raising: it decodes outside any error handling
+    (so an empty frame, a frame that is not a packet type, or JSON nested thousands deep would
+    escape as a traceback)."""
+    if isinstance(message, bytes):
+        return True  # a binary frame: the Socket.IO layer closes the connection for it
+    try:
+        engineio.packet.Packet(encoded_packet=message)
+    except (ValueError, TypeError, IndexError, RecursionError):
+        return False
+    return True
+
+
+class _CheckedMessages:
+    """A mixin for engineio's WebSocket wrappers: a message engineio cannot decode closes the
+    connection, with one log line, instead of a traceback."""
+
+    def wait(self):
+        message = super().wait()
+        if message is None:
+            ws = getattr(self, "ws", None)  # simple-websocket's, in threading mode
+            if ws is not None and ws.max_message_size and ws.incoming_message_len > ws.max_message_size:
+                log.warning("connection closed: a message over the %d-byte limit", ws.max_message_size)
+            return None
+        if _readable_packet(message):
+            return message
+        log.warning("a WebSocket frame that is not an Engine.IO packet (%.40r); connection closed", message)
+        self.close()
+        return None
+
+
+def _threading_websocket():
+    """engineio's WebSocket for the threading mode, with a bound on messages (simple-websocket
+    otherwise assembles any size, fragment by fragment) and handshake errors answered with 400."""
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+
+    class BoundedWebSocket(_CheckedMessages, SimpleWebSocketWSGI):
+        def __init__(self, handler, server, **kwargs):
+            super().__init__(handler, server, max_message_size=MAX_MESSAGE_BYTES, **kwargs)
+
+        def __call__(self, environ, start_response):
+            try:
+                return super().__call__(environ, start_response)
+            except (ConnectionError, StopIteration):
+                raise  # how werkzeug (or gunicorn) learns that the WebSocket has ended
+            except Exception as e:  # wsproto's RemoteProtocolError on a bad handshake, and the like
+                if hasattr(self, "ws"):  # it was a WebSocket: end it as engineio would
+                    raise ConnectionError(str(e)) from None
+                log.warning("a WebSocket handshake that cannot be served (%s)", type(e).__name__)
+                start_response("400 Bad Request", [("Content-Type", "text/plain"), ("Connection", "close")])
+                return [b"bad WebSocket handshake"]
+
+    return BoundedWebSocket
+
+
+def _eventlet_websocket():
+    from engineio.async_drivers.eventlet import WebSocketWSGI
+
+    class CheckedWebSocket(_CheckedMessages, WebSocketWSGI):
+        pass
+
+    return CheckedWebSocket
+
+
+def _fast_unmask(data, mask, length=None, offset=0) -> bytes:
+    """eventlet's WebSocket unmasking, vectorised: eventlet XORs byte by byte in Python (about 2 us a
+    byte here), so one large frame held its hub, and every other client, for seconds."""
+    length = len(data) if length is None else length
+    payload = np.frombuffer(bytes(data[:length]), np.uint8)
+    key = np.roll(np.frombuffer(bytes(mask), np.uint8), -(offset % 4))
+    return (payload ^ np.resize(key, length)).tobytes()
+
+
+class _EngineIOServer(engineio.Server):
+    """engineio's server with guarded WebSockets, and a disconnect that never waits: the stock one
+    waits until a polling client collects the CLOSE packet, which holds the request thread forever
+    when it never does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        websocket = _eventlet_websocket() if self.async_mode == "eventlet" else _threading_websocket()
+        self._async = {**self._async, "websocket": websocket}  # a copy: the driver's dict is shared
+
+    def disconnect(self, sid=None):
+        sockets = [sid] if sid is not None else list(self.sockets)
+        for one in sockets:
+            socket_ = self.sockets.pop(one, None)
+            if socket_ is not None:
+                socket_.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+
+
+class _RequestGuard:
+    """WSGI middleware in front of Socket.IO: the checks engineio does not make, or makes after the
+    harm. A polling POST must announce a valid length within MAX_MESSAGE_BYTES and deliver it, in
+    UTF-8, within the socket timeout (it is read here, then handed on from memory); a new session
+    is refused beyond MAX_SESSIONS; anything that still goes wrong becomes one log line and a
+    closed connection, never a traceback."""
+
+    def __init__(self, app, eio: engineio.Server):
+        self.app, self.eio = app, eio
+
+    @staticmethod
+    def _refuse(start_response, status: str, why: str) -> list[bytes]:
+        log.warning("HTTP request refused (%s): %s", status, why)
+        start_response(status, [("Content-Type", "text/plain"), ("Connection", "close")])
+        return [why.encode()]
+
+    def __call__(self, environ, start_response):
+        import io
+
+        if environ.get("PATH_INFO", "").startswith("/socket.io"):
+            open_sessions = sum(not s.closed for s in list(self.eio.sockets.values()))
+            if "sid=" not in environ.get("QUERY_STRING", "") and open_sessions >= MAX_SESSIONS:
+                return self._refuse(
+                    start_response, "503 Service Unavailable", f"{MAX_SESSIONS} clients already"
+                )
+            if environ.get("REQUEST_METHOD") == "POST":
+                text = environ.get("CONTENT_LENGTH") or "0"
+                if not text.isdigit():
+                    return self._refuse(start_response, "400 Bad Request", f"Content-Length {text[:20]!r}")
+                length = int(text)
+                if length > MAX_MESSAGE_BYTES:
+                    return self._refuse(start_response, "413 Content Too Large", f"a body of {length} bytes")
+                try:
+                    body = environ["wsgi.input"].read(length) if length else b""
+                except OSError as e:  # the socket timeout: a body announced and not sent
+                    raise ConnectionError(f"request body not delivered ({e})") from None
+                if len(body) != length:
+                    return self._refuse(start_response, "400 Bad Request", "a body shorter than announced")
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError:
+                    return self._refuse(start_response, "400 Bad Request", "a body that is not UTF-8")
+                environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            return self.app(environ, start_response)
+        except (ConnectionError, StopIteration):
+            raise  # how a WebSocket ends, and a connection dropped on purpose
+        except Exception as e:
+            log.warning("request failed (%s: %s); connection closed", type(e).__name__, str(e)[:100])
+            raise ConnectionError(str(e)) from None
 
 
 # --- Simulator compatibility ---------------------------------------------------------------------
@@ -70,8 +217,13 @@ class SimulatorCompatibleServer(socketio.Server):
     - _handle_eio_message: a packet that cannot be decoded, or an event that is not a well-formed
       call, goes to `on_unreadable_event` (which answers it); packets with no answer close the
       connection.
-    - _handle_eio_connect: the Engine.IO socket answers a client PING with a PONG.
+    - _handle_eio_connect: the Engine.IO socket answers a client PING with a PONG, and closes the
+      connection for Engine.IO packets a connected client has no business sending.
+    - _engineio_server_class: guarded WebSockets and a disconnect that never waits.
     """
+
+    def _engineio_server_class(self):
+        return _EngineIOServer
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -98,6 +250,8 @@ class SimulatorCompatibleServer(socketio.Server):
         super()._handle_event(eio_sid, "/", id, data)
 
     def _handle_eio_message(self, eio_sid, data):
+        if eio_sid not in self.environ:
+            return None  # on the wire when the connection closed: no one to answer
         if isinstance(data, bytes):
             if self._attachments_to_drop.get(eio_sid, 0) > 0:  # of a binary event answered already
                 self._attachments_to_drop[eio_sid] -= 1
@@ -111,7 +265,8 @@ class SimulatorCompatibleServer(socketio.Server):
             return self._close(eio_sid, f"unreadable Socket.IO packet ({type(e).__name__}): {data[:40]!r}")
         kind = pkt.packet_type
         if kind in (socketio.packet.EVENT, socketio.packet.BINARY_EVENT) and (pkt.namespace or "/") != "/":
-            return self._handle_connect(eio_sid, pkt.namespace, None)  # CONNECT_ERROR: not served
+            self._handle_connect(eio_sid, pkt.namespace, None)  # answers CONNECT_ERROR...
+            return self._close(eio_sid, f"an event for namespace {pkt.namespace[:40]!r}, not served here")
         if kind == socketio.packet.BINARY_EVENT:
             # Its image would come as binary attachments: answer now, as for any unreadable
             # telemetry, and drop the attachments when they arrive.
@@ -128,7 +283,9 @@ class SimulatorCompatibleServer(socketio.Server):
             return self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
         if kind in (socketio.packet.CONNECT, socketio.packet.DISCONNECT):
             return super()._handle_eio_message(eio_sid, data)  # answered `40{...}`, or leaving
-        self._close(eio_sid, f"a {socketio.packet.packet_names[kind]} packet, which has no answer here")
+        names = socketio.packet.packet_names
+        name = names[kind] if 0 <= kind < len(names) else f"type-{kind}"
+        self._close(eio_sid, f"a {name} packet, which has no answer here")
 
     def _handle_eio_disconnect(self, eio_sid, reason):
         self._attachments_to_drop.pop(eio_sid, None)
@@ -142,15 +299,14 @@ class SimulatorCompatibleServer(socketio.Server):
         def receive_answering_pings(pkt):
             # python-engineio 4 ignores client PINGs (in EIO 4 the server pings); the simulator
             # pings anyway and waits for the PONG, so it gets one.
-            if pkt.packet_type == engineio.packet.PING:
+            kind = pkt.packet_type
+            if kind == engineio.packet.PING:
                 eio_socket.send(engineio.packet.Packet(engineio.packet.PONG, pkt.data))
-            elif pkt.packet_type == engineio.packet.NOOP:
-                pass  # nothing asked, nothing to answer
-            elif engineio.packet.OPEN < pkt.packet_type < len(engineio.packet.packet_names):
-                receive(pkt)  # PONG, MESSAGE, CLOSE, UPGRADE: engineio's own handling
-            else:
+            elif kind in (engineio.packet.PONG, engineio.packet.MESSAGE, engineio.packet.CLOSE):
+                receive(pkt)  # engineio's own handling
+            else:  # OPEN, UPGRADE or NOOP once connected, or no packet type at all: no answer exists
                 self._close(
-                    eio_sid, f"an Engine.IO packet of type {pkt.packet_type}, which clients do not send"
+                    eio_sid, f"an Engine.IO packet of type {kind}, which a connected client does not send"
                 )
 
         eio_socket.receive = receive_answering_pings
@@ -263,7 +419,9 @@ class DriveServer:
         if config.async_mode == "eventlet":
             with warnings.catch_warnings():  # eventlet announces its deprecation on import
                 warnings.simplefilter("ignore")
-                import eventlet  # noqa: F401
+                import eventlet.websocket
+
+            eventlet.websocket.RFC6455WebSocket._apply_mask = staticmethod(_fast_unmask)
         self.sio = SimulatorCompatibleServer(
             async_mode=config.async_mode,
             async_handlers=False,
@@ -277,7 +435,7 @@ class DriveServer:
         self.sio.on("*", self._on_event)
         self.app = Flask(__name__)
         self.app.add_url_rule("/", "status", self._status_page)
-        self.app.wsgi_app = socketio.WSGIApp(self.sio, self.app.wsgi_app)
+        self.app.wsgi_app = _RequestGuard(socketio.WSGIApp(self.sio, self.app.wsgi_app), self.sio.eio)
         self.stats = Stats()
         self.recorder = DriveRecorder(config.record) if config.record else None
         self.listeners: list[Listener] = [self.stats, *listeners]
@@ -380,6 +538,13 @@ class DriveServer:
 
             class Handler(WSGIRequestHandler):
                 timeout = self.config.http_timeout  # a half-sent request is dropped after this
+
+                def run_wsgi(self):
+                    if self.headers.get("Upgrade", "").lower() == "websocket":
+                        # Once its WebSocket ends the connection is done: werkzeug would otherwise
+                        # read the client's close frame as an HTTP request and answer it.
+                        self.close_connection = True
+                    super().run_wsgi()
 
             self._http = make_server(host, port, self.app, threaded=True, request_handler=Handler)
             self._listener = self._http.socket
