@@ -504,6 +504,7 @@ class DriveServer:
             async_mode=self.config.async_mode,
             clients=len(self.sessions),
             frames=self.stats.total,
+            preprocessing=self.pilot.predictor.preprocessing.to_dict(),
         )
 
     def _status_loop(self) -> None:

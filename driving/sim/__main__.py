@@ -141,12 +141,13 @@ def cmd_drive(args: argparse.Namespace) -> int:
 
     track = get_track(args.track, args.seed)
     options = _drive_options(args)
-    model = ""
-    if args.view:  # the view names the served model; its crop rows are not served: the defaults
+    model, preprocessing = "", DEFAULT_PREPROCESSING
+    if args.view:  # the view names the served model and outlines its crop rows, as drive.py says
         from driving.view.sources import served_model
 
-        model = served_model(args.host, args.port) or f"drive.py on {args.host}:{args.port}"
-    with _live_view(args, options, DEFAULT_PREPROCESSING, model):
+        model, preprocessing = served_model(args.host, args.port)
+        model = model or f"drive.py on {args.host}:{args.port}"
+    with _live_view(args, options, preprocessing, model):
         metrics, trace = drive(track, SocketLink(args.host, args.port, options.timeout), options)
     return _finish(args, metrics, trace)
 

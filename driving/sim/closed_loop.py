@@ -111,7 +111,7 @@ class DriveObserver(Protocol):
 
     def frame(self, frame: DriveFrame) -> None: ...
 
-    def end(self, metrics: DriveMetrics) -> None: ...
+    def end(self, metrics: DriveMetrics | None) -> None: ...  # None: the drive failed
 
 
 # --- links: how telemetry reaches the pilot -------------------------------------------------------
@@ -268,6 +268,10 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
             kind, command = link.send(steering, throttle, sim.car.mph, jpeg)
             trace.add_latency(time.perf_counter() - sent)
             latency_ms = trace.latency_s[-1] * 1e3
+    except BaseException:
+        for observer in options.observers:
+            observer.end(None)
+        raise
     finally:
         link.close()
         bar.update(round(max(sim.laps, 0.0), 2) - bar.n)

@@ -14,7 +14,7 @@ import time
 import urllib.request
 from typing import TYPE_CHECKING
 
-from driving.config import Preprocessing
+from driving.config import DEFAULT_PREPROCESSING, Preprocessing
 from driving.view.state import Sample, ViewState
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ class DriveView:
             )
         )
 
-    def end(self, metrics: DriveMetrics) -> None:
-        self.state.finish(metrics.to_dict())
+    def end(self, metrics: DriveMetrics | None) -> None:
+        self.state.finish(metrics.to_dict() if metrics is not None else {"end_reason": "the drive failed"})
 
 
 class ServerView:
@@ -96,11 +96,13 @@ class ServerView:
         )
 
 
-def served_model(host: str, port: int, timeout: float = 2.0) -> str:
-    """The model a running drive.py serves, from its status page; "" if it does not say."""
+def served_model(host: str, port: int, timeout: float = 2.0) -> tuple[str, Preprocessing]:
+    """The model a running drive.py serves and its preprocessing, from its status page; ("", the
+    defaults) where it does not say."""
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     try:
         with direct.open(f"http://{host}:{port}/", timeout=timeout) as reply:
-            return str(json.loads(reply.read(4096)).get("model", ""))
+            status = json.loads(reply.read(4096))
+        return str(status.get("model", "")), Preprocessing.from_dict(status.get("preprocessing") or {})
     except (OSError, ValueError, AttributeError):
-        return ""
+        return "", DEFAULT_PREPROCESSING
