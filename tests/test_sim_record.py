@@ -256,10 +256,11 @@ def test_an_interrupted_recording_is_removed(tmp_path, ring, monkeypatch):
 # --- Varied recordings ---------------------------------------------------------------------------
 def test_vary_drives_each_lap_in_a_fresh_look(tmp_path, ring):
     a = record(ring, tmp_path / "a", laps=1.1, seed=5, vary=True, progress=False, topdown=False)
-    assert [look["lap"] for look in a.looks] == [0, 1]
+    assert [look["look"] for look in a.looks] == [0, 1, 2, 3]  # three looks a lap
+    assert {look["style"] for look in a.looks[:3]} == {"lake", "jungle", "desert"}  # every style
     assert a.looks[0]["first_sample"] == 0 < a.looks[1]["first_sample"] < a.samples
     for look in a.looks:
-        style, conditions, world_seed = lap_look(5, look["lap"])
+        style, conditions, world_seed = lap_look(5, look["look"])
         assert (look["style"], look["world_seed"]) == (style, world_seed)
         assert Conditions.from_dict(look["conditions"]) == conditions
     assert json.loads((a.folder / "looks.json").read_text()) == a.looks

@@ -70,7 +70,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         f"off-road samples: {result.off_road_samples}; top-down view: {result.topdown}"
     )
     if result.looks:
-        print("looks: " + ", ".join(f"lap {look['lap']} {look['style']}" for look in result.looks))
+        print("looks: " + ", ".join(f"{look['look']} {look['style']}" for look in result.looks))
     return 0
 
 

@@ -36,7 +36,10 @@ from driving.sim.world import World
 
 CLOCK_START = datetime(2026, 11, 22, 12, 0, 0)  # the simulated clock's first sample
 TOPDOWN_NAME = "topdown.png"
-LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each lap
+LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each stretch of road
+# With vary, the look changes this many times a lap, the styles taking turns: a model that learns
+# from a recording should see every style, not whichever ones a draw per lap happened to pick.
+LOOKS_PER_LAP = 3
 MAX_LAPS = 100.0
 STALL_WINDOW_S, STALL_MIN_PROGRESS_M = 30.0, 5.0
 # The default bound on samples: the laps at an average of MIN_AVERAGE_MPS, plus START_S to get
@@ -61,10 +64,13 @@ class RecordResult:
     looks: list[dict] = field(default_factory=list)  # with vary: one entry per lap, as in looks.json
 
 
-def lap_look(seed: int, lap: int) -> tuple[str, Conditions, int]:
-    """The style, conditions and texture seed of lap `lap` of a varied recording made with `seed`."""
-    rng = np.random.default_rng([seed, lap])
-    style = list(STYLES)[int(rng.integers(len(STYLES)))]
+def lap_look(seed: int, index: int) -> tuple[str, Conditions, int]:
+    """The style, conditions and texture seed of look `index` (the index-th stretch of
+    1/LOOKS_PER_LAP of a lap) of a varied recording made with `seed`: the styles take turns,
+    starting from one the seed picks; conditions and textures are drawn from (seed, index)."""
+    rng = np.random.default_rng([seed, index])
+    styles = list(STYLES)
+    style = styles[(seed + index) % len(styles)]
     return style, Conditions.draw(int(rng.integers(2**31))), int(rng.integers(2**31))
 
 
@@ -101,13 +107,13 @@ def _restore(folder: Path, before: dict[Path, frozenset[str] | None]) -> None:
             (folder / CSV_NAME).write_bytes(b"")
 
 
-def _paint_lap(sim: Simulator, track: Track, seed: int, lap: int, sample: int) -> dict:
-    """Give `sim` the look of lap `lap` (lap_look); returns its entry for looks.json."""
-    style, conditions, world_seed = lap_look(seed, lap)
+def _paint_look(sim: Simulator, track: Track, seed: int, index: int, sample: int) -> dict:
+    """Give `sim` look `index` (lap_look); returns its entry for looks.json."""
+    style, conditions, world_seed = lap_look(seed, index)
     world = World(replace(track, style=style), seed=world_seed, conditions=conditions)
     sim.use_world(world, world_seed)
     return {
-        "lap": lap,
+        "look": index,
         "first_sample": sample,
         "style": style,
         "world_seed": world_seed,
@@ -180,8 +186,8 @@ def _record(
                     f"{i} samples and the {laps:g} lap(s) are not done (the expert averaged "
                     f"{sim.progress / (i * dt):.2f} m/s): raise its speed or the bound on samples"
                 )
-            if vary and len(looks) <= sim.progress // track.length:
-                looks.append(_paint_lap(sim, track, seed, len(looks), i))
+            if vary and len(looks) <= sim.progress // (track.length / LOOKS_PER_LAP):
+                looks.append(_paint_look(sim, track, seed, len(looks), i))
             steering, throttle, brake = expert.act(sim.car, sim.location.s, dt)
             frames = [sim.render(cam) for cam in CAMERAS]
             # Timestamps in whole milliseconds of the simulated clock, as the simulator names files.
