@@ -1,0 +1,57 @@
+"""What a saliency map costs per camera frame, per model: VisualBackProp against SmoothGrad in one
+run, with the model's own batch-1 forward pass for scale, and what the slimming report's saliency
+section costs to set up (rendering its scoring frames). Untrained weights: the cost does not
+depend on them.
+
+    python bench/saliency.py [--models base effnet effnet-slim pilotnet] [--runs 50]
+
+A frame's cost is the whole path the overlays take: preprocess, the method at batch 1, the map
+placed back on the frame (driving.saliency.frame_saliency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from functools import partial
+
+import driving.quiet  # noqa: F401
+
+from driving import models, saliency
+from driving.config import DEFAULT_PREPROCESSING
+from driving.measure import keras_function, machine_description, time_calls
+from driving.preprocess import preprocess
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["base", "effnet", "effnet-slim", "pilotnet"])
+    parser.add_argument("--runs", type=int, default=50, help="timed frames per figure (SmoothGrad: a fifth)")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    probes = saliency.probe_frames()
+    print(f"{machine_description()}")
+    print(f"report's scoring frames: {len(probes)} rendered in {time.perf_counter() - start:.1f} s")
+    frame = probes[0].frame[None]
+    x = preprocess(frame, DEFAULT_PREPROCESSING)
+    print(
+        f"\n{'model':<12} {'forward ms':>10} {'vbp ms':>8} {'smoothgrad ms':>14} "
+        f"{'smoothgrad/vbp':>15} {'vbp/forward':>12}"
+    )
+    for name in args.models:
+        model = models.build(name)
+        forward = time_calls(partial(keras_function(model), x), args.runs)["median_ms"]
+        ms = {}
+        for method, runs in (("vbp", args.runs), ("smoothgrad", max(1, args.runs // 5))):
+            made = saliency.METHODS[method](model)
+            call = partial(saliency.frame_saliency, made, frame, DEFAULT_PREPROCESSING)
+            ms[method] = time_calls(call, runs, warmup=2)["median_ms"]
+        print(
+            f"{name:<12} {forward:>10.2f} {ms['vbp']:>8.2f} {ms['smoothgrad']:>14.1f} "
+            f"{ms['smoothgrad'] / ms['vbp']:>14.1f}x {ms['vbp'] / forward:>11.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
