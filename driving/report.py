@@ -15,6 +15,8 @@ its file (or OUT/run.json), with its own preprocessing: never on frames it train
 different runs are scored on their own splits, and the report says so. A model that cannot be
 measured (a damaged file) is reported as such, and the others are measured.
 Writes report.md, report.json and PNG charts into the folder; the .tflite files go there too.
+Where each model looks (driving/saliency.py) is scored on frames of unseen tracks and drawn as
+saliency.png (--saliency).
 """
 
 from __future__ import annotations
@@ -355,7 +357,13 @@ def ratio(row: dict, key: str) -> str:
 
 
 def markdown(
-    rows: list[dict], notes: list[str], images: list[str], machine: str, splits: dict, failed: list[dict]
+    rows: list[dict],
+    notes: list[str],
+    images: list[str],
+    machine: str,
+    splits: dict,
+    failed: list[dict],
+    saliency: dict | None = None,
 ) -> str:
     kib = lambda b: f"{b / 1024:,.0f} KiB"
     lines = [
@@ -444,8 +452,82 @@ def markdown(
                     f"{t['mean_abs_error']:.2e} | {t['tolerance']:g} | "
                     f"{'yes' if t['within_tolerance'] else '**NO**'} |"
                 )
+    if saliency:
+        lines += saliency_markdown(saliency)
     lines += ["", "## Charts", ""] + [f"![{i}]({i})" for i in images]
     return "\n".join(lines) + "\n"
+
+
+# --- where each model looks (driving/saliency.py) ------------------------------------------------
+
+# On by default because it costs little: VisualBackProp's section took 5 to 12 s here (mostly
+# rendering its 18 frames) against the report's 110 s; SmoothGrad (32 passes forward and back
+# per frame) adds 20 to 30 s for four models and is asked for by name (docs/saliency.md).
+SALIENCY_METHODS = ("vbp",)
+SALIENCY_GRID = "saliency.png"
+SALIENCY_COLUMNS = 6  # frames shown in the grid: the first of each drive of the quick suite
+
+
+def saliency_section(
+    folder: Path, names: Sequence[str], methods: Sequence[str], probes: Sequence | None = None
+) -> dict:
+    """Where each model looks on the same seeded frames of unseen tracks (saliency.probe_frames,
+    or `probes`): per model and method, the share of the saliency on road and road edge, the edge
+    share, the off-road share and the chance level; and saliency.png, a grid of those frames with a
+    row per model and method under a row of the frames' labels. A model that cannot be scored is
+    listed with the reason, and the others are scored."""
+    import driving.quiet  # noqa: F401
+
+    import keras
+
+    from driving import saliency
+    from driving.modelio import info_or_default, load_keras
+
+    probes = saliency.probe_frames() if probes is None else list(probes)
+    shown = list(range(0, len(probes), max(1, len(probes) // SALIENCY_COLUMNS)))[:SALIENCY_COLUMNS]
+    frames = np.stack([p.frame for p in probes])
+    grid = [[saliency.label_overlay(probes[i].frame, probes[i].labels) for i in shown]]
+    row_labels = ["labels: road blue,\nedge yellow"]
+    scores, failed = {}, {}
+    for name in names:
+        try:
+            model, info = load_keras(folder / f"{name}.keras")
+            geometry = info_or_default(info, name).preprocessing
+            for method in methods:
+                maps = saliency.frame_saliency(saliency.METHODS[method](model), frames, geometry)
+                found = saliency.score(maps, probes, geometry)
+                scores.setdefault(name, {})[method] = found
+                grid.append([saliency.overlay(probes[i].frame, maps[i], geometry) for i in shown])
+                row_labels.append(f"{name}, {method}\n{found['score']:.0%} road and edge")
+        except Exception as e:  # one model that cannot be scored must not cost the others theirs
+            failed[name] = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            print(f"report: {name} not scored for saliency: {failed[name]}", file=sys.stderr)
+        keras.backend.clear_session()
+    saliency.save_grid(grid, folder / SALIENCY_GRID, row_labels, [[probes[i].name for i in shown]])
+    return {"frames": len(probes), "methods": list(methods), "scores": scores, "not_scored": failed}
+
+
+def saliency_markdown(section: dict) -> list[str]:
+    lines = [
+        "",
+        "## Where each model looks",
+        "",
+        f"Saliency on {section['frames']} frames of unseen tracks, the same for every model "
+        "(docs/saliency.md): the share of each map's mass within the crop rows on road or road "
+        "edge, on the edge alone and off the road; chance is the road-and-edge share of the crop's "
+        "area, what a map that looks everywhere alike scores. One trained model is one sample.",
+        "",
+        "| model | method | road and edge | edge | off-road | chance |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, by_method in section["scores"].items():
+        for method, s in by_method.items():
+            lines.append(
+                f"| {name} | {method} | {s['score']:.1%} | {s['edge']:.1%} | {s['off_road']:.1%} | "
+                f"{s['chance']:.1%} |"
+            )
+    lines += [f"- {name}: not scored ({why})" for name, why in section["not_scored"].items()]
+    return lines + ["", f"![where each model looks]({SALIENCY_GRID})"]
 
 
 # --- the stage ------------------------------------------------------------------------------------
@@ -466,9 +548,11 @@ def run(
     val_frames: int = 512,
     split_fallback: dict | None = None,
     progress: bool = True,
+    saliency: Sequence[str] = SALIENCY_METHODS,
 ) -> dict:
     """Measure every trained model in `folder`; write report.md, report.json and the charts there.
     `data` and `split_fallback` only serve models that carry no record of their training run.
+    `saliency` names the saliency methods whose scores and grid the report shows (none: off).
     Raises ReportError when nothing can be reported."""
     from tqdm import tqdm
 
@@ -506,6 +590,7 @@ def run(
             0, "These models come from different runs: each is scored on its own run's validation split."
         )
     images = charts(rows, folder)
+    where = saliency_section(folder, [r["model"] for r in rows], saliency) if saliency else None
     machine = machine_description()
     report = {
         "machine": machine,
@@ -514,9 +599,10 @@ def run(
         "not_measured": failed,
         "scored_on": splits,
         "findings": notes,
+        "saliency": where,
     }
     write_json(folder / "report.json", report)
-    write_text(folder / "report.md", markdown(rows, notes, images, machine, splits, failed))
+    write_text(folder / "report.md", markdown(rows, notes, images, machine, splits, failed, where))
     return report
 
 
@@ -554,16 +640,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-frames", type=cli.positive_int, default=512, help="validation frames to score (max)"
     )
     parser.add_argument("--runs", type=cli.positive_int, default=200, help="timed calls per latency figure")
+    parser.add_argument(
+        "--saliency",
+        nargs="+",
+        choices=("vbp", "smoothgrad", "none"),
+        default=list(SALIENCY_METHODS),
+        metavar="METHOD",
+        help="where each model looks, scored on frames of unseen tracks and drawn as saliency.png: "
+        f"vbp, smoothgrad, or none (default {' '.join(SALIENCY_METHODS)})",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if "none" in args.saliency and len(args.saliency) > 1:
+        parser.error("--saliency: none cannot be combined with a method")
+    saliency = [m for m in args.saliency if m != "none"]
     from driving.data import RecordingError
 
     fallback = {"val_fraction": args.val_fraction, "seed": args.seed, "block_seconds": args.block_seconds}
     try:
-        report = run(args.models, args.data, args.export == "tflite", args.runs, args.val_frames, fallback)
+        report = run(
+            args.models,
+            args.data,
+            args.export == "tflite",
+            args.runs,
+            args.val_frames,
+            fallback,
+            saliency=saliency,
+        )
     except (ReportError, RecordingError, OSError) as e:
         print(f"report: {e}", file=sys.stderr)
         return 1

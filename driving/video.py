@@ -2,6 +2,7 @@
 
     python -m driving.video runs/lap1 --fps 15            # writes runs/lap1.mp4
     python -m driving.video runs/lap1 --out lap1.mp4 --overlay
+    python -m driving.video runs/lap1 --saliency models/effnet.keras   # where the model looks
 
 Any recording the loader reads works: the simulator's own, `drive.py --record`, `driving.sim record`.
 The file is written under a temporary name and renamed when complete, then read back to check it.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from driving import cli
 from driving.config import SAMPLE_RATE_HZ
-from driving.data import RecordingError, load_recordings
+from driving.data import load_recordings
 from driving.files import atomic_path
 from driving.preprocess import FrameError, read_frame
 
@@ -88,10 +89,12 @@ def recording_to_video(
     fps: float = SAMPLE_RATE_HZ,
     with_overlay: bool = False,
     progress: bool = True,
+    paint: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[Path, int, int]:
-    """MP4 of a recording's center frames in CSV order. Returns (path, frames written, frames
-    skipped as unreadable). Raises RecordingError for an unreadable recording, VideoError if the
-    written file does not read back frame for frame."""
+    """MP4 of a recording's center frames in CSV order, each passed through `paint` first when
+    given (e.g. a saliency overlay). Returns (path, frames written, frames skipped as unreadable).
+    Raises RecordingError for an unreadable recording, VideoError if the written file does not
+    read back frame for frame."""
     folder = Path(folder).absolute()
     out = Path(out) if out else folder.parent / f"{folder.name}.mp4"
     rows = load_recordings([folder]).frames
@@ -114,10 +117,24 @@ def recording_to_video(
                 skipped += 1
                 tqdm.write(f"skipped: {e}")
                 continue
+            rgb = paint(rgb) if paint else rgb
             yield overlay(rgb, row.steering, row.speed) if with_overlay else rgb
 
     written = write_video(frames(), out, fps)
     return out, written, skipped
+
+
+def saliency_painter(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """frame -> the frame with where the model at `model_path` looks blended in (VisualBackProp)."""
+    from driving import saliency
+    from driving.modelio import info_or_default, load_keras
+
+    model, info = load_keras(model_path)
+    geometry = info_or_default(info, str(model_path)).preprocessing
+    method = saliency.VisualBackProp(model)
+    return lambda rgb: saliency.overlay(
+        rgb, saliency.frame_saliency(method, rgb[None], geometry)[0], geometry
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,10 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="output file (default: the folder's name + .mp4, beside it)"
     )
     parser.add_argument("--overlay", action="store_true", help="write steering and speed on each frame")
+    parser.add_argument(
+        "--saliency",
+        type=Path,
+        metavar="MODEL",
+        help="blend where MODEL (.keras or .h5) looks into each frame (VisualBackProp, docs/saliency.md)",
+    )
     args = parser.parse_args(argv)
     try:
-        out, written, skipped = recording_to_video(args.folder, args.out, args.fps, args.overlay)
-    except (RecordingError, VideoError, OSError) as e:
+        paint = saliency_painter(args.saliency) if args.saliency else None
+        out, written, skipped = recording_to_video(args.folder, args.out, args.fps, args.overlay, paint=paint)
+    except (VideoError, OSError, ValueError) as e:  # ValueError: RecordingError, ModelFileError, FrameError
         print(f"driving.video: {e}", file=sys.stderr)
         return 1
     note = f", {skipped} unreadable frames skipped" if skipped else ""

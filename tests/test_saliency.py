@@ -1,0 +1,230 @@
+"""Saliency maps on real tiny Keras models: their size and range, that they fall where the
+steering looks, the simulator's label render against its road mask, the score, and the commands
+that draw them (driving.saliency, driving.video --saliency, the report's section)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from driving import report, saliency
+from driving.config import CROP_BOTTOM, CROP_TOP, DEFAULT_PREPROCESSING, INPUT_SHAPE
+from driving.modelio import ModelInfo, save_keras
+from driving.models import MODELS, build
+from driving.sim.simulator import Simulator
+from driving.sim.track import builtin_track
+from driving.sim.world import CAR, EDGE, ROAD, SKY, World
+from driving.video import count_frames
+from driving.video import main as video_main
+from tests.conftest import write_recording
+
+
+def tiny(input_shape=(32, 48, 3), crop=((0, 0), (0, 0)), seed: int = 0) -> keras.Model:
+    """A small steering CNN with the layer kinds the registered models use (a ReLU inside a conv,
+    LeakyReLU layers, (2, 1) pooling, a (1, 2) stride, a depthwise conv with 'valid' padding),
+    seeing only the `crop` of its input."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(input_shape)
+    x = layers.Cropping2D(crop)(inputs)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D((2, 1))(x)
+    x = layers.Conv2D(6, (2, 1), strides=(1, 2), padding="same")(x)
+    x = layers.LeakyReLU(negative_slope=0.3)(x)
+    x = layers.DepthwiseConv2D(3)(x)
+    x = layers.ReLU()(x)
+    outputs = layers.Dense(1)(layers.Flatten()(x))
+    return keras.Model(inputs, outputs)
+
+
+def frames(n: int, shape=(32, 48, 3), seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, (n, *shape)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def lake():
+    return Simulator(builtin_track("lake"), seed=0)
+
+
+# --- the methods ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", list(saliency.METHODS))
+def test_maps_have_the_inputs_size_and_lie_in_0_1(method):
+    maps = saliency.METHODS[method](tiny())(frames(3))
+    assert maps.shape == (3, 32, 48) and maps.dtype == np.float32
+    assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_visual_backprop_works_for_every_registered_model(name):
+    model = build(name, input_shape=(32, 32, 3))  # the smallest input five halvings take
+    maps = saliency.VisualBackProp(model)(frames(2, (32, 32, 3)))
+    assert maps.shape == (2, 32, 32) and maps.min() >= 0 and maps.max() <= 1 and maps.max() > 0
+    keras.backend.clear_session()
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, padding",
+    [((3, 3), (1, 1), "same"), ((5, 5), (2, 2), "valid"), ((3, 1), (2, 1), "same"), ((2, 1), (1, 2), "same")],
+)
+def test_the_mask_is_spread_back_by_a_transposed_convolution_of_ones(kernel, strides, padding):
+    """Checked against TensorFlow: a transposed convolution of ones is the gradient of the
+    mask-weighted sum of a convolution of ones."""
+    import tensorflow as tf
+
+    inputs = keras.Input((13, 17, 1))
+    conv = layers.Conv2D(
+        1, kernel, strides=strides, padding=padding, use_bias=False, kernel_initializer="ones"
+    )
+    keras.Model(inputs, conv(inputs))
+    mask = np.random.default_rng(1).uniform(0, 1, (1, *conv.output.shape[1:3])).astype(np.float32)
+    x = tf.zeros((1, 13, 17, 1))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        weighted = tf.reduce_sum(conv(x)[..., 0] * mask)
+    expected = tape.gradient(weighted, x).numpy()[..., 0]
+    np.testing.assert_allclose(saliency._transposed_ones(mask, conv), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", list(saliency.METHODS))
+def test_saliency_falls_on_the_only_region_the_steering_sees(method):
+    model = tiny(crop=((16, 0), (12, 12)))  # sees rows 16:32, columns 12:36
+    maps = saliency.METHODS[method](model)(frames(2))
+    inside = np.zeros((32, 48), bool)
+    inside[16:32, 12:36] = True
+    assert (maps[:, ~inside] == 0).all() and (maps[:, inside].sum(axis=1) > 0).all()
+
+
+def test_maps_go_back_onto_the_crop_rows_of_the_frame():
+    maps = np.ones((1, *INPUT_SHAPE[:2]), np.float32)
+    on_frame = saliency.to_frame(maps, DEFAULT_PREPROCESSING)
+    assert on_frame.shape == (1, 160, 320)
+    assert (on_frame[0, CROP_TOP:CROP_BOTTOM] == 1).all()
+    assert on_frame[0, :CROP_TOP].sum() == 0 and on_frame[0, CROP_BOTTOM:].sum() == 0
+
+
+# --- the label render -----------------------------------------------------------------------------
+
+
+def test_labels_match_the_renderers_geometry(lake):
+    lake.reset(s=40.0)  # a straight, on the centre line
+    camera, pose = lake.cameras["center"], (lake.car.x, lake.car.y, lake.car.heading)
+    labels, road = camera.render_labels(*pose), camera.render_road_mask(*pose)
+    assert labels.shape == road.shape == (160, 320) and labels.dtype == np.uint8
+    assert labels[130, 160] == ROAD  # straight ahead, just above the bonnet
+    # Both ways round, but for a few boundary pixels far away (the mask samples blurred levels):
+    assert road[labels == ROAD].mean() > 0.999  # a road pixel is road surface
+    assert np.isin(labels[road], (ROAD, EDGE)).mean() > 0.999  # road surface is road, or its edge band
+    assert (labels[: camera.first_ground_row] == SKY).all() and (labels[camera.bonnet_mask] == CAR).all()
+    frame = lake.render("center").astype(int)
+    white = frame[120].sum(axis=1) > np.median(frame[120, 120:200].sum(axis=1)) + 200
+    # The painted edge lines are edge (but for their anti-aliased rims).
+    assert white.sum() > 10 and (labels[120, white] == EDGE).mean() > 0.9
+
+
+def test_labels_are_painted_only_when_asked_and_change_no_pixel(lake):
+    world = World(lake.track, seed=0)
+    assert "labels" not in vars(world)
+    np.testing.assert_array_equal(world.colour[0], lake.world.colour[0])
+    before = lake.render("center")
+    lake.cameras["center"].render_labels(lake.car.x, lake.car.y, lake.car.heading)
+    np.testing.assert_array_equal(lake.render("center"), before)
+
+
+def test_a_model_that_sees_only_road_scores_near_1(lake):
+    lake.reset(s=40.0)
+    camera, pose = lake.cameras["center"], (lake.car.x, lake.car.y, lake.car.heading)
+    probe = saliency.Probe("lake", camera.render(*pose), camera.render_labels(*pose))
+    # Input rows 32:128 and columns 40:88 are frame rows 95:140, columns 100:220: the road ahead.
+    model = tiny(INPUT_SHAPE, crop=((32, 0), (40, 40)))
+    for method in saliency.METHODS.values():
+        maps = saliency.frame_saliency(method(model), probe.frame[None], DEFAULT_PREPROCESSING)
+        found = saliency.score(maps, [probe], DEFAULT_PREPROCESSING)
+        assert found["score"] > 0.97 and found["off_road"] < 0.03
+        assert found["chance"] < found["score"]
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_keras(tiny(INPUT_SHAPE), path, ModelInfo(model="tiny"))
+    return path
+
+
+def test_help_imports_no_tensorflow():
+    code = "import sys; from driving import saliency; saliency.build_parser(); "
+    code += "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
+def test_command_line_writes_overlays_and_a_grid(model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert saliency.main([str(model_file), "--track", "lake", "--frames", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "road and edge" in printed and "looks everywhere alike" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["frame-000.png", "frame-001.png", "grid.png"]
+    recording = write_recording(tmp_path / "rec", n=5, sides=False)
+    args = [str(model_file), "--data", str(recording), "--frames", "3", "--method", "smoothgrad"]
+    assert saliency.main([*args, "--out", str(tmp_path / "rec-out")]) == 0
+    shown = cv2.imread(str(tmp_path / "rec-out" / "frame-002.png"))
+    assert shown.shape == (160, 320, 3)
+
+
+def test_careless_command_lines_end_in_one_line(model_file, tmp_path, capsys):
+    for args in (
+        [str(model_file), "--track", "lake", "--frames", "0"],
+        [str(model_file), "--track", "lake", "--data", str(tmp_path)],
+        [str(model_file)],
+        [str(model_file), "--track", "lake", "--method", "gradcam"],
+    ):
+        with pytest.raises(SystemExit) as exit_code:
+            saliency.main(args)
+        assert exit_code.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"not a model")
+    for args, why in (
+        ([str(tmp_path / "none.keras"), "--track", "lake"], "no such model file"),
+        ([str(model_file), "--track", "nowhere"], "unknown track"),
+        ([str(model_file), "--data", str(tmp_path / "nothing")], "no such folder"),
+        ([str(tflite), "--track", "lake"], "not a usable LiteRT model"),
+    ):
+        assert saliency.main([*args, "--out", str(tmp_path / "out")]) == 1
+        err = capsys.readouterr().err
+        assert why in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_video_with_saliency(model_file, tmp_path, capsys):
+    recording = write_recording(tmp_path / "lap", n=4, sides=False)
+    plain, painted = tmp_path / "plain.mp4", tmp_path / "painted.mp4"
+    assert video_main([str(recording), "--out", str(plain)]) == 0
+    assert video_main([str(recording), "--out", str(painted), "--saliency", str(model_file)]) == 0
+    assert count_frames(painted) == 4
+    _, a = cv2.VideoCapture(str(plain)).read()
+    _, b = cv2.VideoCapture(str(painted)).read()
+    assert np.abs(a[CROP_TOP:CROP_BOTTOM].astype(int) - b[CROP_TOP:CROP_BOTTOM]).mean() > 3
+    assert video_main([str(recording), "--saliency", str(tmp_path / "none.keras")]) == 1
+    assert "no such model file" in capsys.readouterr().err
+
+
+def test_report_section_scores_every_model_and_survives_a_broken_one(model_file, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "tiny.keras").write_bytes(model_file.read_bytes())
+    (folder / "broken.keras").write_bytes(b"truncated")
+    probes = saliency.track_probes("lake", 2)
+    section = report.saliency_section(folder, ["tiny", "broken"], ["vbp", "smoothgrad"], probes)
+    assert set(section["scores"]["tiny"]) == {"vbp", "smoothgrad"} and "broken" in section["not_scored"]
+    assert 0 <= section["scores"]["tiny"]["vbp"]["score"] <= 1
+    assert (folder / report.SALIENCY_GRID).is_file()
+    text = "\n".join(report.saliency_markdown(section))
+    assert "| tiny | vbp |" in text and "broken: not scored" in text
