@@ -277,7 +277,7 @@ def test_cli_vary_and_save_track(tmp_path, capsys, small_track):
     out, saved = tmp_path / "rec", tmp_path / "tracks" / "oval.json"
     args = ["record", "--track", str(small_track), "--laps", "0.02", "--out", str(out), "--vary"]
     assert main([*args, "--save-track", str(saved)]) == 0
-    assert "looks: lap 0" in capsys.readouterr().out
+    assert "looks: 0 lake" in capsys.readouterr().out
     assert load_track(saved).name == "oval" and (out / "looks.json").exists()
 
 
