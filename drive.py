@@ -16,12 +16,11 @@ import sys
 from pathlib import Path
 
 from driving import cli
-from driving.pilot import PilotConfig
-from driving.server import ASYNC_MODES, DriveServer, ServeConfig
+from driving.config import ASYNC_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = PilotConfig()
+    speed, turn_slowdown = 9.0, 0.0  # the Pilot's defaults (driving.pilot.PilotConfig)
     parser = argparse.ArgumentParser(
         description="Serve a steering model to the Udacity simulator's autonomous mode over "
         "Socket.IO. Prints one status line per second.",
@@ -40,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--speed",
         type=cli.number(0, 30),
-        default=defaults.speed,
+        default=speed,
         help="target speed in mph for the PI throttle controller, 0 to 30 (default %(default)s)",
     )
     parser.add_argument(
@@ -52,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--turn-slowdown",
         type=cli.number(0, 10),
-        default=defaults.turn_slowdown,
+        default=turn_slowdown,
         metavar="K",
         help="lower the target speed in sharp turns: speed * (1 - K*|steering|), "
         "never below half (default 0: off; 0.5 is a good start)",
@@ -114,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from driving.files import check_writable_folder
     from driving.modelio import ModelFileError
-    from driving.pilot import Pilot
+    from driving.pilot import Pilot, PilotConfig
     from driving.runtime import Predictor  # imports TensorFlow: after --help
+    from driving.server import DriveServer, ServeConfig
 
     try:
         if args.record is not None:

@@ -14,15 +14,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-import driving.quiet  # noqa: F401
-
 import numpy as np
-
-from driving import models
-from driving.measure import keras_function, time_calls
-from driving.modelio import ModelInfo, export_tflite
-from driving.report import load_tflite
-from driving.runtime import litert_threads
 
 
 def main() -> None:
@@ -32,6 +24,13 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=5, help="timed training steps per model")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     args = parser.parse_args()
+    import driving.quiet  # noqa: F401  (TensorFlow after the arguments: --help stays instant)
+
+    from driving import models
+    from driving.measure import keras_function, time_calls
+    from driving.modelio import ModelInfo, export_tflite
+    from driving.report import load_tflite
+    from driving.runtime import litert_threads
 
     rng = np.random.default_rng(0)
     frame = rng.uniform(-0.5, 0.5, (1, 128, 128, 3)).astype("float32")

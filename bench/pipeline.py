@@ -24,11 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
 from driving.config import CAMERAS, FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE, SAMPLE_RATE_HZ, AugmentConfig
 from driving.data import load_recordings
-from driving.pipeline import build_datasets, steps_per_epoch
 from driving.preprocess import preprocess, read_frame
 from driving.recording import RecordingWriter
 
@@ -143,6 +140,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="how long to time each side")
     parser.add_argument("--cache-dir", help="put the pipeline's cache on disk here (default: RAM)")
     args = parser.parse_args()
+    import driving.quiet  # noqa: F401  (TensorFlow after the arguments: --help stays instant)
+
+    from driving.pipeline import build_datasets, steps_per_epoch
+
     cfg = AugmentConfig()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,13 +24,9 @@ import sys
 import time
 from datetime import datetime
 
-import driving.quiet  # noqa: F401
-
 from driving.config import DEFAULT_PREPROCESSING, SAMPLE_RATE_HZ
-from driving.modelio import ModelInfo, to_tflite
 from driving.models import build
 from driving.pilot import Pilot
-from driving.runtime import Predictor
 from driving.sim.closed_loop import DirectLink, DriveOptions, drive
 from driving.sim.track import get_track
 from driving.view.server import ViewServer
@@ -129,6 +125,9 @@ def main() -> None:
         f"{datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f} at start"
     )
+    from driving.modelio import ModelInfo, to_tflite  # TensorFlow after the arguments: --help is instant
+    from driving.runtime import Predictor
+
     content = to_tflite(build("effnet"))  # untrained: the cost of the view does not depend on weights
     pilot = Pilot(Predictor.from_tflite(content, name="effnet", info=ModelInfo()))
     track = get_track(args.track)

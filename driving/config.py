@@ -189,6 +189,7 @@ class AugmentConfig:
 
 
 STRATEGIES = ("default", "mirrored")
+ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/server.py)
 MAX_BATCH_SIZE = 8192  # a batch is decoded and augmented in memory: beyond this a typo, not a plan
 
 

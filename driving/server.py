@@ -39,12 +39,12 @@ import numpy as np
 import socketio
 from flask import Flask, jsonify
 
+from driving.config import ASYNC_MODES
 from driving.pilot import Command, Pilot, Session
 from driving.recording import DriveRecorder
 
 log = logging.getLogger("driving.server")
 
-ASYNC_MODES = ("threading", "eventlet")
 # Whole messages (and request bodies) beyond this close that connection: the memory bound per
 # client. A real frame message is 15-45 KB; the Pilot refuses images over 512 KB of base64 anyway.
 MAX_MESSAGE_BYTES = 1024 * 1024

@@ -43,9 +43,7 @@ from driving.config import (
     RunConfig,
     model_seed,
 )
-from driving.data import RecordingError
 from driving.files import check_writable_folder, remove_stale_temps, write_json
-from driving.modelio import ModelFileError
 from driving.models import MODELS
 
 PACKAGES = ("tensorflow", "keras", "numpy", "ai-edge-litert", "opencv-python-headless", "pandas")
@@ -642,6 +640,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args)
+    from driving.data import RecordingError
+    from driving.modelio import ModelFileError
+
     try:
         config.validate()
         results = run(config)

@@ -341,6 +341,7 @@ def test_binds_loopback_by_default(server):
 
     args = parse_args([str(ROOT / "pyproject.toml")])  # any existing file will do for parsing
     assert args.host == "127.0.0.1" and args.port == 4567 and args.speed == 9.0
+    assert (args.speed, args.turn_slowdown) == (PilotConfig().speed, PilotConfig().turn_slowdown)
     assert args.threads is None  # LiteRT on every core
     with pytest.raises(SystemExit):
         parse_args([str(ROOT / "pyproject.toml"), "--threads", "0"])
