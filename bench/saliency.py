@@ -15,19 +15,18 @@ import argparse
 import time
 from functools import partial
 
-import driving.quiet  # noqa: F401
-
-from driving import models, saliency
-from driving.config import DEFAULT_PREPROCESSING
-from driving.measure import keras_function, machine_description, time_calls
-from driving.preprocess import preprocess
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["base", "effnet", "effnet-slim", "pilotnet"])
     parser.add_argument("--runs", type=int, default=50, help="timed frames per figure (SmoothGrad: a fifth)")
     args = parser.parse_args()
+    import driving.quiet  # noqa: F401  (TensorFlow after the arguments: --help stays instant)
+
+    from driving import models, saliency
+    from driving.config import DEFAULT_PREPROCESSING
+    from driving.measure import keras_function, machine_description, time_calls
+    from driving.preprocess import preprocess
 
     start = time.perf_counter()
     probes = saliency.probe_frames()
