@@ -366,11 +366,22 @@ def run(
 
 
 def _labels(models: Sequence[str]) -> list[str]:
-    """File stems, with the folder added where two models share a stem."""
-    stems = [Path(m).stem for m in models]
-    return [
-        f"{Path(m).parent.name}/{s}" if stems.count(s) > 1 else s for m, s in zip(models, stems, strict=True)
-    ]
+    """Unique names for tables: each file's stem, with folders added only where names clash (the
+    same file given twice gets a number)."""
+    paths = [Path(m).absolute() for m in models]
+    depth = [0] * len(paths)
+    label = lambda i: "/".join(
+        [*paths[i].parent.parts[len(paths[i].parent.parts) - depth[i] :], paths[i].stem]
+    )
+    while True:
+        labels = [label(i) for i in range(len(paths))]
+        clashing = [i for i, text in enumerate(labels) if labels.count(text) > 1]
+        if not clashing:
+            return labels
+        if all(depth[i] >= len(paths[i].parent.parts) for i in clashing):
+            return [f"{paths[i].stem}#{i + 1}" if i in clashing else text for i, text in enumerate(labels)]
+        for i in clashing:
+            depth[i] += 1
 
 
 # --- the command line -----------------------------------------------------------------------------

@@ -115,3 +115,14 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     assert model.stat().st_mtime_ns == stamp
     assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]
     assert np.isfinite(again["runs"][0]["val_mse"])
+
+
+def test_models_are_named_apart_in_the_tables():
+    from driving.evaluate import _labels
+
+    assert _labels(["a/b/seed-0/effnet.keras", "c/b/seed-0/effnet.keras", "x/pilot.h5"]) == [
+        "a/b/seed-0/effnet",
+        "c/b/seed-0/effnet",
+        "pilot",
+    ]
+    assert _labels(["m.keras", "m.keras"]) == ["m#1", "m#2"]
