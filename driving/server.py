@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -599,13 +598,3 @@ class DriveServer:
             self.recorder.close()
             log.info("recorded %d frames to %s", self.recorder.rows, self.recorder.folder)
             self.recorder = None
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll `condition` until true or `timeout` seconds pass (for tests and tools)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -60,6 +61,16 @@ def write_recording(folder: Path, n: int = 60, seed: int = 0, sides: bool = True
                 speed=9.0,
             )
     return folder
+
+
+def wait_until(condition, timeout: float) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass (what another thread will do)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
 from driving.server import MAX_MESSAGE_BYTES, DriveServer, ServeConfig, Stats
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
-from tests.conftest import road_frame
+from tests.conftest import road_frame, wait_until
 from tests.test_runtime import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,8 +219,10 @@ def test_oversize_message_closes_only_that_connection(server, sim, expected, cap
         sim.send_packet(telemetry("A" * MAX_MESSAGE_BYTES))
         with pytest.raises(ConnectionError):
             sim.receive_reply()
-        time.sleep(0.2)
-    assert any(f"over the {MAX_MESSAGE_BYTES}-byte limit" in r.getMessage() for r in caplog.records)
+        logged = lambda: any(
+            f"over the {MAX_MESSAGE_BYTES}-byte limit" in r.getMessage() for r in caplog.records
+        )
+        assert wait_until(logged, timeout=10)  # the server's thread notices the close after the client
     with SimulatorClient(port=server.port, timeout=10.0) as other:
         assert other.connect(JPEGS[1])[1]["steering_angle"] == expected[1]
 

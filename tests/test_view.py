@@ -25,7 +25,7 @@ from driving.config import DEFAULT_PREPROCESSING, INPUT_SHAPE
 from driving.pilot import Pilot
 from driving.preprocess import decode_jpeg, encode_jpeg
 from driving.runtime import Predictor
-from driving.server import DriveServer, ServeConfig, wait_until
+from driving.server import DriveServer, ServeConfig
 from driving.sim.__main__ import main as sim_main
 from driving.sim.closed_loop import DirectLink, DriveOptions, SocketLink, drive
 from driving.sim.track import get_track
@@ -33,6 +33,7 @@ from driving.view import browser
 from driving.view.server import ViewServer
 from driving.view.sources import DriveView, ServerView
 from driving.view.state import MAX_MARKS, MAX_PATH_POINTS, MAX_POINTS, WINDOW_S, Cursor, Sample, ViewState
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 LAKE = get_track("lake")
