@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 
+import numpy as np
 import tensorflow as tf
 
 from driving.config import CAMERAS, DEFAULT_PREPROCESSING, AugmentConfig, Preprocessing
@@ -100,11 +101,11 @@ def shadow(batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: tf.Tenso
     return tf.where(tf.equal(left_of_line, left_side), darkness, 1.0)
 
 
-# RGB <-> YIQ: hue turns the I/Q plane around the luma axis Y (the NTSC matrix).
-_RGB_TO_YIQ = tf.constant(
-    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], tf.float32
-)
-_YIQ_TO_RGB = tf.linalg.inv(_RGB_TO_YIQ)
+# RGB <-> YIQ: hue turns the I/Q plane around the luma axis Y (the NTSC matrix). NumPy constants:
+# a TensorFlow op at import time would start TensorFlow's runtime before a multi-worker strategy
+# could configure it.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 
 
 def colour(images: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:

@@ -188,7 +188,7 @@ class AugmentConfig:
         return replace(made, **ranges).validate()
 
 
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multiworker")
 ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/server.py)
 MAX_BATCH_SIZE = 8192  # a batch is decoded and augmented in memory: beyond this a typo, not a plan
 
@@ -221,6 +221,8 @@ class RunConfig:
     cache_dir: str | None = None
     resume: bool = False
     strategy: str = "default"
+    workers: list[str] = field(default_factory=list)  # multiworker: HOST:PORT of every worker
+    worker_index: int = 0  # multiworker: which of `workers` this process is
     mixed_precision: bool = False
     tensorboard: bool = True
     versions: dict = field(default_factory=dict)  # filled by train.run
@@ -252,6 +254,16 @@ class RunConfig:
         block = _finite(self.block_seconds, "block_seconds")
         _check(0 < block <= 86_400, "block_seconds", f"must be above 0 (seconds), got {block:g}")
         _check(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
+        if self.workers:
+            _check(self.strategy == "multiworker", "workers", "are for --strategy multiworker")
+            for worker in self.workers:
+                host, _, port = worker.rpartition(":")
+                _check(
+                    bool(host) and port.isdigit() and 0 < int(port) < 65536,
+                    "workers",
+                    f"{worker!r} is not HOST:PORT",
+                )
+            _whole(self.worker_index, "worker_index", 0, len(self.workers) - 1)
         self.augment.validate()
         self.preprocessing.validate()
         return self

@@ -46,6 +46,7 @@ from driving.config import (
 from driving.files import check_writable_folder, remove_stale_temps, write_json
 from driving.models import MODELS
 
+COLLECTIVE_TIMEOUT_S = 600  # multi-worker: how long a step may wait for the other workers
 PACKAGES = ("tensorflow", "keras", "numpy", "ai-edge-litert", "opencv-python-headless", "pandas")
 
 
@@ -131,11 +132,9 @@ def _frame_size(frames) -> tuple[int, int] | None:
     return None
 
 
-def prepare(config: RunConfig):
-    """Everything before the first model: checks, recordings, split, cache. Returns
-    (cache, train, val, summary). Cheap checks come first, decoding last."""
+def load_split(config: RunConfig):
+    """The recordings, checked and split, before anything is decoded: (train, val, summary)."""
     from driving.data import load_recordings, split_by_time
-    from driving.pipeline import cache_split
 
     recordings = load_recordings(config.data)
     train, val = split_by_time(recordings.frames, config.val_fraction, config.block_seconds, config.seed)
@@ -154,16 +153,24 @@ def prepare(config: RunConfig):
         )
     if config.batch_size > len(train):
         raise TrainError(f"--batch-size {config.batch_size} is more than the {len(train)} training frames")
+    return train, val, recordings.summary
+
+
+def decode(config: RunConfig, train, val, summary):
+    """The frame cache of the split (each image decoded once): (cache, train, val), the rows with
+    unusable images dropped and counted in `summary`."""
+    from driving.pipeline import cache_split
+
     cache, train, val = cache_split(
-        train, val, config.augment, geometry, config.cache_dir, summary=recordings.summary
+        train, val, config.augment, config.preprocessing, config.cache_dir, summary
     )
-    print(recordings.summary)  # after decoding: broken images are counted in it
+    print(summary)  # after decoding: broken images are counted in it
     if len(train) < config.batch_size or len(val) == 0:
         raise TrainError(
             f"after skipping unusable images, {len(train)} training and {len(val)} validation frames "
             f"are left (batch size {config.batch_size}): see the summary above"
         )
-    return cache, train, val, recordings.summary
+    return cache, train, val
 
 
 def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
@@ -177,8 +184,7 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
     remove_stale_temps(out)
     if config.resume:
         _check_resume(config, out)
-
-    cache, train_rows, val_rows, _ = prepare(config)
+    train_rows, val_rows, summary = load_split(config)
 
     import driving.quiet  # noqa: F401  (TensorFlow from here on)
 
@@ -188,7 +194,9 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
     from driving.pipeline import steps_per_epoch, train_dataset, val_dataset
 
     setup_devices(config.mixed_precision)
-    strategy = make_strategy(config.strategy)
+    strategy = make_strategy(config)  # before any TensorFlow op: a multi-worker one must be first
+    chief = is_chief(config)
+    cache, train_rows, val_rows = decode(config, train_rows, val_rows, summary)
     config.versions = package_versions()
     steps = config.steps_per_epoch or steps_per_epoch(train_rows, config.batch_size, config.augment)
     replicas = strategy.num_replicas_in_sync
@@ -197,9 +205,10 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
         f"of {config.batch_size}; {replicas} replica(s)"
     )
     record = config.to_dict()
-    write_json(out / RUN_JSON, {**record, "command": command_line(config)})
+    if chief:
+        write_json(out / RUN_JSON, {**record, "command": command_line(config)})
 
-    val_ds = val_dataset(val_rows, cache, config.batch_size)
+    val_ds = shard(val_dataset(val_rows, cache, config.batch_size), config)
     if replicas > 1:
         # Replicas must get equal shares of every batch: drop the last < `replicas` val frames.
         import tensorflow as tf
@@ -217,12 +226,59 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
         train_ds = train_dataset(
             train_rows, cache, config.batch_size, config.augment, config.preprocessing, seed
         )
-        results.append(train_model(name, config, train_ds, val_ds, steps, strategy, progress))
+        train_ds = shard(train_ds, config)
+        results.append(
+            train_model(name, config, train_ds, val_ds, steps, strategy, progress and chief, chief)
+        )
         keras.backend.clear_session(free_memory=True)
-        results_json = {r.name: vars(r) for r in results}
-        write_json(out / RUN_JSON, {**record, "command": command_line(config), "results": results_json})
-    plot_loss_overlay(all_histories(out), out / "loss_overlay.png")
+        if chief:
+            results_json = {r.name: vars(r) for r in results}
+            write_json(out / RUN_JSON, {**record, "command": command_line(config), "results": results_json})
+    if chief:
+        plot_loss_overlay(all_histories(out), out / "loss_overlay.png")
     return results
+
+
+def tf_config(config: RunConfig) -> dict | None:
+    """The multi-worker cluster: from --workers/--worker-index, or the standard TF_CONFIG."""
+    import json
+
+    if config.workers:
+        return {
+            "cluster": {"worker": list(config.workers)},
+            "task": {"type": "worker", "index": config.worker_index},
+        }
+    text = os.environ.get("TF_CONFIG")
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        raise ConfigError("strategy", "TF_CONFIG is not valid JSON") from None
+
+
+def is_chief(config: RunConfig) -> bool:
+    """Whether this process writes the run's files: the only one, or in a multi-worker run the
+    chief (worker 0 when the cluster names no chief). The others train, and write nothing."""
+    cluster = tf_config(config) if config.strategy == "multiworker" else None
+    if not cluster:
+        return True
+    task = cluster.get("task", {})
+    if "chief" in cluster.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
+def shard(dataset, config: RunConfig):
+    """Multi-worker: every worker builds the same stream of global batches from the same seed and
+    keeps its replicas' share of each (AutoShardPolicy.DATA). There are no files to shard by (the
+    frames are in a cache), and this way a step's shards add up to exactly the batch one process
+    would train on."""
+    if config.strategy != "multiworker":
+        return dataset
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def setup_devices(mixed_precision: bool = False) -> None:
@@ -238,21 +294,64 @@ def setup_devices(mixed_precision: bool = False) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
 
 
-def make_strategy(name: str):
+def make_strategy(config: RunConfig):
     """'default': one device. 'mirrored': data-parallel over every GPU, or over every logical CPU
-    device when there is no GPU (how it is tested on a CPU-only machine)."""
+    device when there is no GPU (how it is tested on a CPU-only machine). 'multiworker':
+    MultiWorkerMirroredStrategy over the processes TF_CONFIG (or --workers) names, each with its
+    GPUs or its CPU; --batch-size is the global batch."""
+    import json
+
     import tensorflow as tf
 
+    name = config.strategy
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        cluster = tf_config(config)
+        if not cluster:
+            raise ConfigError(
+                "strategy", "multiworker needs TF_CONFIG or --workers HOST:PORT ... --worker-index I"
+            )
+        os.environ["TF_CONFIG"] = json.dumps(cluster)
+        # A worker that dies must not leave the others waiting for good: they fail, and the job
+        # can be restarted with --resume.
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        _fit_keras_to(strategy)
+        return strategy
     raise ConfigError("strategy", f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
 
 
+def _fit_keras_to(strategy) -> None:
+    """Two mismatches between Keras 3's fit and the collective (multi-worker) strategy, bridged
+    here (tests/test_train.py trains two real workers): fit reduces a whole (x, y) batch at once
+    to build the model, where the collective strategy's reduce takes one value (MirroredStrategy's
+    takes structures): reduce leaf by leaf; and fit averages its scalar logs over `axis=0`, which a
+    scalar does not have: average those over the replicas alone."""
+    import tensorflow as tf
+
+    reduce_to, reduce = strategy.extended._reduce_to, strategy.reduce
+
+    def reduce_each(reduce_op, value, destinations, options):
+        return tf.nest.map_structure(lambda v: reduce_to(reduce_op, v, destinations, options), value)
+
+    def reduce_scalars_too(reduce_op, value, axis=None):
+        local = strategy.experimental_local_results(value)
+        if axis is not None and all(
+            getattr(v, "shape", None) is not None and v.shape.rank == 0 for v in local
+        ):
+            axis = None
+        return reduce(reduce_op, value, axis=axis)
+
+    strategy.extended._reduce_to = reduce_each
+    strategy.reduce = reduce_scalars_too
+
+
 def train_model(
-    name: str, config: RunConfig, train_ds, val_ds, steps: int, strategy, progress: bool
+    name: str, config: RunConfig, train_ds, val_ds, steps: int, strategy, progress: bool, chief: bool = True
 ) -> TrainResult:
     """Fit one registered model; its files land in config.out (see the module docstring)."""
     import keras
@@ -289,21 +388,22 @@ def train_model(
         early.wait = len(history) - 1 - int(history["val_loss"].idxmin())
     divergence = callbacks.StopOnDivergence()
     checkpoints = callbacks.Checkpoints(out, name, info, best)
-    fit_callbacks = [
-        callbacks.EpochTimer(),
-        divergence,
-        checkpoints,
-        callbacks.HistoryLog(out, name, history),
-        early,
-    ]
-    if config.drive_check_steps:
-        fit_callbacks.append(_drive_check(out, name, info, config.drive_check_steps, initial_epoch * steps))
-    if config.tensorboard:
-        fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
+    # Every worker of a multi-worker run stops on the same signals (losses are all-reduced, so
+    # they agree); only the chief writes.
+    fit_callbacks = [callbacks.EpochTimer(), divergence, early]
+    if chief:
+        fit_callbacks += [checkpoints, callbacks.HistoryLog(out, name, history)]
+        if config.drive_check_steps:
+            fit_callbacks.append(
+                _drive_check(out, name, info, config.drive_check_steps, initial_epoch * steps)
+            )
+        if config.tensorboard:
+            fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
     if progress:
         fit_callbacks.append(callbacks.TqdmProgress(name, config.epochs, steps))
+    fitted = None
     if initial_epoch < config.epochs:
-        model.fit(
+        fitted = model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=config.epochs,
@@ -313,12 +413,16 @@ def train_model(
             verbose=0,
             shuffle=False,
         )
-    history = read_history(out, name)
+    if chief:
+        history = read_history(out, name)
+    else:  # the chief writes the history file; a worker knows what it trained here
+        history = pd.DataFrame(fitted.history if fitted is not None else {})
+        history["epoch"] = range(initial_epoch, initial_epoch + len(history))
     if divergence.diverged:
         kept = f"kept {out / (name + '.keras')}" if (out / f"{name}.keras").is_file() else "no model saved"
         print(f"{name}: training diverged at {divergence.diverged}; stopped, {kept}", file=sys.stderr)
     finite = history[history["val_loss"].map(math.isfinite)] if len(history) else history
-    if len(history):
+    if len(history) and chief:
         plot_loss(history, name, out / f"{name}.loss.png")
     best_row = finite.loc[finite["val_loss"].idxmin()] if len(finite) else None
     return TrainResult(
@@ -327,7 +431,9 @@ def train_model(
         epochs=len(history),
         best_val_loss=float(best_row["val_loss"]) if best_row is not None else math.nan,
         best_val_mae=float(best_row["val_mae"]) if best_row is not None else math.nan,
-        seconds_per_epoch=float(history["epoch_seconds"].median()) if len(history) else math.nan,
+        seconds_per_epoch=float(history["epoch_seconds"].median())
+        if "epoch_seconds" in history
+        else math.nan,
         stopped_early=len(history) < config.epochs and not divergence.diverged,
         diverged=divergence.diverged,
     )
@@ -524,7 +630,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy",
         choices=STRATEGIES,
         default=defaults.strategy,
-        help="'mirrored': data-parallel over every GPU (MirroredStrategy)",
+        help="'mirrored': data-parallel over every GPU (MirroredStrategy); 'multiworker': over the "
+        "processes TF_CONFIG or --workers name (MultiWorkerMirroredStrategy; --batch-size is global)",
+    )
+    how.add_argument(
+        "--workers",
+        nargs="+",
+        default=[],
+        metavar="HOST:PORT",
+        help="--strategy multiworker without TF_CONFIG: every worker's address, the same list for all",
+    )
+    how.add_argument(
+        "--worker-index",
+        type=cli.non_negative_int,
+        default=0,
+        help="--strategy multiworker: which of --workers this process is (0, the chief, writes the files)",
     )
     how.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logs")
     how.add_argument(
@@ -572,6 +692,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         cache_dir=str(args.cache_dir) if args.cache_dir else None,
         resume=args.resume,
         strategy=args.strategy,
+        workers=list(args.workers),
+        worker_index=args.worker_index,
         mixed_precision=args.mixed_precision,
         tensorboard=not args.no_tensorboard,
         drive_check_steps=args.drive_check_steps,
@@ -598,6 +720,8 @@ OPTIONS = {
     "frame_width": "--frame-size",
     "steering_correction": "--steering-correction",
     "strategy": "--strategy",
+    "workers": "--workers",
+    "worker_index": "--worker-index",
     "drive_check_steps": "--drive-check-steps",
 }
 

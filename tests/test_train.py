@@ -307,6 +307,28 @@ def test_mirrored_strategy_trains_on_two_logical_cpu_devices(data, tmp_path):
     assert len(pd.read_csv(out / "pilotnet.history.csv")) == 1
 
 
+def test_a_mixed_precision_step_is_finite_and_updates_every_layer():
+    """The GPU path's numerics, run on the CPU: float16 compute, float32 weights, BatchNorm, and the
+    zero-initialised float32 steering head (whose zeros block every other layer's gradient on the
+    first step), under Keras' dynamic loss scaling."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = models.build("effnet-slim", input_shape=(32, 32, 3))
+        models.compile_for_training(model)
+        before = [w.numpy().copy() for w in model.trainable_weights]
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-0.5, 0.5, (16, 32, 32, 3)).astype("float32")
+        y = rng.uniform(-0.5, 0.5, (16, 1)).astype("float32")
+        losses = [float(model.train_on_batch(x, y)[0]) for _ in range(5)]
+        assert all(np.isfinite(losses)), losses
+        unchanged = [w.path for w, b in zip(model.trainable_weights, before) if np.array_equal(w.numpy(), b)]
+        assert not unchanged, unchanged
+        assert all(w.dtype == "float32" for w in model.trainable_weights)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_mixed_precision_model_outputs_float32():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -324,3 +346,49 @@ def test_help_is_instant_because_it_imports_no_tensorflow():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_as_one_process_would_and_resume(data, tmp_path):
+    """MultiWorkerMirroredStrategy for real: two worker processes on 127.0.0.1, the global batch
+    split between them; the chief alone writes. Same weights as one process with that batch."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    common = ["--data", str(data), "--model", "pilotnet", *ARGS]  # 8 steps of a global batch of 16
+    common += ["--strategy", "multiworker", "--workers", *workers]
+
+    def job(epochs: int, *extra: str, shared: bool = False) -> None:
+        outs = [tmp_path / "chief", tmp_path / ("chief" if shared else "worker")]
+        argv = [[sys.executable, str(ROOT / "train.py"), *common, "--epochs", str(epochs), *extra]
+                + ["--worker-index", str(i), "--out", str(out)] for i, out in enumerate(outs)]  # fmt: skip
+        procs = [
+            subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            for a in argv
+        ]
+        for proc in procs:
+            output, _ = proc.communicate(timeout=400)
+            assert proc.returncode == 0, output[-3000:]
+
+    job(1)
+    assert not [p for p in (tmp_path / "worker").iterdir()]  # the worker wrote nothing
+    single = tmp_path / "single"
+    train.run(config(data, single), progress=False)
+    both, _ = load_keras(tmp_path / "chief" / "pilotnet.last.keras")
+    one, _ = load_keras(single / "pilotnet.last.keras")
+    for a, b in zip(both.get_weights(), one.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5)  # all-reduce sums in another order
+
+    # The job restarted (say, after a worker died), every worker on the shared output folder: it
+    # carries on from the chief's last checkpoint.
+    job(2, "--resume", shared=True)
+    assert list(pd.read_csv(tmp_path / "chief" / "pilotnet.history.csv")["epoch"]) == [0, 1]
