@@ -188,6 +188,21 @@ class AugmentConfig:
         return replace(made, **ranges).validate()
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How much training a model gets: epochs x steps of a batch."""
+
+    epochs: int
+    steps: int
+    batch: int
+
+
+# The CPU budget fits the demo's 25 minutes on 2 cores: 11,520 augmented frames per model. Batch 32
+# rather than 64: the same frames/s on 2 cores (effnet: 82.8 vs 82.2 images/s, `python
+# bench/models.py --models effnet --batch-size 32|64`) and twice the updates, which a short
+# budget needs most. The full budget is the original work's (for a GPU).
+BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/server.py)
 MAX_BATCH_SIZE = 8192  # a batch is decoded and augmented in memory: beyond this a typo, not a plan

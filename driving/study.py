@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from driving import cli
-from driving.config import AugmentConfig, RunConfig
+from driving.config import BUDGETS, AugmentConfig, Budget, RunConfig
 from driving.evaluate import Suite
 
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
@@ -63,6 +63,11 @@ class Recording:
 
 DEMO_RECORDINGS = (Recording("lake", 3.0, 0), Recording("jungle", 3.0, 1))
 VARIED_RECORDINGS = (Recording("lake", 3.0, 0, vary=True), Recording("jungle", 3.0, 1, vary=True))
+SUITE_STYLE_RECORDINGS = tuple(
+    Recording("suite", 1.5, i, vary=True, style=style)
+    for i, style in enumerate(("lake", "jungle", "desert", "lake"))
+)
+DIVERSE_RECORDINGS = VARIED_RECORDINGS + SUITE_STYLE_RECORDINGS
 
 
 @dataclass(frozen=True)
@@ -90,28 +95,28 @@ RECIPES = {
             augment=AugmentConfig(colour=True),
         ),
         Recipe(
+            "varied-nobright",
+            "varied recordings, without the brightness augmentation (frames darkened to as little as "
+            "10% of their light: the recordings' varied light does that job)",
+            recordings=VARIED_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+        ),
+        Recipe(
+            "diverse-nobright",
+            "varied recordings of lake and jungle plus four suite-style training tracks (hairpins, "
+            "S-bends; seeds 0-3, 1.5 varied laps each), without the brightness augmentation",
+            recordings=DIVERSE_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+        ),
+        Recipe(
             "diverse",
             "varied recordings of lake and jungle plus four suite-style training tracks (hairpins, "
             "S-bends; seeds 0-3, 1.5 varied laps each), colour augmentation",
-            recordings=VARIED_RECORDINGS
-            + tuple(
-                Recording("suite", 1.5, i, vary=True, style=s)
-                for i, s in enumerate(("lake", "jungle", "desert", "lake"))
-            ),
+            recordings=DIVERSE_RECORDINGS,
             augment=AugmentConfig(colour=True),
         ),
     )
 }
-
-
-@dataclass(frozen=True)
-class Budget:
-    epochs: int
-    steps: int
-    batch: int
-
-
-BUDGETS = {"cpu": Budget(2, 180, 32), "full": Budget(21, 128, 128)}  # as driving.demo's
 
 
 # --- one run ----------------------------------------------------------------------------------------
@@ -132,11 +137,18 @@ def recordings(recipe: Recipe, data: Path) -> list[Path]:
 
 
 def run_config(
-    recipe: Recipe, model: str, seed: int, budget: Budget, folders: list[Path], out: Path
+    recipe: Recipe,
+    models: Sequence[str],
+    seed: int,
+    budget: Budget,
+    folders: list[Path],
+    out: Path,
+    cache_dir: Path | None = None,
 ) -> RunConfig:
+    """The training run of `recipe` for `models` with `seed` and `budget` (cache: beside the runs)."""
     return RunConfig(
         data=[str(f.absolute()) for f in folders],
-        models=[model],
+        models=list(models),
         out=str(out.absolute()),
         seed=seed,
         epochs=budget.epochs,
@@ -144,7 +156,7 @@ def run_config(
         batch_size=budget.batch,
         augment=recipe.augment,
         drive_check_steps=recipe.drive_check_steps,
-        cache_dir=str((out.parent.parent / "cache").absolute()),
+        cache_dir=str((cache_dir or out.parent.parent / "cache").absolute()),
         tensorboard=False,
     )
 
@@ -242,7 +254,7 @@ def seeds_study(
         for model in models:
             for seed in seeds:
                 folder = out / recipe.name / model / f"seed-{seed}"
-                config = run_config(recipe, model, seed, size, folders, folder)
+                config = run_config(recipe, [model], seed, size, folders, folder)
                 record = one_run(config, chosen, jobs, progress)
                 runs.append({"recipe": recipe.name, **record})
                 table = summary_table(runs)

@@ -193,48 +193,46 @@ def test_drive_without_a_server_says_so(capsys):
     assert "is drive.py running" in capsys.readouterr().err
 
 
-def test_demo_summary_table_joins_report_and_drives():
+def test_demo_summary_table_joins_report_and_suite():
     from driving.demo import summary_table
 
     report = {
         "models": [
-            {
-                "model": name,
-                "params": params,
-                "h5": h5,
-                "macs": macs,
-                "val_mse": mse,
-                "keras_latency": {"median_ms": lat},
-                "tflite": {"float32": {"latency": {"median_ms": lat / 3}}},
-            }
+            {"model": name, "params": params, "h5": h5, "macs": macs, "val_mse": mse,
+             "keras_latency": {"median_ms": lat}, "tflite": {"float32": {"latency": {"median_ms": lat / 3}}}}
             for name, params, h5, macs, mse, lat in (
                 ("effnet", 630_433, 7_700_000, 40.7e6, 0.012, 4.0),
                 ("effnet-slim", 70_625, 900_000, 21e6, 0.015, 3.0),
             )
         ]
-    }
-    drives = {
-        (name, track): {"laps": laps, "interventions": n, "autonomy_pct": a}
-        for name, track, laps, n, a in (
-            ("effnet", "lake", 2.0, 0, 100.0),
-            ("effnet", "desert", 1.0, 1, 95.5),
-            ("effnet-slim", "lake", 2.0, 3, 90.1),
-            ("effnet-slim", "desert", 1.0, 0, 100.0),
-        )
-    }
-    table = summary_table(report, drives, ["effnet", "effnet-slim"], "lake", "desert").splitlines()
-    assert len(table) == 4 and "lake (trained)" in table[0] and "desert (unseen)" in table[0]
+    }  # fmt: skip
+    suite = {
+        "summary": {
+            name: {"drives": 6, "success_rate": ok / 6, "autonomy_mean": mean, "autonomy_ci95": [low, high],
+                   "autonomy_by_style": {"lake": 100.0, "jungle": 95.0, "desert": d}}
+            for name, ok, mean, low, high, d in (("effnet", 5, 97.5, 93.1, 100.0, 97.5),
+                                                 ("effnet-slim", 2, 80.2, 61.0, 95.4, 45.6))
+        }
+    }  # fmt: skip
+    table = summary_table(report, suite).splitlines()
+    assert len(table) == 4 and "autonomy mean [95% CI]" in table[0]
     assert table[2].split(" | ")[1:3] == ["630,433", "7,520"]
-    assert table[2].endswith("2.00, 0, 100.0% | 1.00, 1, 95.5% |")
-    assert table[3].endswith("2.00, 3, 90.1% | 1.00, 0, 100.0% |")
+    assert table[2].endswith("5 of 6 | 97.5% [93.1, 100.0] | 100.0% | 95.0% | 97.5% |")
+    assert table[3].endswith("2 of 6 | 80.2% [61.0, 95.4] | 100.0% | 95.0% | 45.6% |")
 
 
-def test_demo_refuses_an_unseen_track_it_trains_on(capsys):
+def test_demo_refuses_nonsense_before_any_work(capsys, tmp_path):
     from driving.demo import main as demo_main
 
-    with pytest.raises(SystemExit):
-        demo_main(["--train-tracks", "lake", "--unseen-track", "lake"])
-    assert "also a training track" in capsys.readouterr().err
+    for argv, message in (
+        (["--models", "resnet"], "unknown model"),
+        (["--recipe", "mystery"], "invalid choice"),
+        (["--speed", "nan"], "out of range"),
+    ):
+        with pytest.raises(SystemExit):
+            demo_main([*argv, "--out", str(tmp_path / "o")])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_direct_link_drives_exactly_as_the_socket(tmp_path):

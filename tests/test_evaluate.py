@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from driving import evaluate, study
-from driving.config import AugmentConfig
+from driving.config import AugmentConfig, Budget
 from driving.evaluate import SUITES, Suite, SuiteDrive, bootstrap_ci
 from driving.modelio import ModelInfo, save_keras
 from driving.sim.track import track_features
@@ -94,7 +94,7 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
         augment=AugmentConfig.off(),
         drive_check_steps=3,
     )
-    budget = study.Budget(epochs=1, steps=6, batch=8)
+    budget = Budget(epochs=1, steps=6, batch=8)
     args = dict(
         recipes=[recipe], budget=budget, suite=TINY, data=tmp_path / "data", out=tmp_path / "out", jobs=1
     )
