@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=list(RECIPES),
         default=["demo"],
-        help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()),
+        help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()).replace("%", "%%"),
     )
     p.add_argument(
         "--budget",
