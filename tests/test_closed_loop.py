@@ -256,3 +256,38 @@ def test_direct_link_drives_exactly_as_the_socket(tmp_path):
 def test_nonsense_laps_are_refused_before_driving(laps):
     with pytest.raises(ValueError, match="laps"):
         DriveOptions(laps=laps).validate()
+
+
+@pytest.mark.parametrize("kind", ["float16", "int8"])
+def test_drive_py_serves_reduced_precision_files_closed_loop(tmp_path, kind):
+    """drive.py's server drives a float16 or full-integer int8 LiteRT file as it drives the float32
+    one: the same Pilot, the file's own (de)quantisation, steering close to float32's."""
+    from driving.modelio import ModelInfo, export_tflite
+    from driving.preprocess import preprocess
+    from driving.sim.simulator import Simulator
+    from tests.test_runtime import tiny_model
+
+    model = tiny_model()
+    sim = Simulator(LAKE, seed=0)
+    calibration = []
+    for s in np.linspace(0, LAKE.length, 40, endpoint=False):
+        sim.reset(s=s)
+        calibration.append(preprocess(sim.render("center")))
+    files = {}
+    for precision in ("float32", kind):
+        files[precision] = export_tflite(
+            model, tmp_path / f"m.{precision}.tflite", precision, ModelInfo(), np.stack(calibration)
+        )
+    traces = {}
+    for precision, path in files.items():
+        pilot = Pilot(Predictor.load(path), PilotConfig(speed=9.0))
+        server = DriveServer(pilot, ServeConfig(status_interval=0.0))
+        port = server.start("127.0.0.1", 0)
+        try:
+            metrics, traces[precision] = drive(LAKE, SocketLink(port=port), options(0.02))
+        finally:
+            server.stop()
+        assert metrics.completed and metrics.frames > 10
+    first = min(len(traces["float32"].steering), len(traces[kind].steering), 20)
+    gap = np.abs(np.subtract(traces["float32"].steering[:first], traces[kind].steering[:first])).max()
+    assert gap < (0.01 if kind == "float16" else 0.1), gap
