@@ -190,19 +190,25 @@ def one_run(config: RunConfig, suite, jobs: int | None, progress: bool) -> dict:
     checkpoints = {"val-best": out / f"{name}.keras"}
     if (out / f"{name}.drive.keras").is_file():
         checkpoints["drive-best"] = out / f"{name}.drive.keras"
+    labels = {k: _checkpoint_of(v) for k, v in checkpoints.items()}
+    steps = {k: _step_of(label, config.steps_per_epoch) for k, label in labels.items()}
+    # The drive check may keep the very checkpoint the validation loss kept: drive it once.
+    distinct = {k: v for k, v in checkpoints.items() if k == "val-best" or steps[k] != steps["val-best"]}
     result = evaluate.run(
-        list(checkpoints.values()), suite, jobs, out=out, names=list(checkpoints), progress=progress
+        list(distinct.values()), suite, jobs, out=out, names=list(distinct), progress=progress
     )
+    summary = {k: result["summary"][k if k in distinct else "val-best"] for k in checkpoints}
+    results = run.get("results", {}).get(name) or {}
     record = {
         "settings": _settings(config),
         "suite": suite.label,
         "model": name,
         "seed": config.seed,
-        "val_mse": (run.get("results", {}).get(name) or {}).get("best_val_loss"),
-        "epoch_seconds": (run.get("results", {}).get(name) or {}).get("seconds_per_epoch"),
-        "summary": result["summary"],
-        "checkpoints": {k: _checkpoint_of(v) for k, v in checkpoints.items()},
-        "steps": {k: _step_of(_checkpoint_of(v), config.steps_per_epoch) for k, v in checkpoints.items()},
+        "val_mse": results.get("best_val_loss"),
+        "epoch_seconds": results.get("seconds_per_epoch"),
+        "summary": summary,
+        "checkpoints": labels,
+        "steps": steps,
     }
     write_json(done, record)
     return record
