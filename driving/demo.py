@@ -34,7 +34,7 @@ from driving import cli
 from driving.config import BUDGETS, Budget
 
 MODELS = ("base", "effnet", "effnet-slim", "pilotnet")
-DEFAULT_RECIPE = "diverse-nobright"
+DEFAULT_RECIPE = "robust"
 
 
 CPU_BUDGET, FULL_BUDGET = BUDGETS["cpu"], BUDGETS["full"]

@@ -109,6 +109,15 @@ RECIPES = {
             augment=AugmentConfig(brightness=False),
         ),
         Recipe(
+            "robust",
+            "the project's default: varied recordings of lake and jungle plus four suite-style "
+            "training tracks, no brightness augmentation, and a drive check every 120 steps that "
+            "keeps the best validation driver (NAME.drive.keras)",
+            recordings=DIVERSE_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+            drive_check_steps=120,
+        ),
+        Recipe(
             "diverse",
             "varied recordings of lake and jungle plus four suite-style training tracks (hairpins, "
             "S-bends; seeds 0-3, 1.5 varied laps each), colour augmentation",
