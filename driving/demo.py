@@ -134,7 +134,14 @@ def run(config: DemoConfig) -> str:
 
     t0 = time.perf_counter()
     banner(f"4/5 drive every model over the {suite.label} suite at {config.speed:g} mph: {suite.description}")
-    served = [models_dir / f"{name}.h5" for name in config.models]
+    # The checkpoint a user would serve: the best validation driver where the recipe checks
+    # driving (validation loss picks poorly in short training: docs/evaluation.md), else the best
+    # by validation loss.
+    served = [
+        models_dir
+        / (f"{name}.drive.keras" if (models_dir / f"{name}.drive.keras").is_file() else f"{name}.h5")
+        for name in config.models
+    ]
     driven = evaluate.run(
         served, suite, config.jobs, config.speed, config.out / "drives", names=list(config.models)
     )
@@ -149,6 +156,8 @@ def run(config: DemoConfig) -> str:
         f"per model); drives: the {suite.label} suite ({len(suite.drives)} unseen tracks) at "
         f"{config.speed:g} mph, fixed 1/15 s physics step. Total {total / 60:.1f} min ({steps} min).\n\n"
         f"{summary_table(slimming, driven)}\n\n"
+        f"Driven: {', '.join(p.name for p in served)} (the params, sizes, latency and val MSE "
+        f"columns are the report's, of NAME.keras). "
         f"The interval is a bootstrap over the suite's {len(suite.drives)} drives of this one "
         f"training run; another seed can land elsewhere (the seed study measures that: "
         f"docs/evaluation.md). Autonomy: (1 - interventions x 6 s / elapsed s) x 100. Latency: "
