@@ -530,6 +530,115 @@ def saliency_markdown(section: dict) -> list[str]:
     return lines + ["", f"![where each model looks]({SALIENCY_GRID})"]
 
 
+# --- every export, driven ---------------------------------------------------------------------------
+
+PRECISION_CHART = "precision.png"
+
+
+def precision_section(folder: Path, rows: list[dict], suite, jobs: int | None, runs: int) -> dict:
+    """Each model's float32, float16 and int8 LiteRT files driven over a suite (driving.evaluate):
+    size, batch-1 latency on one core and on every core, and autonomy. What a small-car builder
+    asks: the smallest file that still drives, and how fast it is on one core."""
+    from functools import partial
+
+    from driving import evaluate
+    from driving.measure import time_calls
+
+    suite = evaluate.SUITES[suite] if isinstance(suite, str) else suite
+    files = {(r["model"], kind): folder / t["file"] for r in rows for kind, t in r.get("tflite", {}).items()}
+    if not files:
+        return {}
+    names = [f"{model} {kind}" for model, kind in files]
+    driven = evaluate.run(
+        list(files.values()), suite, jobs, out=folder / "precision", names=names, progress=False
+    )
+    frame = np.zeros((1, *load_tflite(next(iter(files.values()))).preprocessing.input_shape), np.float32)
+    table = []
+    for (model, kind), path, name in zip(files, files.values(), names, strict=True):
+        one, every = load_tflite(path, threads=1), load_tflite(path)
+        summary = driven["summary"][name]
+        table.append(
+            {
+                "model": model,
+                "precision": kind,
+                "file": path.name,
+                "kib": path.stat().st_size / 1024,
+                "one_core_ms": time_calls(partial(one.run, frame), runs)["median_ms"],
+                "all_cores_ms": time_calls(partial(every.run, frame), runs)["median_ms"],
+                "autonomy_mean": summary["autonomy_mean"],
+                "autonomy_ci95": summary["autonomy_ci95"],
+                "success_rate": summary["success_rate"],
+            }
+        )
+    _precision_chart(table, folder / PRECISION_CHART, suite.label)
+    return {"suite": suite.label, "drives": len(suite.drives), "rows": table}
+
+
+def _precision_chart(table: list[dict], path: Path, suite_label: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {"float32": "o", "float16": "s", "int8": "^"}
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    models = list(dict.fromkeys(r["model"] for r in table))
+    for row in table:
+        colour = f"C{models.index(row['model'])}"
+        low, high = row["autonomy_ci95"]
+        y = row["autonomy_mean"]
+        ax.errorbar(
+            row["kib"],
+            y,
+            yerr=[[y - low], [high - y]],
+            fmt=markers[row["precision"]],
+            color=colour,
+            capsize=3,
+        )
+        label = f"{row['one_core_ms']:.1f} ms"
+        ax.annotate(label, (row["kib"], y), textcoords="offset points", xytext=(5, -10), fontsize=7)
+    for i, model in enumerate(models):
+        ax.plot([], [], "o", color=f"C{i}", label=model)
+    for kind, marker in markers.items():
+        ax.plot([], [], marker, color="0.4", label=kind)
+    ax.set(xscale="log", xlabel="LiteRT file size, KiB (log)", ylabel="autonomy %, mean and 95% CI")
+    ax.set(title=f"Which file still drives ({suite_label}); labels: batch-1 ms on one core", ylim=(-3, 103))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def precision_markdown(section: dict) -> list[str]:
+    lines = [
+        "",
+        "## Every precision, driven",
+        "",
+        f"Each LiteRT file driven over the {section['suite']} suite ({section['drives']} unseen drives, "
+        "fixed step, 9 mph); batch-1 latency median on one core and on every core.",
+        "",
+        "| model | precision | KiB | 1 core ms | all cores ms | autonomy mean [95% CI] | "
+        "drives without intervention |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in section["rows"]:
+        low, high = r["autonomy_ci95"]
+        lines.append(
+            f"| {r['model']} | {r['precision']} | {r['kib']:,.0f} | {r['one_core_ms']:.2f} | "
+            f"{r['all_cores_ms']:.2f} | "
+            f"{r['autonomy_mean']:.1f}% [{low:.1f}, {high:.1f}] | {r['success_rate'] * 100:.0f}% |"
+        )
+    driving = [r for r in section["rows"] if r["autonomy_ci95"][0] >= 90]
+    if driving:
+        best = min(driving, key=lambda r: r["kib"])
+        lines += ["", f"The smallest file whose whole interval is at or above 90%: {best['file']}, "
+                      f"{best['kib']:,.0f} KiB, {best['one_core_ms']:.2f} ms on one core."]  # fmt: skip
+    else:
+        lines += ["", "No file's whole interval is at or above 90% autonomy here."]
+    lines += ["", f"![{PRECISION_CHART}]({PRECISION_CHART})"]
+    return lines
+
+
 # --- the stage ------------------------------------------------------------------------------------
 
 
@@ -549,11 +658,15 @@ def run(
     split_fallback: dict | None = None,
     progress: bool = True,
     saliency: Sequence[str] = SALIENCY_METHODS,
+    drive_precisions=None,
+    jobs: int | None = None,
 ) -> dict:
     """Measure every trained model in `folder`; write report.md, report.json and the charts there.
     `data` and `split_fallback` only serve models that carry no record of their training run.
     `saliency` names the saliency methods whose scores and grid the report shows (none: off).
-    Raises ReportError when nothing can be reported."""
+    `drive_precisions` names a suite (driving.evaluate.SUITES) over which every exported LiteRT
+    file is driven (off by default: it costs minutes). Raises ReportError when nothing can be
+    reported."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -591,6 +704,7 @@ def run(
         )
     images = charts(rows, folder)
     where = saliency_section(folder, [r["model"] for r in rows], saliency) if saliency else None
+    precisions = precision_section(folder, rows, drive_precisions, jobs, runs) if drive_precisions else None
     machine = machine_description()
     report = {
         "machine": machine,
@@ -600,9 +714,13 @@ def run(
         "scored_on": splits,
         "findings": notes,
         "saliency": where,
+        "precisions": precisions,
     }
     write_json(folder / "report.json", report)
-    write_text(folder / "report.md", markdown(rows, notes, images, machine, splits, failed, where))
+    text = markdown(rows, notes, images, machine, splits, failed, where)
+    if precisions:
+        text += "\n".join(precision_markdown(precisions)) + "\n"
+    write_text(folder / "report.md", text)
     return report
 
 
@@ -649,6 +767,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="where each model looks, scored on frames of unseen tracks and drawn as saliency.png: "
         f"vbp, smoothgrad, or none (default {' '.join(SALIENCY_METHODS)})",
     )
+    parser.add_argument(
+        "--drive-precisions",
+        metavar="SUITE",
+        choices=("quick", "unseen"),
+        default=None,
+        help="drive every exported LiteRT file (float32, float16, int8) over this suite and tabulate "
+        "size, one-core latency and autonomy (off by default: minutes per model)",
+    )
+    parser.add_argument(
+        "--jobs", type=cli.integer(1, 256), default=None, help="parallel drives (default: cores)"
+    )
     return parser
 
 
@@ -658,6 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "none" in args.saliency and len(args.saliency) > 1:
         parser.error("--saliency: none cannot be combined with a method")
     saliency = [m for m in args.saliency if m != "none"]
+    if args.drive_precisions and args.export == "none":
+        parser.error("--drive-precisions drives the exported files: it needs --export tflite")
     from driving.data import RecordingError
 
     fallback = {"val_fraction": args.val_fraction, "seed": args.seed, "block_seconds": args.block_seconds}
@@ -670,6 +801,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.val_frames,
             fallback,
             saliency=saliency,
+            drive_precisions=args.drive_precisions,
+            jobs=args.jobs,
         )
     except (ReportError, RecordingError, OSError) as e:
         print(f"report: {e}", file=sys.stderr)

@@ -132,3 +132,28 @@ def test_report_help_imports_no_tensorflow():
     code += "assert 'tensorflow' not in sys.modules"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
+
+
+def test_every_exported_precision_is_driven_and_tabulated(data, tmp_path):
+    from driving.evaluate import Suite, SuiteDrive
+
+    out = tmp_path / "models"
+    train.run(config(data, out, models=["pilotnet"]), progress=False)
+    tiny = Suite("tiny", 1, (SuiteDrive(10910, "lake", 1_010_910, 0.03),), "one short drive")
+    result = report.run(
+        out, runs=3, val_frames=16, saliency=(), drive_precisions=tiny, jobs=1, progress=False
+    )
+    rows = result["precisions"]["rows"]
+    assert [(r["model"], r["precision"]) for r in rows] == [
+        ("pilotnet", "float32"),
+        ("pilotnet", "float16"),
+        ("pilotnet", "int8"),
+    ]
+    sizes = {r["precision"]: r["kib"] for r in rows}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    for r in rows:
+        low, high = r["autonomy_ci95"]
+        assert 0 <= low <= r["autonomy_mean"] <= high <= 100 and r["one_core_ms"] > 0
+    text = (out / "report.md").read_text()
+    assert "## Every precision, driven" in text and "pilotnet | int8 |" in text
+    assert (out / "precision.png").read_bytes()[:4] == b"\x89PNG"
