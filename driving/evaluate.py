@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m driving.evaluate",
         description="Drive models over a named suite of worlds they never saw, in parallel, and "
-        "report per drive and in aggregate: success rate, autonomy with a 95%% confidence "
+        "report per drive and in aggregate: success rate, autonomy with a 95% confidence "
         "interval, interventions per km, cross-track error, steering rate, latency.",
         epilog="suites: "
         + "; ".join(f"{s.name} v{s.version}: {s.description}" for s in SUITES.values())
