@@ -52,6 +52,8 @@ HTTP_TIMEOUT_S = 10.0
 # Engine.IO sessions open at once; the simulator is one. Each costs a thread or two, and a polling
 # session lives until its ping times out (45 s) unless it closes: a flood of handshakes is bounded.
 MAX_SESSIONS = 256
+# How often a WebSocket reader in threading mode looks whether its connection has closed.
+RECEIVE_SLICE_S = 0.5
 
 Listener = Callable[[str, Command], None]  # called with (client sid, command) after each reply
 
@@ -93,9 +95,23 @@ class _CheckedMessages:
 def _threading_websocket():
     """engineio's WebSocket for the threading mode, with a bound on messages (simple-websocket
     otherwise assembles any size, fragment by fragment) and handshake errors answered with 400."""
+    import simple_websocket
     from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 
-    class BoundedWebSocket(_CheckedMessages, SimpleWebSocketWSGI):
+    class ReceivingWebSocket(SimpleWebSocketWSGI):
+        def wait(self):
+            # simple-websocket wakes its reader before it marks the connection closed (an oversize
+            # message, a CLOSE), so a reader woken in between would wait for good: wait in slices
+            # and look at the connection between them.
+            while True:
+                try:
+                    message = self.ws.receive(timeout=RECEIVE_SLICE_S)
+                except simple_websocket.ConnectionClosed:
+                    return None
+                if message is not None or not self.ws.connected:
+                    return message
+
+    class BoundedWebSocket(_CheckedMessages, ReceivingWebSocket):
         def __init__(self, handler, server, **kwargs):
             super().__init__(handler, server, max_message_size=MAX_MESSAGE_BYTES, **kwargs)
 
@@ -115,10 +131,33 @@ def _threading_websocket():
 
 
 def _eventlet_websocket():
+    import eventlet
     from engineio.async_drivers.eventlet import WebSocketWSGI
 
-    class CheckedWebSocket(_CheckedMessages, WebSocketWSGI):
-        pass
+    class GreenSocket:
+        """eventlet hands engineio its own WebSocket object, not the WSGI app as simple-websocket
+        does: a wrapper around it lets the same checks apply."""
+
+        def __init__(self, ws):
+            self._ws = ws
+
+        def __getattr__(self, name):
+            return getattr(self._ws, name)
+
+        def wait(self):
+            return self._ws.wait()
+
+    class CheckedGreenSocket(_CheckedMessages, GreenSocket):
+        def wait(self):
+            message = super().wait()
+            # A green socket's recv returns without yielding while data is waiting, so a client
+            # that never stops sending would keep the hub, and every other client, to itself.
+            eventlet.sleep(0)
+            return message
+
+    class CheckedWebSocket(WebSocketWSGI):
+        def __init__(self, handler, server):
+            super().__init__(lambda ws: handler(CheckedGreenSocket(ws)), server)
 
     return CheckedWebSocket
 
