@@ -58,7 +58,6 @@ class SuiteDrive:
         return f"{self.style}-{self.track_seed}"
 
     def track(self):
-
         return _suite_track(self.track_seed, self.style)
 
     def conditions(self):
