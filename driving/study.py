@@ -257,7 +257,7 @@ def seeds_study(
     Recipes, budget and suite are given by name (RECIPES, BUDGETS, driving.evaluate.SUITES) or as
     objects."""
     from driving.evaluate import SUITES
-    from driving.files import check_writable_folder, write_json, write_text
+    from driving.files import check_writable_folder
 
     check_writable_folder(out, "--out folder")
     chosen = SUITES[suite] if isinstance(suite, str) else suite
@@ -272,22 +272,64 @@ def seeds_study(
                 config = run_config(recipe, [model], seed, size, folders, folder)
                 record = one_run(config, chosen, jobs, progress)
                 runs.append({"recipe": recipe.name, **record})
-                table = summary_table(runs)
-                write_text(out / "study.md", header(chosen, size, runs) + table + "\n")
-                write_json(out / "study.json", {"suite": chosen.label, "budget": vars(size), "runs": runs})
-    plot(runs, out / "study.png", chosen.label)
-    return {"suite": chosen.label, "budget": vars(size), "runs": runs, "table": summary_table(runs)}
+                write_tables(out, chosen, runs, with_plot=False)
+    return write_tables(out, chosen, runs)
 
 
-def header(suite, budget: Budget, runs: list[dict]) -> str:
+def write_tables(out: Path, suite: Suite, runs: list[dict], with_plot: bool = True) -> dict:
+    """OUT/study.md, study.json and (with_plot) study.png for these runs; the summary."""
+    from driving.files import write_json, write_text
+
+    table = summary_table(runs)
+    write_text(out / "study.md", header(suite, runs) + table + "\n")
+    write_json(out / "study.json", {"suite": suite.label, "runs": runs})
+    if with_plot:
+        plot(runs, out / "study.png", suite.label)
+    return {"suite": suite.label, "runs": runs, "table": table}
+
+
+def finished_runs(out: Path, suite: Suite) -> list[dict]:
+    """Every finished run under OUT (OUT/RECIPE/MODEL/seed-N/study.json) that drove `suite`, in
+    recipe, model and seed order: the table of a study still running, stopped, or run in parts."""
+    from driving.models import MODELS
+
+    runs = []
+    for path in out.glob("*/*/seed-*/study.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (ValueError, OSError) as e:
+            print(f"study: {path}: unreadable ({e}); left out", file=sys.stderr)
+            continue
+        if record.get("suite") == suite.label:
+            runs.append({"recipe": path.parents[2].name, **record})
+    recipes, models = list(RECIPES), list(MODELS)
+
+    def order(run: dict) -> tuple:
+        recipe, model = run["recipe"], run["model"]
+        return (
+            recipes.index(recipe) if recipe in recipes else len(recipes),
+            recipe,
+            models.index(model) if model in models else len(models),
+            model,
+            run["seed"],
+        )
+
+    return sorted(runs, key=order)
+
+
+def header(suite: Suite, runs: list[dict]) -> str:
     from datetime import date
 
     from driving.measure import machine_description
 
+    budgets = dict.fromkeys(
+        f"{s['epochs']} epochs x {s['steps_per_epoch']} steps x batch {s['batch_size']}"
+        for s in (r["settings"] for r in runs)
+    )
     return (
         f"# Seed study\n\n{date.today().isoformat()}, {machine_description()}; budget "
-        f"{budget.epochs} epochs x {budget.steps} steps x batch {budget.batch}; "
-        f"suite {suite.label} ({len(suite.drives)} unseen drives per checkpoint). {len(runs)} runs.\n\n"
+        f"{' / '.join(budgets) or '-'}; suite {suite.label} ({len(suite.drives)} unseen drives per "
+        f"checkpoint). {len(runs)} runs.\n\n"
     )
 
 
@@ -398,6 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=Path("data/study"), help="where the recordings go")
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="runs, study.md/.json/.png")
     p.add_argument("--jobs", type=cli.integer(1, 256), default=None, help="parallel drives (default: cores)")
+    t = sub.add_parser(
+        "table",
+        help="the table of every finished run under --out, without training",
+        description="Write OUT/study.md, study.json and study.png from every finished run under OUT "
+        "(OUT/RECIPE/MODEL/seed-N): for a study still running, stopped, or run in parts.",
+    )
+    t.add_argument("--out", type=Path, default=Path("runs/study"), help="the study's folder")
+    t.add_argument("--suite", choices=list(SUITES), default="unseen", help="the suite the runs drove")
     return parser
 
 
@@ -407,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from driving.modelio import ModelFileError
     from driving.train import TrainError
 
+    if args.command == "table":
+        return _table(args.out, args.suite)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     try:
         result = seeds_study(
@@ -417,6 +469,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(result["table"])
     print(f"\nwrote {args.out / 'study.md'}, study.json and study.png")
+    return 0
+
+
+def _table(out: Path, suite_name: str) -> int:
+    from driving.evaluate import SUITES
+
+    suite = SUITES[suite_name]
+    runs = finished_runs(out, suite) if out.is_dir() else []
+    if not runs:
+        print(f"study: no finished run under {out} drove the {suite.label} suite", file=sys.stderr)
+        return 1
+    try:
+        result = write_tables(out, suite, runs)
+    except OSError as e:
+        print(f"study: {e}", file=sys.stderr)
+        return 1
+    print(result["table"])
+    print(f"\nwrote {out / 'study.md'}, study.json and study.png")
     return 0
 
 

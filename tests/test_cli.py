@@ -21,6 +21,7 @@ MODULES = [
     "driving.demo",
     "driving.evaluate",
     "driving.study seeds",
+    "driving.study table",
     "driving.view",
     "driving.saliency",
     "studies.mnist",

@@ -116,6 +116,19 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]
     assert np.isfinite(again["runs"][0]["val_mse"])
 
+    # The table of the finished runs, without training: what `study table` writes.
+    (tmp_path / "out" / "study.md").unlink()
+    runs = study.finished_runs(tmp_path / "out", TINY)
+    assert [(r["recipe"], r["summary"]) for r in runs] == [("tiny", r["summary"]) for r in result["runs"]]
+    study.write_tables(tmp_path / "out", TINY, runs)
+    assert "| tiny | pilotnet | 1 |" in (tmp_path / "out" / "study.md").read_text()
+    assert study.finished_runs(tmp_path / "out", evaluate.SUITES["quick"]) == []  # another suite
+
+
+def test_a_study_table_needs_finished_runs(tmp_path, capsys):
+    assert study.main(["table", "--out", str(tmp_path)]) == 1
+    assert "no finished run" in capsys.readouterr().err
+
 
 def test_models_are_named_apart_in_the_tables():
     from driving.evaluate import _labels
