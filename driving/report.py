@@ -579,6 +579,7 @@ def _precision_chart(table: list[dict], path: Path, suite_label: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     markers = {"float32": "o", "float16": "s", "int8": "^"}
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -596,12 +597,18 @@ def _precision_chart(table: list[dict], path: Path, suite_label: str) -> Path:
             capsize=3,
         )
         label = f"{row['one_core_ms']:.1f} ms"
-        ax.annotate(label, (row["kib"], y), textcoords="offset points", xytext=(5, -10), fontsize=7)
+        below = {"float32": 8, "float16": -4, "int8": -16}[row["precision"]]  # apart when points meet
+        ax.annotate(label, (row["kib"], y), textcoords="offset points", xytext=(5, below), fontsize=7)
     for i, model in enumerate(models):
         ax.plot([], [], "o", color=f"C{i}", label=model)
     for kind, marker in markers.items():
         ax.plot([], [], marker, color="0.4", label=kind)
+    ax.axhline(90, color="0.5", ls=":", lw=1)
     ax.set(xscale="log", xlabel="LiteRT file size, KiB (log)", ylabel="autonomy %, mean and 95% CI")
+    low, high = ax.get_xlim()
+    ticks = [t for t in (25, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000) if low <= t <= high]
+    ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set(title=f"Which file still drives ({suite_label}); labels: batch-1 ms on one core", ylim=(-3, 103))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
