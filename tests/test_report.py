@@ -157,3 +157,25 @@ def test_every_exported_precision_is_driven_and_tabulated(data, tmp_path):
     text = (out / "report.md").read_text()
     assert "## Every precision, driven" in text and "pilotnet | int8 |" in text
     assert (out / "precision.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_export_beyond_its_tolerance_is_named_with_its_error_and_what_to_do():
+    from driving.report import _export_misses
+
+    def export(max_error, tolerance):
+        return {
+            "max_abs_error": max_error,
+            "mean_abs_error": 0.02,
+            "p99_abs_error": 0.08,
+            "tolerance": tolerance,
+            "within_tolerance": max_error <= tolerance,
+        }
+
+    rows = [
+        {"model": "effnet-bn", "tflite": {"float32": export(1e-7, 1e-4), "int8": export(0.123, 0.1)}},
+        {"model": "pilotnet", "tflite": {"int8": export(0.007, 0.1)}},
+    ]
+    (line,) = _export_misses(rows)
+    assert "effnet-bn int8 misses its tolerance" in line and "0.123 against 0.1" in line
+    assert "99% of frames within 0.080" in line and "float16" in line
+    assert _export_misses(rows[1:]) == []
