@@ -338,8 +338,8 @@ def summary_table(runs: list[dict]) -> str:
     autonomy, success rate, validation MSE; and how the drive-best checkpoint compares."""
     lines = [
         f"| recipe | model | seeds | >= {THRESHOLD:g}% autonomy | autonomy median [min, max] | "
-        "drives without intervention | val MSE median [min, max] | drive-best: autonomy median, "
-        "differs from val-best, mean gain |",
+        "drives without intervention | val MSE median [min, max] | drive-best: >= "
+        f"{THRESHOLD:g}%, autonomy median [min, max], differs from val-best, mean gain |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     keys = list(dict.fromkeys((r["recipe"], r["model"]) for r in runs))
@@ -355,7 +355,9 @@ def summary_table(runs: list[dict]) -> str:
             v_auto = np.array([r["summary"]["val-best"]["autonomy_mean"] for r in drive])
             differs = sum(r["steps"]["drive-best"] != r["steps"]["val-best"] for r in drive)
             drive_text = (
-                f"{np.median(d_auto):.1f}%, {differs} of {len(drive)}, {np.mean(d_auto - v_auto):+.1f} points"
+                f"{int((d_auto >= THRESHOLD).sum())} of {len(drive)}, {np.median(d_auto):.1f}% "
+                f"[{d_auto.min():.1f}, {d_auto.max():.1f}], {differs} of {len(drive)}, "
+                f"{np.mean(d_auto - v_auto):+.1f} points"
             )
         else:
             drive_text = "-"
