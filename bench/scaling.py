@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `bench.pipeline` and `driving`, run as a script from anywhere
 
 PARTS = ("pipeline", "suite", "serve")
-SUITE_NAMES = ("quick", "unseen", "validation")  # driving.evaluate.SUITES, named without importing it
 CACHES = ("memory", "disk")
 CROP_KIB = 48  # one cached uint8 crop, 128 x 128 x 3 (driving.pipeline)
 JPEG_KIB = 16  # a synthetic camera frame is about 12 KiB; a margin for the disk check
@@ -93,13 +92,6 @@ def in_fresh_process(fn: Callable, *args) -> dict:
 # --- Memory ---------------------------------------------------------------------------------------
 
 
-def status_kib(field: str) -> int:
-    """A field of /proc/self/status (VmRSS, RssAnon, RssFile...) in KiB."""
-    from bench.pipeline import memory_kib
-
-    return memory_kib(field)
-
-
 def peak_rss_kib() -> int:
     """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -119,13 +111,15 @@ class PeakSampler:
     one; the anonymous memory (RssAnon) can, but the kernel keeps no peak of it."""
 
     def __init__(self, field: str = "RssAnon", interval: float = 0.02):
-        self.field, self.interval, self.peak = field, interval, 0
+        from bench.pipeline import memory_kib  # a field of /proc/self/status in KiB
+
+        self.field, self.interval, self.peak, self._read = field, interval, 0, memory_kib
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, status_kib(self.field))
+            self.peak = max(self.peak, self._read(self.field))
             self._stop.wait(self.interval)
 
     def start(self) -> PeakSampler:
@@ -135,7 +129,7 @@ class PeakSampler:
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
-        return max(self.peak, status_kib(self.field))
+        return max(self.peak, self._read(self.field))
 
 
 # --- Part 1: the input pipeline against recording size -----------------------------------------
@@ -165,14 +159,14 @@ def pipeline_run(recording: str, rows: int, cache_dir: str | None, batch_size: i
     the cache build and first epoch, the rate after it, memory at its peak and after epoch 1."""
     import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
 
-    from bench.pipeline import rate
+    from bench.pipeline import memory_kib, rate
     from driving.config import AugmentConfig
     from driving.pipeline import build_datasets, cameras_used, steps_per_epoch
 
     cfg = AugmentConfig()
     frames = _recording_rows(recording, rows)
     images = len(frames) * len(cameras_used(cfg))
-    base = {"rss_kib": status_kib("VmRSS"), "anon_kib": status_kib("RssAnon")}  # TensorFlow loaded
+    base = {"rss_kib": memory_kib("VmRSS"), "anon_kib": memory_kib("RssAnon")}  # TensorFlow loaded
     anon = PeakSampler("RssAnon").start()
 
     start = time.perf_counter()
@@ -182,7 +176,7 @@ def pipeline_run(recording: str, rows: int, cache_dir: str | None, batch_size: i
     for _ in range(steps_per_epoch(frames, batch_size, cfg)):
         next(batches)
     first_epoch_s = time.perf_counter() - start  # + tracing + one epoch of augmented batches
-    after = {"rss_kib": status_kib("VmRSS"), "anon_kib": status_kib("RssAnon")}
+    after = {"rss_kib": memory_kib("VmRSS"), "anon_kib": memory_kib("RssAnon")}
     peak_after_epoch = {"rss_kib": peak_rss_kib(), "anon_kib": anon.peak}
 
     steady = rate(batches, batch_size, seconds)
@@ -549,7 +543,9 @@ def print_serve(results: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from driving.cli import integer, number  # light: argparse types only
+    from driving.cli import integer, number  # light: no TensorFlow behind these three
+    from driving.evaluate import SUITES
+    from driving.models import MODELS
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -578,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite = argparse.ArgumentParser(add_help=False)
     suite.add_argument("--suite-model", help="model file to drive, read only (default: an untrained effnet)")
     suite.add_argument(
-        "--suite", default="quick", choices=SUITE_NAMES, help="a driving.evaluate suite (default quick)"
+        "--suite", default="quick", choices=list(SUITES), help="a driving.evaluate suite (default quick)"
     )
     suite.add_argument("--drives", type=integer(1), help="only the suite's first N drives (default: all)")
     suite.add_argument("--jobs", type=integer(1), nargs="+", default=[1, 2], help="job counts (default 1 2)")
@@ -587,7 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve = argparse.ArgumentParser(add_help=False)
-    serve.add_argument("--models", nargs="+", help="registered models (default: every one)")
+    serve.add_argument(
+        "--models", nargs="+", choices=list(MODELS), help="registered models (default: every one)"
+    )
     serve.add_argument(
         "--runs", type=integer(1), default=300, help="timed calls per latency figure (default 300)"
     )
@@ -623,8 +621,15 @@ def main(argv: list[str] | None = None) -> None:
     parts = PARTS if args.part == "all" else (args.part,)
     if "serve" in parts and args.cpu not in os.sched_getaffinity(0):
         parser.error(f"--cpu {args.cpu}: this process may run on CPUs {sorted(os.sched_getaffinity(0))}")
-    if args.json and not args.json.parent.is_dir():
-        parser.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
+    if args.json and (args.json.is_dir() or not args.json.parent.is_dir()):
+        parser.error(f"--json {args.json}: not a file in an existing folder")
+    if args.workdir and not Path(args.workdir).is_dir():
+        parser.error(f"--workdir {args.workdir}: no such folder")
+    cache_dir = getattr(args, "cache_dir", None)
+    if cache_dir and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        parser.error(f"--cache-dir {args.cache_dir}: a file, not a folder")
+    if getattr(args, "suite_model", None) and not Path(args.suite_model).is_file():
+        parser.error(f"--suite-model {args.suite_model}: no such file")
 
     from driving.measure import machine_description
 
