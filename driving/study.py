@@ -31,6 +31,7 @@ from driving import cli
 from driving.config import BUDGETS, AugmentConfig, Budget, RunConfig
 from driving.evaluate import Suite
 
+RECORD_KEYS = {"settings", "suite", "model", "seed", "val_mse", "summary", "steps"}  # what one_run writes
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
 
 
@@ -300,7 +301,9 @@ def finished_runs(out: Path, suite: Suite) -> list[dict]:
         except (ValueError, OSError) as e:
             print(f"study: {path}: unreadable ({e}); left out", file=sys.stderr)
             continue
-        if record.get("suite") == suite.label:
+        if not isinstance(record, dict) or not record.keys() >= RECORD_KEYS:
+            print(f"study: {path}: not a study record; left out", file=sys.stderr)
+        elif record["suite"] == suite.label:
             runs.append({"recipe": path.parents[2].name, **record})
     recipes, models = list(RECIPES), list(MODELS)
 

@@ -128,6 +128,13 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
 def test_a_study_table_needs_finished_runs(tmp_path, capsys):
     assert study.main(["table", "--out", str(tmp_path)]) == 1
     assert "no finished run" in capsys.readouterr().err
+    for seed, text in enumerate(["", "[]", '{"suite": "unseen v1"}']):  # empty, a list, a stub
+        record = tmp_path / "r" / "m" / f"seed-{seed}" / "study.json"
+        record.parent.mkdir(parents=True)
+        record.write_text(text)
+    assert study.main(["table", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("left out") == 3 and "no finished run" in err and "Traceback" not in err
 
 
 def test_models_are_named_apart_in_the_tables():
