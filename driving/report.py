@@ -111,9 +111,11 @@ def model_split(path: Path, run: RunConfig | None, fallback: dict) -> Split:
     )
 
 
-def validation_frames(split: Split, limit: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def validation_frames(
+    split: Split, limit: int = 512, calibration_frames: int = CALIBRATION_FRAMES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x_val, y_val, x_calibration): up to `limit` validation frames as the pipeline makes them,
-    and up to CALIBRATION_FRAMES training frames (not augmented) to calibrate int8 quantisation."""
+    and up to `calibration_frames` training frames (not augmented) to calibrate int8 quantisation."""
     from driving.config import AugmentConfig
     from driving.pipeline import build_datasets, frames_from_folders
 
@@ -131,9 +133,9 @@ def validation_frames(split: Split, limit: int = 512) -> tuple[np.ndarray, np.nd
         geometry=split.preprocessing,
     )
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in val_ds.take(-(-limit // 64))])
-    wanted = min(CALIBRATION_FRAMES, len(train_df))
+    wanted = min(calibration_frames, len(train_df))
     calibration = np.concatenate([x.numpy() for x, _ in train_ds.take(-(-wanted // 64))])
-    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit], calibration[:CALIBRATION_FRAMES]
+    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit], calibration[:calibration_frames]
 
 
 # --- measuring one model --------------------------------------------------------------------------
@@ -693,6 +695,7 @@ def run(
     saliency: Sequence[str] = SALIENCY_METHODS,
     drive_precisions=None,
     jobs: int | None = None,
+    calibration_frames: int = CALIBRATION_FRAMES,
 ) -> dict:
     """Measure every trained model in `folder`; write report.md, report.json and the charts there.
     `data` and `split_fallback` only serve models that carry no record of their training run.
@@ -705,8 +708,8 @@ def run(
     folder = Path(folder)
     if not folder.is_dir():
         raise ReportError(f"{folder}: no such folder")
-    if runs < 1 or val_frames < 1:
-        raise ValueError("runs and val_frames must be at least 1")
+    if runs < 1 or val_frames < 1 or calibration_frames < 1:
+        raise ValueError("runs, val_frames and calibration_frames must be at least 1")
     remove_stale_temps(folder)
     names = trained_models(folder)
     if not names:
@@ -720,7 +723,7 @@ def run(
         try:
             split = model_split(folder / f"{name}.keras", run_config, fallback)
             if split not in frames:
-                frames[split] = validation_frames(split, val_frames)
+                frames[split] = validation_frames(split, val_frames, calibration_frames)
             rows.append(measure(folder, name, frames[split], export, runs))
             splits[name] = split.describe()
         except Exception as e:  # one bad model must not cost the others their report
@@ -792,6 +795,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--runs", type=cli.positive_int, default=200, help="timed calls per latency figure")
     parser.add_argument(
+        "--calibration-frames",
+        type=cli.positive_int,
+        default=CALIBRATION_FRAMES,
+        help=f"training frames that calibrate the int8 export (default {CALIBRATION_FRAMES})",
+    )
+    parser.add_argument(
         "--saliency",
         nargs="+",
         choices=("vbp", "smoothgrad", "none"),
@@ -836,6 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             saliency=saliency,
             drive_precisions=args.drive_precisions,
             jobs=args.jobs,
+            calibration_frames=args.calibration_frames,
         )
     except (ReportError, RecordingError, OSError) as e:
         print(f"report: {e}", file=sys.stderr)
