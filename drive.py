@@ -111,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from driving import tfsetup
+
+    tfsetup.setup()  # TensorFlow quietly, after --help
     from driving.files import check_writable_folder
     from driving.modelio import ModelFileError
     from driving.pilot import Pilot, PilotConfig

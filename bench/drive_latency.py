@@ -105,7 +105,9 @@ def render_frames(track: str, count: int) -> list[bytes]:
 
 
 def save_models(folder: Path) -> tuple[Path, Path]:
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     from driving.modelio import ModelInfo, export_tflite, save_keras
     from driving.models import build

@@ -24,7 +24,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=5, help="timed training steps per model")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
     args = parser.parse_args()
-    import driving.quiet  # noqa: F401  (TensorFlow after the arguments: --help stays instant)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     from driving import models
     from driving.measure import keras_function, time_calls

@@ -140,7 +140,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="how long to time each side")
     parser.add_argument("--cache-dir", help="put the pipeline's cache on disk here (default: RAM)")
     args = parser.parse_args()
-    import driving.quiet  # noqa: F401  (TensorFlow after the arguments: --help stays instant)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     from driving.pipeline import build_datasets, steps_per_epoch
 

@@ -21,7 +21,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["base", "effnet", "effnet-slim", "pilotnet"])
     parser.add_argument("--runs", type=int, default=50, help="timed frames per figure (SmoothGrad: a fifth)")
     args = parser.parse_args()
-    import driving.quiet  # noqa: F401  (TensorFlow after the arguments: --help stays instant)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     from driving import models, saliency
     from driving.config import DEFAULT_PREPROCESSING

@@ -157,7 +157,9 @@ def classic_rate(recording: str, rows: int, batch_size: int, seconds: float) -> 
 def pipeline_run(recording: str, rows: int, cache_dir: str | None, batch_size: int, seconds: float) -> dict:
     """One configuration of driving.pipeline, measured in its own process (see in_fresh_process):
     the cache build and first epoch, the rate after it, memory at its peak and after epoch 1."""
-    import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     from bench.pipeline import memory_kib, rate
     from driving.config import AugmentConfig
@@ -443,7 +445,9 @@ def pinned(cpu: int) -> Iterator[None]:
 
 def serve_run(models: list[str], runs: int, calibration_frames: int, cpu: int, folder: str) -> list[dict]:
     """Export every model at every precision and time its Predictor (child process)."""
-    import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import numpy as np
 

@@ -12,8 +12,6 @@ converted with the run's Preprocessing (crop pixels per frame pixel).
 
 from __future__ import annotations
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
 import numpy as np
 import tensorflow as tf
 

@@ -11,8 +11,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
 import keras
 import pandas as pd
 from tqdm import tqdm

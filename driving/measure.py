@@ -31,7 +31,9 @@ def time_calls(call: Callable[[], object], runs: int, warmup: int = 10) -> dict[
 
 def keras_function(model) -> Callable[[np.ndarray], np.ndarray]:
     """A traced, inference-mode call: what serving uses, without model.predict's overhead."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import tensorflow as tf
 

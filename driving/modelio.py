@@ -180,7 +180,9 @@ def load_keras(path: str | Path, compile: bool = False):
     info = load_info(path)  # also checks the file is what its suffix says
     if path.suffix.lower() not in KERAS_SUFFIXES:
         raise ModelFileError(f"{path}: expected a .keras or .h5 model file")
-    import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 
@@ -249,10 +251,12 @@ def to_tflite(model, kind: str = "float32", calibration: np.ndarray | None = Non
         raise ValueError("int8 conversion needs calibration frames")
     import tempfile
 
-    import driving.quiet  # noqa: F401
-    from driving.quiet import quiet_stderr
+    from driving import tfsetup
 
+    tfsetup.setup()
     import tensorflow as tf
+
+    from driving.tfsetup import quiet_stderr
 
     input_shape = tuple(model.input_shape[1:])
     with tempfile.TemporaryDirectory() as saved, quiet_stderr():

@@ -50,7 +50,9 @@ def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> k
     ValueError (naming the model) for an input shape its layers cannot take."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
-    import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     try:
         return MODELS[name](input_shape=input_shape, **kw)

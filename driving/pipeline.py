@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-
 import numpy as np
 import pandas as pd
 import tensorflow as tf

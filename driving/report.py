@@ -504,7 +504,9 @@ def saliency_section(
     share, the off-road share and the chance level; and saliency.png, a grid of those frames with a
     row per model and method under a row of the frames' labels. A model that cannot be scored is
     listed with the reason, and the others are scored."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 

@@ -22,9 +22,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-from driving.quiet import quiet_stderr
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -42,6 +39,7 @@ from driving.modelio import (
     to_tflite,
 )
 from driving.preprocess import check_frame, preprocess
+from driving.tfsetup import quiet_stderr
 
 BACKENDS = ("auto", "keras", "litert")
 AGREEMENT = 1e-3  # max steering difference accepted between a converted model and Keras

@@ -149,7 +149,9 @@ class VisualBackProp:
     feature maps are found by what they are (ReLU-family outputs of rank 4), not by name."""
 
     def __init__(self, model):
-        import driving.quiet  # noqa: F401
+        from driving import tfsetup
+
+        tfsetup.setup()
 
         import keras
         import tensorflow as tf
@@ -190,10 +192,12 @@ class SmoothGrad:
     def __init__(
         self, model, samples: int = SMOOTHGRAD_SAMPLES, noise: float = SMOOTHGRAD_NOISE, seed: int = 0
     ):
-        import driving.quiet  # noqa: F401
-        from driving.quiet import quiet_stderr
+        from driving import tfsetup
 
+        tfsetup.setup()
         import tensorflow as tf
+
+        from driving.tfsetup import quiet_stderr
 
         self.samples, self.noise, self.seed = samples, noise, seed
 

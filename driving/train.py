@@ -186,7 +186,9 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
         _check_resume(config, out)
     train_rows, val_rows, summary = load_split(config)
 
-    import driving.quiet  # noqa: F401  (TensorFlow from here on)
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 

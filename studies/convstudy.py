@@ -84,7 +84,9 @@ def mobilenet_cost(dk: int, m: int, n: int, df: int) -> dict[str, float]:
 
 def _keras_counts(input_shape: tuple[int, int, int], *convs: layers.Layer) -> tuple[int, int]:
     """(parameters, multiplications) of a stack of bias-free conv layers as Keras builds it."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 
@@ -100,7 +102,9 @@ def _keras_counts(input_shape: tuple[int, int, int], *convs: layers.Layer) -> tu
 
 def calc() -> dict:
     """Every worked example, each from the formula and from Keras layers."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     from keras import layers
 
@@ -187,7 +191,9 @@ def print_calc(r: dict) -> None:
 
 def conv_layer(kind: str, filters: int) -> list[layers.Layer]:
     """One 'layer' of a speed stack; conv1x3+conv3x1 is the pair that replaces one 3x3."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     from keras import layers
 
@@ -208,7 +214,9 @@ SPEED_KINDS = ("conv5x5", "conv3x3", "conv1x3+conv3x1", "depthwise3x3", "conv1x1
 
 
 def speed_stack(kind: str, filters: int, size: int, depth: int) -> keras.Model:
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 
@@ -231,7 +239,9 @@ class SpeedRow:
 
 def time_forward(model: keras.Model, batch: np.ndarray, batches: int, device: str) -> float:
     """Median milliseconds per forward batch of a compiled (traced) call, after a warm-up."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import tensorflow as tf  # the timing harness only; the models themselves are pure Keras
 
@@ -248,7 +258,9 @@ def time_forward(model: keras.Model, batch: np.ndarray, batches: int, device: st
 
 
 def devices() -> list[str]:
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import tensorflow as tf
 
@@ -369,7 +381,9 @@ def _conv(variant: str, filters: int, position: int) -> layers.Layer:
 def compare_model(variant: str, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
     """Three blocks of [conv, BN, relu] x 2 + MaxPool + Dropout, then a Dense head; only the
     convolutions change between variants."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
     from keras import layers
@@ -431,7 +445,9 @@ def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def compare(data: dict[str, np.ndarray], epochs: int, batch_size: int, seed: int) -> list[CompareResult]:
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 

@@ -134,7 +134,9 @@ def load_mnist(data_dir: str | Path | None = None) -> tuple[dict[str, np.ndarray
         return read_folder(DEFAULT_DATA_DIR), str(DEFAULT_DATA_DIR)
     if KERAS_CACHE.is_file():
         return read_folder(KERAS_CACHE), str(KERAS_CACHE)
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 

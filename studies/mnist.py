@@ -87,7 +87,9 @@ def _classifier_head(x):
 @register("baseline", learning_rate=1e-3)  # Adam's default rate
 def baseline() -> keras.Model:
     """Four conv+pool+dropout stages and a Dense 128 head: 147,658 trainable parameters."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
     from keras import layers
@@ -107,7 +109,9 @@ def baseline() -> keras.Model:
 def effnet() -> keras.Model:
     """Four of the steering models' EffNet blocks and the same head: 68,090 trainable parameters.
     The blocks use ReLU and Keras' default initialisers, as the published figures did."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 
@@ -196,7 +200,9 @@ def train_one(
 
     Ctrl-C (or SIGTERM) stops training early; the best epoch so far is still evaluated and saved,
     and the result says how many epochs ran."""
-    import driving.quiet  # noqa: F401
+    from driving import tfsetup
+
+    tfsetup.setup()
 
     import keras
 

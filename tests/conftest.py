@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-
 import numpy as np
 import pytest
 
+from driving import tfsetup
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH, SAMPLE_RATE_HZ
 from driving.recording import RecordingWriter
+
+tfsetup.setup()  # TensorFlow quietly, once, before any test module imports it
 
 
 def road_frame(offset: float, rng: np.random.Generator | None = None) -> np.ndarray:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pytest

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import pickle
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pytest

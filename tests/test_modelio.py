@@ -9,8 +9,6 @@ import subprocess
 import sys
 import zipfile
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pytest

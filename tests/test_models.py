@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pytest

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import math
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pytest

@@ -6,8 +6,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import driving.quiet  # noqa: F401
-
 import numpy as np
 import pytest
 import tensorflow as tf

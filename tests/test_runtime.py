@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pytest

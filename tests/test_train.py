@@ -12,8 +12,6 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pandas as pd
@@ -291,7 +289,9 @@ def test_mirrored_strategy_trains_on_two_logical_cpu_devices(data, tmp_path):
     out = tmp_path / "models"
     # Logical devices must be configured before TensorFlow touches the CPU: a fresh process.
     script = textwrap.dedent(f"""
-        import driving.quiet
+        from driving import tfsetup
+
+        tfsetup.setup()
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

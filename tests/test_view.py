@@ -15,8 +15,6 @@ import sys
 import threading
 from pathlib import Path
 
-import driving.quiet  # noqa: F401
-
 import keras
 import numpy as np
 import pytest

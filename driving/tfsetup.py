@@ -1,9 +1,11 @@
-"""Import TensorFlow without its start-up log noise, keeping real warnings.
+"""TensorFlow set up by one explicit call: `setup()`, before the first module that imports it.
 
-Import this module before `keras` or `tensorflow` in any module that needs them:
+Entry points parse their arguments first, then call `setup()`, then import the stage they run, so
+`--help` never loads TensorFlow:
 
-    import driving.quiet  # noqa: F401  (silences TensorFlow's start-up noise)
-    import keras
+    args = parser.parse_args(argv)
+    tfsetup.setup()
+    from driving.train import stage
 
 TF_CPP_MIN_LOG_LEVEL=1 hides TensorFlow's INFO lines, but on a machine without CUDA a few lines are
 written by absl before TensorFlow reads that variable (cudart stub, cuInit). Those are filtered at
@@ -24,9 +26,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 _NOISE = re.compile(
     r"absl::InitializeLog|cudart_stub|cuda_platform|cuInit|cuda_dnn|cuda_fft|cuda_blas"
@@ -75,5 +74,10 @@ def quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-if "tensorflow" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-    _import_tensorflow_quietly()
+def setup() -> None:
+    """Import TensorFlow quietly with the package's settings; a no-op once TensorFlow is loaded.
+
+    The environment defaults (log level, the BFC CPU allocator) are set by `driving/__init__.py`,
+    so they hold even for a library user who imports a stage module without calling this."""
+    if "tensorflow" not in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        _import_tensorflow_quietly()
