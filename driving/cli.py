@@ -18,7 +18,7 @@ def _show(value) -> str:
     return f"{value:d}" if isinstance(value, int) else f"{value:g}"
 
 
-def _range_text(low, high, low_open: bool, high_open: bool) -> str:
+def range_text(low, high, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
         to = "and below" if high_open else "to"
         return f"{'above' if low_open else 'from'} {_show(low)} {to} {_show(high)}"
@@ -44,7 +44,7 @@ def number(
         ok = ok and (high is None or (value < high if high_open else value <= high))
         if not ok:
             raise argparse.ArgumentTypeError(
-                f"{text} is out of range: a number {_range_text(low, high, low_open, high_open)}"
+                f"{text} is out of range: a number {range_text(low, high, low_open, high_open)}"
             )
         return value
 
@@ -62,7 +62,7 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if (low is not None and value < low) or (high is not None and value > high):
             raise argparse.ArgumentTypeError(
-                f"{text} is out of range: a whole number {_range_text(low, high, False, False)}"
+                f"{text} is out of range: a whole number {range_text(low, high, False, False)}"
             )
         return value
 

@@ -2,7 +2,8 @@
 input (Preprocessing, stored inside every saved model), the training-only transforms
 (AugmentConfig), and everything a training run is made of (RunConfig, saved as OUT/run.json).
 
-Every default lives here once; the command lines read them from these dataclasses.
+Every setting is declared once, with its option, help and bounds (driving/options.py): the command
+lines, the range checks and the command recorded in run.json are generated from these dataclasses.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-# The Udacity simulator's camera frames (see ../shared/udacity-simulator.md).
+from driving.options import ConfigError, check_bounds, option
+
+# The Udacity simulator's camera frames (docs/simulator-protocol.md).
 FRAME_HEIGHT, FRAME_WIDTH = 160, 320
 SAMPLE_RATE_HZ = 15  # one sample (three cameras) every 1/15 s
 MAX_WHEEL_ANGLE_DEG = 25.0  # steering 1.0 == 25 degrees of wheel angle, positive steers right
@@ -26,12 +29,11 @@ RUN_JSON = "run.json"
 STEERING_CORRECTION = 0.25
 
 
-class ConfigError(ValueError):
-    """A setting that cannot work. `field` names it, so a command line can name its option."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+# Shared limits and targets, defined once.
+TARGET_SPEED_MPH = 9.0  # the Pilot's target speed: drive.py, the simulator's drives, the suites
+MAX_LAPS = 100.0  # the most laps one drive or recording may ask for
+MAX_BATCH_SIZE = 8192  # a batch is decoded and augmented in memory: beyond this a typo, not a plan
+MAX_SEEDS = 1000  # seeds in one study, frames in one saliency grid: beyond this a typo
 
 
 def _check(ok: bool, name: str, message: str) -> None:
@@ -64,6 +66,11 @@ def _from_dict(cls, data: dict, source: str):
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
+STRATEGIES = ("default", "mirrored", "multiworker")
+PREP, AUGMENT = "preprocessing (stored in every model file)", "augmentation (training only)"
+BUDGET, SPLIT, HOW = "budget", "split", "how it runs"
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How a camera frame becomes model input: rows crop_top:crop_bottom of a frame_height x
@@ -73,11 +80,38 @@ class Preprocessing:
     preprocess exactly as the model was trained, whatever the defaults are later. The defaults keep
     the road and drop the sky and the bonnet of the Udacity simulator's 320x160 frames."""
 
-    frame_height: int = FRAME_HEIGHT
+    frame_height: int = option(
+        FRAME_HEIGHT,
+        "--frame-size",
+        f"camera frame size (default {FRAME_HEIGHT}x{FRAME_WIDTH}, the Udacity simulator's)",
+        group=PREP,
+        low=8,
+        high=4096,
+        metavar="HxW",
+        size_with="frame_width",
+    )
     frame_width: int = FRAME_WIDTH
-    crop_top: int = 80
-    crop_bottom: int = 140
-    input_height: int = 128
+    crop_top: int = option(
+        80, "--crop-top", "first frame row kept (default %(default)s: drops the sky)", group=PREP, low=0
+    )
+    crop_bottom: int = option(
+        140,
+        "--crop-bottom",
+        "row after the last one kept (default %(default)s: drops the bonnet)",
+        group=PREP,
+        low=1,
+    )
+    # Five halvings (every registered model) need at least 32 pixels each way.
+    input_height: int = option(
+        128,
+        "--input-size",
+        "model input size (default 128x128); PilotNet resizes to 66x200 inside",
+        group=PREP,
+        low=32,
+        high=1024,
+        metavar="HxW",
+        size_with="input_width",
+    )
     input_width: int = 128
 
     @property
@@ -89,13 +123,7 @@ class Preprocessing:
         return (self.input_height, self.input_width, 3)
 
     def validate(self) -> Preprocessing:
-        for name in ("frame_height", "frame_width"):
-            _whole(getattr(self, name), name, 8, 4096)
-        for name in ("input_height", "input_width"):
-            # Five halvings (every registered model) need at least 32 pixels each way.
-            _whole(getattr(self, name), name, 32, 1024)
-        _whole(self.crop_top, "crop_top", 0)
-        _whole(self.crop_bottom, "crop_bottom", 1)
+        check_bounds(self)
         _check(
             self.crop_top < self.crop_bottom <= self.frame_height,
             "crop_bottom",
@@ -132,19 +160,43 @@ class AugmentConfig:
     In a world that drives on one side of a marked two-lane road, switch `flip` off: a mirrored
     frame teaches the car the wrong side."""
 
-    side_cameras: bool = True
-    steering_correction: float = STEERING_CORRECTION
-    flip: bool = True
-    brightness: bool = True
+    side_cameras: bool = option(
+        True,
+        "--no-side-cameras",
+        "switch off the side cameras (with their steering correction)",
+        group=AUGMENT,
+    )
+    steering_correction: float = option(
+        STEERING_CORRECTION,
+        "--steering-correction",
+        "steering added for the left camera's frames, subtracted for the right's "
+        "(default %(default)s, the classic tuned value)",
+        group=AUGMENT,
+        low=0,
+        high=1,
+    )
+    flip: bool = option(
+        True,
+        "--no-flip",
+        "switch off horizontal flips (switch off where the car must keep to one side of the road)",
+        group=AUGMENT,
+    )
+    brightness: bool = option(True, "--no-brightness", "switch off random brightness", group=AUGMENT)
     brightness_range: tuple[float, float] = (0.1, 1.0)
-    shadow: bool = True
-    shift: bool = True
+    shadow: bool = option(True, "--no-shadow", "switch off random shadows", group=AUGMENT)
+    shift: bool = option(
+        True, "--no-shift", "switch off random sideways shifts (with their steering change)", group=AUGMENT
+    )
     shift_max_px: float = 40.0  # in pixels of the 320-wide frame
     shift_steering_per_px: float = 0.004  # steering change per pixel of shift (320-wide frame)
-    drop_straight: bool = True
+    drop_straight: bool = option(
+        True, "--no-drop-straight", "switch off dropping most near-straight frames each epoch", group=AUGMENT
+    )
     straight_threshold: float = 0.01  # |steering| below this counts as driving straight
     straight_keep: float = 0.2  # keep 20% of near-straight frames each epoch (drop 80%)
-    colour: bool = False  # hue, saturation, light colour and contrast changes per frame
+    colour: bool = option(
+        False, "--colour", "switch on random hue, saturation, light colour and contrast", group=AUGMENT
+    )
     hue_deg: float = 20.0
     saturation_range: tuple[float, float] = (0.6, 1.4)
     channel_gain: float = 0.15  # each channel's gain drawn within 1 -+ this
@@ -157,8 +209,7 @@ class AugmentConfig:
         return cls(**{name: False for name in cls.SWITCHES})
 
     def validate(self) -> AugmentConfig:
-        correction = _finite(self.steering_correction, "steering_correction")
-        _check(0 <= correction <= 1, "steering_correction", f"must be within [0, 1], got {correction:g}")
+        check_bounds(self)
         low, high = (_finite(v, "brightness_range") for v in self.brightness_range)
         _check(
             0 < low <= high <= 2, "brightness_range", f"must satisfy 0 < low <= high <= 2, got {low}, {high}"
@@ -203,9 +254,7 @@ class Budget:
 # budget needs most. The full budget is the original work's (for a GPU).
 BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
 
-STRATEGIES = ("default", "mirrored", "multiworker")
 ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/server.py)
-MAX_BATCH_SIZE = 8192  # a batch is decoded and augmented in memory: beyond this a typo, not a plan
 
 
 @dataclass
@@ -214,61 +263,135 @@ class RunConfig:
     with the package versions it ran on, as OUT/run.json: a run can be repeated from that file,
     and the report reads its split from it."""
 
-    data: list[str]
-    models: list[str] = field(default_factory=lambda: ["effnet"])
-    out: str = "models"
-    seed: int = 0
+    data: list[str] = option(
+        list,
+        "--data",
+        "recording folders (each with driving_log.csv and IMG/), or parents of them",
+        metavar="DIR",
+        nargs="+",
+        required=True,
+    )
+    models: list[str] = option(
+        lambda: ["effnet"],
+        "--model",
+        "model to train, repeat for several (default effnet; `python -m driving.models` lists them)",
+        metavar="NAME",
+        repeat=True,
+    )
     # budget
-    epochs: int = 10
-    batch_size: int = 128
-    steps_per_epoch: int | None = None  # None: one pass over the kept training rows
-    lr: float = 1e-3
-    patience: int = 3
-    # split: whole blocks of driving time held out, chosen by `seed`
-    val_fraction: float = 0.2
-    block_seconds: float = 10.0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    epochs: int = option(10, "--epochs", "maximum epochs", group=BUDGET, low=1, high=100_000)
+    batch_size: int = option(
+        128, "--batch-size", "frames per batch", group=BUDGET, low=1, high=MAX_BATCH_SIZE
+    )
+    steps_per_epoch: int | None = option(
+        None,
+        "--steps-per-epoch",
+        "batches per epoch (default: one pass over the kept training rows)",
+        group=BUDGET,
+        low=1,
+        high=10_000_000,
+        metavar="S",
+    )
+    lr: float = option(
+        1e-3, "--lr", "Adam learning rate, above 0 and at most 1", group=BUDGET, low=0, low_open=True, high=1
+    )
+    patience: int = option(
+        3,
+        "--patience",
+        "stop after this many epochs without a better val loss",
+        group=BUDGET,
+        low=1,
+        high=100_000,
+    )
     # Every this many steps, drive the model on the held-out validation suite and keep the best
     # driver as NAME.drive.keras (0: off). Validation loss does not say who drives.
-    drive_check_steps: int = 0
-    # how it runs (results do not depend on these)
-    cache_dir: str | None = None
-    resume: bool = False
-    strategy: str = "default"
-    workers: list[str] = field(default_factory=list)  # multiworker: HOST:PORT of every worker
-    worker_index: int = 0  # multiworker: which of `workers` this process is
-    mixed_precision: bool = False
-    tensorboard: bool = True
+    drive_check_steps: int = option(
+        0,
+        "--drive-check-steps",
+        "every N steps, drive the model on the held-out validation suite and keep the best "
+        "driver as OUT/NAME.drive.keras (default 0: off)",
+        group=BUDGET,
+        low=0,
+        high=10_000_000,
+        metavar="N",
+    )
+    # split: whole blocks of driving time held out, chosen by `seed`
+    seed: int = option(
+        0,
+        "--seed",
+        "seed of the split; each model's weights and augmentation use a seed made of it "
+        "and the model's name (default %(default)s)",
+        group=SPLIT,
+        low=0,
+        high=2**31 - 1,
+    )
+    val_fraction: float = option(
+        0.2,
+        "--val-fraction",
+        "share of time blocks held out for validation",
+        group=SPLIT,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    )
+    block_seconds: float = option(
+        10.0,
+        "--block-seconds",
+        "the split holds out whole blocks of this many seconds",
+        group=SPLIT,
+        low=0,
+        low_open=True,
+        high=86_400,
+    )
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    # how it runs: the results do not depend on these, except mixed precision (float16 compute)
+    out: str = option("models", "--out", "output folder (default %(default)s/)", group=HOW)
+    cache_dir: str | None = option(
+        None,
+        "--cache-dir",
+        "keep the decoded frame cache here (memory-mapped, reused by later runs)",
+        group=HOW,
+    )
+    resume: bool = option(
+        False, "--resume", "continue each model from OUT/NAME.last.keras and its history", group=HOW
+    )
+    mixed_precision: bool = option(
+        False,
+        "--mixed-precision",
+        "float16 compute with float32 weights and output (for GPUs; changes the results)",
+        group=HOW,
+    )
+    strategy: str = option(
+        "default",
+        "--strategy",
+        "'mirrored': data-parallel over every GPU (MirroredStrategy); 'multiworker': over the "
+        "processes TF_CONFIG or --workers name (MultiWorkerMirroredStrategy; --batch-size is global)",
+        group=HOW,
+        choices=STRATEGIES,
+    )
+    workers: list[str] = option(
+        list,
+        "--workers",
+        "--strategy multiworker without TF_CONFIG: every worker's address, the same list for all",
+        group=HOW,
+        nargs="+",
+        metavar="HOST:PORT",
+    )
+    worker_index: int = option(
+        0,
+        "--worker-index",
+        "--strategy multiworker: which of --workers this process is (0, the chief, writes the files)",
+        group=HOW,
+        low=0,
+        high=65_535,
+    )
+    tensorboard: bool = option(True, "--no-tensorboard", "skip TensorBoard logs", group=HOW)
     versions: dict = field(default_factory=dict)  # filled by train.run
 
     def validate(self) -> RunConfig:
-        _check(
-            isinstance(self.data, list) and bool(self.data) and all(isinstance(d, str) for d in self.data),
-            "data",
-            "must name at least one recording folder",
-        )
-        _check(
-            isinstance(self.models, list)
-            and bool(self.models)
-            and all(isinstance(m, str) for m in self.models),
-            "models",
-            "must name at least one model",
-        )
-        _whole(self.seed, "seed", 0, 2**31 - 1)
-        _whole(self.epochs, "epochs", 1, 100_000)
-        _whole(self.batch_size, "batch_size", 1, MAX_BATCH_SIZE)
-        if self.steps_per_epoch is not None:
-            _whole(self.steps_per_epoch, "steps_per_epoch", 1, 10_000_000)
-        lr = _finite(self.lr, "lr")
-        _check(0 < lr <= 1, "lr", f"must be above 0 and at most 1, got {lr:g}")
-        _whole(self.patience, "patience", 1)
-        _whole(self.drive_check_steps, "drive_check_steps", 0, 10_000_000)
-        val = _finite(self.val_fraction, "val_fraction")
-        _check(0 < val < 1, "val_fraction", f"must be above 0 and below 1, got {val:g}")
-        block = _finite(self.block_seconds, "block_seconds")
-        _check(0 < block <= 86_400, "block_seconds", f"must be above 0 (seconds), got {block:g}")
-        _check(self.strategy in STRATEGIES, "strategy", f"must be one of {', '.join(STRATEGIES)}")
+        check_bounds(self)
         if self.workers:
             _check(self.strategy == "multiworker", "workers", "are for --strategy multiworker")
             for worker in self.workers:

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +129,73 @@ def check_writable_folder(folder: str | Path, what: str = "output folder") -> Pa
     except OSError as e:
         raise OSError(f"cannot write to {what} {folder}: {e.strerror or e}") from None
     return folder
+
+
+class RecordError(ValueError):
+    """A record file that cannot be used; the message names the file (and the field) in one line."""
+
+
+MAX_RECORD_BYTES = 32 * 1024 * 1024  # the largest JSON record any stage writes is a few MB
+MAX_RECORD_DEPTH = 64  # our records nest 5 deep; deeper is damage or a crafted file
+
+
+def read_regular_bytes(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
+    """The bytes of `path`, refusing (OSError, one line) anything that is not a regular file (a FIFO
+    or a device would block or never end) and anything larger than `max_bytes`."""
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open itself
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path}: not a regular file (a FIFO, device or socket is refused)")
+        if info.st_size > max_bytes:
+            raise OSError(f"{path}: {info.st_size:,} bytes, more than the {max_bytes:,} a {what} may hold")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise OSError(f"{path}: more than the {max_bytes:,} bytes a {what} may hold")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _depth(value, limit: int) -> int:
+    """How deep `value` nests (iteratively: a crafted file cannot exhaust the stack here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+def parse_json(text: str | bytes, source: str, max_depth: int = MAX_RECORD_DEPTH):
+    """JSON with a bounded depth; NaN and infinity tokens refused. RecordError names `source`."""
+
+    def refuse(token: str):
+        raise ValueError(f"{token} is not a number JSON allows")
+
+    try:
+        data = json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise RecordError(f"{source}: nested more than {max_depth} levels deep") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RecordError(f"{source}: not valid JSON ({e})") from None
+    if _depth(data, max_depth) > max_depth:
+        raise RecordError(f"{source}: nested more than {max_depth} levels deep")
+    return data
+
+
+def read_json(path: str | Path, max_bytes: int = MAX_RECORD_BYTES, max_depth: int = MAX_RECORD_DEPTH):
+    """A JSON file read with bounds: its size before parsing, its depth while parsing. Raises
+    RecordError naming the file for a missing, oversized, non-regular or malformed one."""
+    try:
+        data = read_regular_bytes(path, max_bytes, "record")
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RecordError(str(e) if str(path) in str(e) else f"{path}: {e.strerror or e}") from None
+    return parse_json(data, str(path), max_depth)

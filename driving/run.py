@@ -1,0 +1,422 @@
+"""A run folder and the records that cross stages, owned in one place.
+
+Every path inside a run folder is a method of `RunFolder`; no other module spells a file name of a
+run. The results that one stage hands another are dataclasses here (a checkpoint, a drive, a
+suite, a training result); they become dicts only at the file edge, where each JSON file carries a
+schema version, is read with bounds (size, depth) and is validated field by field:
+
+    run = RunFolder("models")
+    run.model("effnet")            # models/effnet.keras, the validation-best checkpoint
+    run.checkpoint("effnet", "drive-best")
+    write_record(run.record, {...})          # {"schema": 1, ...}, atomically
+    data = read_record(run.record)           # RecordError naming the file and field, or the dict
+
+A file of an older schema is read as it is (every field added since has a default); one of a newer
+schema is refused in one line: it was written by a newer version of the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from driving.config import CSV_NAME, RUN_JSON
+from driving.files import RecordError, read_json, write_json
+
+SCHEMA = 1  # the version of every JSON record written here; bump it when a field changes meaning
+SCHEMA_KEY = "schema"
+
+PRECISIONS = ("float32", "float16", "int8")
+TFLITE_SUFFIXES = {"float32": ".tflite", "float16": ".float16.tflite", "int8": ".int8.tflite"}
+CheckpointKind = Literal["val-best", "drive-best", "last", "unknown"]
+CHECKPOINT_KINDS: tuple[str, ...] = typing.get_args(CheckpointKind)
+
+
+# --- the folder -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The layout of a training run's output folder (train.py --out): one model NAME's files,
+    the run's record and the reports that later stages add."""
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    # the run
+    @property
+    def record(self) -> Path:
+        """run.json: the RunConfig, the command that remakes it, versions and results."""
+        return self.root / RUN_JSON
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".run.lock"
+
+    @property
+    def loss_overlay(self) -> Path:
+        return self.root / "loss_overlay.png"
+
+    # one model's training files
+    def model(self, name: str) -> Path:
+        """The validation-best checkpoint, with optimizer state."""
+        return self.root / f"{name}.keras"
+
+    def h5(self, name: str) -> Path:
+        """The validation-best checkpoint in the legacy .h5 format of the original comparison."""
+        return self.root / f"{name}.h5"
+
+    def last(self, name: str) -> Path:
+        """The last epoch's checkpoint: what --resume continues from."""
+        return self.root / f"{name}.last.keras"
+
+    def drive_best(self, name: str) -> Path:
+        """The checkpoint that drove the validation suite best (train.py --drive-check-steps)."""
+        return self.root / f"{name}.drive.keras"
+
+    def drive_log(self, name: str) -> Path:
+        """One row per drive check: step, epoch, scores, whether it was kept."""
+        return self.root / f"{name}.drive.csv"
+
+    def history(self, name: str) -> Path:
+        return self.root / f"{name}.history.csv"
+
+    def history_json(self, name: str) -> Path:
+        return self.root / f"{name}.history.json"
+
+    def loss_plot(self, name: str) -> Path:
+        return self.root / f"{name}.loss.png"
+
+    def logs(self, name: str) -> Path:
+        """TensorBoard logs."""
+        return self.root / "logs" / name
+
+    def tflite(self, name: str, precision: str = "float32") -> Path:
+        if precision not in TFLITE_SUFFIXES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        return self.root / f"{name}{TFLITE_SUFFIXES[precision]}"
+
+    def checkpoint(self, name: str, kind: str) -> Path:
+        """The file of checkpoint `kind` ("val-best", "drive-best", "last") of model `name`."""
+        paths = {"val-best": self.model, "drive-best": self.drive_best, "last": self.last}
+        if kind not in paths:
+            raise ValueError(f"checkpoint kind must be one of {', '.join(paths)}, got {kind!r}")
+        return paths[kind](name)
+
+    def checkpoints(self, name: str) -> dict[str, Path]:
+        """The checkpoints of `name` that exist, by kind: val-best first, then drive-best."""
+        found = {kind: self.checkpoint(name, kind) for kind in ("val-best", "drive-best")}
+        return {kind: path for kind, path in found.items() if path.is_file()}
+
+    def models(self) -> list[str]:
+        """The models trained here (those with a validation-best checkpoint), sorted."""
+        suffix = ".keras"
+        return sorted(
+            p.name[: -len(suffix)]
+            for p in self.root.glob(f"*{suffix}")
+            if not p.name.endswith((".last.keras", ".drive.keras")) and not p.name.startswith(".")
+        )
+
+    # what later stages add
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    def chart(self, name: str) -> Path:
+        """A report chart: params, macs, sizes, latency, saliency, precision..."""
+        return self.root / f"{name}.png"
+
+    def suite(self, suite: str, suffix: str = ".json") -> Path:
+        """A suite's results (.json), table (.md) and chart (.png)."""
+        return self.root / f"suite-{suite}{suffix}"
+
+    @property
+    def study_record(self) -> Path:
+        """One seed-study run's figures (driving.study)."""
+        return self.root / "study.json"
+
+    @property
+    def summary(self) -> Path:
+        """The demo's one table."""
+        return self.root / "summary.md"
+
+    def is_recording(self) -> bool:
+        """Whether this folder holds a recording (a run must never be written over one)."""
+        return (self.root / CSV_NAME).is_file()
+
+
+# --- records at the file edge ---------------------------------------------------------------------
+
+
+def write_record(path: str | Path, data: dict) -> Path:
+    """A record as JSON with the schema version, atomically (NaN and infinity become null)."""
+    return write_json(path, {SCHEMA_KEY: SCHEMA, **{k: v for k, v in data.items() if k != SCHEMA_KEY}})
+
+
+def read_record(path: str | Path) -> dict:
+    """A record written by `write_record` (or before schemas existed), bounded and checked to be a
+    JSON object of a schema this version reads. RecordError names the file."""
+    data = read_json(path)
+    return check_schema(data, str(path))
+
+
+def check_schema(data: Any, source: str) -> dict:
+    if not isinstance(data, dict):
+        raise RecordError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    schema = data.get(SCHEMA_KEY, 0)  # files from before schemas: version 0, read as they are
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 0:
+        raise RecordError(f"{source}: field '{SCHEMA_KEY}' must be a whole number, got {schema!r}")
+    if schema > SCHEMA:
+        raise RecordError(
+            f"{source}: written by a newer version of driving (schema {schema}; this one reads up to "
+            f"{SCHEMA}): upgrade the package"
+        )
+    return data
+
+
+def _check_value(value: Any, kind: Any, where: str) -> Any:
+    """`value` checked against type `kind` (finite numbers only), or RecordError naming `where`."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return value
+    if args and type(None) in args:
+        if value is None:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _check_value(value, rest[0], where)  # our records use `X | None` only
+    if origin is Literal:
+        if value not in args:
+            raise RecordError(f"{where}: must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is list or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise RecordError(f"{where}: must be a list, got {type(value).__name__}")
+        item = args[0] if args else Any
+        made = [_check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(made) if origin is tuple else made
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecordError(f"{where}: must be an object, got {type(value).__name__}")
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): _check_value(v, item, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(kind):
+        return record_from_dict(kind, value, where)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RecordError(f"{where}: must be true or false, got {value!r}")
+        return value
+    if kind in (int, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int and not isinstance(value, int):
+            ok = False
+        if not ok or not math.isfinite(value):
+            raise RecordError(f"{where}: must be a finite number, got {value!r}")
+        return kind(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise RecordError(f"{where}: must be text, got {type(value).__name__}")
+        return value
+    return value
+
+
+def record_from_dict(cls, data: Any, source: str):
+    """Dataclass `cls` from a JSON object: every known field checked by its type (numbers finite),
+    unknown keys ignored (a newer file's additions), missing ones defaulted (an older file)."""
+    if not isinstance(data, dict):
+        raise RecordError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _check_value(data[f.name], hints[f.name], f"{source}: field '{f.name}'")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecordError(f"{source}: field '{f.name}' is missing")
+    made = cls(**values)
+    check = getattr(made, "check", None)
+    if check is not None:
+        check(source)
+    return made
+
+
+def _nonnegative(source: str, **values: float | int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 0:
+            raise RecordError(f"{source}: field '{name}' must not be negative, got {value!r}")
+
+
+# --- the records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Which checkpoint of a run a model file is, and why it was kept: stored inside every model
+    file a run writes, so a later stage never has to read it back from prose."""
+
+    kind: CheckpointKind
+    epoch: int | None = None  # 1-based: the epoch the weights come from
+    step: int | None = None  # training steps taken when it was saved
+    metric: str = ""  # what chose it: "val_loss", "autonomy", ""
+    value: float | None = None  # that metric's value then
+    note: str = ""  # the prose label of a file written before this record existed
+
+    def check(self, source: str) -> None:
+        _nonnegative(source, epoch=self.epoch, step=self.step)
+
+    @property
+    def label(self) -> str:
+        """For people: 'best validation loss 0.0123, epoch 4 (step 720)'."""
+        if self.kind == "unknown":
+            return self.note or "unknown checkpoint"
+        what = {"val-best": "best validation loss", "drive-best": "best validation drive", "last": "last"}
+        text = what[self.kind]
+        if self.value is not None and self.kind != "last":
+            text += f" {self.value:.4g}" + ("%" if self.metric == "autonomy" else "")
+        where = [f"epoch {self.epoch}"] if self.epoch is not None else []
+        if self.step is not None:
+            where.append(f"step {self.step}")
+        return f"{text}, {' '.join(where[:1])}{f' ({where[1]})' if len(where) > 1 else ''}".rstrip(", ")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, data: Any, source: str) -> Checkpoint | None:
+        """From a model file's record: a dict (this schema), a prose label (older files), or
+        nothing."""
+        if data in (None, "", {}):
+            return None
+        if isinstance(data, str):
+            return cls(kind="unknown", note=data)
+        return record_from_dict(cls, data, source)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """One model's training, as run.json's "results" records it."""
+
+    name: str
+    params: int
+    epochs: int
+    best_val_loss: float | None
+    best_val_mae: float | None
+    seconds_per_epoch: float | None
+    stopped_early: bool
+    diverged: str | None = None  # where the loss stopped being finite, if it did
+
+    def check(self, source: str) -> None:
+        _nonnegative(
+            source,
+            params=self.params,
+            epochs=self.epochs,
+            best_val_loss=self.best_val_loss,
+            best_val_mae=self.best_val_mae,
+            seconds_per_epoch=self.seconds_per_epoch,
+        )
+
+
+@dataclass(frozen=True)
+class DriveResult:
+    """One closed-loop drive of one model over one suite drive: its metrics and what was driven."""
+
+    track: str
+    laps_target: float
+    laps: float
+    distance_m: float
+    elapsed_s: float
+    frames: int
+    interventions: int
+    autonomy_pct: float
+    mean_abs_cte_m: float
+    max_abs_cte_m: float
+    mean_speed_mph: float
+    steering_rate_rms: float
+    latency_median_ms: float
+    latency_p99_ms: float
+    completed: bool
+    realtime: bool
+    model: str = ""
+    end_reason: str = ""
+    # what was driven (a suite's drive)
+    drive: str = ""
+    style: str = ""
+    track_seed: int | None = None
+    conditions_seed: int | None = None
+    width_m: float | None = None
+    features: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, source: str) -> None:
+        _nonnegative(source, distance_m=self.distance_m, frames=self.frames, interventions=self.interventions)
+        if not 0 <= self.autonomy_pct <= 100:
+            raise RecordError(f"{source}: field 'autonomy_pct' must be 0 to 100, got {self.autonomy_pct!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SuiteSummary:
+    """The aggregate figures of one model's drives over a suite."""
+
+    drives: int
+    success_rate: float
+    autonomy_mean: float
+    autonomy_ci95: tuple[float, float]
+    autonomy_min: float
+    interventions: int
+    km: float
+    interventions_per_km: float | None
+    mean_abs_cte_m: float
+    steering_rate_rms: float
+    latency_median_ms: float
+    autonomy_by_style: dict[str, float] = field(default_factory=dict)
+
+    def check(self, source: str) -> None:
+        _nonnegative(source, drives=self.drives, interventions=self.interventions, km=self.km)
+        for name in ("success_rate",):
+            if not 0 <= getattr(self, name) <= 1:
+                raise RecordError(f"{source}: field '{name}' must be 0 to 1")
+        for name in ("autonomy_mean", "autonomy_min"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise RecordError(f"{source}: field '{name}' must be 0 to 100, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["autonomy_ci95"] = list(self.autonomy_ci95)
+        return data
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """Every model driven over one suite: what a `suite-NAME.json` holds."""
+
+    suite: dict[str, Any]  # name, version, description, drives (the suite's definition)
+    speed: float
+    models: dict[str, str]  # label -> model file
+    drives: dict[str, list[DriveResult]]
+    summary: dict[str, SuiteSummary]
+
+    def to_dict(self) -> dict:
+        return {
+            "suite": self.suite,
+            "speed": self.speed,
+            "models": dict(self.models),
+            "drives": {name: [d.to_dict() for d in rows] for name, rows in self.drives.items()},
+            "summary": {name: s.to_dict() for name, s in self.summary.items()},
+        }
+
+    def write(self, path: str | Path) -> Path:
+        return write_record(path, self.to_dict())
+
+    @classmethod
+    def read(cls, path: str | Path) -> SuiteResult:
+        return record_from_dict(cls, read_record(path), str(path))
