@@ -291,7 +291,8 @@ def _check_one(name: str, spec: Option, base: type, value: Any) -> None:
         high_ok = spec.high is None or (value < spec.high if spec.high_open else value <= spec.high)
         if not (low_ok and high_ok):
             span = cli.range_text(spec.low, spec.high, spec.low_open, spec.high_open)
-            raise ConfigError(name, f"must be {span}, got {value!r}")
+            kind = "a whole number" if base is int else "a number"
+            raise ConfigError(name, f"must be {kind} {span}, got {value!r}")
         return
     if base in (str, Path):
         if not isinstance(value, (str, Path)):
