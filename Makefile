@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean help mnist-data
+.PHONY: venv test demo bench clean help mnist-data lock
 
 help:
 	@echo "make demo   record -> train -> compare -> drive on the built-in tracks"
@@ -17,12 +17,21 @@ help:
 
 venv: $(STAMP)
 
-# Re-install only when the dependency list changes.
-$(STAMP): pyproject.toml
+# Re-install only when the dependency list changes. The exact versions of requirements.lock, then the
+# package itself without resolving again: the same seed gives the same model only on the same versions.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# Remake requirements.lock from pyproject.toml's ranges in a fresh environment (after changing a range).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip && .lock-venv/bin/pip install -q -e ".[test]"
+	{ sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 # The linter and the formatter first (settings in pyproject.toml), then the tests.
 test: $(STAMP)
