@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from driving.config import DEFAULT_PREPROCESSING, ConfigError, Preprocessing
-from driving.files import atomic_path
+from driving.files import RecordError, atomic_path, parse_json
 
 INFO_NAME = "driving"  # the .h5 attribute and the .tflite metadata entry
 KERAS_MEMBER = "driving.json"  # the .keras archive member
@@ -33,6 +33,9 @@ KERAS_SUFFIXES = (".keras", ".h5")
 TFLITE_EXTENSION = ".tflite"
 TFLITE_KINDS = ("float32", "float16", "int8")
 INFO_VERSION = 1
+# A record is a few KB (the run's settings); anything near this is damage or a crafted file, refused
+# before it is inflated or parsed.
+MAX_INFO_BYTES = 256 * 1024
 
 log = logging.getLogger("driving.modelio")
 
@@ -64,19 +67,33 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str) -> ModelInfo:
+        """The record, bounded (size, depth) and checked field by field; ModelFileError names the
+        file and the field. A record without its preprocessing is served with today's defaults,
+        and says so once, as a file with no record at all does."""
+        where = f"{source}: its '{INFO_NAME}' record"
+        if len(text) > MAX_INFO_BYTES:
+            raise ModelFileError(f"{where} is {len(text):,} bytes, more than the {MAX_INFO_BYTES:,} allowed")
         try:
-            data = json.loads(text)
+            data = parse_json(text, where)
             if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
+                raise ValueError(f"not a JSON object but {type(data).__name__}")
+            if "preprocessing" not in data:
+                _warn_once(source, "its record names no preprocessing")
             preprocessing = Preprocessing.from_dict(data.get("preprocessing", {}), "preprocessing")
+            for name, kind in (("model", str), ("augment", dict), ("run", dict), ("checkpoint", str)):
+                value = data.get(name)
+                if value is not None and not isinstance(value, kind):
+                    raise ValueError(f"field '{name}' must be {kind.__name__}, got {type(value).__name__}")
+        except RecordError as e:
+            raise ModelFileError(f"{where} is unreadable ({str(e).removeprefix(where + ': ')})") from None
         except (ValueError, ConfigError, TypeError) as e:
-            raise ModelFileError(f"{source}: its '{INFO_NAME}' record is unreadable ({e})") from None
+            raise ModelFileError(f"{where} is unreadable ({e})") from None
         return cls(
             preprocessing=preprocessing,
-            model=str(data.get("model") or ""),
-            augment=data.get("augment") if isinstance(data.get("augment"), dict) else None,
-            run=data.get("run") if isinstance(data.get("run"), dict) else None,
-            checkpoint=str(data.get("checkpoint") or ""),
+            model=data.get("model") or "",
+            augment=data.get("augment"),
+            run=data.get("run"),
+            checkpoint=data.get("checkpoint") or "",
         )
 
 
@@ -98,7 +115,15 @@ def _keras_info(path: Path) -> str | None:
             names = set(archive.namelist())
             if "config.json" not in names:
                 raise ModelFileError(f"{path}: not a .keras file (no config.json inside)")
-            return archive.read(KERAS_MEMBER).decode() if KERAS_MEMBER in names else None
+            if KERAS_MEMBER not in names:
+                return None
+            size = archive.getinfo(KERAS_MEMBER).file_size  # as inflated: checked before inflating
+            if size > MAX_INFO_BYTES:
+                raise ModelFileError(
+                    f"{path}: its '{KERAS_MEMBER}' record inflates to {size:,} bytes, more than the "
+                    f"{MAX_INFO_BYTES:,} allowed"
+                )
+            return archive.read(KERAS_MEMBER).decode()
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as e:
         raise ModelFileError(f"{path}: a damaged .keras archive ({e})") from None
 
@@ -110,6 +135,14 @@ def _h5_info(path: Path) -> str | None:
         raise ModelFileError(f"{path}: not an .h5 model (not an HDF5 file: truncated, or another format)")
     try:
         with h5py.File(path, "r") as f:
+            if INFO_NAME not in f.attrs:
+                return None
+            size = f.attrs.get_id(INFO_NAME).get_storage_size()
+            if size > MAX_INFO_BYTES:
+                raise ModelFileError(
+                    f"{path}: its '{INFO_NAME}' record is {size:,} bytes, "
+                    f"more than the {MAX_INFO_BYTES:,} allowed"
+                )
             value = f.attrs.get(INFO_NAME)
     except OSError as e:  # h5py: "truncated file", "bad object header"...
         raise ModelFileError(f"{path}: a damaged .h5 file ({e})") from None
@@ -125,7 +158,13 @@ def tflite_info(content: bytes, source: str = "model.tflite") -> ModelInfo | Non
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             if entry.Name() == INFO_NAME.encode():
-                return ModelInfo.from_json(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes(), source)
+                buffer = model.Buffers(entry.Buffer())
+                if buffer.DataLength() > MAX_INFO_BYTES:
+                    raise ModelFileError(
+                        f"{source}: its '{INFO_NAME}' record is {buffer.DataLength():,} bytes, "
+                        f"more than the {MAX_INFO_BYTES:,} allowed"
+                    )
+                return ModelInfo.from_json(buffer.DataAsNumpy().tobytes(), source)
     except ModelFileError:
         raise
     except Exception as e:  # flatbuffers raise struct/index errors on garbage
@@ -155,17 +194,17 @@ def load_info(path: str | Path) -> ModelInfo | None:
 _warned: set[str] = set()
 
 
+def _warn_once(source: str, why: str) -> None:
+    if source not in _warned:
+        _warned.add(source)
+        log.warning("%s: %s; using today's defaults: %s", source, why, DEFAULT_PREPROCESSING.describe())
+
+
 def info_or_default(info: ModelInfo | None, source: str) -> ModelInfo:
     """`info`, or today's defaults for a model without a record, with one warning per file."""
     if info is not None:
         return info
-    if source not in _warned:
-        _warned.add(source)
-        log.warning(
-            "%s carries no preprocessing record (saved before models stored one); using today's defaults: %s",
-            source,
-            DEFAULT_PREPROCESSING.describe(),
-        )
+    _warn_once(source, "carries no preprocessing record (saved before models stored one)")
     return ModelInfo()
 
 

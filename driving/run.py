@@ -17,9 +17,13 @@ schema is refused in one line: it was written by a newer version of the package.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import math
+import os
 import typing
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +41,10 @@ CHECKPOINT_KINDS: tuple[str, ...] = typing.get_args(CheckpointKind)
 
 
 # --- the folder -----------------------------------------------------------------------------------
+
+
+class FolderInUse(RuntimeError):
+    """Another live process holds the run folder; the message names its PID."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,30 @@ class RunFolder:
     def summary(self) -> Path:
         """The demo's one table."""
         return self.root / "summary.md"
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """One run per folder at a time: an advisory lock (flock) on `.run.lock`, held while the
+        block runs and released by the OS however the process ends, so a killed run never leaves
+        the folder locked. A second holder is refused at once with FolderInUse naming the first's
+        PID."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise FolderInUse(
+                f"{self.root} is in use by another run (PID {holder}): wait for it to finish, or "
+                "choose another output folder"
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def is_recording(self) -> bool:
         """Whether this folder holds a recording (a run must never be written over one)."""

@@ -129,3 +129,57 @@ def test_saving_over_a_model_is_atomic(tmp_path):
         modelio.save_keras(Broken(), path, ModelInfo())
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]  # no temp file left
+
+
+def with_record(tmp_path, name: str, record: str):
+    path = tmp_path / name
+    tiny(ODD).save(path)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(modelio.KERAS_MEMBER, record)
+    return path
+
+
+def test_a_record_is_read_with_bounds_before_it_is_inflated_or_parsed(tmp_path):
+    # A few KB on disk that would inflate to 2 MB: refused by its stated size, never inflated.
+    bomb = with_record(tmp_path, "bomb.keras", '{"model": "' + " " * 2_000_000 + '"}')
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ModelFileError, match="bomb.keras: its 'driving.json' record inflates to 2,000,013"):
+        modelio.load_info(bomb)
+    deep = with_record(tmp_path, "deep.keras", "[" * 20_000 + "]" * 20_000)
+    with pytest.raises(ModelFileError, match="deep.keras: its 'driving' record is unreadable .*levels deep"):
+        modelio.load_info(deep)
+    h5 = tmp_path / "big.h5"
+    modelio.save_keras(tiny(ODD), h5, ModelInfo(preprocessing=ODD))
+    import h5py
+
+    with h5py.File(h5, "a") as f:
+        f.attrs[modelio.INFO_NAME] = "x" * (modelio.MAX_INFO_BYTES + 1)
+    with pytest.raises(ModelFileError, match="big.h5: its 'driving' record is 262,145 bytes"):
+        modelio.load_info(h5)
+
+
+@pytest.mark.parametrize(
+    "record, field",
+    [
+        ('{"preprocessing": {"crop_top": "80"}}', "crop_top"),
+        ('{"preprocessing": {}, "model": 7}', "model"),
+        ('{"preprocessing": {}, "run": [1, 2]}', "run"),
+        ('{"preprocessing": {"input_height": 1e9}}', "input_height"),
+        ('{"preprocessing": {"crop_bottom": NaN}}', "NaN"),
+    ],
+)
+def test_a_record_of_the_wrong_types_is_refused_naming_the_field(tmp_path, record, field):
+    path = with_record(tmp_path, "typed.keras", record)
+    with pytest.raises(ModelFileError, match=field) as error:
+        modelio.load_info(path)
+    assert "typed.keras" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_record_without_its_preprocessing_says_so_once(tmp_path, caplog):
+    path = with_record(tmp_path, "bare.keras", '{"model": "effnet"}')
+    with caplog.at_level(logging.WARNING, logger="driving.modelio"):
+        for _ in range(3):
+            info = modelio.load_info(path)
+    assert info.preprocessing == DEFAULT_PREPROCESSING and info.model == "effnet"
+    warnings = [r for r in caplog.records if "bare.keras" in r.getMessage()]
+    assert len(warnings) == 1 and "names no preprocessing" in warnings[0].getMessage()

@@ -128,3 +128,29 @@ def test_reads_are_bounded_in_size_and_depth_and_refuse_fifos(tmp_path: Path):
     listed.write_text("[1]")
     with pytest.raises(RecordError, match="expected a JSON object"):
         read_record(listed)
+
+
+def test_one_run_per_folder_the_holder_named_and_freed_when_it_dies(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+
+    from driving.run import FolderInUse
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from driving.run import RunFolder\n"
+         "with RunFolder(sys.argv[1]).hold():\n    print('held', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        in_use = f"{tmp_path} is in use by another run \\(PID {holder.pid}\\)"
+        with pytest.raises(FolderInUse, match=in_use), RunFolder(tmp_path).hold():
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+    # The OS released the dead holder's lock; this process holds it now.
+    with RunFolder(tmp_path).hold(), pytest.raises(FolderInUse, match=f"PID {os.getpid()}"):
+        with RunFolder(tmp_path).hold():
+            pass
