@@ -34,8 +34,8 @@ import numpy as np
 from driving import cli
 from driving.config import RUN_JSON, ConfigError, Preprocessing, RunConfig
 from driving.files import remove_stale_temps, save_figure, write_json, write_text
-from driving.history import all_histories, plot_loss_overlay, read_history
 from driving.measure import machine_description
+from driving.train.history import all_histories, plot_loss_overlay, read_history
 
 # Largest |TFLite - Keras| steering difference accepted per export (steering spans [-1, 1]).
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int8": 0.1}

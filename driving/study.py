@@ -3,7 +3,7 @@ recordings and drive every one over a suite of unseen worlds.
 
     python -m driving.study seeds --models effnet effnet-slim base pilotnet --seeds 5 --budget cpu
 
-For each recipe, model and seed it trains one run (driving.train.run) and drives its checkpoints
+For each recipe, model and seed it trains one run (driving.train.stage.run) and drives its checkpoints
 over the suite (driving.evaluate): the one with the best validation loss (NAME.keras) and, when
 the recipe checks driving during training, the best validation driver (NAME.drive.keras). It
 writes one table (study.md, study.json) and one PNG with a point per seed. Finished runs are
@@ -181,8 +181,9 @@ def _settings(config: RunConfig) -> dict:
 
 def one_run(config: RunConfig, suite, jobs: int | None, progress: bool) -> dict:
     """Train (unless done) and drive the suite (unless done); the run's figures."""
-    from driving import evaluate, train
+    from driving import evaluate
     from driving.files import write_json
+    from driving.train import stage as train
 
     out = Path(config.out)
     done = out / "study.json"
@@ -460,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from driving.data import RecordingError
     from driving.modelio import ModelFileError
-    from driving.train import TrainError
+    from driving.train.stage import TrainError
 
     if args.command == "table":
         return _table(args.out, args.suite)

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = [
     "driving.data summary",
     "driving.models",
+    "driving.train",
     "driving.report",
     "driving.video",
     "driving.sim record",

@@ -12,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from driving import models, report, train
+from driving import models, report
 from driving.config import AugmentConfig, Preprocessing, RunConfig
 from driving.modelio import load_info, load_keras
+from driving.train import stage as train
 from tests.conftest import write_recording
 
 

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driving import models, train
+from driving import models
 from driving.config import AugmentConfig, Preprocessing, RunConfig, model_seed
 from driving.modelio import load_info, load_keras
 from driving.preprocess import encode_jpeg
+from driving.train import cli, stage
 from tests.conftest import write_recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +77,7 @@ def run_cli(*args: str, limit_file_bytes: int | None = None) -> subprocess.Compl
 
 def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path):
     out = tmp_path / "models"
-    [result] = train.run(config(data, out, epochs=2), progress=False)
+    [result] = stage.run(config(data, out, epochs=2), progress=False)
 
     # Predicting 0 everywhere scores mean(y^2) on validation; a model that learned must beat it well.
     from driving.pipeline import frames_from_folders
@@ -116,14 +117,14 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
     assert isinstance(load_keras(out / "pilotnet.keras", compile=True)[0].optimizer, keras.optimizers.Adam)
 
     # --resume continues after the last epoch instead of starting again.
-    train.run(config(data, out, epochs=3, resume=True), progress=False)
+    stage.run(config(data, out, epochs=3, resume=True), progress=False)
     history = pd.read_csv(out / "pilotnet.history.csv")
     assert list(history["epoch"]) == [0, 1, 2]
 
 
 def test_each_model_is_seeded_by_its_name_not_by_what_was_built_before(data, tmp_path):
-    alone = train.run(config(data, tmp_path / "alone", models=["effnet-slim"], seed=3), progress=False)
-    beside = train.run(
+    alone = stage.run(config(data, tmp_path / "alone", models=["effnet-slim"], seed=3), progress=False)
+    beside = stage.run(
         config(data, tmp_path / "beside", models=["pilotnet", "effnet-slim"], seed=3), progress=False
     )
     a, _ = load_keras(tmp_path / "alone" / "effnet-slim.last.keras")
@@ -137,26 +138,26 @@ def test_each_model_is_seeded_by_its_name_not_by_what_was_built_before(data, tmp
 
 def test_other_preprocessing_travels_with_the_model(data, tmp_path):
     geometry = Preprocessing(crop_top=60, crop_bottom=150, input_height=64, input_width=96)
-    train.run(config(data, tmp_path, preprocessing=geometry), progress=False)
+    stage.run(config(data, tmp_path, preprocessing=geometry), progress=False)
     model, info = load_keras(tmp_path / "pilotnet.keras")
     assert info.preprocessing == geometry and tuple(model.input_shape[1:]) == (64, 96, 3)
 
 
 def test_resume_without_a_last_checkpoint_refuses_and_overwrites_nothing(data, tmp_path):
     out = tmp_path / "models"
-    train.run(config(data, out), progress=False)
+    stage.run(config(data, out), progress=False)
     (out / "pilotnet.last.keras").unlink()
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(train.TrainError, match="pilotnet.last.keras is missing"):
-        train.run(config(data, out, epochs=2, resume=True), progress=False)
+    with pytest.raises(stage.TrainError, match="pilotnet.last.keras is missing"):
+        stage.run(config(data, out, epochs=2, resume=True), progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_resume_with_another_split_refuses(data, tmp_path):
     out = tmp_path / "models"
-    train.run(config(data, out), progress=False)
-    with pytest.raises(train.TrainError, match="the split differs"):
-        train.run(config(data, out, epochs=2, resume=True, seed=2), progress=False)
+    stage.run(config(data, out), progress=False)
+    with pytest.raises(stage.TrainError, match="the split differs"):
+        stage.run(config(data, out, epochs=2, resume=True, seed=2), progress=False)
 
 
 def test_a_full_disk_loses_nothing_and_says_so_in_one_line(data, tmp_path):
@@ -184,7 +185,7 @@ def test_a_killed_save_leaves_no_temp_file_for_good(data, tmp_path):
     stray.write_bytes(b"half a model")
     live = out / f".pilotnet.tmp-{os.getpid()}-0123abcd.keras"  # a write in progress: kept
     live.write_bytes(b"being written")
-    train.run(config(data, out), progress=False)
+    stage.run(config(data, out), progress=False)
     assert not stray.exists() and live.exists()
 
 
@@ -209,7 +210,7 @@ def test_a_killed_save_leaves_no_temp_file_for_good(data, tmp_path):
 )
 def test_nonsense_options_are_refused_in_one_line(option, value, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_code:
-        train.main(["--data", str(tmp_path), option, value, "--out", str(tmp_path / "out")])
+        cli.main(["--data", str(tmp_path), option, value, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exit_code.value.code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # refused before anything was written
@@ -235,7 +236,7 @@ def test_careless_runs_end_in_one_line_before_the_long_work(data, tmp_path, caps
         ),
     ]
     for argv, message in cases:
-        assert train.main(argv) == 1, argv
+        assert cli.main(argv) == 1, argv
         lines = capsys.readouterr().err.strip().splitlines()
         assert message in lines[-1] and "Traceback" not in "\n".join(lines), (argv, lines)
 
@@ -244,7 +245,7 @@ def test_a_recording_of_broken_images_is_summarised_truthfully(tmp_path, capsys)
     rec = write_recording(tmp_path / "rec", n=40, seed=1)
     for jpeg in (rec / "IMG").iterdir():
         jpeg.write_bytes(jpeg.read_bytes()[:200])  # every JPEG truncated
-    assert train.main(["--data", str(rec), "--out", str(tmp_path / "out"), *ARGS]) == 1
+    assert cli.main(["--data", str(rec), "--out", str(tmp_path / "out"), *ARGS]) == 1
     captured = capsys.readouterr()
     total = next(line for line in captured.out.splitlines() if line.startswith("total"))
     assert total.split()[1:3] == ["40", "0"]  # read 40, used 0: the decode failures are counted
@@ -271,8 +272,8 @@ def test_frames_of_another_size_are_skipped_not_cropped_wrongly(tmp_path):
 
 
 def test_divergence_stops_training_and_is_never_saved(tmp_path):
-    from driving.callbacks import Checkpoints, StopOnDivergence
     from driving.modelio import ModelInfo
+    from driving.train.callbacks import Checkpoints, StopOnDivergence
 
     model = models.build("pilotnet")
     checkpoints, divergence = Checkpoints(tmp_path, "m", ModelInfo()), StopOnDivergence()
@@ -295,8 +296,8 @@ def test_mirrored_strategy_trains_on_two_logical_cpu_devices(data, tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from driving import train
-        raise SystemExit(train.main(["--data", {str(data)!r}, "--model", "pilotnet", "--epochs", "1",
+        from driving.train import cli
+        raise SystemExit(cli.main(["--data", {str(data)!r}, "--model", "pilotnet", "--epochs", "1",
                                      "--out", {str(out)!r}, "--strategy", "mirrored", *{ARGS!r}]))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -341,9 +342,8 @@ def test_mixed_precision_model_outputs_float32():
 
 
 def test_help_is_instant_because_it_imports_no_tensorflow():
-    code = (
-        "import sys; from driving import train; train.build_parser(); assert 'tensorflow' not in sys.modules"
-    )
+    code = "import sys; from driving.train import cli; cli.build_parser(); "
+    code += "assert 'tensorflow' not in sys.modules"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stderr
 
@@ -382,7 +382,7 @@ def test_two_workers_train_as_one_process_would_and_resume(data, tmp_path):
     job(1)
     assert not [p for p in (tmp_path / "worker").iterdir()]  # the worker wrote nothing
     single = tmp_path / "single"
-    train.run(config(data, single), progress=False)
+    stage.run(config(data, single), progress=False)
     both, _ = load_keras(tmp_path / "chief" / "pilotnet.last.keras")
     one, _ = load_keras(single / "pilotnet.last.keras")
     for a, b in zip(both.get_weights(), one.get_weights(), strict=True):

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, none opened
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from driving.files import save_figure, write_json, write_text
@@ -52,18 +56,8 @@ def all_histories(out: Path) -> dict[str, pd.DataFrame]:
     return histories
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_loss(history: pd.DataFrame, name: str, path: Path) -> Path:
     """Training and validation loss per epoch of one model."""
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = history["epoch"] + 1
     ax.plot(epochs, history["loss"], "o-", label="training (augmented)")
@@ -79,7 +73,6 @@ def plot_loss(history: pd.DataFrame, name: str, path: Path) -> Path:
 
 def plot_loss_overlay(histories: dict[str, pd.DataFrame], path: Path) -> Path:
     """Validation loss (solid) and training loss (dotted) of every model on one chart."""
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (name, history) in enumerate(sorted(histories.items())):
         colour = f"C{i}"

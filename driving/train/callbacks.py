@@ -15,8 +15,12 @@ import keras
 import pandas as pd
 from tqdm import tqdm
 
-from driving.history import write_history
-from driving.modelio import ModelInfo, save_keras
+from driving.evaluate import SUITES, drive_one
+from driving.files import write_text
+from driving.modelio import ModelInfo, save_keras, to_tflite
+from driving.pilot import Pilot
+from driving.runtime import Predictor
+from driving.train.history import write_history
 
 HISTORY_COLUMNS = ("epoch", "loss", "mae", "val_loss", "val_mae", "epoch_seconds")
 
@@ -134,8 +138,6 @@ class DriveCheck(keras.callbacks.Callback):
 
     def __init__(self, out: Path, name: str, info: ModelInfo, every: int, suite=None, step: int = 0):
         super().__init__()
-        from driving.evaluate import SUITES
-
         self.out, self.name, self.info, self.every = out, name, info, every
         self.suite = suite or SUITES["validation"]
         self.step, self.epoch = step, 0
@@ -151,11 +153,6 @@ class DriveCheck(keras.callbacks.Callback):
             self.check()
 
     def check(self) -> dict:
-        from driving.evaluate import drive_one
-        from driving.modelio import ModelInfo, to_tflite
-        from driving.pilot import Pilot
-        from driving.runtime import Predictor
-
         start = time.perf_counter()
         info = self.info
         predictor = Predictor.from_tflite(
@@ -176,7 +173,5 @@ class DriveCheck(keras.callbacks.Callback):
             row["kept"] = True
         row["seconds"] = time.perf_counter() - start
         self.rows.append(row)
-        from driving.files import write_text
-
         write_text(self.out / f"{self.name}.drive.csv", pd.DataFrame(self.rows).to_csv(index=False))
         return row

@@ -1,0 +1,8 @@
+"""The training stage: fit registered models on recordings, keep the best of each.
+
+stage.py       run(config): split, decode, fit each model, write its files and run.json
+distribute.py  the distribution strategies: one device, mirrored, multi-worker
+callbacks.py   the Keras callbacks of a run: checkpoints, history, divergence, drive check
+history.py     training histories and their loss plots
+cli.py         the command line: `python train.py`, `python -m driving.train`
+"""

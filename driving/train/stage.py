@@ -1,0 +1,329 @@
+"""Training: `run(config)` fits registered models on recordings and saves the best of each.
+
+    python train.py --data data/track1 --model effnet --model base --epochs 10 --out models/
+
+For each model NAME, under --out:
+    NAME.keras          best-by-validation model, with optimizer state (written first: an .h5 save
+                        before it would drop the optimizer from it)
+    NAME.h5             the same weights in the legacy .h5 format the original comparison used
+    NAME.last.keras     the last epoch, with optimizer state: what --resume continues from
+    NAME.history.csv    one row per epoch: loss, mae, val_loss, val_mae, epoch_seconds (and .json)
+    NAME.loss.png       training and validation loss per epoch
+    logs/NAME/          TensorBoard logs (tensorboard --logdir models/logs)
+and run.json (the RunConfig, the package versions and the results: how the run was made) and
+loss_overlay.png. Every model file carries its preprocessing and run (driving/modelio.py) and is
+written atomically, as is every other file (driving/files.py).
+
+Each model's initial weights and augmented batches come from a seed of its own, a function of
+--seed and its name only (config.model_seed): `--model effnet --seed 3` gives the same effnet alone
+or beside other models. The split depends on --seed alone.
+
+The command line is driving/train/cli.py; the distribution strategies driving/train/distribute.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+from driving import models
+from driving.config import RUN_JSON, ConfigError, RunConfig, model_seed
+from driving.data import load_recordings, split_by_time
+from driving.files import check_writable_folder, remove_stale_temps, write_json
+from driving.modelio import ModelInfo, load_keras
+from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_dataset
+from driving.preprocess import FrameError, read_frame
+from driving.train import callbacks
+from driving.train.cli import command_line
+from driving.train.distribute import is_chief, make_strategy, setup_devices, shard
+from driving.train.history import all_histories, plot_loss, plot_loss_overlay, read_history
+
+PACKAGES = ("tensorflow", "keras", "numpy", "ai-edge-litert", "opencv-python-headless", "pandas")
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start or go on; the message says why in one line, and what to do."""
+
+
+@dataclass
+class TrainResult:
+    name: str
+    params: int
+    epochs: int
+    best_val_loss: float
+    best_val_mae: float
+    seconds_per_epoch: float
+    stopped_early: bool
+    diverged: str | None = None  # where the loss stopped being finite, if it did
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("driving", *PACKAGES):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _check_models(config: RunConfig) -> None:
+    unknown = [m for m in config.models if m not in models.MODELS]
+    if unknown:
+        raise ConfigError("models", f"unknown model {unknown[0]!r}; choose from {', '.join(models.MODELS)}")
+
+
+def _check_resume(config: RunConfig, out: Path) -> None:
+    """--resume must find, for every model, the last checkpoint and its history, and a run.json
+    with the same data, split and preprocessing: anything else would overwrite a good model with
+    one trained from scratch, or continue on other frames."""
+    for name in config.models:
+        last = out / f"{name}.last.keras"
+        if not last.is_file():
+            raise TrainError(
+                f"--resume: {last} is missing, so {name} cannot continue; train without --resume "
+                f"to start {name} afresh (that replaces {out / (name + '.keras')})"
+            )
+        try:
+            history = read_history(out, name)
+        except ValueError as e:
+            raise TrainError(f"--resume: {e}") from None
+        if not len(history) or "val_loss" not in history:
+            raise TrainError(f"--resume: {out / (name + '.history.csv')} is missing or empty")
+    saved = out / RUN_JSON
+    if saved.is_file():
+        try:
+            before = RunConfig.from_dict(json.loads(saved.read_text()), str(saved))
+        except (ValueError, ConfigError) as e:
+            raise TrainError(f"--resume: {saved} is unreadable ({e})") from None
+        for what, old, new in (
+            ("the split", before.split(), config.split()),
+            ("the preprocessing", before.preprocessing, config.preprocessing),
+        ):
+            if old != new:
+                raise TrainError(f"--resume: {what} differs from the run in {saved} ({old} vs {new})")
+
+
+def _frame_size(frames) -> tuple[int, int] | None:
+    """(height, width) of the first readable center image, or None."""
+    for path in frames["center"].head(20):
+        try:
+            return read_frame(path).shape[:2]
+        except FrameError:
+            continue
+    return None
+
+
+def load_split(config: RunConfig):
+    """The recordings, checked and split, before anything is decoded: (train, val, summary)."""
+    recordings = load_recordings(config.data)
+    train, val = split_by_time(recordings.frames, config.val_fraction, config.block_seconds, config.seed)
+    if len(val) == 0 or len(train) == 0:
+        raise TrainError(
+            f"the split left {len(train)} training and {len(val)} validation frames: record more, or "
+            "change --val-fraction / --block-seconds"
+        )
+    geometry = config.preprocessing
+    size = _frame_size(train)
+    if size is not None and size != (geometry.frame_height, geometry.frame_width):
+        raise TrainError(
+            f"the recordings' frames are {size[1]}x{size[0]}, "
+            f"not {geometry.frame_width}x{geometry.frame_height}: "
+            f"pass --frame-size {size[0]}x{size[1]} with crop rows that fit (--crop-top, --crop-bottom)"
+        )
+    if config.batch_size > len(train):
+        raise TrainError(f"--batch-size {config.batch_size} is more than the {len(train)} training frames")
+    return train, val, recordings.summary
+
+
+def decode(config: RunConfig, train, val, summary):
+    """The frame cache of the split (each image decoded once): (cache, train, val), the rows with
+    unusable images dropped and counted in `summary`."""
+    cache, train, val = cache_split(
+        train, val, config.augment, config.preprocessing, config.cache_dir, summary
+    )
+    print(summary)  # after decoding: broken images are counted in it
+    if len(train) < config.batch_size or len(val) == 0:
+        raise TrainError(
+            f"after skipping unusable images, {len(train)} training and {len(val)} validation frames "
+            f"are left (batch size {config.batch_size}): see the summary above"
+        )
+    return cache, train, val
+
+
+def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
+    """Train every model of `config`; write its files and OUT/run.json. Raises ConfigError,
+    RecordingError, TrainError or ModelFileError with one line for anything that cannot work,
+    checked before the long work wherever possible."""
+    config.validate()
+    _check_models(config)
+    out = check_writable_folder(config.out, "--out folder")
+    config.data = [os.path.abspath(d) for d in config.data]  # run.json must find them from anywhere
+    remove_stale_temps(out)
+    if config.resume:
+        _check_resume(config, out)
+    train_rows, val_rows, summary = load_split(config)
+    setup_devices(config.mixed_precision)
+    strategy = make_strategy(config)  # before any TensorFlow op: a multi-worker one must be first
+    chief = is_chief(config)
+    cache, train_rows, val_rows = decode(config, train_rows, val_rows, summary)
+    config.versions = package_versions()
+    steps = config.steps_per_epoch or steps_per_epoch(train_rows, config.batch_size, config.augment)
+    replicas = strategy.num_replicas_in_sync
+    print(
+        f"{len(train_rows)} training rows, {len(val_rows)} validation rows; {steps} steps per epoch "
+        f"of {config.batch_size}; {replicas} replica(s)"
+    )
+    record = config.to_dict()
+    if chief:
+        write_json(out / RUN_JSON, {**record, "command": command_line(config)})
+
+    val_ds = shard(val_dataset(val_rows, cache, config.batch_size), config)
+    if replicas > 1:
+        # Replicas must get equal shares of every batch: drop the last < `replicas` val frames.
+        val_ds = (
+            val_ds.unbatch()
+            .batch(replicas, drop_remainder=True)
+            .unbatch()
+            .batch(config.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+    results = []
+    for name in config.models:
+        seed = model_seed(config.seed, name)
+        train_ds = train_dataset(
+            train_rows, cache, config.batch_size, config.augment, config.preprocessing, seed
+        )
+        train_ds = shard(train_ds, config)
+        results.append(
+            train_model(name, config, train_ds, val_ds, steps, strategy, progress and chief, chief)
+        )
+        keras.backend.clear_session(free_memory=True)
+        if chief:
+            results_json = {r.name: vars(r) for r in results}
+            write_json(out / RUN_JSON, {**record, "command": command_line(config), "results": results_json})
+    if chief:
+        plot_loss_overlay(all_histories(out), out / "loss_overlay.png")
+    return results
+
+
+def train_model(
+    name: str, config: RunConfig, train_ds, val_ds, steps: int, strategy, progress: bool, chief: bool = True
+) -> TrainResult:
+    """Fit one registered model; its files land in config.out (see the module docstring)."""
+    out = Path(config.out)
+    history = read_history(out, name) if config.resume else None
+    info = ModelInfo(
+        preprocessing=config.preprocessing,
+        model=name,
+        augment=config.augment.to_dict(),
+        run={k: v for k, v in config.to_dict().items() if k != "resume"},
+    )
+    with strategy.scope():
+        if history is not None:
+            model, _ = load_keras(out / f"{name}.last.keras", compile=True)
+            print(f"{name}: resuming after epoch {len(history)} from {out / (name + '.last.keras')}")
+        else:
+            keras.utils.set_random_seed(model_seed(config.seed, name))
+            model = models.build(name, input_shape=config.preprocessing.input_shape)
+            models.compile_for_training(model, config.lr)
+    history = history if history is not None else pd.DataFrame()
+    initial_epoch = len(history)
+    best = float(history["val_loss"].min()) if len(history) else math.inf
+
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
+    if len(history):  # carry the patience count across a resume
+        early.best = best
+        early.wait = len(history) - 1 - int(history["val_loss"].idxmin())
+    divergence = callbacks.StopOnDivergence()
+    checkpoints = callbacks.Checkpoints(out, name, info, best)
+    # Every worker of a multi-worker run stops on the same signals (losses are all-reduced, so
+    # they agree); only the chief writes.
+    fit_callbacks = [callbacks.EpochTimer(), divergence, early]
+    if chief:
+        fit_callbacks += [checkpoints, callbacks.HistoryLog(out, name, history)]
+        if config.drive_check_steps:
+            fit_callbacks.append(
+                _drive_check(out, name, info, config.drive_check_steps, initial_epoch * steps)
+            )
+        if config.tensorboard:
+            fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
+    if progress:
+        fit_callbacks.append(callbacks.TqdmProgress(name, config.epochs, steps))
+    fitted = None
+    if initial_epoch < config.epochs:
+        fitted = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=fit_callbacks,
+            verbose=0,
+            shuffle=False,
+        )
+    if chief:
+        history = read_history(out, name)
+    else:  # the chief writes the history file; a worker knows what it trained here
+        history = pd.DataFrame(fitted.history if fitted is not None else {})
+        history["epoch"] = range(initial_epoch, initial_epoch + len(history))
+    if divergence.diverged:
+        kept = f"kept {out / (name + '.keras')}" if (out / f"{name}.keras").is_file() else "no model saved"
+        print(f"{name}: training diverged at {divergence.diverged}; stopped, {kept}", file=sys.stderr)
+    finite = history[history["val_loss"].map(math.isfinite)] if len(history) else history
+    if len(history) and chief:
+        plot_loss(history, name, out / f"{name}.loss.png")
+    best_row = finite.loc[finite["val_loss"].idxmin()] if len(finite) else None
+    return TrainResult(
+        name=name,
+        params=model.count_params(),
+        epochs=len(history),
+        best_val_loss=float(best_row["val_loss"]) if best_row is not None else math.nan,
+        best_val_mae=float(best_row["val_mae"]) if best_row is not None else math.nan,
+        seconds_per_epoch=float(history["epoch_seconds"].median())
+        if "epoch_seconds" in history
+        else math.nan,
+        stopped_early=len(history) < config.epochs and not divergence.diverged,
+        diverged=divergence.diverged,
+    )
+
+
+def _drive_check(out: Path, name: str, info, every: int, step: int):
+    """The DriveCheck callback, carrying on from NAME.drive.csv when a run resumes (so a resumed
+    run never replaces the drive-best checkpoint with a worse one)."""
+    check = callbacks.DriveCheck(out, name, info, every, step=step)
+    log = out / f"{name}.drive.csv"
+    if step and log.is_file() and (out / f"{name}.drive.keras").is_file():
+        try:
+            rows = pd.read_csv(log).to_dict(orient="records")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            rows = []
+        check.rows = [r for r in rows if r.get("step", 0) <= step]
+        kept = [r for r in check.rows if r.get("kept") is True]
+        if kept:
+            check.best = max((r["autonomy"], -r["mean_abs_cte_m"]) for r in kept)
+    return check
+
+
+def summary_table(results: Sequence[TrainResult]) -> str:
+    lines = [
+        f"{'model':<12} {'params':>9} {'epochs':>7} {'best val MSE':>13} {'val MAE':>8} {'s/epoch':>8}  note"
+    ]
+    for r in results:
+        note = f"diverged at {r.diverged}" if r.diverged else "stopped early" if r.stopped_early else ""
+        lines.append(
+            f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {r.best_val_loss:>13.5f} "
+            f"{r.best_val_mae:>8.4f} {r.seconds_per_epoch:>8.1f}  {note}"
+        )
+    return "\n".join(lines)
