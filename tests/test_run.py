@@ -152,5 +152,4 @@ def test_one_run_per_folder_the_holder_named_and_freed_when_it_dies(tmp_path: Pa
         holder.wait(timeout=10)
     # The OS released the dead holder's lock; this process holds it now.
     with RunFolder(tmp_path).hold(), pytest.raises(FolderInUse, match=f"PID {os.getpid()}"):
-        with RunFolder(tmp_path).hold():
-            pass
+        RunFolder(tmp_path).hold().__enter__()
