@@ -199,3 +199,65 @@ def read_json(path: str | Path, max_bytes: int = MAX_RECORD_BYTES, max_depth: in
     except OSError as e:
         raise RecordError(str(e) if str(path) in str(e) else f"{path}: {e.strerror or e}") from None
     return parse_json(data, str(path), max_depth)
+
+
+class OutputRefused(ValueError):
+    """An output path that holds something the command did not write; the message names it."""
+
+
+RECORDING_LOG = "driving_log.csv"  # the simulator's name (driving.config.CSV_NAME)
+MODEL_SUFFIXES = (".keras", ".h5", ".tflite")
+_TEXT_SUFFIXES = (".md", ".txt", ".csv", ".html", ".svg")
+
+
+def _looks_like(path: Path, suffix: str) -> bool:
+    """Whether the file at `path` holds what its suffix says: the content, not just the name."""
+    with open(path, "rb") as f:  # a regular file (checked by the caller): the open cannot block
+        head = f.read(4096)
+    if not head:
+        return True  # empty: nothing to lose
+    if suffix == ".png":
+        return head.startswith(b"\x89PNG\r\n\x1a\n")
+    if suffix in (".jpg", ".jpeg"):
+        return head.startswith(b"\xff\xd8\xff")
+    if suffix == ".mp4":
+        return head[4:8] == b"ftyp"
+    if suffix == ".json":
+        return head.lstrip()[:1] in (b"{", b"[")
+    if suffix in _TEXT_SUFFIXES:
+        return b"\0" not in head
+    return False
+
+
+def _in_recording(path: Path) -> bool:
+    """A recording's log, or a file inside a recording folder or its IMG/ folder."""
+    parents = [path.parent, path.parent.parent]
+    return path.name == RECORDING_LOG or any((p / RECORDING_LOG).is_file() for p in parents)
+
+
+def check_output_file(
+    path: str | Path, option: str, suffixes: tuple[str, ...], overwrite: bool = False
+) -> Path:
+    """Refuse, before any work and in one line naming `option`, an output file path that would
+    replace something the command did not write: a folder, a FIFO or device, a recording's file,
+    a model, a name without one of `suffixes`, or an existing file whose content is of another kind
+    (unless `overwrite`). An existing file of the same kind (an earlier run's chart) is replaced."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        raise OutputRefused(f"{option} {path}: is a folder; name a file inside it")
+    if suffix in MODEL_SUFFIXES:
+        raise OutputRefused(f"{option} {path}: a model file name; this option writes {'/'.join(suffixes)}")
+    if suffix not in suffixes:
+        raise OutputRefused(f"{option} {path}: expected a file name ending in {' or '.join(suffixes)}")
+    if _in_recording(path):
+        raise OutputRefused(f"{option} {path}: inside a recording; write it elsewhere")
+    if not path.exists() and not path.is_symlink():
+        return path
+    if not path.is_file():
+        raise OutputRefused(f"{option} {path}: not a regular file (a FIFO, device or socket is refused)")
+    if not overwrite and not _looks_like(path, suffix):
+        raise OutputRefused(
+            f"{option} {path}: holds a file that is not a {suffix} file; move it, or pass --overwrite"
+        )
+    return path
