@@ -29,9 +29,9 @@ def main() -> None:
     tfsetup.setup()
 
     from driving import models
-    from driving.measure import keras_function, time_calls
     from driving.modelio import ModelInfo, export_tflite
-    from driving.report import load_tflite
+    from driving.report.export import load_tflite
+    from driving.report.measure import keras_function, time_calls
     from driving.runtime import litert_threads
 
     rng = np.random.default_rng(0)

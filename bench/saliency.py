@@ -6,7 +6,7 @@ depend on them.
     python bench/saliency.py [--models base effnet effnet-slim pilotnet] [--runs 50]
 
 A frame's cost is the whole path the overlays take: preprocess, the method at batch 1, the map
-placed back on the frame (driving.saliency.frame_saliency).
+placed back on the frame (driving.saliency.methods.frame_saliency).
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ def main() -> None:
 
     tfsetup.setup()
 
-    from driving import models, saliency
+    from driving import models
     from driving.config import DEFAULT_PREPROCESSING
-    from driving.measure import keras_function, machine_description, time_calls
     from driving.preprocess import preprocess
+    from driving.report.measure import keras_function, machine_description, time_calls
+    from driving.saliency.frames import probe_frames
+    from driving.saliency.methods import METHODS, frame_saliency
 
     start = time.perf_counter()
-    probes = saliency.probe_frames()
+    probes = probe_frames()
     print(f"{machine_description()}")
     print(f"report's scoring frames: {len(probes)} rendered in {time.perf_counter() - start:.1f} s")
     frame = probes[0].frame[None]
@@ -45,8 +47,8 @@ def main() -> None:
         forward = time_calls(partial(keras_function(model), x), args.runs)["median_ms"]
         ms = {}
         for method, runs in (("vbp", args.runs), ("smoothgrad", max(1, args.runs // 5))):
-            made = saliency.METHODS[method](model)
-            call = partial(saliency.frame_saliency, made, frame, DEFAULT_PREPROCESSING)
+            made = METHODS[method](model)
+            call = partial(frame_saliency, made, frame, DEFAULT_PREPROCESSING)
             ms[method] = time_calls(call, runs, warmup=2)["median_ms"]
         print(
             f"{name:<12} {forward:>10.2f} {ms['vbp']:>8.2f} {ms['smoothgrad']:>14.1f} "

@@ -452,10 +452,10 @@ def serve_run(models: list[str], runs: int, calibration_frames: int, cpu: int, f
     import numpy as np
 
     from bench.drive_latency import render_frames
-    from driving.measure import time_calls
     from driving.modelio import TFLITE_KINDS, ModelInfo, export_tflite
     from driving.models import build
     from driving.preprocess import decode_jpeg, preprocess
+    from driving.report.measure import time_calls
     from driving.runtime import Predictor, litert_threads
 
     # Simulator frames: the timed inputs (as the server decodes them) and int8's calibration.
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(args, "suite_model", None) and not Path(args.suite_model).is_file():
         parser.error(f"--suite-model {args.suite_model}: no such file")
 
-    from driving.measure import machine_description
+    from driving.report.measure import machine_description
 
     print(f"{machine_description()}; {time.strftime('%Y-%m-%d %H:%M')}; load {_load()}", flush=True)
     results: dict = {"machine": machine_description(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -99,8 +99,9 @@ def machine() -> str:
 
 def run(config: DemoConfig) -> str:
     """The whole demo; returns the summary (also written to OUT/summary.md)."""
-    from driving import evaluate, report
+    from driving import evaluate
     from driving.files import check_writable_folder, write_text
+    from driving.report import stage as report
     from driving.study import RECIPES, recordings, run_config
     from driving.train import stage as train
 
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from driving.data import RecordingError
     from driving.modelio import ModelFileError
-    from driving.report import ReportError
+    from driving.report.stage import ReportError
     from driving.train.stage import TrainError
 
     try:

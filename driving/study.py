@@ -324,7 +324,7 @@ def finished_runs(out: Path, suite: Suite) -> list[dict]:
 def header(suite: Suite, runs: list[dict]) -> str:
     from datetime import date
 
-    from driving.measure import machine_description
+    from driving.report.measure import machine_description
 
     budgets = dict.fromkeys(
         f"{s['epochs']} epochs x {s['steps_per_epoch']} steps x batch {s['batch_size']}"

@@ -20,7 +20,7 @@ from driving.sim.client import ProtocolError
 from driving.sim.closed_loop import DirectLink, DriveOptions, SocketLink, drive
 from driving.sim.metrics import autonomy, steering_rate_rms
 from driving.sim.track import get_track
-from driving.video import count_frames
+from driving.video.writer import count_frames
 
 LAKE = get_track("lake")
 

@@ -12,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from driving import models, report
+from driving import models
 from driving.config import AugmentConfig, Preprocessing, RunConfig
 from driving.modelio import load_info, load_keras
+from driving.report import cli, export, stage
 from driving.train import stage as train
 from tests.conftest import write_recording
 
@@ -42,14 +43,14 @@ def data(tmp_path_factory) -> Path:
 def test_report_on_two_trained_models(data, tmp_path):
     out = tmp_path / "models"
     train.run(config(data, out), progress=False)
-    result = report.run(out, runs=5, val_frames=32, progress=False)  # no --data: run.json says
+    result = stage.run(out, runs=5, val_frames=32, progress=False)  # no --data: run.json says
 
     saved = json.loads((out / "report.json").read_text())
     rows = {r["model"]: r for r in saved["models"]}
     assert list(rows) == ["base", "pilotnet"] and saved == json.loads(json.dumps(result))
     assert saved["not_measured"] == [] and len(set(saved["scored_on"].values())) == 1
-    split = report.Split((str(data.absolute()),), 0.2, 1.0, 0, Preprocessing())
-    x_val, y_val, _ = report.validation_frames(split, limit=32)
+    split = stage.Split((str(data.absolute()),), 0.2, 1.0, 0, Preprocessing())
+    x_val, y_val, _ = stage.validation_frames(split, limit=32)
     for name, row in rows.items():
         model, _ = load_keras(out / f"{name}.keras")
         assert (row["params"], row["trainable"]) == models.count_params(model)
@@ -67,7 +68,7 @@ def test_report_on_two_trained_models(data, tmp_path):
         for kind, lite in row["tflite"].items():
             assert lite["bytes"] == (out / lite["file"]).stat().st_size
             assert lite["within_tolerance"], (name, kind, lite["max_abs_error"])
-            assert lite["max_abs_error"] <= report.TOLERANCE[kind]
+            assert lite["max_abs_error"] <= export.TOLERANCE[kind]
             assert load_info(out / lite["file"]).preprocessing == Preprocessing()  # exports carry it
         # full-integer int8 is smaller than float16, smaller than float32
         sizes = [row["tflite"][k]["bytes"] for k in ("int8", "float16", "float32")]
@@ -95,7 +96,7 @@ def test_models_from_different_runs_are_scored_on_their_own_splits_and_a_broken_
     train.run(config(data, out, models=["pilotnet"], seed=0), progress=False)
     train.run(config(data, out, models=["base"], seed=7), progress=False)  # another split, same folder
     (out / "effnet.keras").write_bytes((out / "base.keras").read_bytes()[:5000])  # truncated
-    result = report.run(out, runs=3, val_frames=16, export=False, progress=False)
+    result = stage.run(out, runs=3, val_frames=16, export=False, progress=False)
 
     assert [r["model"] for r in result["models"]] == ["base", "pilotnet"]
     [failed] = result["not_measured"]
@@ -105,8 +106,8 @@ def test_models_from_different_runs_are_scored_on_their_own_splits_and_a_broken_
     assert "come from different runs" in text and "effnet: " in text
 
     # pilotnet's validation error is measured on its own run's validation frames (seed 0).
-    split = report.Split((str(data.absolute()),), 0.2, 1.0, 0, Preprocessing())
-    x_val, y_val, _ = report.validation_frames(split, limit=16)
+    split = stage.Split((str(data.absolute()),), 0.2, 1.0, 0, Preprocessing())
+    x_val, y_val, _ = stage.validation_frames(split, limit=16)
     model, _ = load_keras(out / "pilotnet.keras")
     pred = model.predict(x_val, verbose=0).reshape(-1)
     pilot = next(r for r in result["models"] if r["model"] == "pilotnet")
@@ -114,14 +115,14 @@ def test_models_from_different_runs_are_scored_on_their_own_splits_and_a_broken_
 
 
 def test_careless_report_calls_end_in_one_line(tmp_path, capsys):
-    assert report.main(["--models", str(tmp_path / "none")]) == 1
+    assert cli.main(["--models", str(tmp_path / "none")]) == 1
     assert "no such folder" in capsys.readouterr().err
     tmp_path.joinpath("empty").mkdir()
-    assert report.main(["--models", str(tmp_path / "empty")]) == 1
+    assert cli.main(["--models", str(tmp_path / "empty")]) == 1
     assert "no trained models" in capsys.readouterr().err
     for bad in (["--runs", "0"], ["--val-frames", "-3"], ["--seed", "x"]):
         with pytest.raises(SystemExit) as exit_code:
-            report.main(["--models", str(tmp_path), *bad])
+            cli.main(["--models", str(tmp_path), *bad])
         assert exit_code.value.code == 2 and "Traceback" not in capsys.readouterr().err
 
 
@@ -129,7 +130,7 @@ def test_report_help_imports_no_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys; from driving import report; report.build_parser(); "
+    code = "import sys; from driving.report import cli; cli.build_parser(); "
     code += "assert 'tensorflow' not in sys.modules"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -141,9 +142,7 @@ def test_every_exported_precision_is_driven_and_tabulated(data, tmp_path):
     out = tmp_path / "models"
     train.run(config(data, out, models=["pilotnet"]), progress=False)
     tiny = Suite("tiny", 1, (SuiteDrive(10910, "lake", 1_010_910, 0.03),), "one short drive")
-    result = report.run(
-        out, runs=3, val_frames=16, saliency=(), drive_precisions=tiny, jobs=1, progress=False
-    )
+    result = stage.run(out, runs=3, val_frames=16, saliency=(), drive_precisions=tiny, jobs=1, progress=False)
     rows = result["precisions"]["rows"]
     assert [(r["model"], r["precision"]) for r in rows] == [
         ("pilotnet", "float32"),
@@ -161,7 +160,7 @@ def test_every_exported_precision_is_driven_and_tabulated(data, tmp_path):
 
 
 def test_an_export_beyond_its_tolerance_is_named_with_its_error_and_what_to_do():
-    from driving.report import _export_misses
+    from driving.report.render import _export_misses
 
     def export(max_error, tolerance):
         return {

@@ -13,15 +13,18 @@ import numpy as np
 import pytest
 from keras import layers
 
-from driving import report, saliency
 from driving.config import CROP_BOTTOM, CROP_TOP, DEFAULT_PREPROCESSING, INPUT_SHAPE
 from driving.modelio import ModelInfo, save_keras
 from driving.models import MODELS, build
+from driving.report import render, stage
+from driving.saliency import METHOD_NAMES, methods
+from driving.saliency.cli import main as saliency_main
+from driving.saliency.frames import Probe, track_probes
 from driving.sim.simulator import Simulator
 from driving.sim.track import builtin_track
 from driving.sim.world import CAR, EDGE, ROAD, SKY, World
-from driving.video import count_frames
-from driving.video import main as video_main
+from driving.video.__main__ import main as video_main
+from driving.video.writer import count_frames
 from tests.conftest import write_recording
 
 
@@ -54,9 +57,9 @@ def lake():
 # --- the methods ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", list(saliency.METHODS))
+@pytest.mark.parametrize("method", list(methods.METHODS))
 def test_maps_have_the_inputs_size_and_lie_in_0_1(method):
-    maps = saliency.METHODS[method](tiny())(frames(3))
+    maps = methods.METHODS[method](tiny())(frames(3))
     assert maps.shape == (3, 32, 48) and maps.dtype == np.float32
     assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1)
 
@@ -64,7 +67,7 @@ def test_maps_have_the_inputs_size_and_lie_in_0_1(method):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_visual_backprop_works_for_every_registered_model(name):
     model = build(name, input_shape=(32, 32, 3))  # the smallest input five halvings take
-    maps = saliency.VisualBackProp(model)(frames(2, (32, 32, 3)))
+    maps = methods.VisualBackProp(model)(frames(2, (32, 32, 3)))
     assert maps.shape == (2, 32, 32) and maps.min() >= 0 and maps.max() <= 1 and maps.max() > 0
     keras.backend.clear_session()
 
@@ -89,13 +92,13 @@ def test_the_mask_is_spread_back_by_a_transposed_convolution_of_ones(kernel, str
         tape.watch(x)
         weighted = tf.reduce_sum(conv(x)[..., 0] * mask)
     expected = tape.gradient(weighted, x).numpy()[..., 0]
-    np.testing.assert_allclose(saliency._transposed_ones(mask, conv), expected, rtol=1e-6)
+    np.testing.assert_allclose(methods._transposed_ones(mask, conv), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("method", list(saliency.METHODS))
+@pytest.mark.parametrize("method", list(methods.METHODS))
 def test_saliency_falls_on_the_only_region_the_steering_sees(method):
     model = tiny(crop=((16, 0), (12, 12)))  # sees rows 16:32, columns 12:36
-    maps = saliency.METHODS[method](model)(frames(2))
+    maps = methods.METHODS[method](model)(frames(2))
     inside = np.zeros((32, 48), bool)
     inside[16:32, 12:36] = True
     assert (maps[:, ~inside] == 0).all() and (maps[:, inside].sum(axis=1) > 0).all()
@@ -103,7 +106,7 @@ def test_saliency_falls_on_the_only_region_the_steering_sees(method):
 
 def test_maps_go_back_onto_the_crop_rows_of_the_frame():
     maps = np.ones((1, *INPUT_SHAPE[:2]), np.float32)
-    on_frame = saliency.to_frame(maps, DEFAULT_PREPROCESSING)
+    on_frame = methods.to_frame(maps, DEFAULT_PREPROCESSING)
     assert on_frame.shape == (1, 160, 320)
     assert (on_frame[0, CROP_TOP:CROP_BOTTOM] == 1).all()
     assert on_frame[0, :CROP_TOP].sum() == 0 and on_frame[0, CROP_BOTTOM:].sum() == 0
@@ -140,12 +143,12 @@ def test_labels_are_painted_only_when_asked_and_change_no_pixel(lake):
 def test_a_model_that_sees_only_road_scores_near_1(lake):
     lake.reset(s=40.0)
     camera, pose = lake.cameras["center"], (lake.car.x, lake.car.y, lake.car.heading)
-    probe = saliency.Probe("lake", camera.render(*pose), camera.render_labels(*pose))
+    probe = Probe("lake", camera.render(*pose), camera.render_labels(*pose))
     # Input rows 32:128 and columns 40:88 are frame rows 95:140, columns 100:220: the road ahead.
     model = tiny(INPUT_SHAPE, crop=((32, 0), (40, 40)))
-    for method in saliency.METHODS.values():
-        maps = saliency.frame_saliency(method(model), probe.frame[None], DEFAULT_PREPROCESSING)
-        found = saliency.score(maps, [probe], DEFAULT_PREPROCESSING)
+    for method in methods.METHODS.values():
+        maps = methods.frame_saliency(method(model), probe.frame[None], DEFAULT_PREPROCESSING)
+        found = methods.score(maps, [probe], DEFAULT_PREPROCESSING)
         assert found["score"] > 0.97 and found["off_road"] < 0.03
         assert found["chance"] < found["score"]
 
@@ -161,21 +164,25 @@ def model_file(tmp_path_factory):
 
 
 def test_help_imports_no_tensorflow():
-    code = "import sys; from driving import saliency; saliency.build_parser(); "
+    code = "import sys; from driving.saliency import cli; cli.build_parser(); "
     code += "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
 
 
+def test_the_command_lines_offer_every_method():
+    assert tuple(methods.METHODS) == METHOD_NAMES  # named in --help before the methods load
+
+
 def test_command_line_writes_overlays_and_a_grid(model_file, tmp_path, capsys):
     out = tmp_path / "out"
-    assert saliency.main([str(model_file), "--track", "lake", "--frames", "2", "--out", str(out)]) == 0
+    assert saliency_main([str(model_file), "--track", "lake", "--frames", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "road and edge" in printed and "looks everywhere alike" in printed
     assert sorted(p.name for p in out.iterdir()) == ["frame-000.png", "frame-001.png", "grid.png"]
     recording = write_recording(tmp_path / "rec", n=5, sides=False)
     args = [str(model_file), "--data", str(recording), "--frames", "3", "--method", "smoothgrad"]
-    assert saliency.main([*args, "--out", str(tmp_path / "rec-out")]) == 0
+    assert saliency_main([*args, "--out", str(tmp_path / "rec-out")]) == 0
     shown = cv2.imread(str(tmp_path / "rec-out" / "frame-002.png"))
     assert shown.shape == (160, 320, 3)
 
@@ -188,7 +195,7 @@ def test_careless_command_lines_end_in_one_line(model_file, tmp_path, capsys):
         [str(model_file), "--track", "lake", "--method", "gradcam"],
     ):
         with pytest.raises(SystemExit) as exit_code:
-            saliency.main(args)
+            saliency_main(args)
         assert exit_code.value.code == 2 and "Traceback" not in capsys.readouterr().err
     tflite = tmp_path / "m.tflite"
     tflite.write_bytes(b"not a model")
@@ -198,7 +205,7 @@ def test_careless_command_lines_end_in_one_line(model_file, tmp_path, capsys):
         ([str(model_file), "--data", str(tmp_path / "nothing")], "no such folder"),
         ([str(tflite), "--track", "lake"], "not a usable LiteRT model"),
     ):
-        assert saliency.main([*args, "--out", str(tmp_path / "out")]) == 1
+        assert saliency_main([*args, "--out", str(tmp_path / "out")]) == 1
         err = capsys.readouterr().err
         assert why in err and len(err.strip().splitlines()) == 1, err
 
@@ -221,10 +228,10 @@ def test_report_section_scores_every_model_and_survives_a_broken_one(model_file,
     folder.mkdir()
     (folder / "tiny.keras").write_bytes(model_file.read_bytes())
     (folder / "broken.keras").write_bytes(b"truncated")
-    probes = saliency.track_probes("lake", 2)
-    section = report.saliency_section(folder, ["tiny", "broken"], ["vbp", "smoothgrad"], probes)
+    probes = track_probes("lake", 2)
+    section = stage.saliency_section(folder, ["tiny", "broken"], ["vbp", "smoothgrad"], probes)
     assert set(section["scores"]["tiny"]) == {"vbp", "smoothgrad"} and "broken" in section["not_scored"]
     assert 0 <= section["scores"]["tiny"]["vbp"]["score"] <= 1
-    assert (folder / report.SALIENCY_GRID).is_file()
-    text = "\n".join(report.saliency_markdown(section))
+    assert (folder / render.SALIENCY_GRID).is_file()
+    text = "\n".join(render.saliency_markdown(section))
     assert "| tiny | vbp |" in text and "broken: not scored" in text

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from driving.video import VideoError, count_frames, main, recording_to_video, write_video
+from driving.video.__main__ import main
+from driving.video.writer import VideoError, count_frames, recording_to_video, write_video
 from tests.conftest import road_frame, write_recording
 
 

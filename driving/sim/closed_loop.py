@@ -281,7 +281,7 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
     for observer in options.observers:
         observer.end(metrics)
     if options.video is not None:
-        from driving.video import write_video
+        from driving.video.writer import write_video
 
         write_video(_video_frames(video_frames, trace), options.video)
     return metrics, trace

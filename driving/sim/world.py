@@ -5,7 +5,7 @@ drawn once per track. A mip pyramid (each level half the size, pre-filtered) let
 a smoother level so distant texture does not shimmer. A second pyramid holds the road mask
 (255 on the road surface), which tests and metrics can render through the same camera. A label
 texture (what each ground point is: off-road, road, road edge or marking) is painted on first use,
-for measuring where a model looks (driving/saliency.py); worlds that are never asked pay nothing.
+for measuring where a model looks (driving/saliency/); worlds that are never asked pay nothing.
 
 Under Conditions (conditions.py) the style's colours shift, its grain and shadow blobs scale,
 shadows stretch along the sun's direction, and sunlight dims and tints everything. The texture

@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nmodels, histories and plots in {config.out}/ (loss_overlay.png compares them; run.json: how)")
     if args.report:
         # The report stage, loaded only when --report asks for it.
-        from driving import report
+        from driving.report import stage as report
 
         report.run(Path(config.out))
     return 1 if any(r.diverged for r in results) else 0

@@ -1,5 +1,9 @@
-"""Measuring models: batch-1 latency, file sizes, the machine. Shared by the slimming report and
-the benchmarks in bench/, so both time the same way.
+"""Measuring models: batch-1 latency, file sizes, the machine, and how much the report measures by
+default. Shared by the slimming report, the seed study's table and the benchmarks in bench/, so all
+of them time the same way.
+
+Light to import: the study's table and bench/scaling.py take the timer and the machine line from
+here without loading TensorFlow, and the report's command line its defaults.
 """
 
 from __future__ import annotations
@@ -10,9 +14,20 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
+import h5py
 import numpy as np
+
+from driving.modelio import ModelInfo, save_keras
+
+CALIBRATION_FRAMES = 1500  # int8 ranges: 200 frames left effnet-slim at 0.10-0.22 max error, 1500 at 0.07
+# Where each model looks, on by default because it costs little: VisualBackProp's section took 5
+# to 12 s here (mostly rendering its 18 frames) against the report's 110 s; SmoothGrad (32 passes
+# forward and back per frame) adds 20 to 30 s for four models and is asked for by name
+# (docs/saliency.md).
+SALIENCY_METHODS = ("vbp",)
 
 
 def time_calls(call: Callable[[], object], runs: int, warmup: int = 10) -> dict[str, float]:
@@ -31,10 +46,8 @@ def time_calls(call: Callable[[], object], runs: int, warmup: int = 10) -> dict[
 
 def keras_function(model) -> Callable[[np.ndarray], np.ndarray]:
     """A traced, inference-mode call: what serving uses, without model.predict's overhead."""
-    from driving import tfsetup
-
-    tfsetup.setup()
-
+    # Here, not at the top: the callers of time_calls and machine_description (the study's table,
+    # bench/scaling.py) must not load TensorFlow; whoever holds a Keras model has loaded it already.
     import tensorflow as tf
 
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -44,10 +57,6 @@ def keras_function(model) -> Callable[[np.ndarray], np.ndarray]:
 def file_sizes(model, folder: Path, name: str) -> dict[str, int]:
     """Bytes of NAME.h5 / NAME.keras as train.py saved them, whether the .h5 holds optimizer
     state, and the bytes of the same model saved as .h5 without it."""
-    import h5py
-
-    from driving.modelio import ModelInfo, save_keras
-
     sizes = {"keras": (folder / f"{name}.keras").stat().st_size}
     h5 = folder / f"{name}.h5"
     if h5.is_file():
@@ -63,8 +72,6 @@ def file_sizes(model, folder: Path, name: str) -> dict[str, int]:
 
 def machine_description() -> str:
     """CPU, cores and TensorFlow version: what every measured figure is stamped with."""
-    from importlib import metadata
-
     cpu = platform.processor() or platform.machine()
     try:
         tf_version = metadata.version("tensorflow")

@@ -1,8 +1,9 @@
-"""Recordings to MP4: the center camera's frames in driving_log.csv order.
+"""Recordings to MP4: the center camera's frames in driving_log.csv order, or any RGB frames.
 
-    python -m driving.video runs/lap1 --fps 15            # writes runs/lap1.mp4
-    python -m driving.video runs/lap1 --out lap1.mp4 --overlay
-    python -m driving.video runs/lap1 --saliency models/effnet.keras   # where the model looks
+    recording_to_video(folder, out, fps, with_overlay, paint=...)   a recording, each frame
+        passed through `paint` first when given: whatever the caller blends in (the command
+        line hands in where a model looks, driving/video/__main__.py)
+    write_video(frames, path, fps)   RGB frames, e.g. a closed-loop drive's (driving.sim)
 
 Any recording the loader reads works: the simulator's own, `drive.py --record`, `driving.sim record`.
 The file is written under a temporary name and renamed when complete, then read back to check it.
@@ -10,8 +11,6 @@ The file is written under a temporary name and renamed when complete, then read 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from driving import cli
 from driving.config import SAMPLE_RATE_HZ
 from driving.data import load_recordings
 from driving.files import atomic_path
@@ -122,55 +120,3 @@ def recording_to_video(
 
     written = write_video(frames(), out, fps)
     return out, written, skipped
-
-
-def saliency_painter(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """frame -> the frame with where the model at `model_path` looks blended in (VisualBackProp)."""
-    from driving import saliency
-    from driving.modelio import info_or_default, load_keras
-
-    model, info = load_keras(model_path)
-    geometry = info_or_default(info, str(model_path)).preprocessing
-    method = saliency.VisualBackProp(model)
-    return lambda rgb: saliency.overlay(
-        rgb, saliency.frame_saliency(method, rgb[None], geometry)[0], geometry
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m driving.video",
-        description="Turn a recording's center-camera frames (in driving_log.csv order) into an MP4.",
-        epilog="example: python -m driving.video runs/lap1 --fps 15   (writes runs/lap1.mp4)",
-    )
-    parser.add_argument("folder", type=Path, help="recording folder (driving_log.csv + IMG/)")
-    parser.add_argument(
-        "--fps",
-        type=cli.number(low=0, low_open=True, high=1000),
-        default=SAMPLE_RATE_HZ,
-        help=f"frames per second (default {SAMPLE_RATE_HZ}, the simulator's sample rate)",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output file (default: the folder's name + .mp4, beside it)"
-    )
-    parser.add_argument("--overlay", action="store_true", help="write steering and speed on each frame")
-    parser.add_argument(
-        "--saliency",
-        type=Path,
-        metavar="MODEL",
-        help="blend where MODEL (.keras or .h5) looks into each frame (VisualBackProp, docs/saliency.md)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        paint = saliency_painter(args.saliency) if args.saliency else None
-        out, written, skipped = recording_to_video(args.folder, args.out, args.fps, args.overlay, paint=paint)
-    except (VideoError, OSError, ValueError) as e:  # ValueError: RecordingError, ModelFileError, FrameError
-        print(f"driving.video: {e}", file=sys.stderr)
-        return 1
-    note = f", {skipped} unreadable frames skipped" if skipped else ""
-    print(f"{out}: {written} frames at {args.fps:g} fps ({written / args.fps:.1f} s){note}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
