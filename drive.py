@@ -4,7 +4,7 @@
     python drive.py models/effnet.tflite --speed 12 --record runs/lap1
     python drive.py models/effnet.h5 --view          # and watch it in a browser (docs/view.md)
 
-See docs/drive.md. The driving is driving/pilot.py; the transports driving/server.py.
+See docs/drive.md. The driving is driving/pilot.py; the transports driving/drive_server.py.
 """
 
 from __future__ import annotations
@@ -114,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     from driving import tfsetup
 
     tfsetup.setup()  # TensorFlow quietly, after --help
+    from driving.drive_server import DriveServer, ServeConfig
     from driving.files import check_writable_folder
     from driving.modelio import ModelFileError
     from driving.pilot import Pilot, PilotConfig
     from driving.runtime import Predictor  # imports TensorFlow: after --help
-    from driving.server import DriveServer, ServeConfig
 
     try:
         if args.record is not None:

@@ -204,7 +204,7 @@ class Budget:
 BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/server.py)
+ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/drive_server.py)
 MAX_BATCH_SIZE = 8192  # a batch is decoded and augmented in memory: beyond this a typo, not a plan
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from driving.config import INPUT_SHAPE
+from driving.drive_server import DriveServer, ServeConfig, SimulatorCompatibleServer
 from driving.pilot import Pilot, PilotConfig
 from driving.runtime import Predictor
-from driving.server import DriveServer, ServeConfig, SimulatorCompatibleServer
 from driving.sim.__main__ import main as sim_main
 from driving.sim.client import ProtocolError
 from driving.sim.closed_loop import DirectLink, DriveOptions, SocketLink, drive

@@ -25,10 +25,10 @@ import pytest
 import socketio
 
 from driving.data import load_recordings
+from driving.drive_server import MAX_MESSAGE_BYTES, DriveServer, ServeConfig, Stats
 from driving.pilot import MAX_IMAGE_CHARS, Pilot, PilotConfig, SpeedController
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
-from driving.server import MAX_MESSAGE_BYTES, DriveServer, ServeConfig, Stats
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
 from tests.conftest import road_frame, wait_until
 from tests.test_runtime import tiny_model
