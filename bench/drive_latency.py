@@ -58,9 +58,9 @@ def classic_server(model_path: str, port: int) -> None:
     import socketio
     from PIL import Image
 
-    from driving.drive_server import SimulatorCompatibleServer
     from driving.pilot import SpeedController
     from driving.preprocess import preprocess
+    from driving.socketio_compat import SimulatorCompatibleServer
 
     model = keras.models.load_model(model_path, compile=False)
     controller = SpeedController(speed=9.0)

@@ -50,10 +50,10 @@ import numpy as np
 import pytest
 import socketio
 
-from driving.drive_server import MAX_MESSAGE_BYTES
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
+from driving.socketio_compat import MAX_MESSAGE_BYTES
 from tests.conftest import road_frame
 from tests.test_runtime import tiny_model
 
