@@ -11,7 +11,7 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-# The Udacity simulator's camera frames (see ../shared/udacity-simulator.md).
+# The Udacity simulator's camera frames (see docs/simulator-protocol.md).
 FRAME_HEIGHT, FRAME_WIDTH = 160, 320
 SAMPLE_RATE_HZ = 15  # one sample (three cameras) every 1/15 s
 MAX_WHEEL_ANGLE_DEG = 25.0  # steering 1.0 == 25 degrees of wheel angle, positive steers right

@@ -5,7 +5,7 @@
     command = pilot.drive(payload, session)  # never raises
     emit(command.event, command.payload())   # `steer` with STRING values, or `manual` {}
 
-What a command is made of, following the simulator's protocol (../shared/udacity-simulator.md):
+What a command is made of, following the simulator's protocol (docs/simulator-protocol.md):
 - telemetry `null` or `{}` is manual driving (the person holds W or S): answered with `manual`;
 - otherwise the base64 JPEG is decoded, checked to be of the frame size the model was trained on,
   preprocessed with the model's own geometry and predicted (driving.runtime.Predictor); throttle

@@ -1,6 +1,6 @@
 """The drive server against careless and hostile clients, over real sockets on 127.0.0.1.
 
-The simulator waits forever for a reply (../shared/udacity-simulator.md), so the rules are strict:
+The simulator waits forever for a reply (docs/simulator-protocol.md), so the rules are strict:
 
 1. Every message on a Socket.IO connection gets an answer (`steer` with STRING values, or `manual`
    {}) or the connection is closed, within ANSWER_WITHIN seconds. The simulator's Engine.IO PING
