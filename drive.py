@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from driving import cli
+from driving import cli, tfsetup
 from driving.config import ASYNC_MODES
 
 
@@ -111,9 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from driving import tfsetup
-
     tfsetup.setup()  # TensorFlow quietly, after --help
+    # The stage, imported after parsing: the runtime imports TensorFlow, which --help must not wait for.
     from driving.drive_server import DriveServer, ServeConfig
     from driving.files import check_writable_folder
     from driving.modelio import ModelFileError

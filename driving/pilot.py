@@ -30,7 +30,7 @@ import numpy as np
 from driving.config import DEFAULT_PREPROCESSING, Preprocessing
 from driving.preprocess import FrameError, check_frame, decode_jpeg
 
-if TYPE_CHECKING:  # the runtime imports TensorFlow; drive.py --help should not wait for it
+if TYPE_CHECKING:  # a type only: importing the runtime loads TensorFlow wherever a Pilot is named
     from driving.runtime import Predictor
 
 # A real frame is a 320x160 JPEG of 10-30 KB (base64: 14-40 KB); larger images get a safe reply.
