@@ -4,7 +4,7 @@
     python drive.py models/effnet.tflite --speed 12 --record runs/lap1
     python drive.py models/effnet.h5 --view          # and watch it in a browser (docs/view.md)
 
-See docs/drive.md. The driving is driving/pilot.py; the transports driving/server.py.
+See docs/drive.md. The driving is driving/pilot.py; the transports driving/drive_server.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from driving import cli
+from driving import cli, tfsetup
 from driving.config import ASYNC_MODES
 
 
@@ -111,14 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from driving import tfsetup
-
     tfsetup.setup()  # TensorFlow quietly, after --help
+    # The stage, imported after parsing: the runtime imports TensorFlow, which --help must not wait for.
+    from driving.drive_server import DriveServer, ServeConfig
     from driving.files import check_writable_folder
     from driving.modelio import ModelFileError
     from driving.pilot import Pilot, PilotConfig
     from driving.runtime import Predictor  # imports TensorFlow: after --help
-    from driving.server import DriveServer, ServeConfig
 
     try:
         if args.record is not None:

@@ -60,7 +60,7 @@ def classic_server(model_path: str, port: int) -> None:
 
     from driving.pilot import SpeedController
     from driving.preprocess import preprocess
-    from driving.server import SimulatorCompatibleServer
+    from driving.socketio_compat import SimulatorCompatibleServer
 
     model = keras.models.load_model(model_path, compile=False)
     controller = SpeedController(speed=9.0)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from driving.options import ConfigError, check_bounds, option
 
-# The Udacity simulator's camera frames (docs/simulator-protocol.md).
+# The Udacity simulator's camera frames (see docs/simulator-protocol.md).
 FRAME_HEIGHT, FRAME_WIDTH = 160, 320
 SAMPLE_RATE_HZ = 15  # one sample (three cameras) every 1/15 s
 MAX_WHEEL_ANGLE_DEG = 25.0  # steering 1.0 == 25 degrees of wheel angle, positive steers right
@@ -254,7 +254,7 @@ class Budget:
 # budget needs most. The full budget is the original work's (for a GPU).
 BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
 
-ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/server.py)
+ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/drive_server.py)
 
 
 @dataclass

@@ -5,7 +5,7 @@
     command = pilot.drive(payload, session)  # never raises
     emit(command.event, command.payload())   # `steer` with STRING values, or `manual` {}
 
-What a command is made of, following the simulator's protocol (../shared/udacity-simulator.md):
+What a command is made of, following the simulator's protocol (docs/simulator-protocol.md):
 - telemetry `null` or `{}` is manual driving (the person holds W or S): answered with `manual`;
 - otherwise the base64 JPEG is decoded, checked to be of the frame size the model was trained on,
   preprocessed with the model's own geometry and predicted (driving.runtime.Predictor); throttle
@@ -30,7 +30,7 @@ import numpy as np
 from driving.config import DEFAULT_PREPROCESSING, Preprocessing
 from driving.preprocess import FrameError, check_frame, decode_jpeg
 
-if TYPE_CHECKING:  # the runtime imports TensorFlow; drive.py --help should not wait for it
+if TYPE_CHECKING:  # a type only: importing the runtime loads TensorFlow wherever a Pilot is named
     from driving.runtime import Predictor
 
 # A real frame is a 320x160 JPEG of 10-30 KB (base64: 14-40 KB); larger images get a safe reply.

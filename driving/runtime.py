@@ -25,6 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from driving.config import Preprocessing
 from driving.modelio import (
@@ -182,8 +183,6 @@ class Predictor:
         """Wrap a LiteRT flatbuffer, with the preprocessing of `info` or of the record inside it.
         int8/uint8-quantised inputs and outputs are (de)quantised here.
         num_threads: the interpreter's threads (default: litert_threads(), every usable core)."""
-        from ai_edge_litert.interpreter import Interpreter
-
         info = info_or_default(info or tflite_info(content, name), name)
         try:
             interpreter = Interpreter(model_content=content, num_threads=num_threads or litert_threads())

@@ -25,11 +25,12 @@ import pytest
 import socketio
 
 from driving.data import load_recordings
+from driving.drive_server import DriveServer, ServeConfig, Stats
 from driving.pilot import MAX_IMAGE_CHARS, Pilot, PilotConfig, SpeedController
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
-from driving.server import MAX_MESSAGE_BYTES, DriveServer, ServeConfig, Stats
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
+from driving.socketio_compat import INTERNALS, MAX_MESSAGE_BYTES
 from tests.conftest import road_frame, wait_until
 from tests.test_runtime import tiny_model
 
@@ -357,6 +358,23 @@ def test_socketio_versions_are_the_pinned_ones():
     assert pins == {
         "python-socketio": version("python-socketio"),
         "python-engineio": version("python-engineio"),
+    }
+
+
+def test_every_patched_internal_was_checked_against_the_installed_version():
+    # driving/socketio_compat.py names each internal it touches beside the version it was read
+    # against: an upgrade of any of these packages must fail here until those rows are re-read.
+    stale = sorted(
+        f"{i.package} {version(i.package)} installed, {i.version} checked: {i.name}"
+        for i in INTERNALS
+        if version(i.package) != i.version
+    )
+    assert stale == []
+    assert {i.package for i in INTERNALS} >= {
+        "python-socketio",
+        "python-engineio",
+        "simple-websocket",
+        "eventlet",
     }
 
 

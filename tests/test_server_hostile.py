@@ -1,6 +1,6 @@
 """The drive server against careless and hostile clients, over real sockets on 127.0.0.1.
 
-The simulator waits forever for a reply (../shared/udacity-simulator.md), so the rules are strict:
+The simulator waits forever for a reply (docs/simulator-protocol.md), so the rules are strict:
 
 1. Every message on a Socket.IO connection gets an answer (`steer` with STRING values, or `manual`
    {}) or the connection is closed, within ANSWER_WITHIN seconds. The simulator's Engine.IO PING
@@ -52,8 +52,8 @@ import socketio
 
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
-from driving.server import MAX_MESSAGE_BYTES
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer
+from driving.socketio_compat import MAX_MESSAGE_BYTES
 from tests.conftest import road_frame
 from tests.test_runtime import tiny_model
 
@@ -75,8 +75,8 @@ POLLING_PATH = "/socket.io/?EIO=4&transport=polling"
 
 def serve(predictor: Predictor, async_mode: str = "threading", **options) -> tuple[int, Callable[[], None]]:
     """Start the real drive server on 127.0.0.1 and a free port; returns (port, stop)."""
+    from driving.drive_server import DriveServer, ServeConfig
     from driving.pilot import Pilot
-    from driving.server import DriveServer, ServeConfig
 
     server = DriveServer(Pilot(predictor), ServeConfig(async_mode=async_mode, status_interval=0, **options))
     if async_mode != "eventlet":

@@ -1,4 +1,4 @@
-"""The Udacity simulator's autonomous-mode client, spoken exactly (../shared/udacity-simulator.md).
+"""The Udacity simulator's autonomous-mode client, spoken exactly (docs/simulator-protocol.md).
 
 It is how the headless simulator, the benchmark and the tests drive a drive.py server, so that
 what passes here passes with the real simulator:

@@ -320,7 +320,7 @@ def drive_pilot(
     """Drive `pilot` around `track`, directly or through a real server on a free loopback port."""
     if direct:
         return drive(track, DirectLink(pilot), options)
-    from driving.server import DriveServer, ServeConfig
+    from driving.drive_server import DriveServer, ServeConfig
 
     server = DriveServer(pilot, ServeConfig(status_interval=0.0))
     port = server.start("127.0.0.1", 0)

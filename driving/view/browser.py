@@ -43,6 +43,7 @@ def missing() -> str | None:
 def headless_chromium(width: int = 1280, height: int = 900) -> Iterator:
     """A Selenium WebDriver on headless Chromium with a new, empty profile and a page area of
     width x height pixels; quit afterwards."""
+    # selenium is optional (the test extra): imported only here, once missing() has said it is there.
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -65,7 +65,7 @@ class DriveView:
 
 
 class ServerView:
-    """A drive server listener (driving/server.py) that feeds the view from drive.py: the frame
+    """A drive server listener (driving/drive_server.py) that feeds the view from drive.py: the frame
     the simulator sent, the command, the speed; no map (the real simulator sends no geometry)."""
 
     def __init__(self, state: ViewState, pilot: Pilot):
