@@ -58,12 +58,13 @@ def classic_server(model_path: str, port: int) -> None:
     import socketio
     from PIL import Image
 
+    from driving.config import TARGET_SPEED_MPH
     from driving.pilot import SpeedController
     from driving.preprocess import preprocess
     from driving.socketio_compat import SimulatorCompatibleServer
 
     model = keras.models.load_model(model_path, compile=False)
-    controller = SpeedController(speed=9.0)
+    controller = SpeedController(speed=TARGET_SPEED_MPH)
     sio = SimulatorCompatibleServer(async_mode="eventlet")
 
     @sio.on("telemetry")
@@ -121,6 +122,7 @@ def save_models(folder: Path) -> tuple[Path, Path]:
 
 def drive(command: list[str], frames: list[bytes], label: str) -> np.ndarray:
     """Start a server process, drive `frames` lock-step, stop it; round-trip seconds per frame."""
+    from driving.config import TARGET_SPEED_MPH
     from driving.sim.client import SimulatorClient
 
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -138,7 +140,7 @@ def drive(command: list[str], frames: list[bytes], label: str) -> np.ndarray:
             client.connect(frames[0])
             for i, jpeg in enumerate(tqdm(frames[:WARMUP] + frames, desc=label, unit="frame")):
                 start = time.perf_counter()
-                client.send_telemetry(0.0, 0.2, 9.0, jpeg)
+                client.send_telemetry(0.0, 0.2, TARGET_SPEED_MPH, jpeg)  # the car at speed
                 client.receive_reply()
                 if i >= WARMUP:
                     times.append(time.perf_counter() - start)

@@ -25,15 +25,13 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import socketio
 from flask import Flask, jsonify
 from werkzeug.serving import make_server
 
-from driving.config import ASYNC_MODES
+from driving.drive_config import ServeConfig
 from driving.pilot import Command, Pilot, Session
 from driving.recording import DriveRecorder
 from driving.socketio_compat import (
@@ -53,9 +51,6 @@ with warnings.catch_warnings():  # eventlet announces its deprecation on import;
 # The serving layer's one log (driving/socketio_compat.py writes to it too), so that its lines are
 # filtered together by name.
 log = logging.getLogger("driving.server")
-
-# A request (headers and body) must arrive within this, or its connection is dropped.
-HTTP_TIMEOUT_S = 10.0
 
 Listener = Callable[[str, Command], None]  # called with (client sid, command) after each reply
 
@@ -108,21 +103,6 @@ class Stats:
 
 
 # --- The server ----------------------------------------------------------------------------------
-
-
-@dataclass
-class ServeConfig:
-    async_mode: str = "threading"
-    record: Path | None = None  # save every driven frame as a recording here
-    status_interval: float = 1.0  # seconds between status lines; 0 for none
-    http_timeout: float = HTTP_TIMEOUT_S
-
-    def validate(self) -> ServeConfig:
-        if self.async_mode not in ASYNC_MODES:
-            raise ValueError(f"async_mode must be one of {ASYNC_MODES}, not {self.async_mode!r}")
-        if not 0 <= self.status_interval <= 3600:
-            raise ValueError(f"status_interval {self.status_interval}: must be 0 to 3600 s")
-        return self
 
 
 class DriveServer:
@@ -264,9 +244,9 @@ class DriveServer:
         )
         return self.port
 
-    def serve(self, host: str = "127.0.0.1", port: int = 4567) -> None:
-        """Serve until Ctrl-C or request_stop()."""
-        self.start(host, port)
+    def serve(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve until Ctrl-C or request_stop(), on the config's host and port unless given."""
+        self.start(self.config.host if host is None else host, self.config.port if port is None else port)
         try:
             while self._running:
                 self.sio.sleep(0.2)  # on eventlet this runs the hub

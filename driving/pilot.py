@@ -1,6 +1,6 @@
 """The driving logic of serving, without sockets: one telemetry message in, one command out.
 
-    pilot = Pilot(predictor, PilotConfig(speed=9.0))
+    pilot = Pilot(predictor, PilotConfig(speed=12.0))  # settings: driving/drive_config.py
     session = pilot.new_session()            # one per connected simulator
     command = pilot.drive(payload, session)  # never raises
     emit(command.event, command.payload())   # `steer` with STRING values, or `manual` {}
@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from driving.config import DEFAULT_PREPROCESSING, Preprocessing
+from driving.config import DEFAULT_PREPROCESSING, TARGET_SPEED_MPH, Preprocessing
+from driving.drive_config import MAX_IMAGE_CHARS, PilotConfig
 from driving.preprocess import FrameError, check_frame, decode_jpeg
 
 if TYPE_CHECKING:  # a type only: importing the runtime loads TensorFlow wherever a Pilot is named
     from driving.runtime import Predictor
 
-# A real frame is a 320x160 JPEG of 10-30 KB (base64: 14-40 KB); larger images get a safe reply.
-MAX_IMAGE_CHARS = 512 * 1024
 MAX_SPEED_MPH = 200.0  # the simulator tops out near 30 mph: beyond this a speed is nonsense
 
 
@@ -119,7 +118,7 @@ class SpeedController:
     turn_slowdown > 0 lowers the target in sharp turns: target = speed * (1 - k |steering|), at
     least half the set speed."""
 
-    speed: float = 9.0
+    speed: float = TARGET_SPEED_MPH
     kp: float = 0.1
     ki: float = 0.002
     turn_slowdown: float = 0.0
@@ -132,23 +131,6 @@ class SpeedController:
         error = self.target(steering) - speed
         self.integral = min(max(self.integral + error, -1.0 / self.ki), 1.0 / self.ki)
         return min(max(self.kp * error + self.ki * self.integral, -1.0), 1.0)
-
-
-@dataclass(frozen=True)
-class PilotConfig:
-    speed: float = 9.0  # mph, the PI controller's target
-    throttle: float | None = None  # a fixed throttle in [-1, 1] instead of the controller
-    turn_slowdown: float = 0.0  # lower the target speed in sharp turns (see SpeedController)
-    max_image_chars: int = MAX_IMAGE_CHARS
-
-    def validate(self) -> PilotConfig:
-        if not (math.isfinite(self.speed) and 0 <= self.speed <= 30):
-            raise ValueError(f"speed {self.speed}: must be 0 to 30 mph (the simulator's range)")
-        if self.throttle is not None and not (math.isfinite(self.throttle) and -1 <= self.throttle <= 1):
-            raise ValueError(f"throttle {self.throttle}: must be within [-1, 1]")
-        if not (math.isfinite(self.turn_slowdown) and 0 <= self.turn_slowdown <= 10):
-            raise ValueError(f"turn slowdown {self.turn_slowdown}: must be 0 to 10")
-        return self
 
 
 @dataclass

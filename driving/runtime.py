@@ -28,6 +28,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from driving.config import Preprocessing
+from driving.drive_config import BACKENDS
 from driving.modelio import (
     KERAS_SUFFIXES,
     TFLITE_EXTENSION,
@@ -42,7 +43,6 @@ from driving.modelio import (
 from driving.preprocess import check_frame, preprocess
 from driving.tfsetup import quiet_stderr
 
-BACKENDS = ("auto", "keras", "litert")
 AGREEMENT = 1e-3  # max steering difference accepted between a converted model and Keras
 
 log = logging.getLogger("driving.runtime")

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from driving.config import Preprocessing
+from driving.config import TARGET_SPEED_MPH, Preprocessing
 from driving.pilot import Command, Pilot, PilotConfig
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor
@@ -24,7 +24,7 @@ def payload(frame: np.ndarray, speed: str = "5.0000", **extra) -> dict:
 
 @pytest.fixture(scope="module")
 def pilot() -> Pilot:
-    return Pilot(Predictor.from_keras(tiny_model()), PilotConfig(speed=9.0))
+    return Pilot(Predictor.from_keras(tiny_model()), PilotConfig(speed=TARGET_SPEED_MPH))
 
 
 def test_a_frame_is_driven_with_string_values(pilot):

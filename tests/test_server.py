@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 import socketio
 
+from driving.config import TARGET_SPEED_MPH
 from driving.data import load_recordings
+from driving.drive import parse_args
 from driving.drive_server import DriveServer, ServeConfig, Stats
 from driving.pilot import MAX_IMAGE_CHARS, Pilot, PilotConfig, SpeedController
 from driving.preprocess import encode_jpeg
@@ -54,7 +56,7 @@ def expected(predictor):
 
 @pytest.fixture(scope="module")
 def server(predictor):
-    srv = DriveServer(Pilot(predictor, PilotConfig(speed=9.0)), ServeConfig(status_interval=0.2))
+    srv = DriveServer(Pilot(predictor, PilotConfig(speed=TARGET_SPEED_MPH)), ServeConfig(status_interval=0.2))
     srv.start()
     yield srv
     srv.stop()
@@ -274,11 +276,11 @@ def test_several_clients_at_once(server, expected):
 
 
 def test_speed_controller():
-    pi = SpeedController(speed=9.0)
+    pi = SpeedController(speed=TARGET_SPEED_MPH)
     assert pi.update(0.0) > 0.5  # far below: strong throttle
-    assert SpeedController(speed=9.0).update(15.0) < 0  # too fast: brake
-    assert pi.update(9.0) > 0  # at speed, the integral holds the throttle that got it there
-    wound = SpeedController(speed=9.0)
+    assert SpeedController(speed=TARGET_SPEED_MPH).update(15.0) < 0  # too fast: brake
+    assert pi.update(TARGET_SPEED_MPH) > 0  # at speed, the integral holds the throttle that got it there
+    wound = SpeedController(speed=TARGET_SPEED_MPH)
     for _ in range(100_000):
         wound.update(0.0)  # stuck against a wall for an hour
     assert wound.update(30.0) < 0.5  # ...and it does not race off when freed
@@ -340,12 +342,11 @@ def test_record_loads_back_with_the_recordings_loader(predictor, tmp_path, expec
 
 def test_binds_loopback_by_default(server):
     assert server._http.socket.getsockname()[0] == "127.0.0.1"
-    from drive import parse_args
-
-    args = parse_args([str(ROOT / "pyproject.toml")])  # any existing file will do for parsing
-    assert args.host == "127.0.0.1" and args.port == 4567 and args.speed == 9.0
-    assert (args.speed, args.turn_slowdown) == (PilotConfig().speed, PilotConfig().turn_slowdown)
-    assert args.threads is None  # LiteRT on every core
+    config = parse_args([str(ROOT / "pyproject.toml")])  # any existing file will do for parsing
+    assert config.serve.host == "127.0.0.1" and config.serve.port == 4567
+    assert config.pilot.speed == TARGET_SPEED_MPH == 9.0
+    assert config.pilot == PilotConfig() and config.serve == ServeConfig()
+    assert config.threads is None  # LiteRT on every core
     with pytest.raises(SystemExit):
         parse_args([str(ROOT / "pyproject.toml"), "--threads", "0"])
 
