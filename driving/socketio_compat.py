@@ -99,6 +99,10 @@ INTERNALS: tuple[Internal, ...] = (
              "wrapped: returns without yielding while data waits, so each message yields the hub"),
     Internal("werkzeug", "3.1.9", "werkzeug.serving.WSGIRequestHandler.run_wsgi",
              "extended: a connection ends with its WebSocket, not read on as HTTP"),
+    Internal("werkzeug", "3.1.9", "werkzeug.serving.WSGIRequestHandler.connection_dropped",
+             "overridden: a dropped connection is closed, not read again for a next request"),
+    Internal("werkzeug", "3.1.9", "werkzeug.serving.WSGIRequestHandler.handle, .log_error",
+             "wrapped, overridden: a socket error or timed-out request is one line in our log"),
 )  # fmt: skip
 
 # The serving layer's one log (driving/drive_server.py writes to it too), so that its lines are
@@ -282,6 +286,13 @@ class RequestGuard:
                 try:
                     body = environ["wsgi.input"].read(length) if length else b""
                 except OSError as e:  # the socket timeout: a body announced and not sent
+                    client = f"{environ.get('REMOTE_ADDR', '?')}:{environ.get('REMOTE_PORT', '?')}"
+                    log.warning(
+                        "HTTP client %s: a body of %d bytes announced, not delivered (%s); connection closed",
+                        client,
+                        length,
+                        e,
+                    )
                     raise ConnectionError(f"request body not delivered ({e})") from None
                 if len(body) != length:
                     return self._refuse(start_response, "400 Bad Request", "a body shorter than announced")
@@ -301,17 +312,51 @@ class RequestGuard:
 
 def request_handler(http_timeout: float) -> type[WSGIRequestHandler]:
     """werkzeug's request handler for the threading mode: a request (headers and body) must arrive
-    within `http_timeout` seconds, and a connection ends with its WebSocket."""
+    within `http_timeout` seconds, a connection ends with its WebSocket, and a connection dropped
+    for any reason is one line in the serving log (or none for an idle keep-alive), never a
+    traceback."""
 
     class Handler(WSGIRequestHandler):
         timeout = http_timeout  # a half-sent request is dropped after this
+        requests_served = 0  # on this connection: after one, a timeout is an idle keep-alive
 
         def run_wsgi(self):
             if self.headers.get("Upgrade", "").lower() == "websocket":
                 # Once its WebSocket ends the connection is done: werkzeug would otherwise
                 # read the client's close frame as an HTTP request and answer it.
                 self.close_connection = True
+            self.requests_served += 1
             super().run_wsgi()
+
+        def connection_dropped(self, error, environ=None):
+            # werkzeug leaves an HTTP/1.1 connection open after a drop and reads the next request
+            # from it; once a read has timed out the socket refuses every later read, and
+            # socketserver printed that refusal as a traceback per connection.
+            self.close_connection = True
+
+        def handle(self):
+            try:
+                super().handle()
+            except OSError as e:  # any other socket failure mid-request: the connection is gone
+                log.warning("HTTP client %s: %s; connection closed", self._client(), e)
+
+        def log_error(self, format, *args):
+            # http.server's error lines (a timed-out request, a malformed request line) go to the
+            # serving log in one line, not to werkzeug's logger with its own format.
+            if args and isinstance(args[-1], TimeoutError):
+                if self.requests_served:  # a keep-alive connection left idle: nothing went wrong
+                    log.debug(
+                        "HTTP client %s: idle for %g s; connection closed", self._client(), self.timeout
+                    )
+                    return
+                message = f"no complete request within {self.timeout:g} s"
+            else:
+                message = format % args
+            log.warning("HTTP client %s: %s; connection closed", self._client(), message[:200])
+
+        def _client(self) -> str:
+            host, port = self.client_address[:2]
+            return f"{host}:{port}"
 
     return Handler
 

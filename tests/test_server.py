@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import tomllib
+import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
@@ -270,6 +271,51 @@ def test_several_clients_at_once(server, expected):
     for t in threads:
         t.join(timeout=60)
     assert errors == []
+
+
+def stalled_requests(port: int) -> dict[str, bytes]:
+    """Requests that stop half way, each to be sent on its own connection and never finished."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling") as response:
+        sid = json.loads(response.read()[1:])["sid"]
+    host = f"Host: 127.0.0.1:{port}\r\n"
+    return {
+        "half a request line": b"GET /socket.io/?EIO=4&transport=pol",
+        "headers never finished": f"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n{host}".encode(),
+        "a body announced and never sent": (
+            f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n{host}"
+            "Content-Type: text/plain\r\nContent-Length: 1000\r\n\r\n42"
+        ).encode(),
+        "nothing at all": b"",
+    }
+
+
+def test_stalled_requests_log_one_line_each_and_the_simulator_drives_on(predictor, expected, caplog, capfd):
+    # werkzeug left a connection whose body read timed out open for a next request, and the read
+    # of that one failed with a traceback on stderr per connection.
+    srv = DriveServer(Pilot(predictor), ServeConfig(status_interval=0, http_timeout=1.0))
+    srv.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="driving.server"):
+            stalled = {}
+            for name, request in stalled_requests(srv.port).items():
+                stalled[name] = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+                stalled[name].sendall(request)
+            idle = socket.create_connection(("127.0.0.1", srv.port), timeout=15)  # keep-alive, then idle
+            idle.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode())
+            with SimulatorClient(port=srv.port, timeout=10.0) as sim:  # driving while they stall
+                assert sim.connect(JPEGS[0])[1]["steering_angle"] == expected[0]
+                for connection in [*stalled.values(), idle]:  # dropped by the server: read to the end
+                    while connection.recv(1 << 16):
+                        pass
+                sim.send_telemetry(0.0, 0.0, TARGET_SPEED_MPH, JPEGS[1])  # and after they are gone
+                assert sim.receive_reply()[1]["steering_angle"] == expected[1]
+    finally:
+        srv.stop()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err, (out + err)[-2000:]
+    dropped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HTTP client")]
+    assert len(dropped) == len(stalled), dropped  # one line for each stalled one, none for the idle one
+    assert not any(r.exc_info or "\n" in r.getMessage() for r in caplog.records)
 
 
 # --- throttle, status, recording, binding, versions ----------------------------------------------
