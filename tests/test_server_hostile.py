@@ -13,6 +13,8 @@ The simulator waits forever for a reply (docs/simulator-protocol.md), so the rul
    the client ever polls.
 4. Nothing a client sends stops the server or another client's session, prints a traceback, or
    costs the server more than MEMORY_PER_CONNECTION for that connection.
+5. drive.py itself, as a process: clients that stall mid-request cost its log one line each (or
+   none), never a traceback; a model file with a crafted record is refused in one line, exit 2.
 
 An exchange is judged without waiting out the bound: after the hostile messages the client sends
 PROBE, a telemetry the server answers in its own recognisable way (a frame no attack sends, at a
@@ -34,15 +36,20 @@ import logging
 import os
 import queue
 import re
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import cv2
@@ -58,6 +65,8 @@ from tests.conftest import road_frame
 from tests.test_runtime import tiny_model
 
 pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MODES = ("threading", "eventlet")
 ANSWER_WITHIN = 5.0  # seconds: every message answered or the connection closed
@@ -1234,3 +1243,101 @@ def test_server_still_serves_after_every_attack(servers, baseline, mode):
     finally:
         modern.disconnect()
     assert (drive(servers[mode]), isinstance(reply["steering_angle"], str)) == (baseline, True)
+
+
+# --- 5. drive.py itself --------------------------------------------------------------------------
+
+
+LOG_LINE = re.compile(r"\d\d:\d\d:\d\d ")  # drive.py's log format: every line starts with the time
+
+
+class DrivePy:
+    """`python drive.py MODEL --port 0 ...` as a process; its output collected line by line."""
+
+    def __init__(self, model: Path, *args: str):
+        command = [sys.executable, str(ROOT / "drive.py"), str(model), "--port", "0", *args]
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self.port = 0
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if match := re.search(r"on http://127\.0\.0\.1:(\d+) ", line):
+                self.port = int(match.group(1))
+                break
+        assert self.port, "".join(self.lines)
+        self.served_from = len(self.lines)
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+
+    def stop(self) -> str:
+        """SIGTERM, as a service manager stops it; everything it printed while serving."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self._reader.join(timeout=10)
+        return "".join(self.lines[self.served_from :])
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory) -> Path:
+    """The tiny model the module's servers run, as a .keras file (the same weights: the same steering)."""
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    tiny_model().save(path)
+    return path
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("mode", MODES)
+def test_drive_py_logs_a_stalled_client_in_one_line_and_drives_on(keras_file, baseline, mode):
+    server = DrivePy(keras_file, "--backend", "keras", "--async-mode", mode, "--quiet")
+    try:
+        stalled = [Held(server.port, HALF_SENT[kind](server.port)) for kind in HALF_SENT for _ in range(3)]
+        beside = drive(server.port)
+        dropped = [c for c in stalled if c.closed_within(DROP_WITHIN)]
+        after = drive(server.port)
+    finally:
+        output = server.stop()
+        for connection in stalled:
+            connection.release()
+    assert (beside, after, len(dropped)) == (baseline, baseline, len(stalled)), output
+    assert "Traceback" not in output, output
+    assert all(LOG_LINE.match(line) for line in output.splitlines()), output  # log lines, no dumps
+    assert len(re.findall(r"HTTP client 127\.0\.0\.1:\d+: ", output)) <= len(stalled), output
+
+
+def with_record(model: Path, name: str, record: str) -> Path:
+    """A copy of the .keras file `model` that carries `record` as its driving.json."""
+    path = model.with_name(name)
+    path.write_bytes(model.read_bytes())
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("driving.json", record)
+    return path
+
+
+CRAFTED_RECORDS = {  # name -> (record, what the one line says)
+    "a record inflating past 256 KiB": ('{"model": "' + " " * 400_000 + '"}', "inflates to 400,013 bytes"),
+    "a record nested 20,000 deep": ("[" * 20_000 + "]" * 20_000, "nested more than 64 levels deep"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", CRAFTED_RECORDS)
+def test_drive_py_refuses_a_model_with_a_crafted_record_in_one_line(keras_file, case):
+    record, says = CRAFTED_RECORDS[case]
+    model = with_record(keras_file, "crafted.keras", record)
+    assert model.stat().st_size < keras_file.stat().st_size + 4096  # small on disk; large inflated
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "drive.py"), str(model), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stdout + result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    assert result.stderr.startswith(f"drive.py: {model}: ") and says in result.stderr, result.stderr
