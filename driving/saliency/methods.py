@@ -213,13 +213,22 @@ def to_frame(maps: np.ndarray, geometry: Preprocessing) -> np.ndarray:
     return out
 
 
+def input_saliency(
+    method: SaliencyMethod, frames: np.ndarray, geometry: Preprocessing
+) -> tuple[np.ndarray, np.ndarray]:
+    """Camera frames (N, H, W, 3 RGB uint8) -> (the model inputs made from them, their saliency
+    over those inputs (N, h, w) in [0, 1]). Raises FrameError for a frame of another size than the
+    model's geometry."""
+    for i, frame in enumerate(frames):
+        check_frame(frame, f"frame {i}", geometry)
+    x = np.concatenate([preprocess(frames[i : i + BATCH], geometry) for i in range(0, len(frames), BATCH)])
+    return x, np.concatenate([method(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
+
+
 def frame_saliency(method: SaliencyMethod, frames: np.ndarray, geometry: Preprocessing) -> np.ndarray:
     """Saliency of camera frames (N, H, W, 3 RGB uint8) over those frames: (N, H, W) in [0, 1].
     Raises FrameError for a frame of another size than the model's geometry."""
-    for i, frame in enumerate(frames):
-        check_frame(frame, f"frame {i}", geometry)
-    maps = [method(preprocess(frames[i : i + BATCH], geometry)) for i in range(0, len(frames), BATCH)]
-    return to_frame(np.concatenate(maps), geometry)
+    return to_frame(input_saliency(method, frames, geometry)[1], geometry)
 
 
 # --- measuring where it looks ---------------------------------------------------------------------
