@@ -72,7 +72,12 @@ class Faithfulness:
         return f"{self.ratio:.2f} [{self.low:.2f}, {self.high:.2f}] {self.verdict}"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "verdict": self.verdict, "earns_its_place": self.earns_its_place}
+        return {
+            **asdict(self),
+            "verdict": self.verdict,
+            "earns_its_place": self.earns_its_place,
+            "earns_above": EARNS_ITS_PLACE,
+        }
 
 
 def salient_masks(maps: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
