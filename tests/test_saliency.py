@@ -1,9 +1,12 @@
 """Saliency maps on real tiny Keras models: their size and range, that they fall where the
-steering looks, the simulator's label render against its road mask, the score, and the commands
-that draw them (driving.saliency, driving.video --saliency, the report's section)."""
+steering looks, that VisualBackProp adds no pattern of its own, the faithfulness check (hiding
+the salient pixels against hiding random ones), the simulator's label render against its road
+mask, the score, and the commands that draw them (driving.saliency, driving.video --saliency, the
+report's section)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -17,7 +20,7 @@ from driving.config import CROP_BOTTOM, CROP_TOP, DEFAULT_PREPROCESSING, INPUT_S
 from driving.modelio import ModelInfo, save_keras
 from driving.models import MODELS, build
 from driving.report import render, stage
-from driving.saliency import METHOD_NAMES, methods
+from driving.saliency import METHOD_NAMES, faithfulness, methods
 from driving.saliency.cli import main as saliency_main
 from driving.saliency.frames import Probe, track_probes
 from driving.sim.simulator import Simulator
@@ -104,12 +107,131 @@ def test_saliency_falls_on_the_only_region_the_steering_sees(method):
     assert (maps[:, ~inside] == 0).all() and (maps[:, inside].sum(axis=1) > 0).all()
 
 
+def uniform_features(input_shape=(32, 48, 3)) -> keras.Model:
+    """Two of EffNet's blocks (a 1x1 conv, a (1, 3) depthwise, (2, 1) pooling, a (3, 1) depthwise,
+    a (2, 1) kernel at stride (1, 2)) with zero kernels and a bias of one: every feature map is 1
+    everywhere, whatever the input, padding included. Nowhere is more salient than anywhere else."""
+    flat = {"activation": "relu", "padding": "same", "bias_initializer": "ones"}
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for _ in range(2):
+        x = layers.Conv2D(4, 1, kernel_initializer="zeros", **flat)(x)
+        x = layers.DepthwiseConv2D((1, 3), depthwise_initializer="zeros", **flat)(x)
+        x = layers.MaxPooling2D((2, 1))(x)
+        x = layers.DepthwiseConv2D((3, 1), depthwise_initializer="zeros", **flat)(x)
+        x = layers.Conv2D(4, (2, 1), strides=(1, 2), kernel_initializer="zeros", **flat)(x)
+    return keras.Model(inputs, layers.Dense(1)(layers.Flatten()(x)))
+
+
+def test_visual_backprop_draws_no_pattern_where_the_features_have_none():
+    """The known answer: feature maps alike everywhere give a map alike everywhere. Spreading by
+    the paper's transposed convolution of ones drew stripes here (odd columns reached by two
+    paths per block, even ones by one) and dimmed the borders."""
+    maps = methods.VisualBackProp(uniform_features())(frames(2))
+    np.testing.assert_allclose(maps, 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_spreading_back_keeps_a_uniform_mask_uniform_in_every_registered_model(name):
+    vbp = methods.VisualBackProp(build(name, input_shape=(64, 64, 3)))
+    mask = np.ones((1, *vbp.maps[-1].output.shape[1:3]), np.float32)
+    for layer in reversed(vbp.layers):
+        mask = methods._back_through(layer, mask, vbp._average)
+    reached = vbp._reached[0]
+    np.testing.assert_allclose(mask[0][reached], 1, rtol=1e-5)
+    assert reached.mean() > 0.8  # PilotNet's 'valid' windows leave its last rows and columns unread
+    keras.backend.clear_session()
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, dilation, padding",
+    [(3, 1, 1, "same"), (2, 1, 1, "same"), (1, 2, 1, "same"), (5, 2, 1, "valid"), (3, 1, 2, "same")],
+)
+def test_a_point_spreads_back_onto_the_centre_of_the_window_that_read_it(kernel, stride, dilation, padding):
+    """No drift: the spread of one output position is centred where its window is (ties between
+    two windows are split), so a map does not slide across layers."""
+    reads = methods._reads(
+        16,
+        16 // stride if padding == "same" else (16 - (kernel - 1) * dilation - 1) // stride + 1,
+        kernel,
+        stride,
+        dilation,
+        padding,
+    )
+    weights = methods._averaging(reads)
+    np.testing.assert_allclose(weights.sum(axis=1), 1, rtol=1e-6)
+    j = reads.shape[1] // 2  # away from the borders
+    window = np.flatnonzero(reads[:, j])
+    spread = weights[:, j]
+    assert np.isclose((np.arange(16) * spread).sum() / spread.sum(), window.mean())
+
+
 def test_maps_go_back_onto_the_crop_rows_of_the_frame():
     maps = np.ones((1, *INPUT_SHAPE[:2]), np.float32)
     on_frame = methods.to_frame(maps, DEFAULT_PREPROCESSING)
     assert on_frame.shape == (1, 160, 320)
     assert (on_frame[0, CROP_TOP:CROP_BOTTOM] == 1).all()
     assert on_frame[0, :CROP_TOP].sum() == 0 and on_frame[0, CROP_BOTTOM:].sum() == 0
+
+
+# --- the faithfulness check -----------------------------------------------------------------------
+
+
+def patch_reader() -> keras.Model:
+    """Steering that reads one 12x12 patch of a 32x48 input (rows 4:16, columns 30:42), 9% of it."""
+    return tiny(crop=((4, 16), (30, 6)))
+
+
+PATCH = np.zeros((32, 48), bool)
+PATCH[4:16, 30:42] = True
+
+
+@pytest.mark.parametrize("method", list(methods.METHODS))
+def test_hiding_what_the_maps_point_at_moves_the_steering_of_a_model_that_reads_one_patch(method):
+    model, x = patch_reader(), frames(12)
+    checked = faithfulness.check(model, x, methods.METHODS[method](model)(x))
+    # On noise frames the hidden pixels' pulls add up like a random walk: hiding the whole patch
+    # against a tenth of it moves the steering about sqrt(10) times as far, not 10 times.
+    assert checked.salient > 2 * checked.random > 0
+    assert checked.earns_its_place and checked.verdict == "earns its place"
+    assert checked.low <= checked.ratio <= checked.high
+
+
+def test_maps_that_point_anywhere_do_not_earn_their_place():
+    model, x = patch_reader(), frames(16)
+    noise = np.random.default_rng(5).uniform(size=x.shape[:3]).astype(np.float32)
+    at_random = faithfulness.check(model, x, noise)
+    assert not at_random.earns_its_place and 0.5 < at_random.ratio < 1.5
+    assert at_random.verdict == "not clearly better than random"
+    elsewhere = faithfulness.check(model, x, np.broadcast_to(~PATCH, x.shape[:3]).astype(np.float32))
+    assert elsewhere.salient == 0 and elsewhere.verdict == "worse than random"
+
+
+def test_the_check_is_deterministic_given_a_seed():
+    model, x = patch_reader(), frames(6)
+    maps = methods.VisualBackProp(model)(x)
+    first, again = faithfulness.check(model, x, maps, seed=3), faithfulness.check(model, x, maps, seed=3)
+    assert first == again
+    assert faithfulness.check(model, x, maps, seed=4).random_per_frame != first.random_per_frame
+
+
+def test_hidden_pixels_take_the_frames_mean_colour_and_only_they_change():
+    x = frames(2)
+    masks = faithfulness.salient_masks(
+        np.broadcast_to(PATCH, (2, 32, 48)).astype(np.float32), 0.05, np.random.default_rng(0)
+    )
+    assert masks.sum(axis=(1, 2)).tolist() == [77, 77] and PATCH[masks[0]].all()
+    hidden = faithfulness.hide(x, masks)
+    np.testing.assert_allclose(hidden[masks], np.repeat(x.mean(axis=(1, 2)), 77, axis=0), rtol=1e-6)
+    np.testing.assert_array_equal(hidden[~masks], x[~masks])
+
+
+def test_a_steering_that_never_moves_is_said_so():
+    model = patch_reader()
+    dense = model.layers[-1]
+    dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
+    x = frames(4)
+    assert faithfulness.check(model, x, methods.SmoothGrad(model)(x)).verdict == "steering does not move"
 
 
 # --- the label render -----------------------------------------------------------------------------
@@ -187,6 +309,21 @@ def test_command_line_writes_overlays_and_a_grid(model_file, tmp_path, capsys):
     assert shown.shape == (160, 320, 3)
 
 
+def test_command_line_checks_the_maps_when_asked(model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [str(model_file), "--track", "lake", "--frames", "3", "--faithfulness", "--out", str(out)]
+    assert saliency_main(args) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "faithfulness (vbp)" in printed
+        and "random pixels" in printed
+        and "earns its place above 1.5" in printed
+    )
+    found = json.loads((out / "faithfulness.json").read_text())
+    assert found["frames"] == 3 and found["draws"] == faithfulness.RANDOM_DRAWS and found["method"] == "vbp"
+    assert found["verdict"] in printed
+
+
 def test_careless_command_lines_end_in_one_line(model_file, tmp_path, capsys):
     for args in (
         [str(model_file), "--track", "lake", "--frames", "0"],
@@ -233,5 +370,8 @@ def test_report_section_scores_every_model_and_survives_a_broken_one(model_file,
     assert set(section["scores"]["tiny"]) == {"vbp", "smoothgrad"} and "broken" in section["not_scored"]
     assert 0 <= section["scores"]["tiny"]["vbp"]["score"] <= 1
     assert (folder / render.SALIENCY_GRID).is_file()
+    checked = section["scores"]["tiny"]["smoothgrad"]["faithfulness"]
+    assert checked["frames"] == 2 and checked["low"] <= checked["ratio"] <= checked["high"]
     text = "\n".join(render.saliency_markdown(section))
     assert "| tiny | vbp |" in text and "broken: not scored" in text
+    assert "| model | vbp | smoothgrad |" in text and checked["verdict"] in text
