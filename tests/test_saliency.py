@@ -107,63 +107,42 @@ def test_saliency_falls_on_the_only_region_the_steering_sees(method):
     assert (maps[:, ~inside] == 0).all() and (maps[:, inside].sum(axis=1) > 0).all()
 
 
-def uniform_features(input_shape=(32, 48, 3)) -> keras.Model:
-    """Two of EffNet's blocks (a 1x1 conv, a (1, 3) depthwise, (2, 1) pooling, a (3, 1) depthwise,
-    a (2, 1) kernel at stride (1, 2)) with zero kernels and a bias of one: every feature map is 1
-    everywhere, whatever the input, padding included. Nowhere is more salient than anywhere else."""
-    flat = {"activation": "relu", "padding": "same", "bias_initializer": "ones"}
-    inputs = keras.Input(input_shape)
+def effnet_strides(uniform: bool) -> keras.Model:
+    """EffNet's way of halving the width, twice: a (1, 3) depthwise, then a (2, 1) kernel at
+    stride (1, 2). uniform: zero kernels, a bias of one and ReLUs, so every feature map is 1
+    everywhere whatever the input; else kernels of ones, no bias, no activation, summed: the
+    network whose input gradient counts the routes from each pixel to the output."""
+    if uniform:
+        flat = {"activation": "relu", "bias_initializer": "ones", "padding": "same"}
+        kernels = {"kernel_initializer": "zeros"}, {"depthwise_initializer": "zeros"}
+    else:
+        flat = {"use_bias": False, "padding": "same"}
+        kernels = {"kernel_initializer": "ones"}, {"depthwise_initializer": "ones"}
+    inputs = keras.Input((8, 24, 1))
     x = inputs
     for _ in range(2):
-        x = layers.Conv2D(4, 1, kernel_initializer="zeros", **flat)(x)
-        x = layers.DepthwiseConv2D((1, 3), depthwise_initializer="zeros", **flat)(x)
-        x = layers.MaxPooling2D((2, 1))(x)
-        x = layers.DepthwiseConv2D((3, 1), depthwise_initializer="zeros", **flat)(x)
-        x = layers.Conv2D(4, (2, 1), strides=(1, 2), kernel_initializer="zeros", **flat)(x)
-    return keras.Model(inputs, layers.Dense(1)(layers.Flatten()(x)))
+        x = layers.DepthwiseConv2D((1, 3), **kernels[1], **flat)(x)
+        x = layers.Conv2D(1, (2, 1), strides=(1, 2), **kernels[0], **flat)(x)
+    if uniform:
+        return keras.Model(inputs, layers.Dense(1)(layers.Flatten()(x)))
+    return keras.Model(inputs, keras.ops.sum(x, axis=(1, 2, 3)))
 
 
-def test_visual_backprop_draws_no_pattern_where_the_features_have_none():
-    """The known answer: feature maps alike everywhere give a map alike everywhere. Spreading by
-    the paper's transposed convolution of ones drew stripes here (odd columns reached by two
-    paths per block, even ones by one) and dimmed the borders."""
-    maps = methods.VisualBackProp(uniform_features())(frames(2))
-    np.testing.assert_allclose(maps, 1, rtol=1e-6)
+def test_visual_backprop_on_uniform_features_counts_the_routes_through_the_chain():
+    """The known answer: where the features are alike everywhere, the map is the input gradient of
+    the same layers with every weight one, which for EffNet's strides is striped (the odd columns
+    reached by more routes), not flat."""
+    import tensorflow as tf
 
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_spreading_back_keeps_a_uniform_mask_uniform_in_every_registered_model(name):
-    vbp = methods.VisualBackProp(build(name, input_shape=(64, 64, 3)))
-    mask = np.ones((1, *vbp.maps[-1].output.shape[1:3]), np.float32)
-    for layer in reversed(vbp.layers):
-        mask = methods._back_through(layer, mask, vbp._average)
-    reached = vbp._reached[0]
-    np.testing.assert_allclose(mask[0][reached], 1, rtol=1e-5)
-    assert reached.mean() > 0.8  # PilotNet's 'valid' windows leave its last rows and columns unread
-    keras.backend.clear_session()
-
-
-@pytest.mark.parametrize(
-    "kernel, stride, dilation, padding",
-    [(3, 1, 1, "same"), (2, 1, 1, "same"), (1, 2, 1, "same"), (5, 2, 1, "valid"), (3, 1, 2, "same")],
-)
-def test_a_point_spreads_back_onto_the_centre_of_the_window_that_read_it(kernel, stride, dilation, padding):
-    """No drift: the spread of one output position is centred where its window is (ties between
-    two windows are split), so a map does not slide across layers."""
-    reads = methods._reads(
-        16,
-        16 // stride if padding == "same" else (16 - (kernel - 1) * dilation - 1) // stride + 1,
-        kernel,
-        stride,
-        dilation,
-        padding,
-    )
-    weights = methods._averaging(reads)
-    np.testing.assert_allclose(weights.sum(axis=1), 1, rtol=1e-6)
-    j = reads.shape[1] // 2  # away from the borders
-    window = np.flatnonzero(reads[:, j])
-    spread = weights[:, j]
-    assert np.isclose((np.arange(16) * spread).sum() / spread.sum(), window.mean())
+    maps = methods.VisualBackProp(effnet_strides(uniform=True))(frames(1, (8, 24, 1)))
+    x = tf.zeros((1, 8, 24, 1))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = effnet_strides(uniform=False)(x)
+    routes = tape.gradient(total, x).numpy()[..., 0]
+    np.testing.assert_allclose(maps, routes / routes.max(), rtol=1e-6)
+    middle = maps[0, 4, 8:16]
+    assert (middle[1::2] > middle[::2]).all()  # striped: odd columns, more routes
 
 
 def test_maps_go_back_onto_the_crop_rows_of_the_frame():
@@ -192,19 +171,44 @@ def test_hiding_what_the_maps_point_at_moves_the_steering_of_a_model_that_reads_
     checked = faithfulness.check(model, x, methods.METHODS[method](model)(x))
     # On noise frames the hidden pixels' pulls add up like a random walk: hiding the whole patch
     # against a tenth of it moves the steering about sqrt(10) times as far, not 10 times.
-    assert checked.salient > 2 * checked.random > 0
+    assert checked.salient > 2 * checked.scattered.effect > 0 and checked.salient > 2 * checked.moved.effect
     assert checked.earns_its_place and checked.verdict == "earns its place"
-    assert checked.low <= checked.ratio <= checked.high
+    assert checked.moved.low <= checked.moved.ratio <= checked.moved.high
 
 
-def test_maps_that_point_anywhere_do_not_earn_their_place():
+@pytest.mark.parametrize("blur", [0, 4])
+def test_maps_that_point_anywhere_do_not_earn_their_place(blur):
+    """Noise, speckled or smoothed into blobs: a blob hides a region whole, which scattered pixels
+    never do, so the verdict is judged against the same mask moved elsewhere."""
     model, x = patch_reader(), frames(16)
     noise = np.random.default_rng(5).uniform(size=x.shape[:3]).astype(np.float32)
+    if blur:
+        noise = np.stack([cv2.GaussianBlur(m, (0, 0), blur) for m in noise])
     at_random = faithfulness.check(model, x, noise)
-    assert not at_random.earns_its_place and 0.5 < at_random.ratio < 1.5
-    assert at_random.verdict == "not clearly better than random"
-    elsewhere = faithfulness.check(model, x, np.broadcast_to(~PATCH, x.shape[:3]).astype(np.float32))
-    assert elsewhere.salient == 0 and elsewhere.verdict == "worse than random"
+    assert not at_random.earns_its_place and at_random.verdict != "earns its place"
+    if not blur:  # speckle hides a tenth of the patch wherever it falls; a blob, all of it or none
+        assert 0.5 < at_random.moved.ratio < 1.5 and at_random.verdict == "not clearly better than elsewhere"
+
+
+def test_maps_that_point_away_are_worse_than_elsewhere():
+    model, x = patch_reader(), frames(8)
+    away = faithfulness.check(model, x, np.broadcast_to(~PATCH, x.shape[:3]).astype(np.float32))
+    assert away.salient == 0 and away.verdict == "worse than elsewhere"
+
+
+def test_a_moved_mask_is_the_same_shape_somewhere_else():
+    masks = np.zeros((2, 32, 48), bool)
+    masks[:, 4:16, 30:42] = True
+    moved = faithfulness.moved_masks(masks, 5, np.random.default_rng(0))
+    assert moved.shape == (2, 5, 32, 48) and (moved.sum(axis=(2, 3)) == 144).all()
+    for copy in moved[0]:
+        offsets = [
+            (dy, dx)
+            for dy in range(32)
+            for dx in range(48)
+            if (np.roll(masks[0], (dy, dx), axis=(0, 1)) == copy).all()
+        ]
+        assert len(offsets) == 1
 
 
 def test_the_check_is_deterministic_given_a_seed():
@@ -212,7 +216,7 @@ def test_the_check_is_deterministic_given_a_seed():
     maps = methods.VisualBackProp(model)(x)
     first, again = faithfulness.check(model, x, maps, seed=3), faithfulness.check(model, x, maps, seed=3)
     assert first == again
-    assert faithfulness.check(model, x, maps, seed=4).random_per_frame != first.random_per_frame
+    assert faithfulness.check(model, x, maps, seed=4).moved.per_frame != first.moved.per_frame
 
 
 def test_hidden_pixels_take_the_frames_mean_colour_and_only_they_change():
@@ -314,13 +318,11 @@ def test_command_line_checks_the_maps_when_asked(model_file, tmp_path, capsys):
     args = [str(model_file), "--track", "lake", "--frames", "3", "--faithfulness", "--out", str(out)]
     assert saliency_main(args) == 0
     printed = capsys.readouterr().out
-    assert (
-        "faithfulness (vbp)" in printed
-        and "random pixels" in printed
-        and "earns its place above 1.5" in printed
-    )
+    assert "faithfulness (vbp, 3 frames)" in printed and "moved elsewhere" in printed
+    assert "earns its place above 1.5" in printed and "scattered pixels" in printed
     found = json.loads((out / "faithfulness.json").read_text())
-    assert found["frames"] == 3 and found["draws"] == faithfulness.RANDOM_DRAWS and found["method"] == "vbp"
+    assert found["frames"] == 3 and found["draws"] == faithfulness.CONTROL_DRAWS and found["method"] == "vbp"
+    assert set(found["moved"]) == set(found["scattered"]) == {"effect", "ratio", "low", "high", "per_frame"}
     assert found["verdict"] in printed
 
 
@@ -371,7 +373,8 @@ def test_report_section_scores_every_model_and_survives_a_broken_one(model_file,
     assert 0 <= section["scores"]["tiny"]["vbp"]["score"] <= 1
     assert (folder / render.SALIENCY_GRID).is_file()
     checked = section["scores"]["tiny"]["smoothgrad"]["faithfulness"]
-    assert checked["frames"] == 2 and checked["low"] <= checked["ratio"] <= checked["high"]
+    moved = checked["moved"]
+    assert checked["frames"] == 2 and moved["low"] <= moved["ratio"] <= moved["high"]
     text = "\n".join(render.saliency_markdown(section))
     assert "| tiny | vbp |" in text and "broken: not scored" in text
     assert "| model | vbp | smoothgrad |" in text and checked["verdict"] in text

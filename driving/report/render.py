@@ -346,9 +346,9 @@ def saliency_faithfulness_markdown(section: dict) -> list[str]:
         "",
         f"Do the maps show what the steering uses? Per frame, the {first['share']:.0%} of the model "
         "input's pixels the map ranks highest are hidden (filled with the frame's mean colour), "
-        f"and as many random pixels ({first['draws']} draws); the cell is mean |steering change| "
-        "hiding the salient pixels over hiding random ones, with its bootstrap 95% interval over "
-        "the frames. A method earns its place where the lower bound is above "
+        f"and the same mask moved to a random place ({first['draws']} draws); the cell is the mean "
+        "|steering change| hiding the salient pixels over hiding them elsewhere, with its bootstrap "
+        "95% interval over the frames. A method earns its place where the lower bound is above "
         f"{first['earns_above']:g} (docs/saliency.md).",
         "",
         "| model | " + " | ".join(methods) + " |",
@@ -365,7 +365,8 @@ def _faithfulness_cell(checked: dict | None) -> str:
         return ""
     if checked["verdict"] == "steering does not move":
         return checked["verdict"]
-    return f"{checked['ratio']:.2f} [{checked['low']:.2f}, {checked['high']:.2f}] {checked['verdict']}"
+    moved = checked["moved"]
+    return f"{moved['ratio']:.2f} [{moved['low']:.2f}, {moved['high']:.2f}] {checked['verdict']}"
 
 
 # --- every export, driven ---------------------------------------------------------------------------

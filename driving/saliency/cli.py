@@ -65,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--faithfulness",
         action="store_true",
-        help="also check the maps: hide each frame's 10%% most salient input pixels, and as many "
-        "random ones (8 seeded draws), and compare how far the steering moves; the method earns its "
-        "place where the ratio's lower 95%% bound is above 1.5 (docs/saliency.md). Written to "
-        "faithfulness.json in --out",
+        help="also check the maps: hide each frame's 10%% most salient input pixels, then the same "
+        "mask moved elsewhere (8 seeded draws), and compare how far the steering moves; the method "
+        "earns its place where the ratio's lower 95%% bound is above 1.5 (docs/saliency.md). "
+        "Written to faithfulness.json in --out",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("runs/saliency"), help="where the PNGs go (default runs/saliency)"
@@ -128,10 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out / "faithfulness.json",
             {"model": str(args.model), "method": args.method, **checked.to_dict()},
         )
+        moved, scattered = checked.moved, checked.scattered
         print(
-            f"faithfulness ({args.method}): hiding the top {checked.share:.0%} salient pixels moves the "
-            f"steering by {checked.salient:.4f}, as many random pixels by {checked.random:.4f} "
-            f"({checked.draws} draws) over {checked.frames} frames: ratio {checked.describe()} "
-            f"(earns its place above {faithfulness.EARNS_ITS_PLACE:g}; {path})"
+            f"faithfulness ({args.method}, {checked.frames} frames): hiding the top {checked.share:.0%} "
+            f"salient pixels moves the steering by {checked.salient:.4f}, the same mask moved elsewhere "
+            f"by {moved.effect:.4f}, as many scattered pixels by {scattered.effect:.4f} "
+            f"({checked.draws} draws each); against the moved mask {checked.describe()} (earns its "
+            f"place above {faithfulness.EARNS_ITS_PLACE:g}); against scattered pixels "
+            f"{scattered.ratio:.2f} [{scattered.low:.2f}, {scattered.high:.2f}]; {path}"
         )
     return 0

@@ -8,7 +8,9 @@ most.
     vbp         VisualBackProp (Bojarski et al. 2016): the channel mean of every ReLU-family
                 feature map, multiplied together from the deepest to the shallowest, the running
                 mask spread back through the layers between them by a transposed convolution of
-                ones with each layer's kernel and stride (as the paper does). One forward pass.
+                ones with each layer's kernel and stride (as the paper does; it counts paths,
+                which for the EffNets' strides draws stripes, as their gradients have). One
+                forward pass.
                 It shows which parts of the frame light up the features that reach the head;
                 it never looks at the head, so it cannot say which of them the steering uses.
     smoothgrad  SmoothGrad (Smilkov et al. 2017): the mean |d steering / d input| over noisy
@@ -86,75 +88,41 @@ def _conv_chain(model) -> list:
     return chain
 
 
-SPREAD_LAYERS = (
-    layers.Conv2D,
-    layers.DepthwiseConv2D,
-    layers.SeparableConv2D,
-    layers.MaxPooling2D,
-    layers.AveragePooling2D,
-)  # their output pixels read a window of their input's: spread back window by window
-
-
-def _reads(in_n: int, out_n: int, kernel: int, stride: int, dilation: int, padding: str) -> np.ndarray:
-    """Along one axis of a convolution or pooling: (in_n, out_n), 1 where output position j reads
-    input position i (TensorFlow's 'same': the larger half of the padding at the end)."""
-    reach = (out_n - 1) * stride + (kernel - 1) * dilation + 1
-    before = max(reach - in_n, 0) // 2 if padding == "same" else 0
-    taps = np.arange(out_n)[None, :] * stride - before + np.arange(kernel)[:, None] * dilation
-    outputs = np.broadcast_to(np.arange(out_n), taps.shape)
-    inside = (taps >= 0) & (taps < in_n)  # the rest reads padding
-    reads = np.zeros((in_n, out_n), np.float32)
-    reads[taps[inside], outputs[inside]] = 1
-    return reads
-
-
-def _footprints(layer) -> tuple[np.ndarray, np.ndarray]:
-    """Which input pixels each output pixel of a convolution or pooling `layer` reads: a 0/1
-    matrix (input x output) per axis, rows then columns (a window is the product of the two)."""
-    kernel = getattr(layer, "kernel_size", None) or layer.pool_size
-    dilation = getattr(layer, "dilation_rate", (1, 1))
-    return tuple(
-        _reads(
-            layer.input.shape[axis + 1],
-            layer.output.shape[axis + 1],
-            kernel[axis],
-            layer.strides[axis],
-            dilation[axis],
-            layer.padding,
-        )
-        for axis in (0, 1)
-    )
-
-
 def _transposed_ones(mask: np.ndarray, layer) -> np.ndarray:
-    """The paper's spreading: each output pixel's value added to every input pixel it read, a
-    transposed convolution with a kernel of ones and the layer's stride, dilation and padding. It
-    counts paths: an input pixel read by more outputs gets more. VisualBackProp uses it only to
-    find the pixels no path reaches (`_reach`)."""
-    rows, cols = _footprints(layer)
-    return rows @ mask @ cols.T
-
-
-def _averaging(reads: np.ndarray) -> np.ndarray:
-    """A 0/1 footprint matrix (input x output, one axis) -> spreading weights: each input position
-    gets the mean of the output positions that read it (its row sums to 1), so a uniform mask
-    stays uniform. A position no output reads (a stride longer than the kernel, EffNet's width-1
-    kernel at stride 2) takes the mean of its nearest read neighbours' weights: the layers before
-    may still carry it forward."""
-    weights = reads / np.maximum(reads.sum(axis=1, keepdims=True), 1)
-    read = np.flatnonzero(reads.any(axis=1))
-    for i in np.flatnonzero(~reads.any(axis=1)):
-        distance = np.abs(read - i)
-        weights[i] = weights[read[distance == distance.min()]].mean(axis=0)
-    return weights
-
-
-def _back_through(layer, mask: np.ndarray, spread) -> np.ndarray:
-    """A mask over `layer`'s output, carried back to its input's size; `spread(mask, layer)` does
-    it for a convolution or pooling."""
+    """Spread each output pixel of a convolution or pooling `layer` over the input pixels it read:
+    a transposed convolution with a kernel of ones and the layer's stride, dilation and padding
+    (TensorFlow's 'same': the larger half of the padding at the bottom and right)."""
+    kh, kw = getattr(layer, "kernel_size", None) or layer.pool_size
+    sh, sw = layer.strides
+    dh, dw = getattr(layer, "dilation_rate", (1, 1))
+    n, out_h, out_w = mask.shape
     in_h, in_w = layer.input.shape[1:3]
-    if isinstance(layer, SPREAD_LAYERS):
-        return spread(mask, layer)
+    reach_h, reach_w = (out_h - 1) * sh + (kh - 1) * dh + 1, (out_w - 1) * sw + (kw - 1) * dw + 1
+    top = max(reach_h - in_h, 0) // 2 if layer.padding == "same" else 0
+    left = max(reach_w - in_w, 0) // 2 if layer.padding == "same" else 0
+    canvas = np.zeros((n, max(reach_h, top + in_h), max(reach_w, left + in_w)), np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + (out_h - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (out_w - 1) * sw + 1, sw)
+            canvas[:, rows, cols] += mask
+    return canvas[:, top : top + in_h, left : left + in_w]
+
+
+def _back_through(layer, mask: np.ndarray) -> np.ndarray:
+    """A mask over `layer`'s output, carried back to its input's size."""
+    in_h, in_w = layer.input.shape[1:3]
+    if isinstance(
+        layer,
+        (
+            layers.Conv2D,
+            layers.DepthwiseConv2D,
+            layers.SeparableConv2D,
+            layers.MaxPooling2D,
+            layers.AveragePooling2D,
+        ),
+    ):
+        return _transposed_ones(mask, layer)
     if isinstance(layer, layers.Cropping2D):  # nothing outside the crop reached the layers above
         (top, bottom), (left, right) = layer.cropping
         return np.pad(mask, ((0, 0), (top, bottom), (left, right)))
@@ -168,14 +136,13 @@ class VisualBackProp:
     """VisualBackProp for any Keras model whose convolutional part is a chain of layers. The
     feature maps are found by what they are (ReLU-family outputs of rank 4), not by name.
 
-    The running mask is spread back through each convolution and pooling by averaging over the
-    window each output read (`_averaging`), not by the paper's transposed convolution of ones,
-    which counts paths: where windows overlap unevenly it paints a pattern of its own. EffNet's
-    width-1 kernel at stride (1, 2) after a (1, 3) depthwise reads odd columns by two paths and
-    even ones by one, and five such blocks turn feature maps that are the same everywhere into
-    vertical stripes 14 times brighter than their neighbours, with the borders dimmed (fewer
-    windows reach them). Averaging keeps a uniform mask uniform; input pixels no path reaches
-    (outside a Cropping2D, past a 'valid' convolution's last window) stay zero."""
+    The transposed convolutions of ones count paths: where the feature maps are alike everywhere,
+    the map is how many routes lead from each input pixel through the chain, the input gradient of
+    the same layers with every weight one. EffNet's width-1 kernel at stride (1, 2), after a
+    (1, 3) depthwise, reads odd columns by two routes and even ones by one, so its maps are
+    striped; its trained steering's own gradient alternates over the columns in the same pattern
+    (docs/saliency.md), so the stripes are the model's. Spreading by averaging instead, which
+    keeps uniform features uniform, made the maps less faithful on every trained model measured."""
 
     def __init__(self, model: keras.Model):
         chain = _conv_chain(model)
@@ -184,30 +151,12 @@ class VisualBackProp:
             raise ValueError(f"{model.name}: no ReLU-family feature maps to visualise")
         self.layers = chain[: deepest + 1]
         self.maps = [layer for layer in self.layers if _is_feature_map(layer)]
-        # Spreading weights per convolution and pooling, rows then columns: made once per model.
-        self._weights = {
-            layer: tuple(_averaging(reads) for reads in _footprints(layer))
-            for layer in self.layers
-            if isinstance(layer, SPREAD_LAYERS)
-        }
-        self._reached = self._reach() > 0
         # The channel mean of what a ReLU passes: a LeakyReLU's damped negative part would make
         # the product's sign flip from layer to layer.
         means = [keras.ops.mean(keras.ops.relu(layer.output), axis=-1) for layer in self.maps]
         features = keras.Model(model.inputs, means)
         frames = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)  # any batch: one trace
         self._means = tf.function(lambda x: features(x, training=False), input_signature=[frames])
-
-    def _reach(self) -> np.ndarray:
-        """(1, h, w): how many paths lead from each input pixel to the deepest feature map."""
-        paths = np.ones((1, *self.maps[-1].output.shape[1:3]), np.float32)
-        for layer in reversed(self.layers):
-            paths = _back_through(layer, paths, _transposed_ones)
-        return paths
-
-    def _average(self, mask: np.ndarray, layer) -> np.ndarray:
-        rows, cols = self._weights[layer]
-        return rows @ mask @ cols.T
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         means = dict(zip(self.maps, (_normalise(m.numpy()) for m in self._means(x)), strict=True))
@@ -217,8 +166,8 @@ class VisualBackProp:
         for layer in reversed(self.layers):
             if layer in means:
                 mask = mask * means[layer]
-            mask = _back_through(layer, mask, self._average)
-        return _normalise(mask * self._reached)
+            mask = _back_through(layer, mask)
+        return _normalise(mask)
 
 
 # --- SmoothGrad -----------------------------------------------------------------------------------
