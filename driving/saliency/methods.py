@@ -12,7 +12,8 @@ most.
                 which for the EffNets' strides draws stripes, as their gradients have). One
                 forward pass.
                 It shows which parts of the frame light up the features that reach the head;
-                it never looks at the head, so it cannot say which of them the steering uses.
+                it never looks at the head, so it cannot say which of them the steering uses
+                (faithfulness.py checks whether hiding them moves it).
     smoothgrad  SmoothGrad (Smilkov et al. 2017): the mean |d steering / d input| over noisy
                 copies of the frame. It goes through the whole network, head included, so it
                 shows which pixels move the steering; it costs SMOOTHGRAD_SAMPLES forward and
@@ -142,7 +143,8 @@ class VisualBackProp:
     (1, 3) depthwise, reads odd columns by two routes and even ones by one, so its maps are
     striped; its trained steering's own gradient alternates over the columns in the same pattern
     (docs/saliency.md), so the stripes are the model's. Spreading by averaging instead, which
-    keeps uniform features uniform, made the maps less faithful on every trained model measured."""
+    keeps uniform features uniform, lowered the faithfulness check's ratio on every trained model
+    measured."""
 
     def __init__(self, model: keras.Model):
         chain = _conv_chain(model)
