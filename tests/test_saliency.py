@@ -219,6 +219,14 @@ def test_the_check_is_deterministic_given_a_seed():
     assert faithfulness.check(model, x, maps, seed=4).moved.per_frame != first.moved.per_frame
 
 
+def test_ratios_where_a_control_never_moves_the_steering():
+    rng = np.random.default_rng(0)
+    assert faithfulness.ratio_interval(np.array([1.0, 2.0]), np.zeros(2), 50, rng) == (np.inf,) * 3
+    assert np.isnan(faithfulness.ratio_interval(np.zeros(2), np.zeros(2), 50, rng)).all()
+    ratio, low, high = faithfulness.ratio_interval(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 50, rng)
+    assert ratio == 1 and low == 0 and high == np.inf
+
+
 def test_hidden_pixels_take_the_frames_mean_colour_and_only_they_change():
     x = frames(2)
     masks = faithfulness.salient_masks(

@@ -73,7 +73,7 @@ class Faithfulness:
 
     @property
     def verdict(self) -> str:
-        if not np.isfinite(self.moved.ratio):
+        if np.isnan(self.moved.ratio):  # neither mask moves it (infinite: only the salient one does)
             return "steering does not move"
         if self.earns_its_place:
             return "earns its place"
@@ -154,7 +154,8 @@ def ratio_interval(
     whole = float(ratio(salient.mean(), control.mean()))
     if not np.isfinite(whole):
         return whole, whole, whole
-    low, high = np.nanpercentile(spread, [2.5, 97.5])
+    method = "nearest" if np.isinf(spread).any() else "linear"  # never interpolate inf - inf
+    low, high = np.nanpercentile(spread, [2.5, 97.5], method=method)
     return whole, float(low), float(high)
 
 
