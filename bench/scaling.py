@@ -137,7 +137,7 @@ class PeakSampler:
 
 def _recording_rows(recording: str, rows: int):
     """The first `rows` rows of the recording: a recording of that size."""
-    from driving.data import load_recordings
+    from driving.data.reader import load_recordings
 
     return load_recordings([recording], check_images=False).frames.iloc[:rows]
 

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         jobs=args.jobs,
     )
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
     from driving.modelio import ModelFileError
     from driving.report import ReportError
     from driving.train import TrainError

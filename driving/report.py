@@ -833,7 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     saliency = [m for m in args.saliency if m != "none"]
     if args.drive_precisions and args.export == "none":
         parser.error("--drive-precisions drives the exported files: it needs --export tflite")
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
 
     fallback = {"val_fraction": args.val_fraction, "seed": args.seed, "block_seconds": args.block_seconds}
     try:

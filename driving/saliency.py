@@ -408,7 +408,7 @@ def track_probes(spec: str, count: int, seed: int = 0) -> list[Probe]:
 
 def recording_probes(folder: Path, count: int) -> list[Probe]:
     """`count` center frames spread evenly through a recording (no labels: nobody knows them)."""
-    from driving.data import load_recordings
+    from driving.data.reader import load_recordings
     from driving.preprocess import read_frame
 
     rows = load_recordings([folder]).frames
@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
     from driving.files import check_writable_folder
     from driving.modelio import ModelFileError, info_or_default, load_info, load_keras
     from driving.preprocess import FrameError

@@ -39,8 +39,8 @@ import socketio
 from flask import Flask, jsonify
 
 from driving.config import ASYNC_MODES
+from driving.data.writer import DriveRecorder
 from driving.pilot import Command, Pilot, Session
-from driving.recording import DriveRecorder
 
 log = logging.getLogger("driving.server")
 

@@ -458,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
     from driving.modelio import ModelFileError
     from driving.train import TrainError
 

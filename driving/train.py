@@ -134,7 +134,7 @@ def _frame_size(frames) -> tuple[int, int] | None:
 
 def load_split(config: RunConfig):
     """The recordings, checked and split, before anything is decoded: (train, val, summary)."""
-    from driving.data import load_recordings, split_by_time
+    from driving.data.reader import load_recordings, split_by_time
 
     recordings = load_recordings(config.data)
     train, val = split_by_time(recordings.frames, config.val_fraction, config.block_seconds, config.seed)
@@ -766,7 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args)
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
     from driving.modelio import ModelFileError
 
     try:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import socketio
 
-from driving.data import load_recordings
+from driving.data.reader import load_recordings
 from driving.pilot import MAX_IMAGE_CHARS, Pilot, PilotConfig, SpeedController
 from driving.preprocess import encode_jpeg
 from driving.runtime import Predictor

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from driving.config import CSV_NAME, FRAME_HEIGHT, FRAME_WIDTH, SAMPLE_RATE_HZ
-from driving.data import load_recordings
+from driving.data.reader import load_recordings
 from driving.preprocess import read_frame
 from driving.sim import record as record_module
 from driving.sim.__main__ import build_parser, main
