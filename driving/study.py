@@ -135,7 +135,7 @@ RECIPES = {
 def recordings(recipe: Recipe, data: Path) -> list[Path]:
     """The recipe's recording folders under `data`, recorded now where missing."""
     from driving.config import CSV_NAME
-    from driving.sim.record import record
+    from driving.sim.recorder import record
 
     folders = []
     for spec in recipe.recordings:

@@ -23,7 +23,7 @@ from driving.sim.expert import ExpertConfig
 from driving.sim.style import STYLES
 from driving.sim.track import BUILTIN, TrackError, builtin_track, get_track, save_track, track_features
 
-MAX_LAPS = 100.0  # the same bound as driving.sim.record.MAX_LAPS (that module imports OpenCV)
+MAX_LAPS = 100.0  # the same bound as driving.sim.recorder.MAX_LAPS (that module imports OpenCV)
 MIN_CRUISE_MPH = 5.0  # slower experts would take hours per lap
 MAX_DRIVE_SECONDS = 24 * 3600.0
 
@@ -46,7 +46,7 @@ def cmd_tracks(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from driving.sim.record import RecordError, record  # the renderer is only needed here
+    from driving.sim.recorder import RecordError, record  # the renderer is only needed here
 
     track = get_track(args.track, args.seed)
     config = ExpertConfig(cruise_mph=args.speed, weave=not args.no_weave)
