@@ -130,7 +130,7 @@ def _pilot(model: str, speed: float):
 def drive_one(model: str, drive: SuiteDrive, speed: float = 9.0, pilot=None) -> dict:
     """Drive one suite drive with `model` (or an in-memory `pilot`); the drive's metrics, with
     what was driven (track features, conditions)."""
-    from driving.sim.closed_loop import DriveOptions, drive_pilot
+    from driving.evaluation.closed_loop import DriveOptions, drive_pilot
     from driving.sim.track import track_features
 
     track = drive.track()

@@ -22,10 +22,10 @@ MAX_SECONDS = 600.0
 
 def screenshot(out: Path, model: Path, track_name: str, seconds: float, fps: float) -> Path:
     """Drive `model` for `seconds` of wall time with the view on, and save the page as `out`."""
+    from driving.evaluation.closed_loop import DriveOptions, drive_pilot
     from driving.files import atomic_path
     from driving.pilot import Pilot
     from driving.runtime import Predictor  # imports TensorFlow
-    from driving.sim.closed_loop import DriveOptions, drive_pilot
     from driving.sim.track import get_track
     from driving.view.server import ViewServer
     from driving.view.sources import DriveView
