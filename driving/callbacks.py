@@ -124,7 +124,7 @@ class Checkpoints(keras.callbacks.Callback):
 
 class DriveCheck(keras.callbacks.Callback):
     """Every `every` training steps, drive the model on the held-out validation suite
-    (driving.evaluate's `validation` suite: tracks no recording and no other suite uses) and keep
+    (driving.evaluation.registry's `validation` suite: tracks no recording and no other suite uses) and keep
     the best driver as NAME.drive.keras: validation loss does not say who drives.
 
     The model is converted to LiteRT as drive.py would serve it and driven in this process
@@ -134,7 +134,7 @@ class DriveCheck(keras.callbacks.Callback):
 
     def __init__(self, out: Path, name: str, info: ModelInfo, every: int, suite=None, step: int = 0):
         super().__init__()
-        from driving.evaluate import SUITES
+        from driving.evaluation.registry import SUITES
 
         self.out, self.name, self.info, self.every = out, name, info, every
         self.suite = suite or SUITES["validation"]
@@ -151,7 +151,7 @@ class DriveCheck(keras.callbacks.Callback):
             self.check()
 
     def check(self) -> dict:
-        from driving.evaluate import drive_one
+        from driving.evaluation.suites import drive_one
         from driving.modelio import ModelInfo, to_tflite
         from driving.pilot import Pilot
         from driving.runtime import Predictor

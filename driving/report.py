@@ -566,20 +566,21 @@ PRECISION_CHART = "precision.png"
 
 
 def precision_section(folder: Path, rows: list[dict], suite, jobs: int | None, runs: int) -> dict:
-    """Each model's float32, float16 and int8 LiteRT files driven over a suite (driving.evaluate):
+    """Each model's float32, float16 and int8 LiteRT files driven over a suite (driving.evaluation.suites):
     size, batch-1 latency on one core and on every core, and autonomy. What a small-car builder
     asks: the smallest file that still drives, and how fast it is on one core."""
     from functools import partial
 
-    from driving import evaluate
+    from driving.evaluation import suites
+    from driving.evaluation.registry import SUITES
     from driving.measure import time_calls
 
-    suite = evaluate.SUITES[suite] if isinstance(suite, str) else suite
+    suite = SUITES[suite] if isinstance(suite, str) else suite
     files = {(r["model"], kind): folder / t["file"] for r in rows for kind, t in r.get("tflite", {}).items()}
     if not files:
         return {}
     names = [f"{model} {kind}" for model, kind in files]
-    driven = evaluate.run(
+    driven = suites.run(
         list(files.values()), suite, jobs, out=folder / "precision", names=names, progress=False
     )
     frame = np.zeros((1, *load_tflite(next(iter(files.values()))).preprocessing.input_shape), np.float32)
@@ -702,7 +703,7 @@ def run(
     """Measure every trained model in `folder`; write report.md, report.json and the charts there.
     `data` and `split_fallback` only serve models that carry no record of their training run.
     `saliency` names the saliency methods whose scores and grid the report shows (none: off).
-    `drive_precisions` names a suite (driving.evaluate.SUITES) over which every exported LiteRT
+    `drive_precisions` names a suite (driving.evaluation.registry.SUITES) over which every exported LiteRT
     file is driven (off by default: it costs minutes). Raises ReportError when nothing can be
     reported."""
     from tqdm import tqdm

@@ -369,7 +369,7 @@ def probe_frames(suite: str = "quick", per_drive: int = PROBES_PER_DRIVE, seed: 
     along each drive of the evaluation suite, somewhere in the lane (up to a quarter of the road's
     width off its centre line, up to 0.1 rad off its heading), rendered in that drive's world
     under its conditions by the centre camera. The same frames for every model."""
-    from driving.evaluate import SUITES
+    from driving.evaluation.registry import SUITES
     from driving.sim.camera import Camera
     from driving.sim.simulator import CAMERA_SPECS
     from driving.sim.world import World
@@ -437,7 +437,7 @@ def score(maps: np.ndarray, probes: Sequence[Probe], geometry: Preprocessing) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from driving.evaluate import SUITES
+    from driving.evaluation.registry import SUITES
 
     parser = argparse.ArgumentParser(
         prog="python -m driving.saliency",

@@ -2,17 +2,10 @@
 confidence intervals.
 
     python -m driving.evaluate models/effnet.h5 models/base.h5 --suite unseen [--jobs 2] [--out DIR]
-    result = evaluate.run(["models/effnet.h5"], SUITES["quick"], jobs=2)
+    result = suites.run(["models/effnet.h5"], SUITES["quick"], jobs=2)
 
-A suite is a named, versioned list of drives. Each drive is one lap of a procedurally generated
-track (driving.sim.track.suite_track: every one has a hairpin and S-bends) in one of the three
-styles, under conditions drawn from a seed (driving.sim.conditions: sun, shadows, palettes,
-grain), with a road width drawn within the simulator's range. The track seeds come from ranges
-kept apart by purpose, so no recording ever drives a suite's track:
-
-    TRAINING_SEEDS    0 - 4999      suite-style tracks a recording may use
-    VALIDATION_SEEDS  5000 - 9999   the held-out tracks that choose a drive-best checkpoint
-    UNSEEN_SEEDS      10000 -       the `unseen` and `quick` suites
+The suites (which tracks, looks and laps, from which seed ranges) are named in
+driving/evaluation/registry.py (SUITES); this module drives them and sums them up.
 
 Every drive is deterministic (fixed 1/15 s step, the Pilot driven directly in-process, LiteRT on
 one thread), so a suite gives the same figures whatever the number of parallel jobs.
@@ -24,115 +17,42 @@ mean with a 95% bootstrap confidence interval over the drives, interventions per
 
 from __future__ import annotations
 
-import argparse
+import multiprocessing
 import os
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
+from tqdm import tqdm
 
-from driving import cli
+from driving.evaluation.closed_loop import DriveOptions, drive_pilot
+from driving.evaluation.registry import STYLE_ORDER, Suite, SuiteDrive
+from driving.files import save_figure, write_json, write_text
+from driving.pilot import Pilot, PilotConfig
+from driving.runtime import Predictor
+from driving.sim.track import track_features
 
-TRAINING_SEEDS = range(0, 5000)
-VALIDATION_SEEDS = range(5000, 10000)
-UNSEEN_SEEDS = range(10000, 20000)
-STYLE_ORDER = ("lake", "jungle", "desert")
 BOOTSTRAP_SAMPLES = 10_000
-
-
-@dataclass(frozen=True)
-class SuiteDrive:
-    """One drive of a suite: a track, a look, a distance."""
-
-    track_seed: int
-    style: str
-    conditions_seed: int
-    laps: float = 1.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.style}-{self.track_seed}"
-
-    def track(self):
-        return _suite_track(self.track_seed, self.style)
-
-    def conditions(self):
-        from driving.sim.conditions import Conditions
-
-        return Conditions.draw(self.conditions_seed)
-
-
-@cache
-def _suite_track(seed: int, style: str):
-    from driving.sim.track import suite_track
-
-    return suite_track(seed, style)
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    version: int
-    drives: tuple[SuiteDrive, ...]
-    description: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} v{self.version}"
-
-
-def _drives(first_seed: int, count: int, laps: float) -> tuple[SuiteDrive, ...]:
-    """`count` drives on consecutive track seeds, the styles taking turns; each world's conditions
-    are drawn from a seed of their own (the track seed plus a million, so never a track seed)."""
-    return tuple(
-        SuiteDrive(first_seed + i, STYLE_ORDER[i % 3], 1_000_000 + first_seed + i, laps) for i in range(count)
-    )
-
-
-SUITES = {
-    "unseen": Suite(
-        "unseen",
-        1,
-        _drives(UNSEEN_SEEDS.start, 24, 1.0),
-        "24 tracks never recorded, 8 per style, each with a hairpin and S-bends, under drawn conditions",
-    ),
-    "quick": Suite(
-        "quick",
-        1,
-        _drives(UNSEEN_SEEDS.start + 500, 6, 1.0),
-        "6 unseen tracks, 2 per style: a demo- and CI-sized look at generalisation",
-    ),
-    "validation": Suite(
-        "validation",
-        1,
-        _drives(VALIDATION_SEEDS.start, 3, 0.5),
-        "3 held-out half laps, one per style: how train.py's drive check picks a checkpoint",
-    ),
-}
 
 
 # --- driving the suite ----------------------------------------------------------------------------
 
 
 @cache
-def _pilot(model: str, speed: float):
+def _pilot(model: str, speed: float) -> Pilot:
     """One Pilot per model and process (TensorFlow and the model load once per worker)."""
-    from driving.pilot import Pilot, PilotConfig
-    from driving.runtime import Predictor
-
     return Pilot(Predictor.load(model, threads=1), PilotConfig(speed=speed))
 
 
-def drive_one(model: str, drive: SuiteDrive, speed: float = 9.0, pilot=None) -> dict:
+def drive_one(model: str, drive: SuiteDrive, speed: float = 9.0, pilot: Pilot | None = None) -> dict:
     """Drive one suite drive with `model` (or an in-memory `pilot`); the drive's metrics, with
     what was driven (track features, conditions)."""
-    from driving.evaluation.closed_loop import DriveOptions, drive_pilot
-    from driving.sim.track import track_features
-
     track = drive.track()
     options = DriveOptions(
         laps=drive.laps,
@@ -168,8 +88,6 @@ def drive_suite(
     """Every model on every drive of `suite`, `jobs` drives at a time in separate processes
     (default: one per core); {model path: [drive results in suite order]}. The results do not
     depend on `jobs`."""
-    from tqdm import tqdm
-
     tasks = [(str(m), d, speed) for m in models for d in suite.drives]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     bar = tqdm(total=len(tasks), desc=f"suite {suite.label}", unit="drive", disable=not progress)
@@ -179,8 +97,6 @@ def drive_suite(
             rows.append(_task(task))
             bar.update(1)
     else:
-        import multiprocessing
-
         # spawn, not fork: a forked TensorFlow can deadlock. Each worker loads what it drives once.
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             rows = []
@@ -277,13 +193,6 @@ def markdown(result: dict) -> str:
 
 def plot(result: dict, path: Path) -> Path:
     """Per model: mean autonomy with its 95% interval, and one dot per drive (coloured by style)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from driving.files import save_figure
-
     names = list(result["summary"])
     colours = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 4.5))
@@ -339,8 +248,6 @@ def run(
 ) -> dict:
     """Drive `suite` with every model; write suite-NAME.json/.md/.png into `out` when given.
     `names` label the models in tables (default: their file stems, made unique)."""
-    from driving.files import write_json, write_text
-
     models = [str(m) for m in models]
     names = list(names or _labels(models))
     drives = drive_suite(models, suite, jobs, speed, progress)
@@ -381,63 +288,3 @@ def _labels(models: Sequence[str]) -> list[str]:
             return [f"{paths[i].stem}#{i + 1}" if i in clashing else text for i, text in enumerate(labels)]
         for i in clashing:
             depth[i] += 1
-
-
-# --- the command line -----------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m driving.evaluate",
-        description="Drive models over a named suite of worlds they never saw, in parallel, and "
-        "report per drive and in aggregate: success rate, autonomy with a 95% confidence "
-        "interval, interventions per km, cross-track error, steering rate, latency.",
-        epilog="suites: "
-        + "; ".join(f"{s.name} v{s.version}: {s.description}" for s in SUITES.values())
-        + ".   example: python -m driving.evaluate models/effnet.h5 models/base.h5 --suite quick",
-    )
-    parser.add_argument("models", nargs="+", type=Path, help="model files (.h5, .keras, .tflite)")
-    parser.add_argument("--suite", choices=list(SUITES), default="quick", help="which suite (default quick)")
-    parser.add_argument(
-        "--jobs",
-        type=cli.integer(1, 256),
-        default=None,
-        help="drives at a time, each in its own process (default: one per core)",
-    )
-    parser.add_argument(
-        "--speed", type=cli.number(0, 30, low_open=True), default=9.0, help="target speed in mph (default 9)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/evaluate"),
-        help="where suite-NAME.json/.md/.png go (default runs/evaluate)",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from driving.files import check_writable_folder
-    from driving.modelio import ModelFileError, load_info
-
-    try:
-        check_writable_folder(args.out, "--out folder")
-        for model in args.models:
-            load_info(model)  # a missing or damaged file is named before any drive starts
-    except (ModelFileError, OSError) as e:
-        print(f"evaluate: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = run(args.models, SUITES[args.suite], args.jobs, args.speed, args.out)
-    except ModelFileError as e:
-        print(f"evaluate: {e}", file=sys.stderr)
-        return 2
-    print(markdown(result))
-    print(f"wrote {args.out / ('suite-' + args.suite)}.json, .md and .png")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
