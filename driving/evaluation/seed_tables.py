@@ -22,7 +22,7 @@ from driving.files import save_figure, write_json, write_text
 from driving.measure import machine_description
 from driving.models import MODELS
 
-RECORD_KEYS = {"settings", "suite", "model", "seed", "val_mse", "summary", "steps"}  # what one_run writes
+RECORD_KEYS = {"settings", "suite", "model", "seed", "val_mse", "summary", "steps"}  # seeds.one_run writes
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
 
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from driving import cli
+from driving import cli, tfsetup
 from driving.config import DEFAULT_PREPROCESSING
 from driving.sim.car import MAX_SPEED_MPH
 from driving.sim.client import ProtocolError
@@ -80,7 +80,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _drive_options(args: argparse.Namespace, model: str = ""):
-    from driving.evaluation.closed_loop import DriveOptions  # the app's layer: after parsing
+    from driving.evaluation.closed_loop import DriveOptions  # the app's layer, after parsing
 
     return DriveOptions(
         laps=args.laps,
@@ -120,7 +120,8 @@ def _live_view(args: argparse.Namespace, options, preprocessing, model: str = ""
 
 def _finish(args: argparse.Namespace, metrics, trace) -> int:
     """Print the table line and write the JSON report and the top-down PNG beside it."""
-    from driving.evaluation.metrics import TABLE_HEADER, save_cte_plot, table_line, write_report  # app
+    # The app's layer, after parsing: driving.sim itself never imports driving.evaluation.
+    from driving.evaluation.metrics import TABLE_HEADER, save_cte_plot, table_line, write_report
 
     print(TABLE_HEADER)
     print(table_line(metrics))
@@ -141,7 +142,7 @@ def _finish(args: argparse.Namespace, metrics, trace) -> int:
 
 
 def cmd_drive(args: argparse.Namespace) -> int:
-    from driving.evaluation.closed_loop import SocketLink, drive  # the app's layer: after parsing
+    from driving.evaluation.closed_loop import SocketLink, drive  # the app's layer, after parsing
 
     track = get_track(args.track, args.seed)
     options = _drive_options(args)
@@ -167,7 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.model.is_file():
         print(f"error: {args.model}: no such model file", file=sys.stderr)
         return 2
-    # The app's layer, after parsing (TensorFlow itself loads in drive_model, with the model).
+    tfsetup.setup()  # the model is served in this process
+    # The app's layer, after parsing: the closed loop, the model file's errors, the pilot.
     from driving.evaluation.closed_loop import drive_model
     from driving.modelio import ModelFileError
     from driving.pilot import PilotConfig
