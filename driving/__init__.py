@@ -2,7 +2,7 @@
 
 Modules, one concern each (see README.md for the data flow):
 config, preprocess, data, augment, pipeline, models, train, report, runtime, server, sim, video.
-The MNIST and convolution studies live beside this package, in `studies/`.
+The MNIST and convolution studies live beside this package, in `experiments/`.
 """
 
 import os

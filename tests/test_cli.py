@@ -25,8 +25,8 @@ MODULES = [
     "driving.study table",
     "driving.view",
     "driving.saliency",
-    "studies.mnist",
-    "studies.convstudy calc",
+    "experiments.mnist",
+    "experiments.convstudy calc",
 ]
 SCRIPTS = ["train.py", "drive.py", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bench").glob("*.py"))]
 

@@ -137,7 +137,7 @@ def test_report_help_imports_no_tensorflow():
 
 
 def test_every_exported_precision_is_driven_and_tabulated(data, tmp_path):
-    from driving.evaluate import Suite, SuiteDrive
+    from driving.evaluation.registry import Suite, SuiteDrive
 
     out = tmp_path / "models"
     train.run(config(data, out, models=["pilotnet"]), progress=False)

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tfsetup.setup()
     # After parsing and the setup: the stage loads TensorFlow (and the data reader pandas), which
     # --help must not wait for.
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
     from driving.report.stage import ReportError, run
 
     fallback = {"val_fraction": args.val_fraction, "seed": args.seed, "block_seconds": args.block_seconds}

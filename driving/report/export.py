@@ -18,7 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from driving import evaluate
+from driving.evaluation import suites
+from driving.evaluation.registry import SUITES, Suite
 from driving.modelio import ModelInfo, export_tflite
 from driving.report.measure import time_calls
 from driving.runtime import Predictor
@@ -68,17 +69,17 @@ def tflite_exports(
 
 
 def precision_section(
-    folder: Path, rows: list[dict], suite: evaluate.Suite | str, jobs: int | None, runs: int
+    folder: Path, rows: list[dict], suite: Suite | str, jobs: int | None, runs: int
 ) -> dict:
     """Each model's float32, float16 and int8 LiteRT files (the rows' "tflite" figures) driven over
-    `suite` (a Suite or a name in driving.evaluate.SUITES): per file its size, batch-1 latency on
+    `suite` (a Suite or a name in driving.evaluation.registry.SUITES): per file its size, batch-1 latency on
     one core and on every core, and autonomy. Empty when nothing was exported."""
-    suite = evaluate.SUITES[suite] if isinstance(suite, str) else suite
+    suite = SUITES[suite] if isinstance(suite, str) else suite
     files = {(r["model"], kind): folder / t["file"] for r in rows for kind, t in r.get("tflite", {}).items()}
     if not files:
         return {}
     names = [f"{model} {kind}" for model, kind in files]
-    driven = evaluate.run(
+    driven = suites.run(
         list(files.values()), suite, jobs, out=folder / "precision", names=names, progress=False
     )
     frame = np.zeros((1, *load_tflite(next(iter(files.values()))).preprocessing.input_shape), np.float32)

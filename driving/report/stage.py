@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from driving import models
 from driving.config import RUN_JSON, AugmentConfig, ConfigError, Preprocessing, RunConfig
-from driving.evaluate import Suite
+from driving.evaluation.registry import Suite
 from driving.files import remove_stale_temps, write_json, write_text
 from driving.modelio import info_or_default, load_info, load_keras
 from driving.pipeline import build_datasets, frames_from_folders
@@ -226,7 +226,7 @@ def run(
     """Measure every trained model in `folder`; write report.md, report.json and the charts there.
     `data` and `split_fallback` only serve models that carry no record of their training run.
     `saliency` names the saliency methods whose scores and grid the report shows (none: off).
-    `drive_precisions` is a suite (or its name in driving.evaluate.SUITES) over which every
+    `drive_precisions` is a suite (or its name in driving.evaluation.registry.SUITES) over which every
     exported LiteRT file is driven (off by default: it costs minutes). Raises ReportError when
     nothing can be reported."""
     folder = Path(folder)

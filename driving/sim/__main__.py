@@ -6,6 +6,10 @@ python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
                                [--report run.json] [--video run.mp4]
 python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
 drive and eval also take [--fps N] [--view [--view-port P]]: watch the drive in a browser
+
+This command line is an app over the simulator: `drive` and `eval` run the closed loop
+(driving.evaluation), the pilot and the live view, imported inside their functions once the
+arguments are parsed. The simulator package itself imports none of them, and --help stays instant.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from driving import cli
+from driving import cli, tfsetup
+from driving.config import DEFAULT_PREPROCESSING
 from driving.sim.car import MAX_SPEED_MPH
 from driving.sim.client import ProtocolError
 from driving.sim.expert import ExpertConfig
 from driving.sim.style import STYLES
 from driving.sim.track import BUILTIN, TrackError, builtin_track, get_track, save_track, track_features
 
-MAX_LAPS = 100.0  # the same bound as driving.sim.record.MAX_LAPS (that module imports OpenCV)
+MAX_LAPS = 100.0  # the same bound as driving.sim.recorder.MAX_LAPS (that module imports OpenCV)
 MIN_CRUISE_MPH = 5.0  # slower experts would take hours per lap
 MAX_DRIVE_SECONDS = 24 * 3600.0
 
@@ -46,7 +51,7 @@ def cmd_tracks(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from driving.sim.record import RecordError, record  # the renderer is only needed here
+    from driving.sim.recorder import RecordError, record  # the renderer is only needed here
 
     track = get_track(args.track, args.seed)
     config = ExpertConfig(cruise_mph=args.speed, weave=not args.no_weave)
@@ -75,7 +80,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _drive_options(args: argparse.Namespace, model: str = ""):
-    from driving.sim.closed_loop import DriveOptions
+    from driving.evaluation.closed_loop import DriveOptions  # the app's layer, after parsing
 
     return DriveOptions(
         laps=args.laps,
@@ -95,7 +100,7 @@ def _live_view(args: argparse.Namespace, options, preprocessing, model: str = ""
     if not args.view:
         yield
         return
-    from driving.view.server import ViewServer
+    from driving.view.server import ViewServer  # the live view: only with --view
     from driving.view.sources import DriveView
 
     view = ViewServer(port=args.view_port)
@@ -115,7 +120,8 @@ def _live_view(args: argparse.Namespace, options, preprocessing, model: str = ""
 
 def _finish(args: argparse.Namespace, metrics, trace) -> int:
     """Print the table line and write the JSON report and the top-down PNG beside it."""
-    from driving.sim.metrics import TABLE_HEADER, save_cte_plot, table_line, write_report
+    # The app's layer, after parsing: driving.sim itself never imports driving.evaluation.
+    from driving.evaluation.metrics import TABLE_HEADER, save_cte_plot, table_line, write_report
 
     print(TABLE_HEADER)
     print(table_line(metrics))
@@ -136,14 +142,13 @@ def _finish(args: argparse.Namespace, metrics, trace) -> int:
 
 
 def cmd_drive(args: argparse.Namespace) -> int:
-    from driving.config import DEFAULT_PREPROCESSING
-    from driving.sim.closed_loop import SocketLink, drive
+    from driving.evaluation.closed_loop import SocketLink, drive  # the app's layer, after parsing
 
     track = get_track(args.track, args.seed)
     options = _drive_options(args)
     model, preprocessing = "", DEFAULT_PREPROCESSING
     if args.view:  # the view names the served model and outlines its crop rows, as drive.py says
-        from driving.view.sources import served_model
+        from driving.view.sources import served_model  # the live view: only with --view
 
         model, preprocessing = served_model(args.host, args.port)
         model = model or f"drive.py on {args.host}:{args.port}"
@@ -154,7 +159,7 @@ def cmd_drive(args: argparse.Namespace) -> int:
 
 def _stored_preprocessing(model: Path):
     """The preprocessing the model file records (its crop rows), read without TensorFlow."""
-    from driving.modelio import info_or_default, load_info
+    from driving.modelio import info_or_default, load_info  # only with eval --view
 
     return info_or_default(load_info(model), str(model)).preprocessing
 
@@ -163,9 +168,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.model.is_file():
         print(f"error: {args.model}: no such model file", file=sys.stderr)
         return 2
+    tfsetup.setup()  # the model is served in this process
+    # The app's layer, after parsing: the closed loop, the model file's errors, the pilot.
+    from driving.evaluation.closed_loop import drive_model
     from driving.modelio import ModelFileError
     from driving.pilot import PilotConfig
-    from driving.sim.closed_loop import evaluate
 
     track = get_track(args.track, args.seed)
     pilot = PilotConfig(speed=args.speed, throttle=args.throttle)
@@ -173,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         preprocessing = _stored_preprocessing(args.model) if args.view else None
         with _live_view(args, options, preprocessing):
-            metrics, trace = evaluate(args.model, track, options, pilot)
+            metrics, trace = drive_model(args.model, track, options, pilot)
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

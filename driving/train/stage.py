@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from driving import models
 from driving.config import RUN_JSON, ConfigError, RunConfig, model_seed
-from driving.data import load_recordings, split_by_time
+from driving.data.reader import load_recordings, split_by_time
 from driving.files import check_writable_folder, remove_stale_temps, write_json
 from driving.modelio import ModelInfo, load_keras
 from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_dataset

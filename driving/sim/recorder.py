@@ -24,8 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from driving.config import CAMERAS, CSV_NAME, IMG_DIR, SAMPLE_RATE_HZ
+from driving.data.writer import RecordingWriter
 from driving.files import check_writable_folder, write_json
-from driving.recording import RecordingWriter
 from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
 from driving.sim.plot import save_topdown
