@@ -19,7 +19,7 @@ import numpy as np
 
 from driving.evaluation.registry import RECIPES, Suite
 from driving.files import save_figure, write_json, write_text
-from driving.measure import machine_description
+from driving.report.measure import machine_description
 from driving.models import MODELS
 
 RECORD_KEYS = {"settings", "suite", "model", "seed", "val_mse", "summary", "steps"}  # seeds.one_run writes
