@@ -17,6 +17,7 @@ the models) must not wait for TensorFlow. build() imports it quietly first.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -175,14 +176,22 @@ def effnet_family(
     squeeze: int | None = None,
     block_dropout: float = 0.25,
     head_dropout: float = 0.5,
+    input_pool: int = 1,
 ) -> keras.Model:
     """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
-    Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head."""
+    Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head.
+
+    input_pool > 1 lowers the input resolution inside the model: an input_pool x input_pool
+    average, which at 2 is exactly what the preprocessing's INTER_AREA resize would compute. It
+    lives in the model because the frame's geometry is one for all models (the Preprocessing a
+    run trains with), so a model cannot ask the pipeline for a smaller input."""
     import keras
     from keras import layers
 
     inputs = keras.Input(input_shape, name="frame")
     x = inputs
+    if input_pool > 1:
+        x = layers.AveragePooling2D(input_pool, name="input_pool")(x)
     for ch_in, ch_out in blocks:
         x = effnet_block(x, ch_in, ch_out, batch_norm=batch_norm, dropout=block_dropout)
     if squeeze:
@@ -212,19 +221,38 @@ def effnet_bn(input_shape=INPUT_SHAPE) -> keras.Model:
 
 
 @register("effnet-slim")
-def effnet_slim(input_shape=INPUT_SHAPE) -> keras.Model:
+def effnet_slim(
+    input_shape=INPUT_SHAPE,
+    width: float = 1.0,
+    blocks=SLIM_BLOCKS,
+    squeeze: int = 16,
+    head: int = 64,
+    input_pool: int = 1,
+    name: str = "effnet-slim",
+) -> keras.Model:
     """Slimmer EffNet: half-width first block, a 1x1 squeeze to 16 channels before Flatten (keeps
-    where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base."""
+    where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base.
+
+    Its knobs slim it further (the slimming family below): the block channels times `width`,
+    `blocks` (fewer of them: depth), the `squeeze` channels and the Dense `head` units, and the
+    input average-pooled by `input_pool` (resolution, see effnet_family). `build("effnet-slim",
+    width=0.75)` tries a step without registering it."""
     return effnet_family(
-        "effnet-slim",
+        name,
         input_shape,
-        SLIM_BLOCKS,
-        head=(64,),
+        scale_width(blocks, width),
+        head=(head,),
         batch_norm=True,
-        squeeze=16,
+        squeeze=squeeze,
         block_dropout=0.1,
         head_dropout=0.1,
+        input_pool=input_pool,
     )
+
+
+def scale_width(blocks, multiplier: float) -> tuple[tuple[int, int], ...]:
+    """Every block's (ch_in, ch_out) times `multiplier` (at least one channel each)."""
+    return tuple((max(1, round(a * multiplier)), max(1, round(b * multiplier))) for a, b in blocks)
 
 
 @register("effnet-gap")
@@ -268,6 +296,38 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
         x = layers.Dense(units, activation="relu", kernel_initializer="he_normal")(x)
     outputs = steering_output(x)
     return keras.Model(inputs, outputs, name="pilotnet")
+
+
+# --- the slimming family: effnet-slim slimmed one step at a time ------------------------------
+
+
+# effnet-slim's blocks without the repeat of its second block. Depth only slims together with the
+# resolution: every block halves both axes, so at 128x128 a block fewer leaves an 8x8 map, not 4x4,
+# for Flatten, and the head's Dense layer grows by more weights than the block held.
+SLIM_D4 = SLIM_BLOCKS[:2] + SLIM_BLOCKS[3:]
+
+
+def variant(name: str, builder: Callable[..., keras.Model], **knobs) -> None:
+    """Register `name`: `builder` with some of its knobs set, so a variant is one line."""
+    register(name)(functools.partial(builder, name=name, **knobs))
+
+
+# Each step slims the one before it along one more axis (docs/models.md, "The slimming family").
+variant("effnet-w050", effnet_slim, width=0.5)  # every block half as wide
+variant("effnet-w050-h32", effnet_slim, width=0.5, squeeze=8, head=32)  # half the head
+variant("effnet-w050-h32-r64", effnet_slim, width=0.5, squeeze=8, head=32, blocks=SLIM_D4, input_pool=2)
+variant("effnet-w025-h32-r64", effnet_slim, width=0.25, squeeze=8, head=32, blocks=SLIM_D4, input_pool=2)
+variant("effnet-tiny", effnet_slim, width=0.25, squeeze=8, head=16, blocks=SLIM_D4, input_pool=2)
+
+# effnet-slim first, then each step above: parameters and MACs fall all along.
+SLIMMING_FAMILY = (
+    "effnet-slim",
+    "effnet-w050",
+    "effnet-w050-h32",
+    "effnet-w050-h32-r64",
+    "effnet-w025-h32-r64",
+    "effnet-tiny",
+)
 
 
 # --- counting -----------------------------------------------------------------------------------
@@ -379,13 +439,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     base_macs = next(r["macs"] for r in rows if r["model"] == "base")
     base_params = next(r["params"] for r in rows if r["model"] == "base")
+    width = max(len(r["model"]) for r in rows)
     print(
-        f"{'model':<12} {'params':>10} {'trainable':>10} {'MACs/frame':>13} "
+        f"{'model':<{width}} {'params':>10} {'trainable':>10} {'MACs/frame':>13} "
         f"{'params/base':>12} {'MACs/base':>10}"
     )
     for r in rows:
         print(
-            f"{r['model']:<12} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
+            f"{r['model']:<{width}} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
             f"{r['params'] / base_params:>12.3f} {r['macs'] / base_macs:>10.3f}"
         )
     return 0
