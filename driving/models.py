@@ -193,10 +193,11 @@ def effnet_family(
     """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
     Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head.
 
-    input_pool > 1 lowers the input resolution inside the model: an input_pool x input_pool
-    average, which at 2 is exactly what the preprocessing's INTER_AREA resize would compute. It
-    lives in the model because the frame's geometry is one for all models (the Preprocessing a
-    run trains with), so a model cannot ask the pipeline for a smaller input."""
+    input_pool > 1 lowers the input resolution inside the model: the mean of each input_pool x
+    input_pool block of the input, what an INTER_AREA resize of it would give. It lives in the
+    model because a run's Preprocessing (its input size) is one for all the models it trains, so
+    a model cannot ask the pipeline for a smaller input; as pilotnet resizes inside. count_macs
+    leaves the pooling out (input_pixels x 3 additions: 49,152 at 128x128)."""
     import keras
     from keras import layers
 
