@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from driving.config import INPUT_SHAPE
+from driving.modelio import TFLITE_KINDS, ModelInfo, save_keras, to_tflite
 
 if TYPE_CHECKING:
     import keras
@@ -250,9 +251,10 @@ def effnet_slim(
     where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base.
 
     Its knobs slim it further (the slimming family below): the block channels times `width`,
-    `blocks` (fewer of them: depth), the `squeeze` channels and the Dense `head` units, and the
-    input average-pooled by `input_pool` (resolution, see effnet_family). `build("effnet-slim",
-    width=0.75)` tries a step without registering it."""
+    `blocks` (fewer of them: depth), the `squeeze` channels and the Dense `head` units, the input
+    average-pooled by `input_pool` (resolution, see effnet_family), and `norm_first` (BN before
+    each activation, where the LiteRT converter folds it: see effnet_block); `name` is the model's.
+    `build("effnet-slim", width=0.75)` tries a step without registering it."""
     return effnet_family(
         name,
         input_shape,
@@ -440,8 +442,6 @@ def litert_sizes(model: keras.Model, seed: int = 0) -> dict[str, int]:
     out smaller than a trained model's. `model`'s weights are changed."""
     from keras import layers
 
-    from driving.modelio import TFLITE_KINDS, to_tflite
-
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
@@ -481,8 +481,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "save":
-        from driving.modelio import ModelInfo, save_keras
-
         if args.path.suffix not in (".keras", ".h5"):
             parser.error(f"{args.path}: the file name must end in .keras or .h5")
         model = build(args.name)
@@ -499,14 +497,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     base = next((r for r in rows if r["model"] == "base"), None) or summary_rows(["base"])[0]
-    width = max(len(r["model"]) for r in rows)
-    header = f"{'model':<{width}} {'params':>10} {'trainable':>10} {'MACs/frame':>13} "
+    name_width = max(len(r["model"]) for r in rows)
+    header = f"{'model':<{name_width}} {'params':>10} {'trainable':>10} {'MACs/frame':>13} "
     header += f"{'params/base':>12} {'MACs/base':>10}"
     if args.litert:
         header += "".join(f" {kind + ' KiB':>12}" for kind in rows[0]["litert_bytes"])
     print(header)
     for r in rows:
-        line = f"{r['model']:<{width}} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
+        line = f"{r['model']:<{name_width}} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
         line += f"{r['params'] / base['params']:>12.3f} {r['macs'] / base['macs']:>10.3f}"
         if args.litert:
             line += "".join(f" {size / 1024:>12.1f}" for size in r["litert_bytes"].values())
