@@ -24,12 +24,13 @@ import pytest
 
 from driving import models
 from driving.config import DEFAULT_PREPROCESSING
+from driving.drive_config import ServeConfig
+from driving.drive_server import DriveServer
 from driving.modelio import ModelInfo, export_tflite, save_keras
 from driving.pilot import Pilot, PilotConfig
 from driving.pipeline import build_cache, val_dataset
 from driving.preprocess import decode_jpeg, read_frame
 from driving.runtime import Predictor
-from driving.server import DriveServer, ServeConfig
 from driving.sim.client import SimulatorClient
 from tests import replay_frames
 
