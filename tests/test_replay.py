@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from driving import models
-from driving.config import DEFAULT_PREPROCESSING
+from driving.config import DEFAULT_PREPROCESSING, TARGET_SPEED_MPH
 from driving.drive_config import ServeConfig
 from driving.drive_server import DriveServer
 from driving.modelio import ModelInfo, export_tflite, save_keras
@@ -165,7 +165,8 @@ def test_the_converted_keras_file_serves_the_keras_steering(served, converted, j
 
 def test_the_drive_server_replies_the_keras_steering(served, converted, jpegs):
     reference, _ = served
-    server = DriveServer(Pilot(converted, PilotConfig(speed=9.0)), ServeConfig(status_interval=0))
+    pilot = Pilot(converted, PilotConfig(speed=TARGET_SPEED_MPH))
+    server = DriveServer(pilot, ServeConfig(status_interval=0))
     server.start()
     try:
         with SimulatorClient(port=server.port, timeout=10.0) as sim:
