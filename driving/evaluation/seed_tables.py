@@ -19,8 +19,8 @@ import numpy as np
 
 from driving.evaluation.registry import RECIPES, Suite
 from driving.files import save_figure, write_json, write_text
-from driving.report.measure import machine_description
 from driving.models import MODELS
+from driving.report.measure import machine_description
 
 RECORD_KEYS = {"settings", "suite", "model", "seed", "val_mse", "summary", "steps"}  # seeds.one_run writes
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
