@@ -173,6 +173,30 @@ def test_a_damaged_excluded_json_is_shown_and_never_overwritten(tmp_path):
     assert (rec / exclusions.EXCLUDED_NAME).read_text() == '{"mine": "not yours"}'
 
 
+def test_a_recording_from_windows_is_browsed_and_excluded(tmp_path):
+    """The real simulator's log: no header, Windows paths, ', ' between fields, CRLF, moved here."""
+    rec = write_recording(tmp_path / "made", n=20)
+    lines = []
+    for line in (rec / CSV_NAME).read_text().splitlines():
+        fields = line.split(",")
+        paths = [rf"C:\Users\someone\Desktop\track1\IMG\{Path(p).name}" for p in fields[:3]]
+        lines.append(", ".join(paths + fields[3:]))
+    (rec / CSV_NAME).write_text("\r\n".join(lines) + "\r\n")
+    moved = rec.rename(tmp_path / "track1")
+    page = RecordingBrowser([moved])
+    page.start()
+    try:
+        info = json.loads(ask(page, "/api/recording/0")[1])
+        assert info["rows"] == 20 and info["skipped"] == {} and info["cameras"] == ["center", "left", "right"]
+        reply, body = ask(page, "/frame/0/19/right")
+        assert reply.status == 200 and body[:2] == b"\xff\xd8"
+        assert post(page, [[0, 4]])[0].status == 200
+    finally:
+        page.stop()
+    loaded = reader.load_recordings([moved])
+    assert len(loaded.frames) == 15 and loaded.summary.skipped == {reader.EXCLUDED: 5}
+
+
 # --- problems ------------------------------------------------------------------------------------
 
 

@@ -51,6 +51,7 @@ STATIC = {  # path -> (package, file in its static/, content type)
     "/view.css": ("driving.view", "view.css", "text/css; charset=utf-8"),  # the live view's style
 }
 MAX_BODY = 4 * 1024 * 1024  # a POST of excluded spans: 100,000 spans fit
+NO_STORE = {"Cache-Control": "no-store"}  # the page, the series, answers: always fresh
 FRAME_CACHE = "private, max-age=86400"  # the page asks again after a day; the ETag answers 304
 SERIES_COLUMNS = ("time", "steering", "throttle", "speed", "row")
 
@@ -246,11 +247,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _send_text(self, status: int, text: str) -> None:
-        self._send(status, text.encode() + b"\n", "text/plain; charset=utf-8", {"Cache-Control": "no-store"})
+        self._send(status, text.encode() + b"\n", "text/plain; charset=utf-8", NO_STORE)
 
     def _send_json(self, data, status: int = HTTPStatus.OK) -> None:
         body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-        self._send(status, body, "application/json", {"Cache-Control": "no-store"})
+        self._send(status, body, "application/json", NO_STORE)
 
     def do_GET(self) -> None:  # http.server calls it by this name
         if not self._local():
@@ -258,17 +259,17 @@ class _Handler(BaseHTTPRequestHandler):
         browser = self.server.browser
         path = self.path.split("?", 1)[0]
         parts = path.strip("/").split("/")
+        index = self._index(parts[2]) if len(parts) == 3 and parts[0] == "api" else None
         try:
             if path in browser.files:
                 body, kind = browser.files[path]
-                self._send(HTTPStatus.OK, body, kind, {"Cache-Control": "no-store"})
+                self._send(HTTPStatus.OK, body, kind, NO_STORE)
             elif path == "/api/recordings":
                 self._send_json(browser.recording_list())
-            elif len(parts) == 3 and parts[:2] == ["api", "recording"] and self._index(parts[2]) is not None:
-                self._send_json(browser.info(self._index(parts[2])))
-            elif len(parts) == 3 and parts[:2] == ["api", "series"] and self._index(parts[2]) is not None:
-                self._send(HTTPStatus.OK, browser.series(self._index(parts[2])), "application/octet-stream",
-                           {"Cache-Control": "no-store"})  # fmt: skip
+            elif parts[:2] == ["api", "recording"] and index is not None:
+                self._send_json(browser.info(index))
+            elif parts[:2] == ["api", "series"] and index is not None:
+                self._send(HTTPStatus.OK, browser.series(index), "application/octet-stream", NO_STORE)
             elif len(parts) == 4 and parts[0] == "frame":
                 self._frame(parts[1], parts[2], parts[3])
             else:
@@ -308,6 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, data, kind, {"ETag": tag, "Cache-Control": FRAME_CACHE})
 
     def do_POST(self) -> None:  # http.server calls it by this name
+        self.close_connection = True  # saves are rare: a refused body is never left unread
         if not self._local():
             return
         parts = self.path.split("?", 1)[0].strip("/").split("/")
@@ -322,7 +324,6 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             self._send_text(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the spans as application/json")
         elif length is None or length > MAX_BODY:
-            self.close_connection = True
             self._send_text(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"at most {MAX_BODY:,} bytes, with Content-Length"
             )

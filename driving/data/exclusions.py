@@ -50,10 +50,12 @@ class ExcludedRange:
     end_s: float = 0.0
 
     def __str__(self) -> str:
-        lines = f"line {self.first_row}" if self.first_row == self.last_row else "lines"
-        if self.first_row != self.last_row:
-            lines += f" {self.first_row}-{self.last_row}"
-        return f"{lines} ({self.start_s:.2f}-{self.end_s:.2f} s): excluded in {EXCLUDED_NAME}"
+        lines = (
+            f"line {self.first_row}"
+            if self.first_row == self.last_row
+            else f"lines {self.first_row}-{self.last_row}"
+        )
+        return f"{lines} ({self.start_s:.2f}-{self.end_s:.2f} s)"
 
 
 @dataclass(frozen=True)

@@ -135,30 +135,44 @@ def steering_jumps(frames: pd.DataFrame, t: ProblemThresholds) -> list[Problem]:
     ]
 
 
-def _size(path: str) -> int:
+def _identity(path: str) -> tuple[int, int, int] | None:
+    """(size, device, inode) of the file at `path`, None when it cannot be read."""
     try:
-        return os.stat(path).st_size
+        info = os.stat(path)
     except OSError:
-        return -1
+        return None
+    return info.st_size, info.st_dev, info.st_ino
 
 
-def _same_bytes(a: str, b: str) -> bool:
+def _read(path: str) -> bytes | None:
     try:
-        return Path(a).read_bytes() == Path(b).read_bytes()
+        return Path(path).read_bytes()
     except OSError:
-        return False
+        return None
 
 
 def repeated_frames(frames: pd.DataFrame) -> list[Problem]:
-    """Only files of equal size are compared (two different JPEGs almost never are), so a
-    recording of 50,000 rows costs 50,000 stat calls and a few reads."""
+    """Only files of equal size are read and compared (two different JPEGs almost never are), and
+    one file under two names (a hard link) is the same without reading: a recording of 50,000
+    rows costs 50,000 stat calls and a few reads."""
     centers = list(frames["center"])
-    sizes = [_size(p) for p in centers]
+    ids = [_identity(p) for p in centers]
     repeat = np.zeros(len(centers), bool)
+    held: tuple[int, bytes | None] = (-1, None)  # (row, bytes) last read: each file read once
+
+    def content(i: int) -> bytes | None:
+        nonlocal held
+        if held[0] != i:
+            held = (i, _read(centers[i]))
+        return held[1]
+
     for i in range(1, len(centers)):
-        same_file = centers[i] == centers[i - 1]
-        same_size = sizes[i] == sizes[i - 1] and sizes[i] >= 0
-        repeat[i] = same_file or (same_size and _same_bytes(centers[i], centers[i - 1]))
+        now, before = ids[i], ids[i - 1]
+        if centers[i] == centers[i - 1] or (now is not None and now == before):
+            repeat[i] = True
+        elif now is not None and before is not None and now[0] == before[0]:
+            earlier = content(i - 1)
+            repeat[i] = earlier is not None and earlier == content(i)
     return [Problem(REPEATED, a - 1, b, b - a + 1, f"{b - a + 1} repeat(s)") for a, b in _runs(repeat)]
 
 

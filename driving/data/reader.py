@@ -14,6 +14,7 @@ import bisect
 import csv
 import math
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Sequence
@@ -165,15 +166,21 @@ def image_path(recording: Path, logged: str) -> str:
     """The image a log entry means, found by its file name in the recording's own IMG/, wherever
     the recording machine kept it (Windows or POSIX, absolute or relative, leading spaces)."""
     name = logged.strip().replace("\\", "/").rsplit("/", 1)[-1]
-    return str(recording / IMG_DIR / name) if name else ""
+    return os.path.join(recording, IMG_DIR, name) if name else ""  # not Path: 3 a row, 50,000 rows
+
+
+_STAMP = re.compile(r"(\d{4})_(\d\d)_(\d\d)_(\d\d)_(\d\d)_(\d\d)_(\d{3})", re.ASCII)
 
 
 def frame_time(center: str) -> float | None:
     """Seconds since the epoch from the simulator's file name (center_yyyy_MM_dd_HH_mm_ss_fff.jpg)."""
-    stem = Path(center).stem
+    match = _STAMP.fullmatch(Path(center).stem[-23:])  # not strptime: the slowest step of a long load
+    if match is None:
+        return None
+    *fields, millis = map(int, match.groups())
     try:
-        when = datetime.strptime(stem[-23:], "%Y_%m_%d_%H_%M_%S_%f")
-    except ValueError:
+        when = datetime(*fields, microsecond=millis * 1000)
+    except ValueError:  # no such date or time
         return None
     return (when - datetime(1970, 1, 1)).total_seconds()  # naive: no time-zone or DST shifts
 

@@ -214,8 +214,8 @@ function drawHistogram() {
   g.moveTo(left + ((s + 1) / 2) * (right - left), top);
   g.lineTo(left + ((s + 1) / 2) * (right - left), bottom);
   g.stroke();
-  const kept_rows = kept.reduce((a, b) => a + b, 0);
-  $("histogram-title").textContent = `steering of the ${kept_rows.toLocaleString()} rows kept (log scale; red: excluded)`;
+  const keptRows = kept.reduce((a, b) => a + b, 0);
+  $("histogram-title").textContent = `steering: ${keptRows.toLocaleString()} rows kept (log scale; red: excluded)`;
 }
 
 // --- exclusions ----------------------------------------------------------------------------------
