@@ -22,6 +22,7 @@ from driving.data import exclusions, problems, reader
 from driving.data.browse import MAX_BODY, RecordingBrowser
 from driving.data.writer import RecordingWriter, stamp
 from driving.preprocess import encode_jpeg
+from driving.train.stage import load_split  # what train.py runs before decoding anything
 from driving.view import browser
 from tests.conftest import road_frame, write_recording
 from tests.test_view import install_chromium
@@ -312,6 +313,7 @@ def shows(row: int) -> str:
 
 
 def press(page, *keys) -> None:
+    # selenium is optional (the test extra): imported where a browser test runs, as browser.py does
     from selenium.webdriver.common.action_chains import ActionChains
 
     ActionChains(page).send_keys(*keys).perform()
@@ -358,8 +360,6 @@ def test_scrubbing_moves_the_frames(chromium, tmp_path):
 def test_an_exclusion_saved_in_the_page_changes_what_training_reads(chromium, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
-
-    from driving.train.stage import load_split  # what train.py runs before decoding anything
 
     rec = write_recording(tmp_path / "rec", n=150, sides=False)
     log = (rec / CSV_NAME).read_bytes()
