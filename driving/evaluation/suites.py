@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
+from driving import card
 from driving.evaluation.closed_loop import DriveOptions, drive_pilot
 from driving.evaluation.registry import STYLE_ORDER, Suite, SuiteDrive
 from driving.files import save_figure, write_json, write_text
@@ -268,6 +269,7 @@ def run(
         write_json(stem.with_suffix(".json"), result)
         write_text(stem.with_suffix(".md"), markdown(result))
         plot(result, stem.with_suffix(".png"))
+    card.add_suite(result)  # a model of a run folder keeps the suite's figures on its card
     return result
 
 
