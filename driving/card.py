@@ -9,9 +9,9 @@ Three stages write it, each its own sections: training makes the card when a mod
 row counts and a content hash, the budget and seed, the checkpoints, validation error); the
 evaluation suites add every suite a model of a run folder drove (`add_suite`); the slimming report
 adds what it measured and the drives of every exported precision (`add_report`). An update reads
-the card, changes its own sections and writes both files atomically under a lock, so no stage ever
-loses another's figures; a card it cannot read is left alone, with one line on stderr. drive.py
-prints `summary_line` when it starts serving.
+the card, changes its own sections and writes both files atomically under a lock on the folder,
+so no stage ever loses another's figures; a card it cannot read is left alone, with one line on
+stderr. drive.py prints `summary_line` when it starts serving.
 
 One training run is one seed: every figure on a card comes from the one seed that trained it, and
 says so. How much a figure moves between seeds is the seed study's job (driving.study).
@@ -223,15 +223,16 @@ def write(out: str | Path | RunFolder, card: ModelCard, keep: dict | None = None
 
 
 @contextlib.contextmanager
-def _held(folder: RunFolder, name: str) -> Iterator[None]:
-    """One stage at a time reads, changes and writes a card (an advisory lock, released by the OS
-    however the process ends)."""
-    fd = os.open(folder.card_lock(name), os.O_RDWR | os.O_CREAT, 0o644)
+def _held(folder: RunFolder) -> Iterator[None]:
+    """One stage at a time reads, changes and writes the cards of a folder: an advisory lock on the
+    folder itself (no file left behind), released by the OS however the process ends. An update
+    takes milliseconds, so one lock for every card of the folder costs nothing."""
+    fd = os.open(folder.root, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        os.close(fd)  # closing releases the lock
 
 
 def update(
@@ -243,7 +244,7 @@ def update(
     path = folder.card_json(name)
     if not path.is_file():
         return None
-    with _held(folder, name):
+    with _held(folder):
         try:
             raw = read_record(path)
             card = ModelCard.from_dict(raw, str(path))
@@ -411,7 +412,7 @@ def trained(
         sizes=sizes,
         versions=dict(config.versions or {}),
     )
-    with _held(folder, name):
+    with _held(folder):
         return write(folder, card)
 
 

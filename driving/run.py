@@ -139,10 +139,6 @@ class RunFolder:
         """The model's card for programs: a schema-versioned record (driving/card.py)."""
         return self.root / f"{name}.card.json"
 
-    def card_lock(self, name: str) -> Path:
-        """Held while a stage reads, updates and writes the card, so none loses another's figures."""
-        return self.root / f".{name}.card.lock"
-
     # what later stages add
     @property
     def report_md(self) -> Path:
