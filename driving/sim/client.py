@@ -31,9 +31,12 @@ Lock-step use (the caller owns the physics):
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
 import socket
 import struct
+import threading
 import time
 
 import simple_websocket
@@ -47,6 +50,7 @@ CONNECT_TIMEOUT_S = 5.0  # each of: the TCP connect, the WebSocket upgrade reply
 REPLY_TIMEOUT_S = 10.0  # one steer reply, the first included (a model's warm-up takes seconds)
 MAX_MESSAGE_BYTES = 1 << 20  # a steer reply is under 100 bytes; a larger message is refused
 RECEIVE_BYTES = 65536
+PATH = "/socket.io/?EIO=4&transport=websocket"  # where the simulator connects (no polling first)
 
 
 class ProtocolError(RuntimeError):
@@ -94,8 +98,9 @@ def _positive_seconds(value: float, name: str) -> float:
 
 class _WebSocket(_WebSocketBase):
     """simple_websocket's client with its waits bounded. simple_websocket.Client.connect waits for
-    the TCP connection and for the upgrade reply without end (and spins on a connection closed
-    mid-reply); here both end within `timeout` seconds, in one line naming the address."""
+    the TCP connection and for the upgrade reply without end, and lets a reply that is not HTTP
+    escape as wsproto's exception; here each ends within `timeout` seconds or at once, as a
+    TimeoutError or ConnectionError line naming the address."""
 
     def __init__(self, host: str, port: int, path: str, timeout: float):
         self.host, self.path, self.timeout = host, path, timeout
@@ -114,6 +119,8 @@ class _WebSocket(_WebSocketBase):
                 connection_type=ConnectionType.CLIENT,
                 receive_bytes=RECEIVE_BYTES,
                 max_message_size=MAX_MESSAGE_BYTES,
+                # A daemon: a receiving thread never keeps the process alive after its work is done.
+                thread_class=functools.partial(threading.Thread, daemon=True),
             )
         except BaseException:
             sock.close()
@@ -166,6 +173,13 @@ class _WebSocket(_WebSocketBase):
                 f"an HTTP upgrade reply ({_one_line(str(e))})"
             ) from None
 
+    def _handle_events(self) -> bool:
+        keep_going = super()._handle_events()
+        if not keep_going:  # Base wakes receive() before it marks the end (a message too large):
+            self.connected = False  # mark it, and wake receive() again, or it waits out its timeout
+            self.event.set()
+        return keep_going
+
     def limit_sends(self, seconds: float) -> None:
         """A send the server does not take fails after `seconds` (SO_SNDTIMEO); the receiving
         thread's reads are not touched."""
@@ -175,8 +189,14 @@ class _WebSocket(_WebSocketBase):
         )
 
     def close(self, reason=None, message=None) -> None:
-        super().close(reason=reason, message=message)
-        self.sock.close()
+        try:
+            super().close(reason=reason, message=message)
+        finally:
+            # shutdown() wakes the receiving thread's recv(), which close() alone would leave
+            # waiting on a server that never closes its side.
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
 
 
 def _one_line(text: str, limit: int = 120) -> str:
@@ -197,7 +217,7 @@ class SimulatorClient:
         self.host, self.port = host, port
         self.timeout = _positive_seconds(timeout, "timeout")  # for each steer reply
         self.connect_timeout = _positive_seconds(connect_timeout, "connect_timeout")
-        self.url = f"ws://{host}:{port}/socket.io/?EIO=4&transport=websocket"
+        self.url = f"ws://{host}:{port}{PATH}"
         self._ws: _WebSocket | None = None
         self.opened = False  # the server's Engine.IO OPEN packet has arrived
         self.ignored: list[str] = []  # packets the simulator would ignore (other events, `40`...)
@@ -214,9 +234,8 @@ class SimulatorClient:
         and on the OPEN packet). Both replies are read here so that the caller then runs a plain
         lock-step; returns the second one. The handshake (TCP, WebSocket upgrade, Engine.IO OPEN)
         waits at most `connect_timeout` for each step, the replies `timeout` each."""
-        path = "/socket.io/?EIO=4&transport=websocket"
         try:
-            self._ws = _WebSocket(self.host, self.port, path, self.connect_timeout)
+            self._ws = _WebSocket(self.host, self.port, PATH, self.connect_timeout)
         except simple_websocket.ConnectionError as e:
             raise ConnectionError(f"cannot open {self.url}: {e}") from None
         self._ws.limit_sends(self.timeout)
@@ -254,8 +273,8 @@ class SimulatorClient:
         if self._ws is not None:
             try:
                 self._ws.close()
-            except simple_websocket.ConnectionClosed:
-                pass
+            except (simple_websocket.ConnectionClosed, OSError, _WebSocketProtocolError):
+                pass  # closed already, or a server that takes no more data: the socket is closed
             self._ws = None
 
     def __enter__(self) -> SimulatorClient:
@@ -273,8 +292,19 @@ class SimulatorClient:
             self._ws.send(text)
         except (BlockingIOError, TimeoutError):  # SO_SNDTIMEO passed: the server reads nothing
             raise TimeoutError(f"{self.url}: the server took no data for {self.timeout:g} s") from None
-        except (simple_websocket.ConnectionClosed, OSError) as e:
-            raise ConnectionError(f"{self.url}: connection closed while sending ({e})") from None
+        except (simple_websocket.ConnectionClosed, OSError, _WebSocketProtocolError) as e:
+            # (a ProtocolError: the receiving thread has just begun to close the connection)
+            self._check_size()
+            reason = _one_line(str(e))
+            raise ConnectionError(f"{self.url}: connection closed while sending ({reason})") from None
+
+    def _check_size(self) -> None:
+        """Say so if the connection was closed because the server sent too large a message."""
+        if self._ws is not None and self._ws.incoming_message_len > MAX_MESSAGE_BYTES:
+            raise ConnectionError(
+                f"{self.url}: sent a message of more than {MAX_MESSAGE_BYTES:,} bytes; "
+                "the connection was closed"
+            ) from None
 
     def _receive(self, what: str, deadline: float | None = None, seconds: float | None = None) -> str:
         """The next text frame, waiting until `deadline` (default: `timeout` from now)."""
@@ -283,6 +313,7 @@ class SimulatorClient:
         try:
             data = self._ws.receive(timeout=wait)
         except simple_websocket.ConnectionClosed as e:
+            self._check_size()
             raise ConnectionError(
                 f"{self.url}: connection closed while waiting for the {what} "
                 f"({e.reason} {e.message or ''})".rstrip()
