@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from driving.config import CAMERAS, FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE, SAMPLE_RATE_HZ, AugmentConfig
-from driving.data import load_recordings
+from driving.data.reader import load_recordings
+from driving.data.writer import RecordingWriter
 from driving.preprocess import preprocess, read_frame
-from driving.recording import RecordingWriter
 
 # --- A recording to read ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ Three parts, each printed beside a reference measured in the same run, as a rati
               in), and both after epoch 1. References: bench/pipeline.py's classic per-image
               generator on the same recording, and growth against the smallest size (first-epoch
               time ratio vs frame ratio = linearity; memory ratios).
-    suite     frames/s of a closed-loop evaluation suite (driving.evaluate) with jobs=1 and
+    suite     frames/s of a closed-loop evaluation suite (driving.evaluation.suites) with jobs=1 and
               jobs=2, each in a fresh process, start-up included; the reference is jobs=1.
     serve     per-frame latency (median, p99) of the runtime Predictor (preprocessing + LiteRT)
               for every registered model and every LiteRT precision (float32, float16, int8), with
@@ -137,7 +137,7 @@ class PeakSampler:
 
 def _recording_rows(recording: str, rows: int):
     """The first `rows` rows of the recording: a recording of that size."""
-    from driving.data import load_recordings
+    from driving.data.reader import load_recordings
 
     return load_recordings([recording], check_images=False).frames.iloc[:rows]
 
@@ -341,11 +341,12 @@ def save_untrained(path: str) -> str:
 
 
 def suite_run(model: str, suite_name: str, drives: int | None, jobs: int, speed: float) -> dict:
-    """driving.evaluate.run on one model with `jobs` (child process): wall time from the call,
+    """driving.evaluation.suites.run on one model with `jobs` (child process): wall time from the call,
     so loading TensorFlow and the model in each worker counts, as it does for a user."""
     import dataclasses
 
-    from driving.evaluate import SUITES, run
+    from driving.evaluation.registry import SUITES
+    from driving.evaluation.suites import run
 
     suite = SUITES[suite_name]
     if drives:
@@ -548,7 +549,7 @@ def print_serve(results: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from driving.cli import integer, number  # light: no TensorFlow behind these three
-    from driving.evaluate import SUITES
+    from driving.evaluation.registry import SUITES
     from driving.models import MODELS
 
     common = argparse.ArgumentParser(add_help=False)

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 import cv2
 
 from driving.config import CAMERAS, SAMPLE_RATE_HZ
+from driving.data.writer import RecordingWriter
 from driving.preprocess import encode_jpeg
-from driving.recording import RecordingWriter
 from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert
 from driving.sim.simulator import Simulator

@@ -25,9 +25,9 @@ import time
 from datetime import datetime
 
 from driving.config import DEFAULT_PREPROCESSING, SAMPLE_RATE_HZ
+from driving.evaluation.closed_loop import DirectLink, DriveOptions, drive
 from driving.models import build
 from driving.pilot import Pilot
-from driving.sim.closed_loop import DirectLink, DriveOptions, drive
 from driving.sim.track import get_track
 from driving.view.server import ViewServer
 from driving.view.sources import DriveView

@@ -1,8 +1,12 @@
 """Behavioral cloning for the Udacity simulator, and what slimming a CNN buys.
 
-Modules, one concern each (see README.md for the data flow):
-config, preprocess, data, augment, pipeline, models, train, report, runtime, server, sim, video.
-The MNIST and convolution studies live beside this package, in `studies/`.
+The package's layers, each a folder or a few modules with one job each, are mapped in README.md
+("How it fits together"): settings and records (config, options, run, files), data (driving.data,
+preprocess, augment, pipeline), models (models, modelio), the world (driving.sim), serving
+(runtime, pilot, drive_server, socketio_compat, video, view), evaluation (driving.evaluation),
+training (driving.train), analysis (driving.report, driving.saliency) and the command lines.
+tests/test_layers.py holds the code to that map. The MNIST and convolution studies live beside
+this package, in `experiments/`.
 """
 
 import os

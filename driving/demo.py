@@ -5,12 +5,12 @@
 
 1. record the training data of the study's default recipe with the headless simulator (reused when
    present): expert laps of the built-in tracks and of suite-style training tracks, painted in
-   every style and light (driving.study.RECIPES);
+   every style and light (driving.evaluation.registry.RECIPES);
 2. train base, effnet, the slim variant and PilotNet (the field's yardstick), one seed each, with
    the recipe's settings: train.run;
 3. write the slimming report (sizes, MACs, latency, validation error, saliency): report.run;
 4. drive every model over the `quick` suite: 6 tracks it never saw, 2 per style, under drawn
-   light and palettes, at 9 mph: evaluate.run (in parallel processes);
+   light and palettes, at 9 mph: suites.run (in parallel processes);
 5. print one table and write it to OUT/summary.md (with the date and the machine).
 
 One run is one training seed per model: the intervals it prints are over the suite's drives, not
@@ -99,16 +99,17 @@ def machine() -> str:
 
 def run(config: DemoConfig) -> str:
     """The whole demo; returns the summary (also written to OUT/summary.md)."""
-    from driving import evaluate
+    from driving.evaluation import suites
+    from driving.evaluation.registry import RECIPES, SUITES
+    from driving.evaluation.seeds import recordings, run_config
     from driving.files import check_writable_folder, write_text
     from driving.report import stage as report
-    from driving.study import RECIPES, recordings, run_config
     from driving.train import stage as train
 
     check_writable_folder(config.out, "--out folder")
     check_writable_folder(config.data, "--data folder")
     recipe, budget, models_dir = RECIPES[config.recipe], config.budget, config.out / "models"
-    suite = evaluate.SUITES[config.suite]
+    suite = SUITES[config.suite]
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -144,7 +145,7 @@ def run(config: DemoConfig) -> str:
         / (f"{name}.drive.keras" if (models_dir / f"{name}.drive.keras").is_file() else f"{name}.h5")
         for name in config.models
     ]
-    driven = evaluate.run(
+    driven = suites.run(
         served, suite, config.jobs, config.speed, config.out / "drives", names=list(config.models)
     )
     step_done("drive", t0)
@@ -171,8 +172,7 @@ def run(config: DemoConfig) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from driving.evaluate import SUITES
-    from driving.study import RECIPES
+    from driving.evaluation.registry import RECIPES, SUITES
 
     d = DemoConfig()
     parser = argparse.ArgumentParser(
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         jobs=args.jobs,
     )
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
     from driving.modelio import ModelFileError
     from driving.report.stage import ReportError
     from driving.train.stage import TrainError

@@ -31,9 +31,9 @@ import socketio
 from flask import Flask, jsonify
 from werkzeug.serving import make_server
 
+from driving.data.writer import DriveRecorder
 from driving.drive_config import ServeConfig
 from driving.pilot import Command, Pilot, Session
-from driving.recording import DriveRecorder
 from driving.socketio_compat import (
     MAX_MESSAGE_BYTES,
     RequestGuard,

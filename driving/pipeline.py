@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from driving import augment as aug
 from driving.config import CAMERAS, DEFAULT_PREPROCESSING, AugmentConfig, Preprocessing
-from driving.data import LoadSummary, drop_broken_images, load_recordings, split_by_time
+from driving.data.reader import LoadSummary, drop_broken_images, load_recordings, split_by_time
 from driving.files import atomic_path, remove_stale_temps, write_json
 from driving.preprocess import FrameError, crop_resize, read_frame, scale
 
@@ -317,7 +317,7 @@ def build_datasets(
     workers: int | None = None,
     geometry: Preprocessing = DEFAULT_PREPROCESSING,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Training and validation datasets from frame tables (driving.data.Recordings.frames), with
+    """Training and validation datasets from frame tables (driving.data.reader.Recordings.frames), with
     their own cache: (train, val). See cache_split, train_dataset and val_dataset."""
     cache, train, val = cache_split(train, val, augment, geometry, cache_dir, summary, strict, workers)
     return (

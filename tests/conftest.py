@@ -12,7 +12,7 @@ import pytest
 
 from driving import tfsetup
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH, SAMPLE_RATE_HZ
-from driving.recording import RecordingWriter
+from driving.data.writer import RecordingWriter
 
 tfsetup.setup()  # TensorFlow quietly, once, before any test module imports it
 

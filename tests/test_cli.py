@@ -25,8 +25,9 @@ MODULES = [
     "driving.study table",
     "driving.view",
     "driving.saliency",
-    "studies.mnist",
-    "studies.convstudy calc",
+    "driving.drive",
+    "experiments.mnist",
+    "experiments.convstudy calc",
 ]
 SCRIPTS = ["train.py", "drive.py", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bench").glob("*.py"))]
 
@@ -55,3 +56,23 @@ def test_help_loads_no_tensorflow(command):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout
+
+
+def console_scripts() -> dict[str, str]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+@pytest.mark.parametrize("script", sorted(console_scripts()))
+def test_every_console_script_is_installed_and_answers_help(script):
+    """pyproject's console scripts point at a real `main`, and the installed script runs it."""
+    import importlib
+
+    module, function = console_scripts()[script].split(":")
+    assert callable(getattr(importlib.import_module(module), function))
+    installed = Path(sys.executable).parent / script
+    if not installed.exists():
+        pytest.skip(f"{script} is not installed in this environment (make test installs it)")
+    result = subprocess.run([str(installed), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-1000:]

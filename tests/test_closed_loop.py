@@ -13,12 +13,12 @@ import pytest
 
 from driving.config import INPUT_SHAPE
 from driving.drive_server import DriveServer, ServeConfig
+from driving.evaluation.closed_loop import DirectLink, DriveOptions, SocketLink, drive
+from driving.evaluation.metrics import autonomy, steering_rate_rms
 from driving.pilot import Pilot, PilotConfig
 from driving.runtime import Predictor
 from driving.sim.__main__ import main as sim_main
 from driving.sim.client import ProtocolError
-from driving.sim.closed_loop import DirectLink, DriveOptions, SocketLink, drive
-from driving.sim.metrics import autonomy, steering_rate_rms
 from driving.sim.track import get_track
 from driving.socketio_compat import SimulatorCompatibleServer
 from driving.video.writer import count_frames

@@ -1,4 +1,4 @@
-"""studies.convstudy: the worked examples reproduced, the command line's refusals, and tiny speed
+"""experiments.convstudy: the worked examples reproduced, the command line's refusals, and tiny speed
 and compare runs end to end."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from studies import convstudy
-from studies.loaders import DataError, compare_data
+from experiments import convstudy
+from experiments.loaders import DataError, compare_data
 from tests.test_mnist import imports_keras_or_tensorflow, write_mnist_folder
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -189,9 +189,9 @@ def test_cli_refuses_bad_numbers_in_one_line(argv, capsys):
         convstudy.main(argv)
     assert exit_.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert message.startswith(f"python -m studies.convstudy {argv[0]}: error: argument")
+    assert message.startswith(f"python -m experiments.convstudy {argv[0]}: error: argument")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"]])
 def test_help_does_not_import_tensorflow(argv):
-    assert not imports_keras_or_tensorflow(["studies.convstudy", *argv])
+    assert not imports_keras_or_tensorflow(["experiments.convstudy", *argv])

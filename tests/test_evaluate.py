@@ -13,7 +13,10 @@ import pytest
 
 from driving import evaluate, study
 from driving.config import AugmentConfig, Budget
-from driving.evaluate import SUITES, Suite, SuiteDrive, bootstrap_ci
+from driving.evaluation import registry, seed_tables, suites
+from driving.evaluation.registry import SUITES, Suite, SuiteDrive
+from driving.evaluation.seeds import seeds_study
+from driving.evaluation.suites import bootstrap_ci
 from driving.modelio import ModelInfo, save_keras
 from driving.sim.track import track_features
 from tests.test_runtime import tiny_model
@@ -35,8 +38,8 @@ def test_suites_are_unseen_varied_and_versioned():
     unseen = SUITES["unseen"]
     assert len(unseen.drives) >= 20 and unseen.version >= 1
     seeds = [d.track_seed for s in ("unseen", "quick") for d in SUITES[s].drives]
-    assert len(set(seeds)) == len(seeds) and all(s in evaluate.UNSEEN_SEEDS for s in seeds)
-    assert all(d.track_seed in evaluate.VALIDATION_SEEDS for d in SUITES["validation"].drives)
+    assert len(set(seeds)) == len(seeds) and all(s in registry.UNSEEN_SEEDS for s in seeds)
+    assert all(d.track_seed in registry.VALIDATION_SEEDS for d in SUITES["validation"].drives)
     assert {d.style for d in unseen.drives} == {"lake", "jungle", "desert"}
     for drive in unseen.drives[:6]:
         features = track_features(drive.track())
@@ -46,9 +49,9 @@ def test_suites_are_unseen_varied_and_versioned():
     widths = {d.track().width for d in unseen.drives[:6]}
     assert len(widths) > 1
     # The recordings a study makes never use a suite's track seeds.
-    for recipe in study.RECIPES.values():
+    for recipe in registry.RECIPES.values():
         for spec in recipe.recordings:
-            assert spec.track != "suite" or spec.seed in evaluate.TRAINING_SEEDS
+            assert spec.track != "suite" or spec.seed in registry.TRAINING_SEEDS
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +62,8 @@ def model_file(tmp_path_factory) -> Path:
 
 
 def test_suite_results_do_not_depend_on_the_number_of_jobs(model_file, tmp_path):
-    one = evaluate.run([model_file], TINY, jobs=1, progress=False)
-    two = evaluate.run([model_file], TINY, jobs=2, progress=False, out=tmp_path)
+    one = suites.run([model_file], TINY, jobs=1, progress=False)
+    two = suites.run([model_file], TINY, jobs=2, progress=False, out=tmp_path)
 
     def strip(result):  # latency is wall time: the only figure allowed to differ
         return [{k: v for k, v in r.items() if "latency" not in k} for r in result["drives"]["tiny"]]
@@ -87,10 +90,10 @@ def test_evaluate_command_names_a_bad_model_before_driving(tmp_path, capsys):
 
 
 def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
-    recipe = study.Recipe(
+    recipe = registry.Recipe(
         "tiny",
         "a short suite-style training track",
-        recordings=(study.Recording("suite", 0.4, 7, style="jungle"),),
+        recordings=(registry.Recording("suite", 0.4, 7, style="jungle"),),
         augment=AugmentConfig.off(),
         drive_check_steps=3,
     )
@@ -98,7 +101,7 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     args = dict(
         recipes=[recipe], budget=budget, suite=TINY, data=tmp_path / "data", out=tmp_path / "out", jobs=1
     )
-    result = study.seeds_study(["pilotnet"], [3], progress=False, **args)
+    result = seeds_study(["pilotnet"], [3], progress=False, **args)
 
     assert [r["seed"] for r in result["runs"]] == [3]
     for run in result["runs"]:
@@ -111,18 +114,18 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     # Resumed: nothing is trained or driven again.
     model = tmp_path / "out" / "tiny" / "pilotnet" / "seed-3" / "pilotnet.keras"
     stamp = model.stat().st_mtime_ns
-    again = study.seeds_study(["pilotnet"], [3], progress=False, **args)
+    again = seeds_study(["pilotnet"], [3], progress=False, **args)
     assert model.stat().st_mtime_ns == stamp
     assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]
     assert np.isfinite(again["runs"][0]["val_mse"])
 
     # The table of the finished runs, without training: what `study table` writes.
     (tmp_path / "out" / "study.md").unlink()
-    runs = study.finished_runs(tmp_path / "out", TINY)
+    runs = seed_tables.finished_runs(tmp_path / "out", TINY)
     assert [(r["recipe"], r["summary"]) for r in runs] == [("tiny", r["summary"]) for r in result["runs"]]
-    study.write_tables(tmp_path / "out", TINY, runs)
+    seed_tables.write_tables(tmp_path / "out", TINY, runs)
     assert "| tiny | pilotnet | 1 |" in (tmp_path / "out" / "study.md").read_text()
-    assert study.finished_runs(tmp_path / "out", evaluate.SUITES["quick"]) == []  # another suite
+    assert seed_tables.finished_runs(tmp_path / "out", SUITES["quick"]) == []  # another suite
 
 
 def test_a_study_table_needs_finished_runs(tmp_path, capsys):
@@ -138,7 +141,7 @@ def test_a_study_table_needs_finished_runs(tmp_path, capsys):
 
 
 def test_models_are_named_apart_in_the_tables():
-    from driving.evaluate import _labels
+    from driving.evaluation.suites import _labels
 
     assert _labels(["a/b/seed-0/effnet.keras", "c/b/seed-0/effnet.keras", "x/pilot.h5"]) == [
         "a/b/seed-0/effnet",

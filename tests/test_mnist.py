@@ -1,4 +1,4 @@
-"""studies.mnist and studies.loaders: exact model sizes, IDX/npz loaders on real files, the command
+"""experiments.mnist and experiments.loaders: exact model sizes, IDX/npz loaders on real files, the command
 line's refusals, and a one-epoch run end to end."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from driving.models import count_macs, count_params
-from studies import loaders, mnist
-from studies.loaders import DataError
+from experiments import loaders, mnist
+from experiments.loaders import DataError
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -202,7 +202,7 @@ def test_cli_refuses_bad_numbers_in_one_line(option, capsys):
         mnist.main(option)
     assert exit_.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert message.startswith("python -m studies.mnist: error: argument") and option[1] in message
+    assert message.startswith("python -m experiments.mnist: error: argument") and option[1] in message
 
 
 def imports_keras_or_tensorflow(argv: list[str]) -> bool:
@@ -223,7 +223,7 @@ def imports_keras_or_tensorflow(argv: list[str]) -> bool:
 
 
 def test_help_does_not_import_tensorflow():
-    assert not imports_keras_or_tensorflow(["studies.mnist", "--help"])
+    assert not imports_keras_or_tensorflow(["experiments.mnist", "--help"])
 
 
 # --- a real, tiny run -----------------------------------------------------------------------

@@ -11,10 +11,11 @@ import pytest
 import tensorflow as tf
 
 from driving import augment as aug
-from driving import data, pipeline
+from driving import pipeline
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH, INPUT_SHAPE, AugmentConfig
+from driving.data import reader
+from driving.data.writer import RecordingWriter
 from driving.preprocess import preprocess, read_frame
-from driving.recording import RecordingWriter
 from tests.conftest import road_frame, write_recording
 
 OFF = AugmentConfig.off()
@@ -31,7 +32,7 @@ def rec(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def frames(rec):
-    return data.load_recordings([rec]).frames
+    return reader.load_recordings([rec]).frames
 
 
 def test_batches_have_the_promised_shapes_types_and_ranges(frames):
@@ -75,7 +76,7 @@ def test_a_left_camera_frame_steers_more_to_the_right(tmp_path):
                 *(solid(c) for c in colours.values()),
                 steering=0.1,
             )
-    frames = data.load_recordings([tmp_path / "rec"]).frames
+    frames = reader.load_recordings([tmp_path / "rec"]).frames
     cameras_only = replace(OFF, side_cameras=True, steering_correction=0.25)
     train, _ = pipeline.build_datasets(frames, frames.iloc[:0], batch_size=12, augment=cameras_only)
     expected = {"center": 0.1, "left": 0.35, "right": -0.15}
@@ -167,7 +168,7 @@ def test_dropping_straight_frames_in_the_pipeline(tmp_path):
                 road_frame(0.0),
                 steering=0.0 if i % 2 else 0.4,
             )
-    frames = data.load_recordings([tmp_path / "rec"]).frames
+    frames = reader.load_recordings([tmp_path / "rec"]).frames
     cfg = replace(OFF, drop_straight=True)
     train, _ = pipeline.build_datasets(frames, frames.iloc[:0], batch_size=10, augment=cfg)
     y = np.concatenate([y for _, y in take(train, 30)])
@@ -189,16 +190,16 @@ def test_same_seed_same_batches_other_seed_other_batches(frames):
 
 def test_a_broken_jpeg_is_dropped_and_counted_not_fatal(tmp_path):
     rec = write_recording(tmp_path / "rec", n=10)
-    loaded = data.load_recordings([rec])
+    loaded = reader.load_recordings([rec])
     frames = loaded.frames
     broken = Path(frames["left"].iloc[3])
     broken.write_bytes(broken.read_bytes()[:300])
-    with pytest.raises(data.RecordingError, match=r"line 4: .*left_.*truncated JPEG"):
+    with pytest.raises(reader.RecordingError, match=r"line 4: .*left_.*truncated JPEG"):
         pipeline.build_datasets(frames.iloc[:6], frames.iloc[6:], batch_size=4, strict=True)
     train, val = pipeline.build_datasets(
         frames.iloc[:6], frames.iloc[6:], batch_size=4, summary=loaded.summary
     )
-    assert loaded.summary.skipped == {data.BROKEN_IMAGE: 1} and loaded.summary.used == 9
+    assert loaded.summary.skipped == {reader.BROKEN_IMAGE: 1} and loaded.summary.used == 9
     assert len(take(train, 2)) == 2
     # Without side cameras the broken left image is not needed, so nothing is dropped.
     train, _ = pipeline.build_datasets(frames.iloc[:6], frames.iloc[6:], batch_size=6, augment=OFF)

@@ -26,7 +26,7 @@ import pytest
 import socketio
 
 from driving.config import TARGET_SPEED_MPH
-from driving.data import load_recordings
+from driving.data.reader import load_recordings
 from driving.drive import parse_args
 from driving.drive_server import DriveServer, ServeConfig, Stats
 from driving.pilot import MAX_IMAGE_CHARS, Pilot, PilotConfig, SpeedController

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from driving.config import CSV_NAME, FRAME_HEIGHT, FRAME_WIDTH, SAMPLE_RATE_HZ
-from driving.data import load_recordings
+from driving.data.reader import load_recordings
 from driving.preprocess import read_frame
-from driving.sim import record as record_module
+from driving.sim import recorder
 from driving.sim.__main__ import build_parser, main
 from driving.sim.conditions import Conditions
 from driving.sim.expert import ExpertConfig
-from driving.sim.record import RecordError, lap_look, record
+from driving.sim.recorder import RecordError, lap_look, record
 from driving.sim.simulator import Simulator
 from driving.sim.track import load_track, make_track
 
@@ -215,7 +215,7 @@ def test_expert_settings_that_would_stall_or_write_nan_are_refused():
 
 
 def test_a_stalled_expert_is_an_error_and_leaves_the_folder_as_it_was(tmp_path, ring, monkeypatch):
-    monkeypatch.setattr(record_module, "STALL_WINDOW_S", 2.0)  # 30 samples, to keep the test quick
+    monkeypatch.setattr(recorder, "STALL_WINDOW_S", 2.0)  # 30 samples, to keep the test quick
     out = tmp_path / "rec"
     with pytest.raises(RecordError, match="stalled.*nothing was kept"):
         record(ring, out, config=ExpertConfig(cruise_mph=0.01), progress=False)
@@ -282,6 +282,7 @@ def test_cli_vary_and_save_track(tmp_path, capsys, small_track):
 
 
 def test_the_command_line_and_record_share_the_bound_on_laps():
+    from driving import config
     from driving.sim import __main__ as sim_cli
 
-    assert sim_cli.MAX_LAPS == record_module.MAX_LAPS
+    assert sim_cli.MAX_LAPS == recorder.MAX_LAPS == config.MAX_LAPS  # defined once, in config

@@ -258,7 +258,7 @@ def test_frames_of_another_size_are_skipped_not_cropped_wrongly(tmp_path):
     odd = sorted((rec / "IMG").glob("center_*.jpg"))[-5:]
     for path in odd:
         path.write_bytes(encode_jpeg(np.zeros((120, 240, 3), np.uint8)))
-    from driving.data import load_recordings
+    from driving.data.reader import load_recordings
     from driving.pipeline import cache_split
 
     frames = load_recordings([rec]).frames

@@ -21,11 +21,11 @@ import pytest
 
 from driving.config import DEFAULT_PREPROCESSING, INPUT_SHAPE
 from driving.drive_server import DriveServer, ServeConfig
+from driving.evaluation.closed_loop import DirectLink, DriveOptions, SocketLink, drive
 from driving.pilot import Pilot
 from driving.preprocess import decode_jpeg, encode_jpeg
 from driving.runtime import Predictor
 from driving.sim.__main__ import main as sim_main
-from driving.sim.closed_loop import DirectLink, DriveOptions, SocketLink, drive
 from driving.sim.track import get_track
 from driving.view import browser
 from driving.view.server import ViewServer

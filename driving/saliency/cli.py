@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from driving import cli, tfsetup
-from driving.data import RecordingError
-from driving.evaluate import SUITES
+from driving.data.reader import RecordingError
+from driving.evaluation.registry import SUITES
 from driving.files import check_writable_folder, write_json
 from driving.modelio import ModelFileError, info_or_default, load_info, load_keras
 from driving.preprocess import FrameError

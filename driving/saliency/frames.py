@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from driving.data import load_recordings
-from driving.evaluate import SUITES
+from driving.data.reader import load_recordings
+from driving.evaluation.registry import SUITES
 from driving.preprocess import read_frame
 from driving.sim.camera import Camera
 from driving.sim.simulator import CAMERA_SPECS

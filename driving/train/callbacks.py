@@ -15,7 +15,8 @@ import keras
 import pandas as pd
 from tqdm import tqdm
 
-from driving.evaluate import SUITES, drive_one
+from driving.evaluation.registry import SUITES
+from driving.evaluation.suites import drive_one
 from driving.files import write_text
 from driving.modelio import ModelInfo, save_keras, to_tflite
 from driving.pilot import Pilot
@@ -128,7 +129,7 @@ class Checkpoints(keras.callbacks.Callback):
 
 class DriveCheck(keras.callbacks.Callback):
     """Every `every` training steps, drive the model on the held-out validation suite
-    (driving.evaluate's `validation` suite: tracks no recording and no other suite uses) and keep
+    (driving.evaluation.registry's `validation` suite: tracks no recording and no other suite uses) and keep
     the best driver as NAME.drive.keras: validation loss does not say who drives.
 
     The model is converted to LiteRT as drive.py would serve it and driven in this process

@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tfsetup.setup()
     # Imported after parsing and tfsetup.setup(): the stage imports TensorFlow at its top, and
     # driving.data pandas and OpenCV, none of which `--help` needs.
-    from driving.data import RecordingError
+    from driving.data.reader import RecordingError
     from driving.modelio import ModelFileError
     from driving.train import stage
 

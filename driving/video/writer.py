@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from driving.config import SAMPLE_RATE_HZ
-from driving.data import load_recordings
+from driving.data.reader import load_recordings
 from driving.files import atomic_path
 from driving.preprocess import FrameError, read_frame
 

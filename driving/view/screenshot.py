@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from driving.evaluation.closed_loop import DriveOptions, drive_pilot
 from driving.files import atomic_path
 from driving.pilot import Pilot
 from driving.runtime import Predictor
-from driving.sim.closed_loop import DriveOptions, drive_pilot
 from driving.sim.track import get_track
 from driving.view import browser
 from driving.view.server import ViewServer

@@ -18,14 +18,14 @@ from driving.config import DEFAULT_PREPROCESSING, Preprocessing
 from driving.view.state import Sample, ViewState
 
 if TYPE_CHECKING:
+    from driving.evaluation.closed_loop import DriveFrame, DriveOptions
+    from driving.evaluation.metrics import DriveMetrics
     from driving.pilot import Command, Pilot
-    from driving.sim.closed_loop import DriveFrame, DriveOptions
-    from driving.sim.metrics import DriveMetrics
     from driving.sim.track import Track
 
 
 class DriveView:
-    """A DriveObserver (driving/sim/closed_loop.py) that feeds the view: frames, pose, map."""
+    """A DriveObserver (driving/evaluation/closed_loop.py) that feeds the view: frames, pose, map."""
 
     def __init__(self, state: ViewState, preprocessing: Preprocessing, model: str = ""):
         self.state = state

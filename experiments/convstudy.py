@@ -1,9 +1,9 @@
 """The efficient-convolution study: what separable convolutions save, computed and measured.
 
-    python -m studies.convstudy calc [--json]     # parameters and multiplications, from formulas,
+    python -m experiments.convstudy calc [--json]     # parameters and multiplications, from formulas,
                                                   # checked against Keras layers' own counts
-    python -m studies.convstudy speed             # forward time of 16-layer stacks per conv kind
-    python -m studies.convstudy compare --epochs 10   # Regular / Both / Separable, same network
+    python -m experiments.convstudy speed             # forward time of 16-layer stacks per conv kind
+    python -m experiments.convstudy compare --epochs 10   # Regular / Both / Separable, same network
 
 Every figure is computed here; none is typed in. Outputs go under --out (default runs/convstudy/).
 Keras is imported inside the functions that build models, so `--help` is instant.
@@ -23,7 +23,7 @@ import numpy as np
 
 from driving import cli
 from driving.files import check_writable_folder, save_figure, write_json, write_text
-from studies.loaders import DataError, compare_data
+from experiments.loaders import DataError, compare_data
 
 if TYPE_CHECKING:
     import keras
@@ -544,7 +544,7 @@ def compare_report(results: list[CompareResult], out: Path, setup: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m studies.convstudy",
+        prog="python -m experiments.convstudy",
         description="What separable convolutions save: worked "
         "examples (calc), forward timings (speed) and a training "
         "comparison (compare).",

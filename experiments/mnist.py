@@ -4,11 +4,11 @@ Two models, trained with the original protocol (featurewise centring and std nor
 batch 1000, best checkpoint by validation accuracy), then compared on parameters, .h5 size,
 forward MACs, time per epoch and test accuracy beside the published figures.
 
-    python -m studies.mnist --dry-run [--json]            # build both models, print parameter counts
-    python -m studies.mnist --epochs 20 --out runs/mnist  # the full experiment
-    python -m studies.mnist --data-dir data/mnist --subset 2000 --epochs 1   # a quick smoke run
+    python -m experiments.mnist --dry-run [--json]            # build both models, print parameter counts
+    python -m experiments.mnist --epochs 20 --out runs/mnist  # the full experiment
+    python -m experiments.mnist --data-dir data/mnist --subset 2000 --epochs 1   # a quick smoke run
 
-Data: studies.loaders (--data-dir, then data/mnist/ from `make mnist-data`, then Keras's cache).
+Data: experiments.loaders (--data-dir, then data/mnist/ from `make mnist-data`, then Keras's cache).
 Keras is imported inside the functions that build or train models, so `--help` is instant.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from driving import cli
 from driving.files import atomic_path, check_writable_folder, save_figure, write_json, write_text
-from studies.loaders import IMAGE_SHAPE, NUM_CLASSES, DataError, load_mnist
+from experiments.loaders import IMAGE_SHAPE, NUM_CLASSES, DataError, load_mnist
 
 if TYPE_CHECKING:
     import keras
@@ -364,7 +364,7 @@ def combine(run_dirs: list[Path], out: Path) -> Path:
     for run in run_dirs:
         path = run / "results.json"
         if not path.is_file():
-            raise DataError(f"{path}: not found (run `python -m studies.mnist --out {run}` first)")
+            raise DataError(f"{path}: not found (run `python -m experiments.mnist --out {run}` first)")
         try:
             meta = json.loads(path.read_text())
             results += [RunResult(**r) for r in meta.pop("results")]
@@ -411,7 +411,7 @@ def _interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m studies.mnist",
+        prog="python -m experiments.mnist",
         description="Train the MNIST Baseline and EffNet models with the original protocol and "
         "compare them (params, .h5 size, MACs, time per epoch, test accuracy).",
     )

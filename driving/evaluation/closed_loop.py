@@ -1,7 +1,7 @@
 """Closed-loop driving: the headless simulator plays the Udacity simulator against a pilot.
 
     metrics, trace = drive(track, SocketLink(port=4567), DriveOptions(laps=2))  # a running drive.py
-    metrics, trace = evaluate("models/effnet.h5", track)          # serves the model itself
+    metrics, trace = drive_model("models/effnet.h5", track)       # serves the model itself
 
 Each frame: render the center camera, send it as telemetry, wait for `steer`, apply steering and
 throttle to the car, advance physics. The telemetry goes over a Link:
@@ -30,22 +30,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from driving.config import SAMPLE_RATE_HZ
+from driving.drive_config import ServeConfig
+from driving.drive_server import DriveServer
+from driving.evaluation.metrics import DriveMetrics, DriveTrace, summarise
+from driving.pilot import Pilot, PilotConfig
 from driving.preprocess import decode_jpeg, encode_jpeg
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer, telemetry_packet
 from driving.sim.conditions import Conditions
-from driving.sim.metrics import DriveMetrics, DriveTrace, summarise
 from driving.sim.simulator import Simulator
 from driving.sim.track import Track
-
-if TYPE_CHECKING:
-    from driving.pilot import Pilot, PilotConfig
+from driving.video.writer import write_video
 
 STALL_WINDOW_S = 30.0  # no progress for this long ends the drive
 STALL_MIN_PROGRESS_M = 5.0
@@ -281,8 +282,6 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
     for observer in options.observers:
         observer.end(metrics)
     if options.video is not None:
-        from driving.video.writer import write_video
-
         write_video(_video_frames(video_frames, trace), options.video)
     return metrics, trace
 
@@ -294,7 +293,7 @@ def _video_frames(jpegs: list[bytes], trace: DriveTrace) -> Iterator[np.ndarray]
         yield _overlay(jpeg, trace.steering[row], trace.mph[row], trace.cte[row])
 
 
-def evaluate(
+def drive_model(
     model: str | Path,
     track: Track,
     options: DriveOptions | None = None,
@@ -304,8 +303,9 @@ def evaluate(
 ) -> tuple[DriveMetrics, DriveTrace]:
     """Drive `model` around `track`: through drive.py's server on a free loopback port (default),
     or `direct`ly in this process. Raises driving.modelio.ModelFileError for an unusable file."""
-    from driving.pilot import Pilot
-    from driving.runtime import Predictor  # imports TensorFlow
+    # TensorFlow only for a drive that loads a model: a drive over a socket (python -m driving.sim
+    # drive, the live view's benchmark) runs without it.
+    from driving.runtime import Predictor
 
     options = (options or DriveOptions()).validate()
     if not options.model:
@@ -320,8 +320,6 @@ def drive_pilot(
     """Drive `pilot` around `track`, directly or through a real server on a free loopback port."""
     if direct:
         return drive(track, DirectLink(pilot), options)
-    from driving.drive_server import DriveServer, ServeConfig
-
     server = DriveServer(pilot, ServeConfig(status_interval=0.0))
     port = server.start("127.0.0.1", 0)
     try:

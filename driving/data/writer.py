@@ -1,7 +1,7 @@
 """Writing recordings exactly as the Udacity simulator does: `driving_log.csv` + `IMG/`.
 
 Used by the headless simulator (`python -m driving.sim record`) and by `drive.py --record`.
-Reading them back is driving/data.py. The simulator writes each row as
+Reading them back is driving/data/reader.py. The simulator writes each row as
     center,left,right,steering,throttle,brake,speed\\n
 with no header, absolute image paths, and numbers in C#'s default float format.
 """
@@ -20,7 +20,7 @@ from driving.config import CAMERAS, CSV_NAME, IMG_DIR
 from driving.files import remove_stale_temps, write_bytes
 from driving.preprocess import encode_jpeg
 
-log = logging.getLogger("driving.recording")
+log = logging.getLogger("driving.data.writer")
 
 
 def stamp(t: datetime) -> str:

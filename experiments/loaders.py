@@ -1,4 +1,4 @@
-"""The studies' data: MNIST from IDX or npz files, and CIFAR-10 from its python batches, each
+"""The experiments' data: MNIST from IDX or npz files, and CIFAR-10 from its python batches, each
 checked so that a bad file ends in one line naming it (DataError), never in a traceback.
 
 MNIST, first found wins: the folder or .npz given; data/mnist/ (what `make mnist-data` fetches);

@@ -1,0 +1,197 @@
+"""What the evaluation commands offer by name: the suites of unseen worlds (SUITES) and the seed
+studies' training recipes (RECIPES). Definitions only, with no rendering and no TensorFlow behind
+them, so every --help that lists them stays instant. Driving a suite is suites.py; running a seed
+study is seeds.py.
+
+A suite is a named, versioned list of drives. Each drive is one lap of a procedurally generated
+track (driving.sim.track.suite_track: every one has a hairpin and S-bends) in one of the three
+styles, under conditions drawn from a seed (driving.sim.conditions: sun, shadows, palettes,
+grain), with a road width drawn within the simulator's range. The track seeds come from ranges
+kept apart by purpose, so no recording ever drives a suite's track:
+
+    TRAINING_SEEDS    0 - 4999      suite-style tracks a recording may use
+    VALIDATION_SEEDS  5000 - 9999   the held-out tracks that choose a drive-best checkpoint
+    UNSEEN_SEEDS      10000 -       the `unseen` and `quick` suites
+
+A recipe is how the training data is made and used: which recordings (the headless simulator
+records them on first use), with which settings. Each lever of docs/evaluation.md is one recipe,
+measured side by side; the project's defaults are the recipe that measured best.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+
+from driving.config import AugmentConfig
+from driving.sim.conditions import Conditions
+from driving.sim.track import Track, builtin_track, suite_track
+
+TRAINING_SEEDS = range(0, 5000)
+VALIDATION_SEEDS = range(5000, 10000)
+UNSEEN_SEEDS = range(10000, 20000)
+STYLE_ORDER = ("lake", "jungle", "desert")
+
+
+# --- suites ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuiteDrive:
+    """One drive of a suite: a track, a look, a distance."""
+
+    track_seed: int
+    style: str
+    conditions_seed: int
+    laps: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.style}-{self.track_seed}"
+
+    def track(self) -> Track:
+        return _suite_track(self.track_seed, self.style)
+
+    def conditions(self) -> Conditions:
+        return Conditions.draw(self.conditions_seed)
+
+
+@cache
+def _suite_track(seed: int, style: str) -> Track:
+    return suite_track(seed, style)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: int
+    drives: tuple[SuiteDrive, ...]
+    description: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+def _drives(first_seed: int, count: int, laps: float) -> tuple[SuiteDrive, ...]:
+    """`count` drives on consecutive track seeds, the styles taking turns; each world's conditions
+    are drawn from a seed of their own (the track seed plus a million, so never a track seed)."""
+    return tuple(
+        SuiteDrive(first_seed + i, STYLE_ORDER[i % 3], 1_000_000 + first_seed + i, laps) for i in range(count)
+    )
+
+
+SUITES = {
+    "unseen": Suite(
+        "unseen",
+        1,
+        _drives(UNSEEN_SEEDS.start, 24, 1.0),
+        "24 tracks never recorded, 8 per style, each with a hairpin and S-bends, under drawn conditions",
+    ),
+    "quick": Suite(
+        "quick",
+        1,
+        _drives(UNSEEN_SEEDS.start + 500, 6, 1.0),
+        "6 unseen tracks, 2 per style: a demo- and CI-sized look at generalisation",
+    ),
+    "validation": Suite(
+        "validation",
+        1,
+        _drives(VALIDATION_SEEDS.start, 3, 0.5),
+        "3 held-out half laps, one per style: how train.py's drive check picks a checkpoint",
+    ),
+}
+
+
+# --- seed-study recipes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One training recording: a built-in track, or a suite-style track (TRAINING_SEEDS) in a
+    style, recorded with `laps` expert laps; `vary` paints each lap in a new look."""
+
+    track: str  # a built-in name, or "suite"
+    laps: float
+    seed: int
+    vary: bool = False
+    style: str = "lake"  # for suite tracks
+
+    @property
+    def folder_name(self) -> str:
+        where = self.track if self.track != "suite" else f"suite{self.seed}-{self.style}"
+        return f"{where}-{self.laps:g}laps-seed{self.seed}" + ("-varied" if self.vary else "")
+
+    def make_track(self) -> Track:
+        if self.track != "suite":
+            return builtin_track(self.track)
+        if self.seed not in TRAINING_SEEDS:
+            raise ValueError(f"suite-style training tracks must use seeds in {TRAINING_SEEDS}")
+        return suite_track(self.seed, self.style)
+
+
+DEMO_RECORDINGS = (Recording("lake", 3.0, 0), Recording("jungle", 3.0, 1))
+VARIED_RECORDINGS = (Recording("lake", 3.0, 0, vary=True), Recording("jungle", 3.0, 1, vary=True))
+SUITE_STYLE_RECORDINGS = tuple(
+    Recording("suite", 1.5, i, vary=True, style=style)
+    for i, style in enumerate(("lake", "jungle", "desert", "lake"))
+)
+DIVERSE_RECORDINGS = VARIED_RECORDINGS + SUITE_STYLE_RECORDINGS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    recordings: tuple[Recording, ...] = DEMO_RECORDINGS
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    drive_check_steps: int = 0
+
+
+RECIPES = {
+    r.name: r
+    for r in (
+        Recipe("demo", "the demo's recordings (3 expert laps of lake and of jungle), default training"),
+        Recipe(
+            "varied",
+            "the same tracks and laps, each lap painted in a new style and conditions (sim record --vary)",
+            recordings=VARIED_RECORDINGS,
+        ),
+        Recipe(
+            "varied-colour",
+            "varied recordings, and colour augmentation in training (train.py --colour)",
+            recordings=VARIED_RECORDINGS,
+            augment=AugmentConfig(colour=True),
+        ),
+        Recipe(
+            "varied-nobright",
+            "varied recordings, without the brightness augmentation (frames darkened to as little as "
+            "10% of their light: the recordings' varied light does that job)",
+            recordings=VARIED_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+        ),
+        Recipe(
+            "diverse-nobright",
+            "varied recordings of lake and jungle plus four suite-style training tracks (hairpins, "
+            "S-bends; seeds 0-3, 1.5 varied laps each), without the brightness augmentation",
+            recordings=DIVERSE_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+        ),
+        Recipe(
+            "robust",
+            "the project's default: varied recordings of lake and jungle plus four suite-style "
+            "training tracks, no brightness augmentation, and a drive check every 120 steps that "
+            "keeps the best validation driver (NAME.drive.keras)",
+            recordings=DIVERSE_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+            drive_check_steps=120,
+        ),
+        Recipe(
+            "diverse",
+            "varied recordings of lake and jungle plus four suite-style training tracks (hairpins, "
+            "S-bends; seeds 0-3, 1.5 varied laps each), colour augmentation",
+            recordings=DIVERSE_RECORDINGS,
+            augment=AugmentConfig(colour=True),
+        ),
+    )
+}

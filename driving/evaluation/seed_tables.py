@@ -1,0 +1,138 @@
+"""The tables of a seed study (driving/evaluation/seeds.py): every finished run's record read
+back, summarised per recipe and model, and written as OUT/study.md, study.json and study.png.
+Nothing here trains or drives, so `python -m driving.study table` shows a study still running
+without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from driving.evaluation.registry import RECIPES, Suite
+from driving.files import save_figure, write_json, write_text
+from driving.models import MODELS
+from driving.report.measure import machine_description
+
+RECORD_KEYS = {"settings", "suite", "model", "seed", "val_mse", "summary", "steps"}  # seeds.one_run writes
+THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
+
+
+def write_tables(out: Path, suite: Suite, runs: list[dict], with_plot: bool = True) -> dict:
+    """OUT/study.md, study.json and (with_plot) study.png for these runs; the summary."""
+    table = summary_table(runs)
+    write_text(out / "study.md", header(suite, runs) + table + "\n")
+    write_json(out / "study.json", {"suite": suite.label, "runs": runs})
+    if with_plot:
+        plot(runs, out / "study.png", suite.label)
+    return {"suite": suite.label, "runs": runs, "table": table}
+
+
+def finished_runs(out: Path, suite: Suite) -> list[dict]:
+    """Every finished run under OUT (OUT/RECIPE/MODEL/seed-N/study.json) that drove `suite`, in
+    recipe, model and seed order: the table of a study still running, stopped, or run in parts."""
+    runs = []
+    for path in out.glob("*/*/seed-*/study.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (ValueError, OSError) as e:
+            print(f"study: {path}: unreadable ({e}); left out", file=sys.stderr)
+            continue
+        if not isinstance(record, dict) or not record.keys() >= RECORD_KEYS:
+            print(f"study: {path}: not a study record; left out", file=sys.stderr)
+        elif record["suite"] == suite.label:
+            runs.append({"recipe": path.parents[2].name, **record})
+    recipes, models = list(RECIPES), list(MODELS)
+
+    def order(run: dict) -> tuple:
+        recipe, model = run["recipe"], run["model"]
+        return (
+            recipes.index(recipe) if recipe in recipes else len(recipes),
+            recipe,
+            models.index(model) if model in models else len(models),
+            model,
+            run["seed"],
+        )
+
+    return sorted(runs, key=order)
+
+
+def header(suite: Suite, runs: list[dict]) -> str:
+    budgets = dict.fromkeys(
+        f"{s['epochs']} epochs x {s['steps_per_epoch']} steps x batch {s['batch_size']}"
+        for s in (r["settings"] for r in runs)
+    )
+    return (
+        f"# Seed study\n\n{date.today().isoformat()}, {machine_description()}; budget "
+        f"{' / '.join(budgets) or '-'}; suite {suite.label} ({len(suite.drives)} unseen drives per "
+        f"checkpoint). {len(runs)} runs.\n\n"
+    )
+
+
+def summary_table(runs: list[dict]) -> str:
+    """Per recipe and model: seeds at >= THRESHOLD mean autonomy, median and range of the mean
+    autonomy, success rate, validation MSE; and how the drive-best checkpoint compares."""
+    lines = [
+        f"| recipe | model | seeds | >= {THRESHOLD:g}% autonomy | autonomy median [min, max] | "
+        "drives without intervention | val MSE median [min, max] | drive-best: >= "
+        f"{THRESHOLD:g}%, autonomy median [min, max], differs from val-best, mean gain |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    keys = list(dict.fromkeys((r["recipe"], r["model"]) for r in runs))
+    for recipe, model in keys:
+        mine = [r for r in runs if (r["recipe"], r["model"]) == (recipe, model)]
+        auto = np.array([r["summary"]["val-best"]["autonomy_mean"] for r in mine])
+        success = np.mean([r["summary"]["val-best"]["success_rate"] for r in mine])
+        mse = np.array([r["val_mse"] for r in mine if r["val_mse"] is not None], dtype=float)
+        mse_text = f"{np.median(mse):.4f} [{mse.min():.4f}, {mse.max():.4f}]" if mse.size else "-"
+        drive = [r for r in mine if "drive-best" in r["summary"]]
+        if drive:
+            d_auto = np.array([r["summary"]["drive-best"]["autonomy_mean"] for r in drive])
+            v_auto = np.array([r["summary"]["val-best"]["autonomy_mean"] for r in drive])
+            differs = sum(r["steps"]["drive-best"] != r["steps"]["val-best"] for r in drive)
+            drive_text = (
+                f"{int((d_auto >= THRESHOLD).sum())} of {len(drive)}, {np.median(d_auto):.1f}% "
+                f"[{d_auto.min():.1f}, {d_auto.max():.1f}], {differs} of {len(drive)}, "
+                f"{np.mean(d_auto - v_auto):+.1f} points"
+            )
+        else:
+            drive_text = "-"
+        lines.append(
+            f"| {recipe} | {model} | {len(mine)} | {int((auto >= THRESHOLD).sum())} of {len(mine)} | "
+            f"{np.median(auto):.1f}% [{auto.min():.1f}, {auto.max():.1f}] | {success * 100:.0f}% | "
+            f"{mse_text} | {drive_text} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict], path: Path, suite_label: str) -> Path:
+    """One point per seed: mean suite autonomy of each recipe x model (drive-best hollow)."""
+    keys = list(dict.fromkeys((r["recipe"], r["model"]) for r in runs))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(keys) + 2), 4.5))
+    for i, key in enumerate(keys):
+        mine = [r for r in runs if (r["recipe"], r["model"]) == key]
+        for j, r in enumerate(mine):
+            x = i + (j - (len(mine) - 1) / 2) * 0.08
+            ax.plot(x, r["summary"]["val-best"]["autonomy_mean"], "o", color=f"C{i % 10}", ms=6)
+            if "drive-best" in r["summary"]:
+                ax.plot(
+                    x, r["summary"]["drive-best"]["autonomy_mean"], "o", mfc="none", color=f"C{i % 10}", ms=9
+                )
+    ax.axhline(THRESHOLD, color="0.5", ls=":", lw=1)
+    ax.set_xticks(range(len(keys)), [f"{m}\n{r}" for r, m in keys], fontsize="small")
+    ax.set(
+        ylabel="mean autonomy on the suite, %",
+        ylim=(-3, 103),
+        title=f"One point per training seed ({suite_label}); hollow: drive-best checkpoint",
+    )
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,292 @@
+"""Evaluation suites: many worlds a model never saw, driven in parallel, summarised with
+confidence intervals.
+
+    python -m driving.evaluate models/effnet.h5 models/base.h5 --suite unseen [--jobs 2] [--out DIR]
+    result = suites.run(["models/effnet.h5"], SUITES["quick"], jobs=2)
+
+The suites (which tracks, looks and laps, from which seed ranges) are named in
+driving/evaluation/registry.py (SUITES); this module drives them and sums them up.
+
+Every drive is deterministic (fixed 1/15 s step, the Pilot driven directly in-process, LiteRT on
+one thread), so a suite gives the same figures whatever the number of parallel jobs.
+
+Per model, per drive and in aggregate: success rate (drives with zero interventions), autonomy
+mean with a 95% bootstrap confidence interval over the drives, interventions per km, mean
+|cross-track error|, steering rate, latency. Written as JSON, a markdown table and a PNG.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import cache
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm import tqdm
+
+from driving import card
+from driving.evaluation.closed_loop import DriveOptions, drive_pilot
+from driving.evaluation.registry import STYLE_ORDER, Suite, SuiteDrive
+from driving.files import save_figure, write_json, write_text
+from driving.pilot import Pilot, PilotConfig
+from driving.runtime import Predictor
+from driving.sim.track import track_features
+
+BOOTSTRAP_SAMPLES = 10_000
+
+
+# --- driving the suite ----------------------------------------------------------------------------
+
+
+@cache
+def _pilot(model: str, speed: float) -> Pilot:
+    """One Pilot per model and process (TensorFlow and the model load once per worker)."""
+    return Pilot(Predictor.load(model, threads=1), PilotConfig(speed=speed))
+
+
+def drive_one(model: str, drive: SuiteDrive, speed: float = 9.0, pilot: Pilot | None = None) -> dict:
+    """Drive one suite drive with `model` (or an in-memory `pilot`); the drive's metrics, with
+    what was driven (track features, conditions)."""
+    track = drive.track()
+    options = DriveOptions(
+        laps=drive.laps,
+        seed=drive.conditions_seed,
+        conditions=drive.conditions(),
+        progress=False,
+        model=Path(model).stem if model else "",
+    )
+    metrics, trace = drive_pilot(pilot or _pilot(model, speed), track, options, direct=True)
+    row = metrics.to_dict()
+    row.update(
+        drive=drive.name,
+        style=drive.style,
+        track_seed=drive.track_seed,
+        conditions_seed=drive.conditions_seed,
+        width_m=track.width,
+        features=track_features(track),
+    )
+    return row
+
+
+def _task(args: tuple) -> dict:
+    return drive_one(*args)
+
+
+def drive_suite(
+    models: Sequence[str | Path],
+    suite: Suite,
+    jobs: int | None = None,
+    speed: float = 9.0,
+    progress: bool = True,
+) -> dict[str, list[dict]]:
+    """Every model on every drive of `suite`, `jobs` drives at a time in separate processes
+    (default: one per core); {model path: [drive results in suite order]}. The results do not
+    depend on `jobs`."""
+    tasks = [(str(m), d, speed) for m in models for d in suite.drives]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    bar = tqdm(total=len(tasks), desc=f"suite {suite.label}", unit="drive", disable=not progress)
+    if jobs == 1:
+        rows = []
+        for task in tasks:
+            rows.append(_task(task))
+            bar.update(1)
+    else:
+        # spawn, not fork: a forked TensorFlow can deadlock. Each worker loads what it drives once.
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = []
+            for row in pool.map(_task, tasks, chunksize=1):
+                rows.append(row)
+                bar.update(1)
+    bar.close()
+    out: dict[str, list[dict]] = {str(m): [] for m in models}
+    for (model, _, _), row in zip(tasks, rows, strict=True):
+        out[model].append(row)
+    return out
+
+
+# --- the figures ----------------------------------------------------------------------------------
+
+
+def bootstrap_ci(
+    values: Sequence[float], level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of `values` (resampling the drives
+    with replacement, `samples` times, from a fixed seed: the same interval every time)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (samples, values.size))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The aggregate figures of one model's drives."""
+    autonomy = [r["autonomy_pct"] for r in rows]
+    km = sum(r["distance_m"] for r in rows) / 1000
+    interventions = sum(r["interventions"] for r in rows)
+    low, high = bootstrap_ci(autonomy)
+    by_style = {}
+    for style in STYLE_ORDER:
+        mine = [r["autonomy_pct"] for r in rows if r["style"] == style]
+        if mine:
+            by_style[style] = float(np.mean(mine))
+    return {
+        "drives": len(rows),
+        "success_rate": float(np.mean([r["interventions"] == 0 and r["completed"] for r in rows])),
+        "autonomy_mean": float(np.mean(autonomy)),
+        "autonomy_ci95": [low, high],
+        "autonomy_min": float(np.min(autonomy)),
+        "interventions": interventions,
+        "km": km,
+        "interventions_per_km": interventions / km if km else float("nan"),
+        "mean_abs_cte_m": float(np.mean([r["mean_abs_cte_m"] for r in rows])),
+        "steering_rate_rms": float(np.mean([r["steering_rate_rms"] for r in rows])),
+        "latency_median_ms": float(np.median([r["latency_median_ms"] for r in rows])),
+        "autonomy_by_style": by_style,
+    }
+
+
+def markdown(result: dict) -> str:
+    suite = result["suite"]
+    lines = [
+        f"# Suite {suite['name']} v{suite['version']}",
+        "",
+        f"{suite['description']}. {len(suite['drives'])} drives per model at {result['speed']:g} mph, "
+        f"fixed 1/15 s step. Autonomy: (1 - interventions x 6 s / elapsed s) x 100; its 95% "
+        "interval is a bootstrap over the drives.",
+        "",
+        "| model | success | autonomy mean [95% CI] | min | interventions/km | mean abs CTE m | "
+        "steer rms/s | latency ms | lake | jungle | desert |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in result["summary"].items():
+        low, high = s["autonomy_ci95"]
+        styles = [f"{s['autonomy_by_style'].get(st, float('nan')):.1f}%" for st in STYLE_ORDER]
+        lines.append(
+            f"| {name} | {s['success_rate'] * 100:.0f}% | "
+            f"{s['autonomy_mean']:.1f}% [{low:.1f}, {high:.1f}] | "
+            f"{s['autonomy_min']:.1f}% | {s['interventions_per_km']:.2f} | {s['mean_abs_cte_m']:.2f} | "
+            f"{s['steering_rate_rms']:.3f} | {s['latency_median_ms']:.1f} | " + " | ".join(styles) + " |"
+        )
+    lines += ["", "Per drive (interventions, autonomy):", ""]
+    names = list(result["drives"])
+    lines.append("| drive | width m | " + " | ".join(names) + " |")
+    lines.append("|---|---:|" + "---:|" * len(names))
+    for i in range(len(suite["drives"])):
+        first = result["drives"][names[0]][i]
+        cells = [
+            f"{result['drives'][n][i]['interventions']}, {result['drives'][n][i]['autonomy_pct']:.0f}%"
+            for n in names
+        ]
+        lines.append(f"| {first['drive']} | {first['width_m']:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> Path:
+    """Per model: mean autonomy with its 95% interval, and one dot per drive (coloured by style)."""
+    names = list(result["summary"])
+    colours = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 4.5))
+    jitter = np.random.default_rng(0)
+    for i, name in enumerate(names):
+        s = result["summary"][name]
+        for row in result["drives"][name]:
+            ax.plot(
+                i + jitter.uniform(-0.25, 0.25),
+                row["autonomy_pct"],
+                "o",
+                ms=4,
+                alpha=0.6,
+                color=colours.get(row["style"], "0.5"),
+            )
+        low, high = s["autonomy_ci95"]
+        ax.errorbar(
+            i,
+            s["autonomy_mean"],
+            yerr=[[s["autonomy_mean"] - low], [high - s["autonomy_mean"]]],
+            fmt="D",
+            color="black",
+            ms=7,
+            capsize=6,
+            lw=2,
+            zorder=5,
+        )
+    for style, colour in colours.items():
+        ax.plot([], [], "o", color=colour, label=f"{style} drives")
+    ax.plot([], [], "D", color="black", label="mean, 95% CI")
+    ax.axhline(90, color="0.6", ls=":", lw=1)
+    ax.set_xticks(range(len(names)), names, rotation=15)
+    suite = result["suite"]
+    ax.set(
+        ylabel="autonomy %",
+        ylim=(-3, 103),
+        title=f"{suite['name']} v{suite['version']}: {len(suite['drives'])} unseen drives per model",
+    )
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def run(
+    models: Sequence[str | Path],
+    suite: Suite,
+    jobs: int | None = None,
+    speed: float = 9.0,
+    out: Path | None = None,
+    names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Drive `suite` with every model; write suite-NAME.json/.md/.png into `out` when given.
+    `names` label the models in tables (default: their file stems, made unique)."""
+    models = [str(m) for m in models]
+    names = list(names or _labels(models))
+    drives = drive_suite(models, suite, jobs, speed, progress)
+    result = {
+        "suite": {
+            "name": suite.name,
+            "version": suite.version,
+            "description": suite.description,
+            "drives": [vars(d) | {"name": d.name} for d in suite.drives],
+        },
+        "speed": speed,
+        "models": dict(zip(names, models, strict=True)),
+        "drives": {n: drives[m] for n, m in zip(names, models, strict=True)},
+        "summary": {n: summarise(drives[m]) for n, m in zip(names, models, strict=True)},
+    }
+    if out is not None:
+        stem = Path(out) / f"suite-{suite.name}"
+        write_json(stem.with_suffix(".json"), result)
+        write_text(stem.with_suffix(".md"), markdown(result))
+        plot(result, stem.with_suffix(".png"))
+    card.add_suite(result)  # a model of a run folder keeps the suite's figures on its card
+    return result
+
+
+def _labels(models: Sequence[str]) -> list[str]:
+    """Unique names for tables: each file's stem, with folders added only where names clash (the
+    same file given twice gets a number)."""
+    paths = [Path(m).absolute() for m in models]
+    depth = [0] * len(paths)
+    label = lambda i: "/".join(
+        [*paths[i].parent.parts[len(paths[i].parent.parts) - depth[i] :], paths[i].stem]
+    )
+    while True:
+        labels = [label(i) for i in range(len(paths))]
+        clashing = [i for i, text in enumerate(labels) if labels.count(text) > 1]
+        if not clashing:
+            return labels
+        if all(depth[i] >= len(paths[i].parent.parts) for i in clashing):
+            return [f"{paths[i].stem}#{i + 1}" if i in clashing else text for i, text in enumerate(labels)]
+        for i in clashing:
+            depth[i] += 1

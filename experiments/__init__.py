@@ -1,0 +1,1 @@
+"""Beside the steering code: the MNIST Baseline-vs-EffNet reproduction and the convolution study."""

@@ -1,1 +1,0 @@
-"""Studies beside the steering code: the MNIST Baseline-vs-EffNet reproduction and the convolution study."""
