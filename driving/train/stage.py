@@ -46,7 +46,8 @@ from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_da
 from driving.preprocess import FrameError, read_frame
 from driving.train import callbacks
 from driving.train.cli import command_line
-from driving.train.distribute import is_chief, make_strategy, setup_devices, shard
+from driving.train.cluster import is_chief
+from driving.train.distribute import make_strategy, setup_devices, shard
 from driving.train.history import all_histories, plot_loss, plot_loss_overlay, read_history
 
 PACKAGES = ("tensorflow", "keras", "numpy", "ai-edge-litert", "opencv-python-headless", "pandas")
