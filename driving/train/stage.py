@@ -45,7 +45,7 @@ from driving.modelio import ModelInfo, load_keras
 from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_dataset
 from driving.preprocess import FrameError, read_frame
 from driving.train import callbacks
-from driving.train.cli import command_line
+from driving.train.cli import command
 from driving.train.cluster import is_chief
 from driving.train.distribute import make_strategy, setup_devices, shard
 from driving.train.history import all_histories, plot_loss, plot_loss_overlay, read_history
@@ -188,7 +188,7 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
     )
     record = config.to_dict()
     if chief:
-        write_json(out / RUN_JSON, {**record, "command": command_line(config)})
+        write_json(out / RUN_JSON, {**record, "command": command(config)})
 
     val_ds = shard(val_dataset(val_rows, cache, config.batch_size), config)
     if replicas > 1:
@@ -213,7 +213,7 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
         keras.backend.clear_session(free_memory=True)
         if chief:
             results_json = {r.name: vars(r) for r in results}
-            write_json(out / RUN_JSON, {**record, "command": command_line(config), "results": results_json})
+            write_json(out / RUN_JSON, {**record, "command": command(config), "results": results_json})
     if chief:
         plot_loss_overlay(all_histories(out), out / "loss_overlay.png")
     return results
