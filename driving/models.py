@@ -361,13 +361,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "save":
         from driving.modelio import ModelInfo, save_keras
+        from driving.run import Checkpoint
 
         if args.path.suffix not in (".keras", ".h5"):
             parser.error(f"{args.path}: the file name must end in .keras or .h5")
         model = build(args.name)
         compile_for_training(model)
         try:
-            save_keras(model, args.path, ModelInfo(model=args.name, checkpoint="untrained"))
+            save_keras(
+                model,
+                args.path,
+                ModelInfo(model=args.name, checkpoint=Checkpoint(kind="unknown", note="untrained")),
+            )
         except OSError as e:
             print(f"driving.models: cannot write {args.path}: {e.strerror or e}", file=sys.stderr)
             return 1
