@@ -268,6 +268,19 @@ def test_the_parser_is_the_declarations_plus_its_own_two_flags():
     assert config.augment == AugmentConfig.off()  # the preset wins over single switches
 
 
+def test_two_runs_of_one_seed_give_the_same_weights_bit_for_bit(data, tmp_path):
+    """Op determinism on, augmentation on: the same seed, data and versions, the same model."""
+    geometry = Preprocessing(input_height=32, input_width=64)
+    weights = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        run = config(data, out, models=["effnet-slim"], augment=AugmentConfig(), preprocessing=geometry)
+        stage.run(run, progress=False)
+        weights.append(load_keras(out / "effnet-slim.last.keras")[0].get_weights())
+    assert len(weights[0]) == len(weights[1])
+    for a, b in zip(*weights, strict=True):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
 def test_a_full_disk_loses_nothing_and_says_so_in_one_line(data, tmp_path):
     out = tmp_path / "models"
     first = run_cli("--data", str(data), "--model", "pilotnet", "--epochs", "1", "--out", str(out), *ARGS)

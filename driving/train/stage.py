@@ -18,7 +18,8 @@ atomically, as is every other file (driving/files.py). A run holds its folder fo
 
 Each model's initial weights and augmented batches come from a seed of its own, a function of
 --seed and its name only (config.model_seed): `--model effnet --seed 3` gives the same effnet alone
-or beside other models. The split depends on --seed alone.
+or beside other models. The split depends on --seed alone. Training runs with TensorFlow's op
+determinism on: the same seed, data and package versions give the same weights, bit for bit.
 
 The command line is driving/train/cli.py; the distribution strategies driving/train/distribute.py,
 the multi-worker cluster driving/train/cluster.py.
@@ -30,13 +31,18 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import keras
 import pandas as pd
 import tensorflow as tf
+
+# Op determinism can be asked about and switched off again only through this module
+# (tf.config.experimental has the switch on alone): a run must not leave it on for the process's
+# later work.
+from tensorflow.python.framework import config as tf_framework_config
 
 from driving import models
 from driving.config import ConfigError, RunConfig, model_seed
@@ -114,7 +120,7 @@ def _check_last(config: RunConfig, name: str, last: Path) -> None:
     split = {key: info.run.get(key) for key in config.split()}
     for what, old, new in (
         ("model", info.model, name),
-        ("preprocessing", info.preprocessing, config.preprocessing),
+        ("preprocessing", info.preprocessing.describe(), config.preprocessing.describe()),
         ("split", split, config.split()),
     ):
         if old != new:
@@ -187,7 +193,21 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
             _check_resume(config, folder)
         if chief:
             remove_stale_temps(folder.root)
-        return _run(config, folder, chief, progress)
+        with deterministic_ops():
+            return _run(config, folder, chief, progress)
+
+
+@contextlib.contextmanager
+def deterministic_ops() -> Iterator[None]:
+    """TensorFlow's op determinism on for the block (the same seed, data and versions give the
+    same weights, bit for bit), as it was afterwards. What it costs: docs/benchmarks.md."""
+    before = tf_framework_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not before:
+            tf_framework_config.disable_op_determinism()
 
 
 def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> list[TrainResult]:
