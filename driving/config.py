@@ -50,14 +50,6 @@ def _finite(value, name: str) -> float:
     return float(value)
 
 
-def _whole(value, name: str, low: int, high: int | None = None) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value <= high)
-    span = f"from {low} to {high}" if high is not None else f"at least {low}"
-    _check(ok, name, f"must be a whole number {span}, got {value!r}")
-    return value
-
-
 def _from_dict(cls, data: dict, source: str):
     """Build dataclass `cls` from a JSON object, ignoring keys it does not know (newer files)."""
     if not isinstance(data, dict):
@@ -366,8 +358,9 @@ class RunConfig:
     strategy: str = option(
         "default",
         "--strategy",
-        "'mirrored': data-parallel over every GPU (MirroredStrategy); 'multiworker': over the "
-        "processes TF_CONFIG or --workers name (MultiWorkerMirroredStrategy; --batch-size is global)",
+        "'default': one device; 'mirrored': data-parallel over every GPU (MirroredStrategy); "
+        "'multiworker': over the processes TF_CONFIG or --workers name (MultiWorkerMirroredStrategy; "
+        "--batch-size is global)",
         group=HOW,
         choices=STRATEGIES,
     )
@@ -387,6 +380,18 @@ class RunConfig:
         low=0,
         high=65_535,
     )
+    # A multi-worker run waits this long for every worker to answer before it starts, and as long
+    # again for TensorFlow's own start-up; then it stops with one line instead of waiting forever.
+    start_timeout: float = option(
+        300.0,
+        "--start-timeout",
+        "--strategy multiworker: seconds to wait for every worker to start",
+        group=HOW,
+        low=0,
+        low_open=True,
+        high=86_400,
+        metavar="S",
+    )
     tensorboard: bool = option(True, "--no-tensorboard", "skip TensorBoard logs", group=HOW)
     versions: dict = field(default_factory=dict)  # filled by train.run
 
@@ -401,7 +406,13 @@ class RunConfig:
                     "workers",
                     f"{worker!r} is not HOST:PORT",
                 )
-            _whole(self.worker_index, "worker_index", 0, len(self.workers) - 1)
+            last = len(self.workers) - 1
+            _check(
+                self.worker_index <= last,
+                "worker_index",
+                f"must be a whole number from 0 to {last} (one of the {len(self.workers)} --workers), "
+                f"got {self.worker_index}",
+            )
         self.augment.validate()
         self.preprocessing.validate()
         return self
