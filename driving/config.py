@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shlex
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from driving.options import ConfigError, check_bounds, option
+from driving.options import ConfigError, check_bounds, option, to_argv
 
 # The Udacity simulator's camera frames (see docs/simulator-protocol.md).
 FRAME_HEIGHT, FRAME_WIDTH = 160, 320
@@ -246,6 +247,7 @@ class Budget:
 # budget needs most. The full budget is the original work's (for a GPU).
 BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
 
+TRAIN_PROG = "python train.py"  # how run.json's command starts
 ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/drive_server.py)
 
 
@@ -416,6 +418,11 @@ class RunConfig:
         self.augment.validate()
         self.preprocessing.validate()
         return self
+
+    def command(self) -> str:
+        """The train.py command that makes this config (recorded in run.json, to repeat a run):
+        every declared option that differs from its default, shell-quoted."""
+        return f"{TRAIN_PROG} {shlex.join(to_argv(self))}"
 
     def split(self) -> dict:
         """What decides which frames are validation frames."""

@@ -256,7 +256,7 @@ def test_two_runs_into_one_folder_the_second_is_refused_naming_the_first(data, t
 )
 def test_the_recorded_command_remakes_the_config(argv):
     config, _ = cli.parse(argv)
-    assert cli.parse(shlex.split(cli.command(config))[2:])[0] == config
+    assert cli.parse(shlex.split(config.command())[2:])[0] == config
 
 
 def test_the_parser_is_the_declarations_plus_its_own_two_flags():

@@ -9,7 +9,6 @@ TensorFlow before the arguments are parsed: `--help` is instant.
 from __future__ import annotations
 
 import argparse
-import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,13 +16,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from driving import tfsetup
-from driving.config import AUGMENT, BUDGET, HOW, PREP, SPLIT, AugmentConfig, ConfigError, RunConfig
+from driving.config import (
+    AUGMENT,
+    BUDGET,
+    HOW,
+    PREP,
+    SPLIT,
+    TRAIN_PROG,
+    AugmentConfig,
+    ConfigError,
+    RunConfig,
+)
 from driving.models import MODELS
-from driving.options import add_options, flag_for, from_args, to_argv
+from driving.options import add_options, flag_for, from_args
 from driving.run import FolderInUse
 from driving.train.cluster import cluster_of
 
-PROG = "python train.py"
+PROG = TRAIN_PROG
 GROUPS = (BUDGET, SPLIT, PREP, AUGMENT, HOW)  # the order of --help's sections
 
 
@@ -62,11 +71,6 @@ def parse(
     if args.no_augment:
         config.augment = replace(config.augment, **{s: False for s in AugmentConfig.SWITCHES})
     return config, args
-
-
-def command(config: RunConfig) -> str:
-    """The train.py command that makes `config` (recorded in run.json, to repeat a run)."""
-    return f"{PROG} {shlex.join(to_argv(config))}"
 
 
 def _option(error: ConfigError) -> str:

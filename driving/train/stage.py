@@ -53,7 +53,6 @@ from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_da
 from driving.preprocess import FrameError, read_frame
 from driving.run import RunFolder, TrainResult, read_record, write_record
 from driving.train import callbacks
-from driving.train.cli import command
 from driving.train.cluster import is_chief
 from driving.train.distribute import make_strategy, setup_devices, shard
 from driving.train.history import all_histories, plot_loss, plot_loss_overlay, read_history
@@ -222,7 +221,7 @@ def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> l
         f"{len(train_rows)} training rows, {len(val_rows)} validation rows; {steps} steps per epoch "
         f"of {config.batch_size}; {replicas} replica(s)"
     )
-    record = {**config.to_dict(), "command": command(config)}
+    record = {**config.to_dict(), "command": config.command()}
     if chief:
         write_record(folder.record, record)
 
