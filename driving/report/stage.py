@@ -314,7 +314,8 @@ def run(config: ReportConfig | str | Path, progress: bool = True, suite: Suite |
         "precisions": precision_record(driven, suite, speed) if driven else None,
     }
     write_record(out.report_json, report)
-    card.add_report(out, rows, driven, suite, speed)  # each model's card keeps what was measured
+    # each model's card keeps what was measured, where it looks included
+    card.add_report(out, rows, driven, suite, speed, saliency=where, grid=render.SALIENCY_GRID)
     text = render.markdown(rows, notes, images, machine, splits, failed, where)
     if driven:
         lines = render.precision_markdown(
