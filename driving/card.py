@@ -202,7 +202,8 @@ class ModelCard:
         own = [s for s in self.suites if s.file == file]
         if own:
             return own
-        twins = {f"{self.name}.keras", f"{self.name}.h5"}
+        here = RunFolder(".")
+        twins = {here.model(self.name).name, here.h5(self.name).name}
         return [s for s in self.suites if file in twins and s.file in twins]
 
     def summary(self, file: str | None = None) -> str:
@@ -215,7 +216,7 @@ class ModelCard:
         ]
         if self.val_mse is not None:
             parts.append(f"val MSE {self.val_mse:.4f}")
-        parts += [s.describe() for s in self.figures_for(file or f"{self.name}.keras")]
+        parts += [s.describe() for s in self.figures_for(file or RunFolder(".").model(self.name).name)]
         return ", ".join(parts)
 
 

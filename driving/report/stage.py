@@ -193,7 +193,7 @@ def saliency_section(
     scores, failed = {}, {}
     for name in names:
         try:
-            model, info = load_keras(folder / f"{name}.keras")
+            model, info = load_keras(RunFolder(folder).model(name))
             geometry = info_or_default(info, name).preprocessing
             for method in methods:
                 x, on_input = input_saliency(METHODS[method](model), frames, geometry)
