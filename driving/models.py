@@ -8,6 +8,7 @@ Model files (with the preprocessing they carry) are driving/modelio.py.
 
     python -m driving.models              # table of models: params and forward MACs per frame
     python -m driving.models --json
+    python -m driving.models --litert --model effnet-tiny    # and its LiteRT file sizes
     python -m driving.models save effnet /tmp/effnet.keras   # an untrained model, for smoke tests
 
 Keras is imported inside the builders, not here: listing the registry (every `--help` that names
@@ -17,6 +18,7 @@ the models) must not wait for TensorFlow. build() imports it quietly first.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from driving.config import INPUT_SHAPE
+from driving.modelio import TFLITE_KINDS, ModelInfo, save_keras, to_tflite
 
 if TYPE_CHECKING:
     import keras
@@ -115,6 +118,7 @@ def effnet_block(
     dropout: float = 0.25,
     activation: str = "leaky_relu",
     he_init: bool = True,
+    norm_first: bool = False,
 ):
     """EffNet's block: a 1x1 squeeze, a separable 1x3 / 3x1 depthwise pair with the pooling
     between them, and a (2,1) conv striding along the width, so both axes halve.
@@ -124,7 +128,10 @@ def effnet_block(
     MNIST EffNet, inside the conv layers as its published figures (.h5 size included) were measured.
     he_init: He-initialise every convolution (depthwise ones on their true fan-in) so the signal
     keeps its scale through the blocks, which the steering EffNets need; False leaves all but the
-    1x1 squeeze at Keras' default (Glorot), as the MNIST EffNet was measured with."""
+    1x1 squeeze at Keras' default (Glorot), as the MNIST EffNet was measured with.
+    norm_first: BN between each convolution and its activation instead of after the activation.
+    The LiteRT converter folds a BN that directly follows a convolution into it; one after the
+    activation stays two ops (a multiply and an add) in the exported graph."""
     from keras import layers
 
     if activation not in ("leaky_relu", "relu"):
@@ -133,9 +140,11 @@ def effnet_block(
     conv_init = "he_normal" if he_init else "glorot_uniform"
 
     def act(y):
+        if batch_norm and norm_first:
+            y = layers.BatchNormalization()(y)
         if activation == "leaky_relu":
             y = layers.LeakyReLU(negative_slope=0.3)(y)
-        return layers.BatchNormalization()(y) if batch_norm else y
+        return layers.BatchNormalization()(y) if batch_norm and not norm_first else y
 
     def conv(filters, kernel, **kw):
         return layers.Conv2D(filters, kernel, padding="same", use_bias=False, activation=inside, **kw)
@@ -154,14 +163,18 @@ def effnet_block(
     return layers.Dropout(dropout)(x) if dropout else x
 
 
-def dense_head(x, units: tuple[int, ...], dropout: float = 0.5):
-    """The EffNet write-up's head: Dense (he_normal) + LeakyReLU + BN + Dropout (0.5 there) per layer."""
+def dense_head(x, units: tuple[int, ...], dropout: float = 0.5, norm_first: bool = False):
+    """The EffNet write-up's head: Dense (he_normal) + LeakyReLU + BN + Dropout (0.5 there) per layer
+    (with norm_first, BN before the LeakyReLU: see effnet_block)."""
     from keras import layers
 
     for n in units:
         x = layers.Dense(n, kernel_initializer="he_normal")(x)
+        if norm_first:
+            x = layers.BatchNormalization()(x)
         x = layers.LeakyReLU(negative_slope=0.3)(x)
-        x = layers.BatchNormalization()(x)
+        if not norm_first:
+            x = layers.BatchNormalization()(x)
         x = layers.Dropout(dropout)(x)
     return x
 
@@ -175,21 +188,33 @@ def effnet_family(
     squeeze: int | None = None,
     block_dropout: float = 0.25,
     head_dropout: float = 0.5,
+    input_pool: int = 1,
+    norm_first: bool = False,
 ) -> keras.Model:
     """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
-    Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head."""
+    Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head.
+
+    input_pool > 1 lowers the input resolution inside the model: the mean of each input_pool x
+    input_pool block of the input, what an INTER_AREA resize of it would give. It lives in the
+    model because a run's Preprocessing (its input size) is one for all the models it trains, so
+    a model cannot ask the pipeline for a smaller input; as pilotnet resizes inside. count_macs
+    leaves the pooling out (input_pixels x 3 additions: 49,152 at 128x128)."""
     import keras
     from keras import layers
 
     inputs = keras.Input(input_shape, name="frame")
     x = inputs
+    if input_pool > 1:
+        x = layers.AveragePooling2D(input_pool, name="input_pool")(x)
     for ch_in, ch_out in blocks:
-        x = effnet_block(x, ch_in, ch_out, batch_norm=batch_norm, dropout=block_dropout)
+        x = effnet_block(
+            x, ch_in, ch_out, batch_norm=batch_norm, dropout=block_dropout, norm_first=norm_first
+        )
     if squeeze:
         x = layers.Conv2D(squeeze, 1, kernel_initializer="he_normal", name="squeeze")(x)
         x = layers.LeakyReLU(negative_slope=0.3)(x)
     x = layers.Flatten()(x)
-    x = dense_head(x, head, dropout=head_dropout)
+    x = dense_head(x, head, dropout=head_dropout, norm_first=norm_first)
     outputs = steering_output(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -212,19 +237,41 @@ def effnet_bn(input_shape=INPUT_SHAPE) -> keras.Model:
 
 
 @register("effnet-slim")
-def effnet_slim(input_shape=INPUT_SHAPE) -> keras.Model:
+def effnet_slim(
+    input_shape=INPUT_SHAPE,
+    width: float = 1.0,
+    blocks=SLIM_BLOCKS,
+    squeeze: int = 16,
+    head: int = 64,
+    input_pool: int = 1,
+    norm_first: bool = False,
+    name: str = "effnet-slim",
+) -> keras.Model:
     """Slimmer EffNet: half-width first block, a 1x1 squeeze to 16 channels before Flatten (keeps
-    where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base."""
+    where the road is, unlike global pooling) and a 64-unit head. >10x fewer params and MACs than base.
+
+    Its knobs slim it further (the slimming family below): the block channels times `width`,
+    `blocks` (fewer of them: depth), the `squeeze` channels and the Dense `head` units, the input
+    average-pooled by `input_pool` (resolution, see effnet_family), and `norm_first` (BN before
+    each activation, where the LiteRT converter folds it: see effnet_block); `name` is the model's.
+    `build("effnet-slim", width=0.75)` tries a step without registering it."""
     return effnet_family(
-        "effnet-slim",
+        name,
         input_shape,
-        SLIM_BLOCKS,
-        head=(64,),
+        scale_width(blocks, width),
+        head=(head,),
         batch_norm=True,
-        squeeze=16,
+        squeeze=squeeze,
         block_dropout=0.1,
         head_dropout=0.1,
+        input_pool=input_pool,
+        norm_first=norm_first,
     )
+
+
+def scale_width(blocks, multiplier: float) -> tuple[tuple[int, int], ...]:
+    """Every block's (ch_in, ch_out) times `multiplier` (at least one channel each)."""
+    return tuple((max(1, round(a * multiplier)), max(1, round(b * multiplier))) for a, b in blocks)
 
 
 @register("effnet-gap")
@@ -268,6 +315,42 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
         x = layers.Dense(units, activation="relu", kernel_initializer="he_normal")(x)
     outputs = steering_output(x)
     return keras.Model(inputs, outputs, name="pilotnet")
+
+
+# --- the slimming family: effnet-slim slimmed one step at a time ------------------------------
+
+
+# effnet-slim's blocks without the repeat of the second, then also of the last. Depth only slims
+# together with the resolution: every block halves both axes, so at 128x128 a block fewer leaves an
+# 8x8 map, not 4x4, for Flatten, and the head's Dense layer grows by more weights than the block held.
+SLIM_D4 = SLIM_BLOCKS[:2] + SLIM_BLOCKS[3:]
+SLIM_D3 = SLIM_D4[:3]
+
+
+def variant(name: str, builder: Callable[..., keras.Model] = effnet_slim, **knobs) -> None:
+    """Register `name`: `builder` (the slimming family's base, effnet-slim, unless another is
+    given) with some of its knobs set, so a variant is one line."""
+    register(name)(functools.partial(builder, name=name, **knobs))
+
+
+# Each step slims the one before it (docs/models.md, "The slimming family"):
+variant("effnet-w050", width=0.5)  # every block half as wide
+variant("effnet-w050-h32", width=0.5, squeeze=8, head=32)  # the squeeze and the Dense head halved
+# the input average-pooled to 64x64, and a block fewer to keep Flatten's 4x4 map
+variant("effnet-w050-h32-r64", width=0.5, squeeze=8, head=32, blocks=SLIM_D4, input_pool=2)
+variant("effnet-w025-h32-r64", width=0.25, squeeze=8, head=32, blocks=SLIM_D4, input_pool=2)  # quarter width
+# 32x32 with a block fewer again, and BN folded at export: an int8 file under 32 KiB
+variant("effnet-tiny", width=0.25, squeeze=8, head=32, blocks=SLIM_D3, input_pool=4, norm_first=True)
+
+# effnet-slim first, then each step above: parameters and MACs fall all along.
+SLIMMING_FAMILY = (
+    "effnet-slim",
+    "effnet-w050",
+    "effnet-w050-h32",
+    "effnet-w050-h32-r64",
+    "effnet-w025-h32-r64",
+    "effnet-tiny",
+)
 
 
 # --- counting -----------------------------------------------------------------------------------
@@ -334,16 +417,41 @@ def compile_for_training(model: keras.Model, lr: float = 1e-3, jit_compile: bool
 # --- command line -------------------------------------------------------------------------------
 
 
-def summary_rows() -> list[dict]:
+def summary_rows(names: list[str] | None = None, litert: bool = False) -> list[dict]:
+    """One row per model (every registered one by default): params, trainable, MACs, and with
+    `litert` the bytes of its LiteRT files (litert_sizes)."""
     import keras
 
     rows = []
-    for name in MODELS:
+    for name in names or MODELS:
         model = build(name)
         total, trainable = count_params(model)
-        rows.append({"model": name, "params": total, "trainable": trainable, "macs": count_macs(model)})
+        row = {"model": name, "params": total, "trainable": trainable, "macs": count_macs(model)}
+        if litert:
+            row["litert_bytes"] = litert_sizes(model)
+        rows.append(row)
         keras.backend.clear_session()
     return rows
+
+
+def litert_sizes(model: keras.Model, seed: int = 0) -> dict[str, int]:
+    """Bytes of `model` as a LiteRT float32, float16 and int8 file (driving.modelio.to_tflite, the
+    project's one conversion; without the record a saved file adds, about 1.5 KiB for a trained
+    model). Its BatchNormalization layers are first moved off the identity, as training leaves
+    them: at initialisation BN is the identity, the converter drops it, and the file would come
+    out smaller than a trained model's. `model`'s weights are changed."""
+    from keras import layers
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.gamma.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.1, shape).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 0.1, shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+    calibration = rng.uniform(-0.5, 0.5, (8, *model.input_shape[1:])).astype("float32")
+    return {kind: len(to_tflite(model, kind, calibration)) for kind in TFLITE_KINDS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +461,19 @@ def main(argv: list[str] | None = None) -> int:
         "or save an untrained one.",
     )
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument(
+        "--model",
+        action="append",
+        choices=list(MODELS),
+        metavar="NAME",
+        help="list only this model (repeatable; default: every registered one)",
+    )
+    parser.add_argument(
+        "--litert",
+        action="store_true",
+        help="also convert each model to LiteRT float32, float16 and int8 and give the file sizes "
+        "(a few seconds per model and kind)",
+    )
     sub = parser.add_subparsers(dest="command")
     save = sub.add_parser("save", help="write an untrained model (for smoke tests)")
     save.add_argument("name", choices=sorted(MODELS), help="registered model name")
@@ -360,8 +481,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "save":
-        from driving.modelio import ModelInfo, save_keras
-
         if args.path.suffix not in (".keras", ".h5"):
             parser.error(f"{args.path}: the file name must end in .keras or .h5")
         model = build(args.name)
@@ -373,21 +492,23 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"wrote untrained {args.name} to {args.path}")
         return 0
-    rows = summary_rows()
+    rows = summary_rows(args.model, litert=args.litert)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    base_macs = next(r["macs"] for r in rows if r["model"] == "base")
-    base_params = next(r["params"] for r in rows if r["model"] == "base")
-    print(
-        f"{'model':<12} {'params':>10} {'trainable':>10} {'MACs/frame':>13} "
-        f"{'params/base':>12} {'MACs/base':>10}"
-    )
+    base = next((r for r in rows if r["model"] == "base"), None) or summary_rows(["base"])[0]
+    name_width = max(len(r["model"]) for r in rows)
+    header = f"{'model':<{name_width}} {'params':>10} {'trainable':>10} {'MACs/frame':>13} "
+    header += f"{'params/base':>12} {'MACs/base':>10}"
+    if args.litert:
+        header += "".join(f" {kind + ' KiB':>12}" for kind in rows[0]["litert_bytes"])
+    print(header)
     for r in rows:
-        print(
-            f"{r['model']:<12} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
-            f"{r['params'] / base_params:>12.3f} {r['macs'] / base_macs:>10.3f}"
-        )
+        line = f"{r['model']:<{name_width}} {r['params']:>10,} {r['trainable']:>10,} {r['macs']:>13,} "
+        line += f"{r['params'] / base['params']:>12.3f} {r['macs'] / base['macs']:>10.3f}"
+        if args.litert:
+            line += "".join(f" {size / 1024:>12.1f}" for size in r["litert_bytes"].values())
+        print(line)
     return 0
 
 

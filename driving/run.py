@@ -150,6 +150,11 @@ class RunFolder:
         return self.root / f"suite-{suite}{suffix}"
 
     @property
+    def precision_drives(self) -> RunFolder:
+        """Where the report's drives of every exported precision go (their suite-NAME files)."""
+        return RunFolder(self.root / "precision")
+
+    @property
     def study_record(self) -> Path:
         """One seed-study run's figures (driving.study)."""
         return self.root / "study.json"
@@ -511,3 +516,133 @@ class StudyRecord:
     @classmethod
     def read(cls, path: str | Path) -> StudyRecord:
         return record_from_dict(cls, read_record(path), str(path))
+
+
+# --- the slimming report's records ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Batch-1 wall time of one model file, in milliseconds."""
+
+    median_ms: float
+    p99_ms: float
+
+    def check(self, source: str) -> None:
+        _nonnegative(source, median_ms=self.median_ms, p99_ms=self.p99_ms)
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """One LiteRT export of a model, checked against the Keras model on validation frames
+    (|TFLite - Keras| steering) and timed at batch 1."""
+
+    file: str
+    bytes: int
+    latency: Latency
+    max_abs_error: float
+    mean_abs_error: float
+    p99_abs_error: float
+    tolerance: float
+    within_tolerance: bool
+
+    def check(self, source: str) -> None:
+        _nonnegative(
+            source,
+            bytes=self.bytes,
+            max_abs_error=self.max_abs_error,
+            mean_abs_error=self.mean_abs_error,
+            p99_abs_error=self.p99_abs_error,
+            tolerance=self.tolerance,
+        )
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """Every figure the slimming report measured of one trained model (driving.report): what
+    crosses from measuring to the tables, the charts and report.json. Sizes are bytes."""
+
+    model: str
+    params: int
+    trainable: int
+    macs: int
+    keras: int  # NAME.keras as train.py saved it
+    h5_no_optimizer: int  # the same model saved as .h5 without optimizer state
+    val_mse: float
+    val_mae: float
+    val_frames: int
+    keras_latency: Latency  # a traced tf.function at batch 1, every core
+    h5: int | None = None  # NAME.h5 as train.py saved it, where there is one
+    h5_has_optimizer: bool | None = None
+    seconds_per_epoch: float | None = None  # median, from NAME.history.csv
+    tflite: dict[str, ExportCheck] = field(default_factory=dict)  # by precision
+    vs_base: dict[str, float] = field(default_factory=dict)  # figure / base's figure
+
+    def check(self, source: str) -> None:
+        _nonnegative(
+            source,
+            params=self.params,
+            macs=self.macs,
+            keras=self.keras,
+            h5_no_optimizer=self.h5_no_optimizer,
+            h5=self.h5,
+            val_mse=self.val_mse,
+            val_mae=self.val_mae,
+            seconds_per_epoch=self.seconds_per_epoch,
+        )
+        if not 0 <= self.trainable <= self.params:
+            raise RecordError(f"{source}: field 'trainable' must be 0 to params, got {self.trainable!r}")
+        if self.val_frames < 1:
+            raise RecordError(f"{source}: field 'val_frames' must be at least 1, got {self.val_frames!r}")
+        unknown = sorted(set(self.tflite) - set(PRECISIONS))
+        if unknown:
+            raise RecordError(f"{source}: field 'tflite' has an unknown precision {unknown[0]!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DrivenFile:
+    """One model file driven over a suite for the report's "which file do I flash" table: the Keras
+    model (the reference) or one of its LiteRT exports, whose autonomy is compared with the Keras
+    model's track by track. Differences are in points of autonomy (export minus Keras)."""
+
+    model: str
+    precision: Literal["keras", "float32", "float16", "int8"]
+    file: str
+    bytes: int
+    all_cores_ms: float  # batch-1 median on every core (Keras: a traced tf.function)
+    one_core_ms: float | None  # batch-1 median of LiteRT on one thread; None for the Keras model
+    autonomy_by_track: dict[str, float]  # suite drive name -> autonomy %
+    autonomy_mean: float
+    autonomy_ci95: tuple[float, float]  # bootstrap over the tracks
+    success_rate: float  # share of tracks driven without an intervention
+    difference_mean: float | None = None  # mean of the per-track differences to the Keras model
+    difference_ci95: tuple[float, float] | None = None  # bootstrap over the paired tracks
+    paired_tracks: int = 0  # tracks driven by both this file and the Keras model
+    verdict: Literal["reference", "no worse", "inconclusive", "worse"] = "reference"
+
+    def check(self, source: str) -> None:
+        _nonnegative(source, bytes=self.bytes, all_cores_ms=self.all_cores_ms, one_core_ms=self.one_core_ms)
+        by_track = {f"autonomy_by_track.{k}": v for k, v in self.autonomy_by_track.items()}
+        for name, value in {"autonomy_mean": self.autonomy_mean, **by_track}.items():
+            if not 0 <= value <= 100:
+                raise RecordError(f"{source}: field '{name}' must be 0 to 100, got {value!r}")
+        if not 0 <= self.success_rate <= 1:
+            raise RecordError(f"{source}: field 'success_rate' must be 0 to 1, got {self.success_rate!r}")
+        if not 0 <= self.paired_tracks <= len(self.autonomy_by_track):
+            raise RecordError(f"{source}: field 'paired_tracks' must be 0 to the tracks driven")
+        if (self.precision == "keras") != (self.verdict == "reference"):
+            raise RecordError(f"{source}: field 'verdict' is 'reference' for the Keras model only")
+
+    @property
+    def tracks(self) -> int:
+        return len(self.autonomy_by_track)
+
+    @property
+    def kib(self) -> float:
+        return self.bytes / 1024
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -12,7 +12,18 @@ import pytest
 from keras import layers
 
 from driving import models
-from driving.modelio import ModelFileError, ModelInfo, load_keras, save_keras
+from driving.config import AugmentConfig, RunConfig
+from driving.modelio import TFLITE_KINDS, ModelFileError, ModelInfo, export_tflite, load_keras, save_keras
+from driving.runtime import Predictor
+
+# The slimming family after effnet-slim: (params, trainable, MACs per frame), as measured.
+FAMILY = {
+    "effnet-w050": (31_929, 30_825, 5_964_864),
+    "effnet-w050-h32": (19_057, 18_017, 5_946_400),
+    "effnet-w050-h32-r64": (17_105, 16_225, 1_768_480),
+    "effnet-w025-h32-r64": (8_141, 7_669, 538_144),
+    "effnet-tiny": (6_605, 6_277, 129_568),
+}
 
 
 def test_base_and_effnet_have_the_original_parameter_counts():
@@ -124,7 +135,7 @@ def test_load_names_the_bad_file(tmp_path):
         load_keras(tmp_path / "missing.h5")
 
 
-@pytest.mark.parametrize("name", ["base", "effnet", "effnet-slim", "pilotnet"])
+@pytest.mark.parametrize("name", ["base", "effnet", "effnet-slim", "effnet-tiny", "pilotnet"])
 def test_models_take_other_input_sizes_or_say_which_they_cannot(name):
     model = models.build(name, input_shape=(64, 96, 3))
     assert tuple(model.input_shape[1:]) == (64, 96, 3) and tuple(model.output_shape) == (None, 1)
@@ -150,3 +161,90 @@ def test_cli_lists_every_model_as_json_and_saves_one(tmp_path, capsys):
     path = tmp_path / "untrained.h5"
     assert models.main(["save", "pilotnet", str(path)]) == 0
     assert load_keras(path)[0].count_params() == 252_219
+
+
+# --- the slimming family ----------------------------------------------------------------------------
+
+
+def test_the_family_is_registered_in_order_and_starts_at_effnet_slim():
+    assert ("effnet-slim", *FAMILY) == models.SLIMMING_FAMILY
+    assert set(FAMILY) <= set(models.MODELS)
+
+
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_family_steps_have_their_exact_sizes(name):
+    model = models.build(name)
+    assert (*models.count_params(model), models.count_macs(model)) == FAMILY[name]
+    assert model.name == name
+
+
+def test_the_family_gets_smaller_and_cheaper_at_every_step():
+    sizes = []
+    for name in models.SLIMMING_FAMILY:
+        model = models.build(name)
+        sizes.append((name, model.count_params(), models.count_macs(model)))
+        keras.backend.clear_session()
+    assert sizes[0][1:] == (70_625, 20_990_016)  # effnet-slim, unchanged
+    assert all(macs > 0 for _, _, macs in sizes)
+    for (before, params0, macs0), (after, params1, macs1) in zip(sizes, sizes[1:]):
+        assert params1 < params0 and macs1 < macs0, (before, after)
+    smallest = sizes[-1]
+    assert smallest[1] <= 10_000, smallest
+
+
+def test_a_variant_is_effnet_slim_with_its_knobs_set():
+    assert models.build("effnet-slim", width=0.5).count_params() == FAMILY["effnet-w050"][0]
+    assert models.build("effnet-w050-h32-r64").get_layer("input_pool").pool_size == (2, 2)
+    tiny = models.build("effnet-tiny")
+    assert tiny.get_layer("input_pool").pool_size == (4, 4)
+    # BN straight after each convolution (the converter folds it), not after the activation.
+    folding = (layers.Conv2D, layers.DepthwiseConv2D, layers.Dense)
+    for before, layer in zip(tiny.layers, tiny.layers[1:]):  # a chain: each layer feeds the next
+        if isinstance(layer, layers.BatchNormalization):
+            assert isinstance(before, folding) and layer.input is before.output, layer.name
+    # Depth alone does not slim: a block fewer at 128x128 leaves Flatten an 8x8 map instead of 4x4.
+    assert models.build("effnet-slim", blocks=models.SLIM_D4).count_params() > 70_625
+
+
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_family_steps_save_load_and_convert_to_every_litert_kind(tmp_path, name):
+    model = models.build(name)
+    models.compile_for_training(model)
+    rng = np.random.default_rng(4)  # random weights everywhere (BN statistics included): outputs vary
+    model.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") ** 2 for w in model.get_weights()])
+    x = rng.uniform(-0.5, 0.5, (4, 128, 128, 3)).astype("float32")  # also the int8 calibration set
+    expected = keras.ops.convert_to_numpy(model(x)).reshape(-1)
+    for suffix in (".keras", ".h5"):
+        save_keras(model, tmp_path / f"{name}{suffix}", ModelInfo(model=name))
+        again, info = load_keras(tmp_path / f"{name}{suffix}")
+        assert info.model == name
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(x)).reshape(-1), expected)
+    # The record a trained model's file carries (its run and augmentation) counts towards its size.
+    info = ModelInfo(
+        model=name, augment=AugmentConfig().to_dict(), run=RunConfig(data=["data/lake"]).to_dict()
+    )
+    kib = {}
+    for kind in TFLITE_KINDS:
+        path = export_tflite(again, tmp_path / f"{name}.{kind}.tflite", kind, info, calibration=x)
+        kib[kind] = path.stat().st_size / 1024
+        served = Predictor.load(path)
+        steering = np.array([served.run(frame[None]) for frame in x])
+        assert np.all(np.isfinite(steering)), kind
+        if kind == "float32":
+            np.testing.assert_allclose(steering, expected, atol=1e-4)
+    assert kib["int8"] < kib["float16"] < kib["float32"], kib
+    if name == "effnet-tiny":
+        assert kib["int8"] <= 32, kib
+
+
+def test_cli_gives_litert_file_sizes(capsys):
+    rows = models.summary_rows(["effnet-tiny"], litert=True)
+    sizes = rows[0]["litert_bytes"]
+    assert list(sizes) == list(TFLITE_KINDS)
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    assert sizes["int8"] <= 30 * 1024  # room for the record a trained model's file carries
+    capsys.readouterr()
+    assert models.main(["--model", "effnet-tiny", "--model", "effnet-w050"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["model", "effnet-tiny", "effnet-w050"]
+    assert lines[1].split()[1] == "6,605"  # ratios to base even though base is not listed

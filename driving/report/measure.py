@@ -1,9 +1,8 @@
-"""Measuring models: batch-1 latency, file sizes, the machine, and how much the report measures by
-default. Shared by the slimming report, the seed study's table and the benchmarks in bench/, so all
-of them time the same way.
+"""Measuring models: batch-1 latency, file sizes and the machine. Shared by the slimming report, the
+seed study's table and the benchmarks in bench/, so all of them time the same way.
 
 Light to import: the study's table and bench/scaling.py take the timer and the machine line from
-here without loading TensorFlow, and the report's command line its defaults.
+here without loading TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,19 +14,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from importlib import metadata
-from pathlib import Path
 
 import h5py
 import numpy as np
 
 from driving.modelio import ModelInfo, save_keras
-
-CALIBRATION_FRAMES = 1500  # int8 ranges: 200 frames left effnet-slim at 0.10-0.22 max error, 1500 at 0.07
-# Where each model looks, on by default because it costs little: VisualBackProp's section took 5
-# to 12 s here (mostly rendering its 18 frames) against the report's 110 s; SmoothGrad (32 passes
-# forward and back per frame) adds 20 to 30 s for four models and is asked for by name
-# (docs/saliency.md).
-SALIENCY_METHODS = ("vbp",)
+from driving.run import RunFolder
 
 
 def time_calls(call: Callable[[], object], runs: int, warmup: int = 10) -> dict[str, float]:
@@ -54,17 +46,17 @@ def keras_function(model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: fn(tf.constant(x)).numpy()
 
 
-def file_sizes(model, folder: Path, name: str) -> dict[str, int]:
-    """Bytes of NAME.h5 / NAME.keras as train.py saved them, whether the .h5 holds optimizer
+def file_sizes(model, run: RunFolder, name: str) -> dict[str, int | bool]:
+    """Bytes of NAME.keras / NAME.h5 as train.py saved them, whether the .h5 holds optimizer
     state, and the bytes of the same model saved as .h5 without it."""
-    sizes = {"keras": (folder / f"{name}.keras").stat().st_size}
-    h5 = folder / f"{name}.h5"
+    sizes: dict[str, int | bool] = {"keras": run.model(name).stat().st_size}
+    h5 = run.h5(name)
     if h5.is_file():
         sizes["h5"] = h5.stat().st_size
         with h5py.File(h5, "r") as f:
-            sizes["h5_has_optimizer"] = int("optimizer_weights" in f)
+            sizes["h5_has_optimizer"] = "optimizer_weights" in f
     with tempfile.TemporaryDirectory() as tmp:
-        bare = Path(tmp) / f"{name}.h5"
+        bare = RunFolder(tmp).h5(name)
         save_keras(model, bare, ModelInfo(), include_optimizer=False)
         sizes["h5_no_optimizer"] = bare.stat().st_size
     return sizes

@@ -1,8 +1,11 @@
 """The report's words and pictures: ratios to base, the plain sentences on where slimming pays, the
-bar charts, the precision chart and report.md's tables, all from the measured rows (stage.py)."""
+bar charts, the precision chart and report.md's tables, all from the measured rows (ReportRow and
+DrivenFile, driving/run.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,61 +14,54 @@ import matplotlib.ticker
 import numpy as np
 
 from driving.files import save_figure
+from driving.report.config import MARGIN_POINTS
+from driving.report.export import recommended
+from driving.run import DrivenFile, ReportRow, RunFolder
 from driving.train.history import all_histories, plot_loss_overlay
 
 SALIENCY_GRID = "saliency.png"
-PRECISION_CHART = "precision.png"
 
 
 # --- ratios, findings, charts, markdown -----------------------------------------------------------
 
 
-def flat_figures(row: dict) -> dict[str, float]:
+def flat_figures(row: ReportRow) -> dict[str, float]:
     """The numeric figures of one model under flat names (used for ratios and charts)."""
-    out = {
-        k: float(row[k])
-        for k in (
-            "params",
-            "trainable",
-            "macs",
-            "h5",
-            "h5_no_optimizer",
-            "keras",
-            "val_mse",
-            "val_mae",
-            "seconds_per_epoch",
-        )
-        if k in row
-    }
-    out["keras_median_ms"] = row["keras_latency"]["median_ms"]
-    out["keras_p99_ms"] = row["keras_latency"]["p99_ms"]
-    for kind, t in row.get("tflite", {}).items():
-        out[f"tflite_{kind}_bytes"] = float(t["bytes"])
-        out[f"litert_{kind}_median_ms"] = t["latency"]["median_ms"]
-        out[f"litert_{kind}_p99_ms"] = t["latency"]["p99_ms"]
+    named = ("params", "trainable", "macs", "h5", "h5_no_optimizer", "keras", "val_mse", "val_mae")
+    out = {k: float(getattr(row, k)) for k in (*named, "seconds_per_epoch") if getattr(row, k) is not None}
+    out["keras_median_ms"] = row.keras_latency.median_ms
+    out["keras_p99_ms"] = row.keras_latency.p99_ms
+    for kind, t in row.tflite.items():
+        out[f"tflite_{kind}_bytes"] = float(t.bytes)
+        out[f"litert_{kind}_median_ms"] = t.latency.median_ms
+        out[f"litert_{kind}_p99_ms"] = t.latency.p99_ms
     return out
 
 
-def add_ratios(rows: list[dict]) -> None:
-    """row["vs_base"][figure] = figure / base's figure, when a `base` model is in the report."""
-    base = next((r for r in rows if r["model"] == "base"), None)
+def add_ratios(rows: Sequence[ReportRow]) -> list[ReportRow]:
+    """The rows with vs_base[figure] = figure / base's figure, when a `base` model is among them."""
+    base = next((r for r in rows if r.model == "base"), None)
     if base is None:
-        return
+        return list(rows)
     base_figures = flat_figures(base)
-    for row in rows:
-        row["vs_base"] = {k: v / base_figures[k] for k, v in flat_figures(row).items() if base_figures.get(k)}
+    return [
+        dataclasses.replace(
+            row, vs_base={k: v / base_figures[k] for k, v in flat_figures(row).items() if base_figures.get(k)}
+        )
+        for row in rows
+    ]
 
 
-def findings(rows: list[dict]) -> list[str]:
+def findings(rows: Sequence[ReportRow]) -> list[str]:
     """Plain sentences on where slimming pays and where it does not, from the measured numbers."""
-    base = next((r for r in rows if r["model"] == "base"), None)
+    base = next((r for r in rows if r.model == "base"), None)
     if base is None:
         return ["No `base` model in this folder, so nothing is compared with it."]
     notes = []
     for row in rows:
         if row is base:
             continue
-        f, b, name = flat_figures(row), flat_figures(base), row["model"]
+        f, b, name = flat_figures(row), flat_figures(base), row.model
         fewer_macs = b["macs"] / f["macs"]
         keras_speedup = b["keras_median_ms"] / f["keras_median_ms"]
         if keras_speedup < 1.1:
@@ -108,11 +104,11 @@ def findings(rows: list[dict]) -> list[str]:
 
 
 def bar_chart(
-    rows: list[dict], series: dict[str, str], title: str, unit: str, path: Path, log: bool = False
+    rows: Sequence[ReportRow], series: dict[str, str], title: str, unit: str, path: Path, log: bool = False
 ) -> None:
     """Grouped bars: one group per model, one bar per figure in `series` (figure key -> label)."""
     matplotlib.use("Agg")
-    names = [r["model"] for r in rows]
+    names = [r.model for r in rows]
     figures = [flat_figures(r) for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows) * max(1, len(series)) ** 0.5), 4.2))
     width = 0.8 / len(series)
@@ -131,13 +127,13 @@ def bar_chart(
     save_figure(fig, path)
 
 
-def charts(rows: list[dict], folder: Path) -> list[str]:
+def charts(rows: Sequence[ReportRow], out: RunFolder) -> list[str]:
     """The bar charts of every figure the rows have, and the loss overlay where histories are,
-    written into `folder`; returns their file names."""
-    files = {
-        "params.png": ({"params": "total", "trainable": "trainable"}, "Parameters", "count", False),
-        "macs.png": ({"macs": "MACs"}, "Forward multiply-accumulates per frame", "MACs", False),
-        "sizes.png": (
+    written into the run folder `out`; returns their file names."""
+    charts = {
+        "params": ({"params": "total", "trainable": "trainable"}, "Parameters", "count", False),
+        "macs": ({"macs": "MACs"}, "Forward multiply-accumulates per frame", "MACs", False),
+        "sizes": (
             {
                 "h5": ".h5 (with optimizer)",
                 "h5_no_optimizer": ".h5 (weights only)",
@@ -150,7 +146,7 @@ def charts(rows: list[dict], folder: Path) -> list[str]:
             "bytes",
             True,
         ),
-        "latency.png": (
+        "latency": (
             {
                 "keras_median_ms": "Keras (median)",
                 "litert_float32_median_ms": "LiteRT float32 (median)",
@@ -161,24 +157,26 @@ def charts(rows: list[dict], folder: Path) -> list[str]:
             False,
         ),
     }
-    for file, (series, title, unit, log) in files.items():
+    files = []
+    for name, (series, title, unit, log) in charts.items():
         present = {k: v for k, v in series.items() if any(k in flat_figures(r) for r in rows)}
-        bar_chart(rows, present, title, unit, folder / file, log)
-    histories = all_histories(folder)
+        bar_chart(rows, present, title, unit, out.chart(name), log)
+        files.append(out.chart(name).name)
+    histories = all_histories(out.root)
     if histories:
-        plot_loss_overlay(histories, folder / "loss_overlay.png")
-        files["loss_overlay.png"] = None
-    return list(files)
+        plot_loss_overlay(histories, out.loss_overlay)
+        files.append(out.loss_overlay.name)
+    return files
 
 
-def ratio(row: dict, key: str) -> str:
+def ratio(row: ReportRow, key: str) -> str:
     """A figure's ratio to base, as a table cell shows it: " (0.42x)", empty for base itself."""
-    value = row.get("vs_base", {}).get(key)
-    return f" ({value:.2f}x)" if value is not None and row["model"] != "base" else ""
+    value = row.vs_base.get(key)
+    return f" ({value:.2f}x)" if value is not None and row.model != "base" else ""
 
 
 def markdown(
-    rows: list[dict],
+    rows: Sequence[ReportRow],
     notes: list[str],
     images: list[str],
     machine: str,
@@ -216,12 +214,12 @@ def markdown(
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['params']:,}{ratio(r, 'params')} | {r['trainable']:,} | "
-            f"{r['macs']:,}{ratio(r, 'macs')} | {kib(r['h5']) if 'h5' in r else '-'}{ratio(r, 'h5')} | "
-            f"{kib(r['h5_no_optimizer'])}{ratio(r, 'h5_no_optimizer')} | "
-            f"{kib(r['keras'])}{ratio(r, 'keras')} |"
+            f"| {r.model} | {r.params:,}{ratio(r, 'params')} | {r.trainable:,} | "
+            f"{r.macs:,}{ratio(r, 'macs')} | {kib(r.h5) if r.h5 is not None else '-'}{ratio(r, 'h5')} | "
+            f"{kib(r.h5_no_optimizer)}{ratio(r, 'h5_no_optimizer')} | "
+            f"{kib(r.keras)}{ratio(r, 'keras')} |"
         )
-    with_opt = [r["model"] for r in rows if r.get("h5_has_optimizer")]
+    with_opt = [r.model for r in rows if r.h5_has_optimizer]
     lines += [
         "",
         f"The .h5 files train.py saved include optimizer state (Adam moments, about twice the "
@@ -237,25 +235,25 @@ def markdown(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lite = r.get("tflite", {})
-        f32, i8 = lite.get("float32", {}).get("latency", {}), lite.get("int8", {}).get("latency", {})
+        f32, i8 = r.tflite.get("float32"), r.tflite.get("int8")
         epoch = (
-            f"{r['seconds_per_epoch']:.1f}{ratio(r, 'seconds_per_epoch')}"
-            if "seconds_per_epoch" in r
+            f"{r.seconds_per_epoch:.1f}{ratio(r, 'seconds_per_epoch')}"
+            if r.seconds_per_epoch is not None
             else "-"
         )
         lines.append(
-            f"| {r['model']} | {r['keras_latency']['median_ms']:.2f}{ratio(r, 'keras_median_ms')} | "
-            f"{r['keras_latency']['p99_ms']:.2f} | "
+            f"| {r.model} | {r.keras_latency.median_ms:.2f}{ratio(r, 'keras_median_ms')} | "
+            f"{r.keras_latency.p99_ms:.2f} | "
             + (
-                f"{f32['median_ms']:.2f}{ratio(r, 'litert_float32_median_ms')} | {f32['p99_ms']:.2f} | "
+                f"{f32.latency.median_ms:.2f}{ratio(r, 'litert_float32_median_ms')} | "
+                f"{f32.latency.p99_ms:.2f} | "
                 if f32
                 else "- | - | "
             )
-            + (f"{i8['median_ms']:.2f}{ratio(r, 'litert_int8_median_ms')} | " if i8 else "- | ")
-            + f"{r['val_mse']:.5f}{ratio(r, 'val_mse')} | {r['val_mae']:.4f} | {epoch} |"
+            + (f"{i8.latency.median_ms:.2f}{ratio(r, 'litert_int8_median_ms')} | " if i8 else "- | ")
+            + f"{r.val_mse:.5f}{ratio(r, 'val_mse')} | {r.val_mae:.4f} | {epoch} |"
         )
-    if any("tflite" in r for r in rows):
+    if any(r.tflite for r in rows):
         lines += [
             "",
             "## TFLite export",
@@ -267,12 +265,12 @@ def markdown(
             "|---|---|---|---:|---:|---:|---:|---|",
         ]
         for r in rows:
-            for kind, t in r.get("tflite", {}).items():
+            for kind, t in r.tflite.items():
                 lines.append(
-                    f"| {r['model']} | {kind} | {t['file']} | {kib(t['bytes'])}"
-                    f"{ratio(r, f'tflite_{kind}_bytes')} | {t['max_abs_error']:.2e} | "
-                    f"{t['mean_abs_error']:.2e} | {t['tolerance']:g} | "
-                    f"{'yes' if t['within_tolerance'] else '**NO**'} |"
+                    f"| {r.model} | {kind} | {t.file} | {kib(t.bytes)}"
+                    f"{ratio(r, f'tflite_{kind}_bytes')} | {t.max_abs_error:.2e} | "
+                    f"{t.mean_abs_error:.2e} | {t.tolerance:g} | "
+                    f"{'yes' if t.within_tolerance else '**NO**'} |"
                 )
         lines += _export_misses(rows)
     if saliency:
@@ -281,15 +279,14 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def _export_misses(rows: list[dict]) -> list[str]:
+def _export_misses(rows: Sequence[ReportRow]) -> list[str]:
     """A plain sentence for every export beyond its tolerance: which, by how much, why, what to do."""
     lines = []
     for r in rows:
-        for kind, t in r.get("tflite", {}).items():
-            if t["within_tolerance"]:
+        for kind, t in r.tflite.items():
+            if t.within_tolerance:
                 continue
-            p99 = t.get("p99_abs_error")
-            spread = f"99% of frames within {p99:.3f}, " if p99 is not None else ""
+            spread = f"99% of frames within {t.p99_abs_error:.3f}, "
             why = (
                 "Full-integer quantisation gives every activation 8 bits over a range estimated from "
                 "the calibration frames; a few validation frames fall outside it, and which ones moves "
@@ -299,8 +296,8 @@ def _export_misses(rows: list[dict]) -> list[str]:
                 else "The converter changed the model's arithmetic beyond rounding: report it as a bug."
             )
             lines.append(
-                f"\n**{r['model']} {kind} misses its tolerance:** max |error| {t['max_abs_error']:.3f} "
-                f"against {t['tolerance']:g} ({spread}mean {t['mean_abs_error']:.3f}). {why}"
+                f"\n**{r.model} {kind} misses its tolerance:** max |error| {t.max_abs_error:.3f} "
+                f"against {t.tolerance:g} ({spread}mean {t.mean_abs_error:.3f}). {why}"
             )
     return lines
 
@@ -334,32 +331,30 @@ def saliency_markdown(section: dict) -> list[str]:
 # --- every export, driven ---------------------------------------------------------------------------
 
 
-def precision_chart(table: list[dict], path: Path, suite_label: str) -> Path:
-    """Autonomy (mean and 95% CI) against file size, a point per model and precision, labelled
-    with its one-core latency."""
+def precision_chart(files: Sequence[DrivenFile], path: Path, suite_label: str) -> Path:
+    """Autonomy (mean and 95% CI) against file size, a point per model and LiteRT precision,
+    labelled with its one-core latency (and "worse" where the export is flagged); each model's
+    Keras autonomy is a dashed line in its colour."""
     matplotlib.use("Agg")
     markers = {"float32": "o", "float16": "s", "int8": "^"}
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    models = list(dict.fromkeys(r["model"] for r in table))
-    for row in table:
-        colour = f"C{models.index(row['model'])}"
-        low, high = row["autonomy_ci95"]
-        y = row["autonomy_mean"]
-        ax.errorbar(
-            row["kib"],
-            y,
-            yerr=[[y - low], [high - y]],
-            fmt=markers[row["precision"]],
-            color=colour,
-            capsize=3,
-        )
-        label = f"{row['one_core_ms']:.1f} ms"
-        below = {"float32": 8, "float16": -4, "int8": -16}[row["precision"]]  # apart when points meet
-        ax.annotate(label, (row["kib"], y), textcoords="offset points", xytext=(5, below), fontsize=7)
+    models = list(dict.fromkeys(f.model for f in files))
+    for f in files:
+        colour = f"C{models.index(f.model)}"
+        if f.precision == "keras":
+            ax.axhline(f.autonomy_mean, color=colour, ls="--", lw=0.8)
+            continue
+        low, high = f.autonomy_ci95
+        y = f.autonomy_mean
+        ax.errorbar(f.kib, y, yerr=[[y - low], [high - y]], fmt=markers[f.precision], color=colour, capsize=3)
+        label = f"{f.one_core_ms:.1f} ms" + (", worse" if f.verdict == "worse" else "")
+        below = {"float32": 8, "float16": -4, "int8": -16}[f.precision]  # apart when points meet
+        ax.annotate(label, (f.kib, y), textcoords="offset points", xytext=(5, below), fontsize=7)
     for i, model in enumerate(models):
         ax.plot([], [], "o", color=f"C{i}", label=model)
     for kind, marker in markers.items():
         ax.plot([], [], marker, color="0.4", label=kind)
+    ax.plot([], [], "--", color="0.4", lw=0.8, label="its Keras model")
     ax.axhline(90, color="0.5", ls=":", lw=1)
     ax.set(xscale="log", xlabel="LiteRT file size, KiB (log)", ylabel="autonomy %, mean and 95% CI")
     low, high = ax.get_xlim()
@@ -373,31 +368,80 @@ def precision_chart(table: list[dict], path: Path, suite_label: str) -> Path:
     return save_figure(fig, path)
 
 
-def precision_markdown(section: dict) -> list[str]:
+def _points(value: float) -> str:
+    return f"{value:+.1f}"
+
+
+def _difference(f: DrivenFile) -> str:
+    """ "-0.4 [-1.2, +0.3]": the paired difference to the Keras model and its interval, in points."""
+    if f.difference_mean is None or f.difference_ci95 is None:
+        return "-"
+    low, high = f.difference_ci95
+    return f"{_points(f.difference_mean)} [{_points(low)}, {_points(high)}]"
+
+
+def flagged(f: DrivenFile) -> str:
+    """The plain sentence for an export that drives worse than its Keras model."""
+    return (
+        f"**{f.model} {f.precision} drives worse than its Keras model**: {_difference(f)} points of "
+        f"autonomy over {f.paired_tracks} tracks paired by track, the whole interval below "
+        f"{-MARGIN_POINTS:g} point. Do not serve {f.file}."
+    )
+
+
+def recommendation(model: str, files: Sequence[DrivenFile]) -> str:
+    """One line per model: the file to flash, or why there is none."""
+    pick = recommended(files)
+    keras = next((f for f in files if f.precision == "keras"), None)
+    if pick is None:
+        fallback = f": serve {keras.file} with drive.py, or retrain" if keras else ""
+        return f"- **{model}**: every export drives worse than its Keras model{fallback}."
+    return (
+        f"- **{model}**: flash {pick.file} ({pick.kib:,.0f} KiB, {pick.one_core_ms:.2f} ms on one "
+        f"core): {pick.autonomy_mean:.1f}% autonomy over {pick.tracks} tracks, {_difference(pick)} points "
+        f"from its Keras model over {pick.paired_tracks} paired tracks."
+    )
+
+
+def precision_markdown(
+    files: Sequence[DrivenFile], suite_label: str, tracks: int, speed: float, chart: str
+) -> list[str]:
+    """The "which file do I flash" section: per model its Keras file (the reference) and each LiteRT
+    export, with size, latency, autonomy and the paired difference to the Keras model; a sentence
+    for every export flagged worse; one recommendation per model."""
     lines = [
         "",
-        "## Every precision, driven",
+        "## Which file do I flash: every precision, driven",
         "",
-        f"Each LiteRT file driven over the {section['suite']} suite ({section['drives']} unseen drives, "
-        "fixed step, 9 mph); batch-1 latency median on one core and on every core.",
+        f"The Keras model and each LiteRT file driven over the {suite_label} suite ({tracks} unseen "
+        f"tracks, fixed step, {speed:g} mph); batch-1 latency median on one core and on every core "
+        "(Keras: a traced tf.function on every core). *vs Keras* is the mean of the per-track "
+        "autonomy differences to the Keras model, in points, with a 95% bootstrap interval over "
+        f"the tracks. An export whose whole interval lies below {-MARGIN_POINTS:g} point "
+        "drives worse (flagged, never recommended); one whose interval reaches below it is "
+        "inconclusive. The recommendation is the smallest file not flagged. One trained model "
+        "per row: the intervals are over tracks, not training seeds.",
         "",
-        "| model | precision | KiB | 1 core ms | all cores ms | autonomy mean [95% CI] | "
-        "drives without intervention |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | precision | file | KiB | 1 core ms | all cores ms | autonomy mean [95% CI] | tracks | "
+        "without intervention | vs Keras, points [95% CI] | verdict |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in section["rows"]:
-        low, high = r["autonomy_ci95"]
+    for f in files:
+        low, high = f.autonomy_ci95
+        one_core = f"{f.one_core_ms:.2f}" if f.one_core_ms is not None else "-"
+        verdict = f"**{f.verdict}**" if f.verdict == "worse" else f.verdict
         lines.append(
-            f"| {r['model']} | {r['precision']} | {r['kib']:,.0f} | {r['one_core_ms']:.2f} | "
-            f"{r['all_cores_ms']:.2f} | "
-            f"{r['autonomy_mean']:.1f}% [{low:.1f}, {high:.1f}] | {r['success_rate'] * 100:.0f}% |"
+            f"| {f.model} | {f.precision} | {f.file} | {f.kib:,.0f} | {one_core} | {f.all_cores_ms:.2f} | "
+            f"{f.autonomy_mean:.1f}% [{low:.1f}, {high:.1f}] | {f.tracks} | {f.success_rate * 100:.0f}% | "
+            f"{_difference(f)} | {verdict} |"
         )
-    driving = [r for r in section["rows"] if r["autonomy_ci95"][0] >= 90]
-    if driving:
-        best = min(driving, key=lambda r: r["kib"])
-        lines += ["", f"The smallest file whose whole interval is at or above 90%: {best['file']}, "
-                      f"{best['kib']:,.0f} KiB, {best['one_core_ms']:.2f} ms on one core."]  # fmt: skip
-    else:
-        lines += ["", "No file's whole interval is at or above 90% autonomy here."]
-    lines += ["", f"![{PRECISION_CHART}]({PRECISION_CHART})"]
+    worse = [f for f in files if f.verdict == "worse"]
+    if worse:
+        lines += [""] + [flagged(f) for f in worse]
+    by_model: dict[str, list[DrivenFile]] = {}
+    for f in files:
+        by_model.setdefault(f.model, []).append(f)
+    lines += ["", "What to serve (the smallest file not flagged):", ""]
+    lines += [recommendation(model, mine) for model, mine in by_model.items()]
+    lines += ["", f"![{chart}]({chart})"]
     return lines

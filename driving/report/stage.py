@@ -1,16 +1,16 @@
-"""The slimming report as a stage: `run(folder)` measures every trained model in the folder and
+"""The slimming report as a stage: `run(config)` measures every trained model in a folder and
 writes report.md, report.json and the charts there (what each figure is: driving/report/__init__.py).
 
-    report = run(Path("models"))
+    report = run(ReportConfig(Path("models")))      # or run(Path("models")) for the defaults
 
 Each model is scored on the validation split of the run that trained it (`model_split`, from the
 record in its file or OUT/run.json), with its own preprocessing. The figures come from measure.py
-and export.py, the words and pictures from render.py.
+and export.py as ReportRows (driving/run.py), the words and pictures from render.py. Every file
+name in the folder comes from RunFolder.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,25 +22,31 @@ import numpy as np
 from tqdm import tqdm
 
 from driving import models
-from driving.config import RUN_JSON, AugmentConfig, ConfigError, Preprocessing, RunConfig
-from driving.evaluation.registry import Suite
-from driving.files import remove_stale_temps, write_json, write_text
+from driving.config import TARGET_SPEED_MPH, AugmentConfig, ConfigError, Preprocessing, RunConfig
+from driving.evaluation.registry import SUITES, Suite
+from driving.evaluation.suites import BOOTSTRAP_SAMPLES
+from driving.files import RecordError, remove_stale_temps, write_text
 from driving.modelio import info_or_default, load_info, load_keras
 from driving.pipeline import build_datasets, frames_from_folders
 from driving.report import render
-from driving.report.export import TOLERANCE, precision_section, tflite_exports
-from driving.report.measure import (
-    CALIBRATION_FRAMES,
-    SALIENCY_METHODS,
-    file_sizes,
-    keras_function,
-    machine_description,
-    time_calls,
+from driving.report.config import CALIBRATION_FRAMES, MARGIN_POINTS, ReportConfig
+from driving.report.export import TOLERANCE, precision_section, recommended, tflite_exports
+from driving.report.measure import file_sizes, keras_function, machine_description, time_calls
+from driving.run import (
+    SCHEMA,
+    SCHEMA_KEY,
+    DrivenFile,
+    Latency,
+    ReportRow,
+    RunFolder,
+    read_record,
+    write_record,
 )
 from driving.saliency import draw
 from driving.saliency.frames import Probe, probe_frames
 from driving.saliency.methods import METHODS, frame_saliency, score
 from driving.train.history import read_history
+from driving.versions import differences_from_lock
 
 SALIENCY_COLUMNS = 6  # frames shown in the grid: the first of each drive of the quick suite
 
@@ -69,26 +75,26 @@ class Split:
         )
 
 
-def read_run(folder: Path) -> RunConfig | None:
+def read_run(out: RunFolder) -> RunConfig | None:
     """OUT/run.json, if there is a readable one."""
-    path = folder / RUN_JSON
+    path = out.record
     if not path.is_file():
         return None
     try:
-        return RunConfig.from_dict(json.loads(path.read_text()), str(path))
-    except (ValueError, ConfigError) as e:
+        return RunConfig.from_dict(read_record(path), str(path))
+    except (ValueError, ConfigError, RecordError) as e:
         print(f"report: ignoring {path}: {e}", file=sys.stderr)
         return None
 
 
-def model_split(path: Path, run: RunConfig | None, fallback: dict) -> Split:
-    """The split `path` was trained with: its own record, else run.json, else `fallback` (the
-    command line's --data/--seed/..., for models saved before records existed)."""
+def model_split(path: Path, run: RunConfig | None, config: ReportConfig) -> Split:
+    """The split `path` was trained with: its own record, else run.json, else the config's
+    (the command line's --data/--seed/..., for models saved before records existed)."""
     info = load_info(path)
     record = info.run if info is not None and info.run else (run.to_dict() if run else None)
     if record is not None:
         made = RunConfig.from_dict(record, str(path))
-        if fallback.get("data") and list(fallback["data"]) != made.data:
+        if config.data and list(config.data) != made.data:
             print(
                 f"report: {path.name} was trained on {', '.join(made.data)}; scoring it there",
                 file=sys.stderr,
@@ -100,13 +106,13 @@ def model_split(path: Path, run: RunConfig | None, fallback: dict) -> Split:
             made.seed,
             info.preprocessing if info else made.preprocessing,
         )
-    if not fallback.get("data"):
+    if not config.data:
         raise ReportError(f"{path}: no record of its training data; give --data (and the split it used)")
     return Split(
-        tuple(map(str, fallback["data"])),
-        fallback["val_fraction"],
-        fallback["block_seconds"],
-        fallback["seed"],
+        tuple(map(str, config.data)),
+        config.val_fraction,
+        config.block_seconds,
+        config.seed,
         info.preprocessing if info else Preprocessing(),
     )
 
@@ -138,29 +144,30 @@ def validation_frames(
 # --- measuring one model --------------------------------------------------------------------------
 
 
-def measure_model(folder: Path, name: str, frames: tuple, export: bool, runs: int) -> dict:
+def measure_model(out: RunFolder, name: str, frames: tuple, export: bool, runs: int) -> ReportRow:
     """Every figure of one model, scored on `frames` = (x_val, y_val, calibration); with `export`,
     its LiteRT files too (export.tflite_exports)."""
     x_val, y_val, calibration = frames
-    model, info = load_keras(folder / f"{name}.keras")
+    model, info = load_keras(out.model(name))
     total, trainable = models.count_params(model)
-    row: dict = {"model": name, "params": total, "trainable": trainable, "macs": models.count_macs(model)}
-    row.update(file_sizes(model, folder, name))
 
     predict = keras_function(model)
     keras_pred = np.concatenate([predict(x_val[i : i + 64]) for i in range(0, len(x_val), 64)]).reshape(-1)
-    row["val_mse"] = float(np.mean((keras_pred - y_val) ** 2))
-    row["val_mae"] = float(np.mean(np.abs(keras_pred - y_val)))
-    row["val_frames"] = int(len(y_val))
-    frame = x_val[:1]
-    row["keras_latency"] = time_calls(partial(predict, frame), runs)
-
-    history = read_history(folder, name)
-    if len(history) and "epoch_seconds" in history:
-        row["seconds_per_epoch"] = float(history["epoch_seconds"].median())
-
-    if export:
-        row["tflite"] = tflite_exports(model, info, folder, name, x_val, keras_pred, calibration, runs)
+    history = read_history(out.root, name)
+    has_epochs = len(history) and "epoch_seconds" in history
+    row = ReportRow(
+        model=name,
+        params=total,
+        trainable=trainable,
+        macs=models.count_macs(model),
+        **file_sizes(model, out, name),
+        val_mse=float(np.mean((keras_pred - y_val) ** 2)),
+        val_mae=float(np.mean(np.abs(keras_pred - y_val))),
+        val_frames=int(len(y_val)),
+        keras_latency=Latency(**time_calls(partial(predict, x_val[:1]), runs)),
+        seconds_per_epoch=float(history["epoch_seconds"].median()) if has_epochs else None,
+        tflite=tflite_exports(model, info, out, name, x_val, keras_pred, calibration, runs) if export else {},
+    )
     keras.backend.clear_session()
     return row
 
@@ -203,84 +210,111 @@ def saliency_section(
 # --- the stage ------------------------------------------------------------------------------------
 
 
-def trained_models(folder: Path) -> list[str]:
-    """NAME of every NAME.keras in `folder` (not the NAME.last.keras checkpoints), base first so
-    every ratio reads against the first row."""
-    names = sorted(p.name[: -len(".keras")] for p in folder.glob("*.keras") if p.name.count(".") == 1)
-    return sorted(names, key=lambda n: n != "base")
+def trained_models(out: RunFolder) -> list[str]:
+    """NAME of every trained model in the folder (RunFolder.models: not the checkpoints), base
+    first so every ratio reads against the first row."""
+    return sorted(out.models(), key=lambda n: n != "base")
 
 
-def run(
-    folder: Path,
-    data: Sequence[str] | None = None,
-    export: bool = True,
-    runs: int = 200,
-    val_frames: int = 512,
-    split_fallback: dict | None = None,
-    progress: bool = True,
-    saliency: Sequence[str] = SALIENCY_METHODS,
-    drive_precisions: Suite | str | None = None,
-    jobs: int | None = None,
-    calibration_frames: int = CALIBRATION_FRAMES,
-) -> dict:
-    """Measure every trained model in `folder`; write report.md, report.json and the charts there.
-    `data` and `split_fallback` only serve models that carry no record of their training run.
-    `saliency` names the saliency methods whose scores and grid the report shows (none: off).
-    `drive_precisions` is a suite (or its name in driving.evaluation.registry.SUITES) over which every
-    exported LiteRT file is driven (off by default: it costs minutes). Raises ReportError when
-    nothing can be reported."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ReportError(f"{folder}: no such folder")
-    if runs < 1 or val_frames < 1 or calibration_frames < 1:
-        raise ValueError("runs, val_frames and calibration_frames must be at least 1")
-    remove_stale_temps(folder)
-    names = trained_models(folder)
+def versions_sentence(differences: Sequence[str]) -> str | None:
+    """One sentence naming every package whose version in run.json differs from
+    requirements.lock (`differences`, from driving.versions.differences_from_lock), or None."""
+    if not differences:
+        return None
+    return (
+        f"This run's package versions (run.json) differ from requirements.lock: {', '.join(differences)}; "
+        "the same seed and settings can give other figures on the lock's versions."
+    )
+
+
+def precision_record(files: Sequence[DrivenFile], suite: Suite, speed: float) -> dict:
+    """The precision section as report.json holds it: the suite, how the intervals were made, every
+    driven file, and per model the file the report recommends (None: every export drives worse)."""
+    by_model: dict[str, list[DrivenFile]] = {}
+    for f in files:
+        by_model.setdefault(f.model, []).append(f)
+    picks = {model: recommended(mine) for model, mine in by_model.items()}
+    return {
+        "suite": suite.label,
+        "tracks": len(suite.drives),
+        "speed_mph": speed,
+        "margin_points": MARGIN_POINTS,
+        "bootstrap": {"samples": BOOTSTRAP_SAMPLES, "level": 0.95, "over": "tracks", "seed": 0},
+        "rows": [f.to_dict() for f in files],
+        "recommended": {model: pick.file if pick else None for model, pick in picks.items()},
+    }
+
+
+def run(config: ReportConfig | str | Path, progress: bool = True, suite: Suite | None = None) -> dict:
+    """Measure every trained model in `config.folder`; write report.md, report.json and the charts
+    there, and return what report.json holds. A folder alone means the default settings
+    (`run(Path("models"))`). `config.data` and the split settings only serve models that carry no
+    record of their training run. With `config.drive_precisions` (or a `suite` given here, which
+    takes its place), the Keras model and every exported LiteRT file are driven over that suite
+    (minutes per model). Raises ReportError when nothing can be reported, ConfigError for a
+    setting out of range."""
+    config = (config if isinstance(config, ReportConfig) else ReportConfig(Path(config))).validate()
+    out = RunFolder(config.folder)
+    if not out.root.is_dir():
+        raise ReportError(f"{out.root}: no such folder")
+    remove_stale_temps(out.root)
+    names = trained_models(out)
     if not names:
-        raise ReportError(f"{folder}: no trained models (NAME.keras) found; run train.py first")
-    fallback = {"data": list(data or []), "val_fraction": 0.2, "block_seconds": 10.0, "seed": 0}
-    fallback.update(split_fallback or {})
-    run_config = read_run(folder)
+        raise ReportError(f"{out.root}: no trained models (NAME.keras) found; run train.py first")
+    run_config = read_run(out)
+    if suite is None and config.drive_precisions:
+        suite = SUITES[config.drive_precisions]
 
-    rows, failed, splits, frames = [], [], {}, {}
+    rows: list[ReportRow] = []
+    failed, splits, frames = [], {}, {}
     for name in tqdm(names, desc="measuring", unit="model", disable=not progress):
         try:
-            split = model_split(folder / f"{name}.keras", run_config, fallback)
+            split = model_split(out.model(name), run_config, config)
             if split not in frames:
-                frames[split] = validation_frames(split, val_frames, calibration_frames)
-            rows.append(measure_model(folder, name, frames[split], export, runs))
+                frames[split] = validation_frames(split, config.val_frames, config.calibration_frames)
+            rows.append(measure_model(out, name, frames[split], config.exports, config.runs))
             splits[name] = split.describe()
         except Exception as e:  # one bad model must not cost the others their report
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             failed.append({"model": name, "error": first[:300]})
             print(f"report: {name} not measured: {first[:300]}", file=sys.stderr)
     if not rows:
-        raise ReportError(f"{folder}: no model could be measured ({failed[0]['error']})")
-    render.add_ratios(rows)
+        raise ReportError(f"{out.root}: no model could be measured ({failed[0]['error']})")
+    rows = render.add_ratios(rows)
     notes = render.findings(rows)
     if len(set(splits.values())) > 1:
         notes.insert(
             0, "These models come from different runs: each is scored on its own run's validation split."
         )
-    images = render.charts(rows, folder)
-    where = saliency_section(folder, [r["model"] for r in rows], saliency) if saliency else None
-    precisions = precision_section(folder, rows, drive_precisions, jobs, runs) if drive_precisions else None
-    if precisions:
-        render.precision_chart(precisions["rows"], folder / render.PRECISION_CHART, precisions["suite"])
+    # The same seed gives the same model only on the same versions: say so before any figure.
+    off_lock = differences_from_lock(run_config.versions) if run_config else []
+    if off_lock:
+        notes.insert(0, versions_sentence(off_lock))
+    images = render.charts(rows, out)
+    saliency = config.saliency_methods
+    where = saliency_section(out.root, [r.model for r in rows], saliency) if saliency else None
+    speed = TARGET_SPEED_MPH
+    driven = precision_section(out, rows, suite, config.jobs, config.runs, speed) if suite else []
+    if driven:
+        render.precision_chart(driven, out.chart("precision"), suite.label)
     machine = machine_description()
     report = {
         "machine": machine,
         "tolerance": TOLERANCE,
-        "models": rows,
+        "models": [r.to_dict() for r in rows],
         "not_measured": failed,
         "scored_on": splits,
         "findings": notes,
+        "versions_differ_from_lock": off_lock,
         "saliency": where,
-        "precisions": precisions,
+        "precisions": precision_record(driven, suite, speed) if driven else None,
     }
-    write_json(folder / "report.json", report)
+    write_record(out.report_json, report)
     text = render.markdown(rows, notes, images, machine, splits, failed, where)
-    if precisions:
-        text += "\n".join(render.precision_markdown(precisions)) + "\n"
-    write_text(folder / "report.md", text)
-    return report
+    if driven:
+        lines = render.precision_markdown(
+            driven, suite.label, len(suite.drives), speed, out.chart("precision").name
+        )
+        text += "\n".join(lines) + "\n"
+    write_text(out.report_md, text)
+    return {SCHEMA_KEY: SCHEMA, **report}

@@ -1,0 +1,114 @@
+"""The slimming report's settings, declared once (driving/options.py): `python -m driving.report`'s
+parser, its range checks and the library call all come from `ReportConfig`.
+
+    report = stage.run(ReportConfig(Path("models"), drive_precisions="quick"))
+
+Light on purpose (no TensorFlow): the command line parses, and answers --help, before the stage
+loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from driving.options import ConfigError, check_bounds, option
+from driving.saliency import METHOD_NAMES
+
+CALIBRATION_FRAMES = 1500  # int8 ranges: 200 frames left effnet-slim at 0.10-0.22 max error, 1500 at 0.07
+# Where each model looks, on by default because it costs little: VisualBackProp's section took 5
+# to 12 s here (mostly rendering its 18 frames) against the report's 110 s; SmoothGrad (32 passes
+# forward and back per frame) adds 20 to 30 s for four models and is asked for by name
+# (docs/saliency.md).
+SALIENCY_METHODS = ("vbp",)
+DRIVE_SUITES = ("quick", "unseen")  # the suites --drive-precisions may name (driving.evaluation.registry.SUITES)
+# An export whose paired autonomy difference to its Keras model lies wholly below minus this many
+# points is flagged and never recommended: 1 point is about one intervention in 10 minutes.
+MARGIN_POINTS = 1.0
+SPLIT = "the split of models without a record (older files)"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the slimming report measures, of which folder, and how much."""
+
+    folder: Path = option(Path("models"), "--models", "folder of trained models")
+    data: list[str] = option(
+        list,
+        "--data",
+        "recordings, only for models that carry no record of their training data (older files)",
+        metavar="DIR",
+        nargs="+",
+    )
+    export: str = option(
+        "tflite",
+        "--export",
+        "export NAME.tflite, NAME.float16.tflite, NAME.int8.tflite and time them with LiteRT",
+        choices=("tflite", "none"),
+    )
+    val_fraction: float = option(
+        0.2,
+        "--val-fraction",
+        "share of time blocks held out for validation",
+        group=SPLIT,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    )
+    seed: int = option(0, "--seed", "seed of the split", group=SPLIT, low=0, high=2**31 - 1)
+    block_seconds: float = option(
+        10.0,
+        "--block-seconds",
+        "the split held out whole blocks of this many seconds",
+        group=SPLIT,
+        low=0,
+        low_open=True,
+    )
+    val_frames: int = option(512, "--val-frames", "validation frames to score, at most", low=1)
+    runs: int = option(200, "--runs", "timed calls per latency figure", low=1)
+    calibration_frames: int = option(
+        CALIBRATION_FRAMES,
+        "--calibration-frames",
+        "training frames that calibrate the int8 export",
+        low=1,
+    )
+    saliency: list[str] = option(
+        lambda: list(SALIENCY_METHODS),
+        "--saliency",
+        "where each model looks, scored on frames of unseen tracks and drawn as saliency.png: "
+        "vbp, smoothgrad, or none",
+        choices=(*METHOD_NAMES, "none"),
+        metavar="METHOD",
+        nargs="+",
+    )
+    drive_precisions: str | None = option(
+        None,
+        "--drive-precisions",
+        "drive the Keras model and every exported LiteRT file (float32, float16, int8) over this "
+        "suite and tabulate, per file, size, one-core latency, autonomy and its difference to the "
+        "Keras model paired by track, with a recommendation of the file to serve (off by default: "
+        "minutes per model)",
+        choices=DRIVE_SUITES,
+        metavar="SUITE",
+    )
+    jobs: int | None = option(None, "--jobs", "parallel drives (default: cores)", low=1, high=256)
+
+    def validate(self) -> ReportConfig:
+        """Refuse, with a ConfigError naming the field, a setting out of range or two that clash."""
+        check_bounds(self)
+        if "none" in self.saliency and len(self.saliency) > 1:
+            raise ConfigError("saliency", "none cannot be combined with a method")
+        if self.drive_precisions and self.export == "none":
+            raise ConfigError("drive_precisions", "drives the exported files: it needs --export tflite")
+        return self
+
+    @property
+    def exports(self) -> bool:
+        """Whether the LiteRT files are exported (and timed, and checked)."""
+        return self.export == "tflite"
+
+    @property
+    def saliency_methods(self) -> list[str]:
+        """The saliency methods to run (none: an empty list)."""
+        return [m for m in self.saliency if m != "none"]
