@@ -107,8 +107,9 @@ def drive_suite(
 ) -> dict[str, list[DriveResult]]:
     """Every model on every drive of `suite`, `jobs` drives at a time in separate processes
     (default: one per core); {model path: [drive results in suite order]}. The results do not
-    depend on `jobs`. In worker processes a drive that takes over `drive_timeout` seconds, or
-    whose worker dies, fails the suite with DriveFailed (jobs=1 drives in this process, unguarded)."""
+    depend on `jobs`. A drive that takes over `drive_timeout` seconds in a worker, or whose worker
+    dies, fails the suite with DriveFailed (with one job the drives run in this process, where
+    nothing is waited for: no time limit applies)."""
     tasks: list[Task] = [(str(m), d, speed) for m in models for d in suite.drives]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     bar = tqdm(total=len(tasks), desc=f"suite {suite.label}", unit="drive", disable=not progress)
@@ -119,7 +120,9 @@ def drive_suite(
                 rows.append(_task(task))
                 bar.update(1)
         else:
-            rows = _in_workers(tasks, jobs, drive_timeout, suite, lambda: bar.update(1))
+            rows = drive_in_workers(
+                _task, tasks, jobs, drive_timeout, f"suite {suite.label}", lambda: bar.update(1)
+            )
     finally:
         bar.close()
     out: dict[str, list[DriveResult]] = {str(m): [] for m in models}
@@ -128,13 +131,20 @@ def drive_suite(
     return out
 
 
-def _in_workers(
-    tasks: list[Task], jobs: int, timeout: float, suite: Suite, done_one: Callable[[], None]
+def drive_in_workers(
+    function: Callable[[Task], DriveResult],
+    tasks: Sequence[Task],
+    jobs: int,
+    timeout: float = DRIVE_TIMEOUT_S,
+    what: str = "suite",
+    done_one: Callable[[], None] = lambda: None,
 ) -> list[DriveResult]:
-    """`tasks` in `jobs` worker processes. At most `jobs` are handed out at a time, so a drive's
-    clock starts when a worker is free to take it; one that runs past `timeout` seconds, or whose
-    worker dies, raises DriveFailed, and so does any error a drive raises (re-raised as it is):
-    then every worker is stopped, so nothing is left running or waited for."""
+    """`function(task)` for every task (a module-level function: it is sent to the workers), in
+    `jobs` worker processes; the results in task order. At most `jobs` tasks are handed out at a
+    time, so a drive's clock starts when a worker is free to take it. A drive that runs past
+    `timeout` seconds, or whose worker dies, raises DriveFailed naming it (`what` begins the
+    message); an error a drive raises is re-raised as it is. Either way every worker is stopped
+    first, so nothing is left running or waited for."""
     # spawn, not fork: a forked TensorFlow can deadlock. Each worker loads what it drives once.
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     rows: list[DriveResult | None] = [None] * len(tasks)
@@ -148,7 +158,7 @@ def _in_workers(
         while waiting or running:
             while waiting and len(running) < jobs:
                 i = waiting.popleft()
-                running[pool.submit(_task, tasks[i])] = (i, time.monotonic())
+                running[pool.submit(function, tasks[i])] = (i, time.monotonic())
             first_due = min(started for _, started in running.values()) + timeout
             done, _ = wait(running, max(0.0, first_due - time.monotonic()), FIRST_COMPLETED)
             for future in done:
@@ -157,8 +167,8 @@ def _in_workers(
                     rows[i] = future.result()
                 except BrokenProcessPool:
                     raise DriveFailed(
-                        f"suite {suite.label}: a worker process died (killed, or out of memory) while "
-                        f"driving {named(i for i, _ in running.values())}"
+                        f"{what}: a worker process died (killed, or out of memory) while "
+                        f"driving {named(index for index, _ in running.values())}"
                     ) from None
                 del running[future]
                 done_one()
@@ -166,7 +176,7 @@ def _in_workers(
             late = [i for i, started in running.values() if now - started >= timeout]
             if late:
                 raise DriveFailed(
-                    f"suite {suite.label}: drive {named(late)} took over {timeout:g} s "
+                    f"{what}: drive {named(late)} took over {timeout:g} s "
                     "(--drive-timeout): stopped, with every worker"
                 )
     except BaseException:
