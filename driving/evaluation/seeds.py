@@ -3,14 +3,17 @@ recordings and drive every one over a suite of unseen worlds.
 
     python -m driving.study seeds --models effnet effnet-slim base pilotnet --seeds 5 --budget cpu
     result = seeds.seeds_study(["effnet"], range(5), recipes=["robust"], suite="quick")
+    result.runs[0].summary["val-best"].autonomy_mean         # one StudyRecord per run
+    seeds.study(StudyConfig(models=["effnet"], seeds=5))      # what the command line runs
 
 For each recipe, model and seed it trains one run (driving.train.run) and drives its checkpoints
 over the suite (driving/evaluation/suites.py): the one with the best validation loss (NAME.keras)
 and, when the recipe checks driving during training, the best validation driver
 (NAME.drive.keras). It writes one table (study.md, study.json) and one PNG with a point per seed
 (driving/evaluation/seed_tables.py). Finished runs are reused: a run folder whose study.json
-matches the run's settings and the suite is not redone, so an interrupted study resumes where it
-stopped.
+(a driving.run.StudyRecord, checked on read) matches the run's settings and the suite is not
+redone, so an interrupted study resumes where it stopped; a model whose run.json holds no whole
+result for it is trained again.
 
 The recipes (which recordings, which training settings) are named in
 driving/evaluation/registry.py (RECIPES).
