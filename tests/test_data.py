@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from driving import pipeline
 from driving.config import CSV_NAME, SAMPLE_RATE_HZ
 from driving.data import __main__ as data_cli
-from driving.data import reader
+from driving.data import exclusions, reader
+from driving.preprocess import encode_jpeg
 from tests.conftest import write_recording
 
 
@@ -198,3 +202,156 @@ def test_summary_cli_prints_the_table_and_writes_a_histogram(small, tmp_path, ca
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert data_cli.main(["summary", "--data", str(small), "--strict", "--hist", str(png)]) == 1
     assert "line 4" in capsys.readouterr().err
+
+
+# --- hardening ---------------------------------------------------------------------------------
+
+
+def test_a_fifo_or_device_in_place_of_the_log_is_refused_in_one_line(tmp_path):
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / CSV_NAME)  # reading it would wait forever for a writer
+    device = tmp_path / "device"
+    device.mkdir()
+    (device / CSV_NAME).symlink_to("/dev/zero")  # reading it would never end
+    for folder in (fifo, device):
+        for named in (folder, folder / CSV_NAME):
+            with pytest.raises(reader.RecordingError, match="not a regular file") as refused:
+                reader.load_recordings([named])
+            assert "\n" not in str(refused.value) and CSV_NAME in str(refused.value)
+
+
+def test_the_summary_refuses_a_fifo_log_in_one_line(tmp_path, capsys):
+    os.mkfifo(tmp_path / CSV_NAME)
+    code = data_cli.main(["summary", "--data", str(tmp_path), "--histogram", str(tmp_path.parent / "h.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "not a regular file" in err
+
+
+def test_strict_summary_refuses_two_frame_sizes(small, tmp_path, capsys):
+    frames = reader.load_recordings([small]).frames
+    big = np.zeros((320, 640, 3), np.uint8)
+    Path(frames["center"].iloc[5]).write_bytes(encode_jpeg(big))
+    png = tmp_path / "h.png"
+    assert data_cli.main(["summary", "--data", str(small), "--histogram", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "frame sizes: 320x160 (23 images), 640x320 (1 image)" in out
+    assert data_cli.main(["summary", "--data", str(small), "--strict", "--histogram", str(png)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{CSV_NAME}, line 6:" in err
+    assert "640x320 image" in err and "2 sizes" in err
+    with pytest.raises(reader.RecordingError, match="2 sizes"):
+        reader.check_decodable(frames, strict=True)
+
+
+def test_strict_help_names_every_check(capsys):
+    with pytest.raises(SystemExit):
+        data_cli.main(["summary", "--help"])
+    text = capsys.readouterr().out
+    assert "--strict" in text and "second size" in " ".join(text.split())
+    for check in ("7 fields", "finite", "[-1, 1]", "center image", "present", "JPEG", "one size"):
+        assert check in " ".join(text.split()), check
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [("notes.png", b"my notes, not a picture"), ("rec/steering.png", None), ("folder.png", "dir")],
+)
+def test_histogram_refuses_a_path_it_did_not_write(small, tmp_path, capsys, name, content):
+    target = small / "steering.png" if name.startswith("rec/") else tmp_path / name
+    if content == "dir":
+        target.mkdir()
+    elif content is not None:
+        target.write_bytes(content)
+    before = sorted((p, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    assert data_cli.main(["summary", "--data", str(small), "--histogram", str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --histogram")
+    assert sorted((p, p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()) == before
+
+
+def test_histogram_replaces_its_own_png_and_keeps_the_old_flag(small, tmp_path, capsys):
+    png = tmp_path / "h.png"
+    for flag in ("--histogram", "--hist", "--histogram"):
+        assert data_cli.main(["summary", "--data", str(small), "--no-decode", flag, str(png)]) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png", "rec"]  # no temporary file left
+
+
+# --- excluded.json: the rows a person left out ------------------------------------------------
+
+
+def save_exclusions(folder: Path, spans: list[tuple[int, int]]) -> exclusions.Exclusions:
+    frames = reader.load_recordings([folder], exclusions=False).frames.reset_index(drop=True)
+    chosen = exclusions.from_spans(frames, spans)
+    exclusions.write_exclusions(folder, chosen)
+    return chosen
+
+
+def test_excluded_rows_are_left_out_and_counted(tmp_path):
+    rec = write_recording(tmp_path / "rec", n=30, sides=False)
+    before = (rec / CSV_NAME).read_bytes()
+    save_exclusions(rec, [(3, 7), (20, 20)])
+    loaded = reader.load_recordings([rec])
+    assert len(loaded.frames) == 24 and not set(loaded.frames["row"]) & {4, 5, 6, 7, 8, 21}
+    assert loaded.summary.skipped == {reader.EXCLUDED: 6}
+    assert loaded.summary.read == 30 and loaded.summary.used == 24
+    assert "excluded by excluded.json" in str(loaded.summary) and "lines 4-8" in str(loaded.summary)
+    assert len(reader.load_recordings([rec], exclusions=False).frames) == 30
+    assert (rec / CSV_NAME).read_bytes() == before  # the log is never edited
+    # an excluded row is not checked, even strictly: a broken stretch can be left out
+    lines = csv_lines(rec)
+    lines[4] = lines[4].replace(",0.3,", ",fast,", 1)
+    rewrite(rec, lines)
+    assert len(reader.load_recordings([rec], strict=True).frames) == 24
+
+
+def test_the_split_and_train_read_what_the_exclusions_leave(tmp_path):
+    rec = write_recording(tmp_path / "rec", n=90, sides=False)
+    save_exclusions(rec, [(0, 29)])  # the first 2 s
+    train, val, summary = pipeline.frames_from_folders([rec], val_fraction=0.25, block_seconds=1.0)
+    assert len(train) + len(val) == 60 and min(pd.concat([train, val])["row"]) == 31
+    assert summary.skipped == {reader.EXCLUDED: 30}
+
+
+def test_exclusions_that_no_longer_fit_the_log_are_refused(tmp_path):
+    rec = write_recording(tmp_path / "rec", n=10, sides=False)
+    save_exclusions(rec, [(2, 4)])
+    lines = csv_lines(rec)
+    rewrite(rec, lines[1:])  # a row removed by hand: every line moved up
+    with pytest.raises(reader.RecordingError, match=r"excluded.json: line 3 of .* names .*changed"):
+        reader.load_recordings([rec])
+    rewrite(rec, lines[:3])  # cut short before the range ends
+    with pytest.raises(reader.RecordingError, match="shorter now"):
+        reader.load_recordings([rec])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"[1, 2]", "no ranges"),
+        (b'{"schema": 2, "ranges": []}', "schema 2"),
+        (b'{"schema": 1, "ranges": [{"first_row": 5, "last_row": 3}]}', "no range of lines"),
+        (
+            b'{"schema": 1, "ranges": [{"first_row": 1, "last_row": 3, "first_center": "../x.jpg", '
+            b'"last_center": "b.jpg"}]}',
+            "not an image file name",
+        ),  # fmt: skip
+        (b'{"schema": 1, "ranges": ' + b"[" * 50 + b"]" * 50 + b"}", "nested"),
+        (b"not json", "not valid JSON"),
+    ],
+)
+def test_a_damaged_excluded_json_stops_the_load_in_one_line(small, content, message):
+    (small / exclusions.EXCLUDED_NAME).write_bytes(content)
+    with pytest.raises(reader.RecordingError, match=message) as refused:
+        reader.load_recordings([small])
+    assert "\n" not in str(refused.value) and "excluded.json" in str(refused.value)
+    with pytest.raises(exclusions.ExclusionsError):  # and is never overwritten
+        exclusions.write_exclusions(small, exclusions.Exclusions())
+    assert (small / exclusions.EXCLUDED_NAME).read_bytes() == content
+
+
+def test_a_fifo_excluded_json_is_refused_not_read(small):
+    os.mkfifo(small / exclusions.EXCLUDED_NAME)
+    with pytest.raises(reader.RecordingError, match="not a regular file"):
+        reader.load_recordings([small])

@@ -282,6 +282,7 @@ def test_cli_vary_and_save_track(tmp_path, capsys, small_track):
 
 
 def test_the_command_line_and_record_share_the_bound_on_laps():
+    from driving import config
     from driving.sim import __main__ as sim_cli
 
-    assert sim_cli.MAX_LAPS == recorder.MAX_LAPS
+    assert sim_cli.MAX_LAPS == recorder.MAX_LAPS == config.MAX_LAPS  # defined once, in config

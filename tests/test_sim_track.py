@@ -3,6 +3,9 @@
 import json
 import math
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,9 +78,9 @@ def test_json_round_trip(tmp_path):
     "spec, message",
     [
         ({"name": "x", "width": 8, "points": [[0, 0], [100, 0], [50, 80]]}, "at least 4 points"),
-        (
+        (  # NaN is no JSON number: refused as the file is parsed
             {"name": "x", "width": 8, "points": [[0, 0], [100, 0], [float("nan"), 80], [0, 80]]},
-            "point 2 is not finite",
+            "not valid JSON .*NaN is not a number JSON allows",
         ),
         (
             {"name": "x", "width": 8, "points": [[0, 0], [100, 0]] * 3},
@@ -186,9 +189,9 @@ def _spec(**fields):
     [
         (bytes(range(256)) * 4, "not UTF-8"),  # binary
         ('{"name": "caf\xe9", "width": 8}'.encode("latin-1"), "not UTF-8"),
-        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested more than 8 levels deep"),
         (('{"name": "x", "width": 8, "points": ' + "[" * 50_000 + "]" * 50_000 + "}").encode(), "nested"),
-        (b" " * (MAX_FILE_BYTES + 1), "larger than"),
+        (b" " * (MAX_FILE_BYTES + 1), "more than the 1,000,000 a track file may hold"),
         (('{"name": "x", "width": 8, "points": [[' + "9" * 5000 + ", 0]]}").encode(), "not valid JSON"),
         (b"", "not valid JSON"),
         (b"[1, 2]", "expected a JSON object"),
@@ -252,6 +255,90 @@ def test_paths_that_are_not_track_files(tmp_path):
         assert "\n" not in str(err.value)
     with pytest.raises(TrackError, match="unknown track"):
         get_track("x" * 5000)  # too long a name for the file system: not a file
+
+
+@pytest.mark.parametrize(
+    "width, message",
+    [
+        ("NaN", "not valid JSON .*NaN is not a number JSON allows"),
+        ("Infinity", "not valid JSON .*Infinity is not a number JSON allows"),
+        ("-Infinity", "not valid JSON .*-Infinity is not a number JSON allows"),
+        ("1e999", "'width' must be a road width from 3 to 30 metres, got inf"),
+        ("-1e999", "'width' .* got -inf"),
+        ("-8", "'width' .* got -8"),
+        ("0", "'width' .* got 0"),
+        ("2.99", "'width' .* got 2.99"),
+        ("30.01", "'width' .* got 30.01"),
+        ("null", "'width' .* got None"),
+        ("[8]", "'width' .* got \\[8\\]"),
+        ('{"m": 8}', "'width'"),
+    ],
+)
+def test_widths_that_are_not_a_road_width(tmp_path, width, message):
+    path = tmp_path / "w.json"
+    path.write_text(f'{{"name": "x", "width": {width}, "points": {json.dumps(SQUARE)}}}')
+    with pytest.raises(TrackError, match=message) as err:
+        load_track(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_nan_from_python_is_named_by_its_field():
+    """Built in code rather than read from a file, NaN reaches the field checks: named there."""
+    with pytest.raises(TrackError, match="point 2 is not finite"):
+        make_track("x", 8, [[0, 0], [100, 0], [math.nan, 80], [0, 80]])
+    for width in (math.nan, math.inf, -8.0):
+        with pytest.raises(TrackError, match="'width'"):
+            make_track("x", width, SQUARE)
+
+
+def test_depth_is_bounded_even_in_fields_a_track_ignores(tmp_path):
+    def nested(depth: int) -> str:  # the track object is level 1, "extra" holds the rest
+        return _spec()[:-1] + ', "extra": ' + "[" * (depth - 1) + "0" + "]" * (depth - 1) + "}"
+
+    path = tmp_path / "deep.json"
+    path.write_text(nested(8))
+    assert load_track(path).name == "x"  # 8 levels: read, the unknown field ignored
+    path.write_text(nested(9))
+    with pytest.raises(TrackError, match="deep.json: nested more than 8 levels deep"):
+        load_track(path)
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as f:  # sparse: a 1 GB file that takes no disk
+        f.truncate(1 << 30)
+    with pytest.raises(TrackError, match=r"huge.json: 1,073,741,824 bytes, more than the 1,000,000"):
+        load_track(path)
+
+
+def test_devices_and_links_to_fifos_are_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.json"
+    link.symlink_to(fifo)
+    for path in (link, Path("/dev/zero"), Path("/dev/null")):  # zero would never end, null is empty
+        with pytest.raises(TrackError, match=f"{path}: not a regular file"):
+            load_track(path)
+
+
+def test_the_command_line_refuses_a_fifo_and_a_deep_file_in_one_line(tmp_path):
+    """Real processes: `sim record --track` with a FIFO (no writer: reading it would block for ever)
+    and with a deeply nested file; one line naming the file, exit 2, no recording folder made."""
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    for track, message in ((fifo, "not a regular file"), (deep, "nested more than 8 levels deep")):
+        out = tmp_path / "rec"
+        done = subprocess.run(
+            [sys.executable, "-m", "driving.sim", "record", "--track", str(track), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"error: {track}: {message}") and done.stderr.count("\n") == 1
+        assert not out.exists()
 
 
 def test_a_byte_order_mark_is_harmless(tmp_path):

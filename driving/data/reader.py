@@ -10,9 +10,12 @@ the command line that checks them: driving/data/__main__.py.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import os
+import re
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from driving.config import CAMERAS, CSV_NAME, IMG_DIR, SAMPLE_RATE_HZ
+from driving.data.exclusions import EXCLUDED_NAME, Exclusions, ExclusionsError, read_exclusions
 from driving.preprocess import FrameError, read_frame
 
 COLUMNS = ("center", "left", "right", "steering", "throttle", "brake", "speed")
@@ -42,6 +46,9 @@ NO_CENTER = "no center image path"
 MISSING_IMAGE = "missing image file"
 UNREADABLE_LINE = "unreadable line"
 BROKEN_IMAGE = "unreadable or truncated JPEG"
+EXCLUDED = f"excluded by {EXCLUDED_NAME}"  # not a problem: rows a person chose to leave out
+
+MAX_SKIPPED_LINES = 100_000  # where skipped rows lie, kept for the recording browser; bounded
 
 
 class RecordingError(ValueError):
@@ -55,6 +62,7 @@ class RecordingStats:
     read: int = 0
     skipped: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)  # reason -> first message seen
+    lines: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), the first 100,000
 
     @property
     def used(self) -> int:
@@ -66,15 +74,19 @@ class LoadSummary:
     """Rows read, used and skipped by reason, per recording. `print(summary)` shows the table."""
 
     recordings: dict[str, RecordingStats] = field(default_factory=dict)
+    frame_sizes: Counter = field(default_factory=Counter)  # "WxH" -> images, once they are decoded
 
     def stats(self, recording: str) -> RecordingStats:
         return self.recordings.setdefault(recording, RecordingStats())
 
-    def skip(self, recording: str, reason: str, message: str) -> None:
-        """Count one skipped row; the first message per reason is kept to show where to look."""
+    def skip(self, recording: str, reason: str, message: str, line: int | None = None) -> None:
+        """Count one skipped row; the first message per reason is kept to show where to look, and
+        its line (the first MAX_SKIPPED_LINES) to show where it lies."""
         stats = self.stats(recording)
         stats.skipped[reason] += 1
         stats.examples.setdefault(reason, message)
+        if line is not None and len(stats.lines) < MAX_SKIPPED_LINES:
+            stats.lines.append((line, reason))
 
     @property
     def read(self) -> int:
@@ -106,7 +118,14 @@ class LoadSummary:
         ]
         if examples:
             text += ["", "first skipped row per reason and recording:", *examples]
+        if len(self.frame_sizes) > 1:
+            text += ["", f"frame sizes: {describe_sizes(self.frame_sizes)}"]
         return "\n".join(text)
+
+
+def describe_sizes(sizes: Counter) -> str:
+    """'320x160 (1,200 images), 640x320 (3 images)': the most common first."""
+    return ", ".join(f"{size} ({n:,} image{'s' * (n != 1)})" for size, n in sizes.most_common())
 
 
 @dataclass
@@ -129,9 +148,9 @@ def find_recordings(paths: Sequence[str | Path]) -> list[Path]:
     path, no duplicates."""
     found: list[Path] = []
     for path in map(Path, paths):
-        if path.name == CSV_NAME and path.is_file():
+        if path.name == CSV_NAME and os.path.lexists(path) and not path.is_dir():
             path = path.parent
-        if (path / CSV_NAME).is_file():
+        if os.path.lexists(path / CSV_NAME):  # whatever it is: read_log refuses what is no file
             candidates = [path]
         elif path.is_dir():
             candidates = sorted(p.parent for p in path.rglob(CSV_NAME))
@@ -147,15 +166,21 @@ def image_path(recording: Path, logged: str) -> str:
     """The image a log entry means, found by its file name in the recording's own IMG/, wherever
     the recording machine kept it (Windows or POSIX, absolute or relative, leading spaces)."""
     name = logged.strip().replace("\\", "/").rsplit("/", 1)[-1]
-    return str(recording / IMG_DIR / name) if name else ""
+    return os.path.join(recording, IMG_DIR, name) if name else ""  # not Path: 3 a row, 50,000 rows
+
+
+_STAMP = re.compile(r"(\d{4})_(\d\d)_(\d\d)_(\d\d)_(\d\d)_(\d\d)_(\d{3})", re.ASCII)
 
 
 def frame_time(center: str) -> float | None:
     """Seconds since the epoch from the simulator's file name (center_yyyy_MM_dd_HH_mm_ss_fff.jpg)."""
-    stem = Path(center).stem
+    match = _STAMP.fullmatch(Path(center).stem[-23:])  # not strptime: the slowest step of a long load
+    if match is None:
+        return None
+    *fields, millis = map(int, match.groups())
     try:
-        when = datetime.strptime(stem[-23:], "%Y_%m_%d_%H_%M_%S_%f")
-    except ValueError:
+        when = datetime(*fields, microsecond=millis * 1000)
+    except ValueError:  # no such date or time
         return None
     return (when - datetime(1970, 1, 1)).total_seconds()  # naive: no time-zone or DST shifts
 
@@ -212,21 +237,38 @@ def _parse_row(fields: list[str], recording: Path, check_images: bool) -> dict:
 
 
 def read_log(
-    recording: Path, summary: LoadSummary, strict: bool = False, check_images: bool = True
+    recording: Path,
+    summary: LoadSummary,
+    strict: bool = False,
+    check_images: bool = True,
+    excluded: Exclusions | None = None,
 ) -> list[dict]:
     """The usable rows of one recording's driving_log.csv; skipped rows are counted in `summary`
     (or raise RecordingError with `strict`). Comma-decimal rows always raise: a whole recording in
-    that format cannot be read without guessing (see docs/data.md)."""
+    that format cannot be read without guessing (see docs/data.md).
+
+    Lines inside an `excluded` range are counted under EXCLUDED and not read further (a person
+    left them out: whatever is wrong with them does not matter, even with `strict`). The file
+    names it recorded at each range's ends must still be there, or the log changed since and
+    RecordingError says so."""
     log = recording / CSV_NAME
     name = str(recording)
     stats = summary.stats(name)
     rows = []
+    ends = excluded.ends() if excluded else {}
+    starts = [r.first_row for r in excluded.ranges] if excluded else []
     for line_no, fields, unreadable in _log_lines(log):
         if unreadable is None and (not fields or (len(fields) == 1 and not fields[0].strip())):
             continue  # blank line
         if line_no == 1 and _is_header(fields):
             continue
         stats.read += 1
+        if excluded and line_no in ends:
+            _check_end(recording, line_no, fields, ends.pop(line_no))
+        inside = bisect.bisect_right(starts, line_no) - 1  # the range that starts at or before
+        if inside >= 0 and line_no <= excluded.ranges[inside].last_row:
+            summary.skip(name, EXCLUDED, f"{log}, {excluded.ranges[inside]}", line_no)
+            continue
         if _looks_comma_decimal(fields):
             raise RecordingError(
                 f"{log}, line {line_no}: {len(fields)} fields where 7 are expected; the numbers "
@@ -243,11 +285,30 @@ def read_log(
             message = f"{log}, line {line_no}: {problem}"
             if strict:
                 raise RecordingError(message) from None
-            summary.skip(name, problem.reason, message)
+            summary.skip(name, problem.reason, message, line_no)
             continue
         row["recording"], row["row"] = name, line_no
         rows.append(row)
+    if ends:
+        line_no, expected = min(ends.items())
+        raise RecordingError(
+            f"{recording / EXCLUDED_NAME}: a range ends at line {line_no} ({expected}), but {log} "
+            "is shorter now: it changed since the ranges were chosen; choose them again "
+            f"(python -m driving.data view {recording}) or delete {EXCLUDED_NAME}"
+        )
     return rows
+
+
+def _check_end(recording: Path, line_no: int, fields: list[str], expected: str) -> None:
+    """An excluded range's end must name the image it named when it was chosen."""
+    found = Path(image_path(recording, fields[0])).name if fields else ""
+    if found != expected:
+        raise RecordingError(
+            f"{recording / EXCLUDED_NAME}: line {line_no} of {recording / CSV_NAME} names "
+            f"{_short(found) if found else 'no image'}, not {expected!r} as when the range was chosen: "
+            f"the log changed since; choose the ranges again (python -m driving.data view "
+            f"{recording}) or delete {EXCLUDED_NAME}"
+        )
 
 
 MAX_LINE_BYTES = 64 * 1024  # a real row is a few hundred bytes; more is a broken or hostile file
@@ -256,13 +317,16 @@ MAX_LINE_BYTES = 64 * 1024  # a real row is a few hundred bytes; more is a broke
 def _log_lines(log: Path):
     """(line number, fields, problem) for each line of driving_log.csv, streamed. `problem` says
     why a line could not be read (not UTF-8, a NUL, absurdly long; its fields are then []), so
-    reading goes on. A file that cannot be opened, or is binary from the start, raises
-    RecordingError."""
+    reading goes on. A file that cannot be opened, is no regular file (a FIFO or a device would
+    block or never end), or is binary from the start, raises RecordingError."""
     try:
-        f = log.open("rb")
+        fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open itself
     except OSError as e:
         raise RecordingError(f"{log}: cannot read ({e.strerror or e})") from None
-    with f:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RecordingError(f"{log}: not a regular file (a FIFO, device or socket is refused)")
+    with os.fdopen(fd, "rb") as f:
         head = f.read(4096)
         if b"\0" in head:
             raise RecordingError(f"{log}: not a text CSV file (binary content)")
@@ -298,19 +362,30 @@ def _add_time(frames: pd.DataFrame) -> pd.DataFrame:
     return frames
 
 
+def recording_exclusions(recording: Path) -> Exclusions | None:
+    """The ranges a person left out of `recording` (its excluded.json), None without one."""
+    try:
+        return read_exclusions(recording)
+    except ExclusionsError as e:
+        raise RecordingError(str(e)) from None
+
+
 def load_recordings(
-    paths: Sequence[str | Path], strict: bool = False, check_images: bool = True
+    paths: Sequence[str | Path], strict: bool = False, check_images: bool = True, exclusions: bool = True
 ) -> Recordings:
     """Read and validate the recordings at `paths` (see find_recordings) into one table.
 
     Bad rows are skipped and counted by reason in the summary; with `strict` the first one raises
     RecordingError naming the file and line. `check_images` checks that every image file exists
-    (decoding them is left to the pipeline's cache, which decodes each once anyway).
+    (decoding them is left to the pipeline's cache, which decodes each once anyway). The rows a
+    recording's excluded.json leaves out are removed and counted under EXCLUDED, unless
+    `exclusions` is False (the recording browser shows them all).
     """
     summary = LoadSummary()
     rows = []
     for recording in find_recordings(paths):
-        rows += read_log(recording, summary, strict, check_images)
+        excluded = recording_exclusions(recording) if exclusions else None
+        rows += read_log(recording, summary, strict, check_images, excluded)
     if not rows:
         raise RecordingError(f"no usable rows in {', '.join(map(str, paths))}\n{summary}")
     frames = pd.DataFrame(rows)
@@ -332,7 +407,7 @@ def drop_broken_images(
         if strict:
             raise RecordingError(message)
         if summary is not None:
-            summary.skip(row["recording"], BROKEN_IMAGE, message)
+            summary.skip(row["recording"], BROKEN_IMAGE, message, int(row["row"]))
     return frames[~bad]
 
 
@@ -340,26 +415,43 @@ def check_decodable(
     frames: pd.DataFrame, summary: LoadSummary | None = None, strict: bool = False
 ) -> pd.DataFrame:
     """Decode every image of `frames` once and drop the rows with an unreadable or truncated JPEG
-    (see drop_broken_images). The training pipeline does this while it builds its cache."""
+    (see drop_broken_images). The training pipeline does this while it builds its cache.
 
-    def why_broken(path: str) -> str | None:
+    The frame sizes found are counted in `summary.frame_sizes`. A run trains on one size (its
+    crop rows fit one), so with `strict` images of two sizes raise RecordingError naming the first
+    image of the less common one."""
+
+    def decode(path: str) -> tuple[str | None, str | None]:
         try:
-            read_frame(path)
+            height, width = read_frame(path).shape[:2]
         except FrameError as e:
-            return str(e)
-        return None
+            return str(e), None
+        return None, f"{width}x{height}"
 
-    paths = [p for camera in CAMERAS for p in frames[camera] if p]
+    paths = list(dict.fromkeys(p for camera in CAMERAS for p in frames[camera] if p))
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # cv2 decodes without holding the GIL
-        reasons = tqdm(
-            pool.map(why_broken, paths),
+        results = tqdm(
+            pool.map(decode, paths),
             total=len(paths),
             unit="img",
             desc="decoding",
             leave=False,
             disable=None,
         )
-        broken = {p: why for p, why in zip(paths, reasons) if why}
+        decoded = dict(zip(paths, results))
+    broken = {p: why for p, (why, _) in decoded.items() if why}
+    sizes = Counter(size for _, size in decoded.values() if size)
+    if summary is not None:
+        summary.frame_sizes.update(sizes)
+    if strict and len(sizes) > 1:
+        rare = sizes.most_common()[-1][0]
+        first = next(p for p, (_, size) in decoded.items() if size == rare)
+        row = frames[(frames[list(CAMERAS)] == first).any(axis=1)].iloc[0]
+        raise RecordingError(
+            f"{Path(row['recording']) / CSV_NAME}, line {row['row']}: {first} is a {rare} image, but "
+            f"the recordings hold frames of {len(sizes)} sizes ({describe_sizes(sizes)}); a run "
+            "trains on one size: record again, or leave the others out"
+        )
     return drop_broken_images(frames, broken, summary, strict)
 
 

@@ -21,7 +21,8 @@ CALIBRATION_FRAMES = 1500  # int8 ranges: 200 frames left effnet-slim at 0.10-0.
 # forward and back per frame) adds 20 to 30 s for four models and is asked for by name
 # (docs/saliency.md).
 SALIENCY_METHODS = ("vbp",)
-DRIVE_SUITES = ("quick", "unseen")  # the suites --drive-precisions may name (driving.evaluation.registry.SUITES)
+# The suites --drive-precisions may name (of driving.evaluation.registry.SUITES).
+DRIVE_SUITES = ("quick", "unseen")
 # An export whose paired autonomy difference to its Keras model lies wholly below minus this many
 # points is flagged and never recommended: 1 point is about one intervention in 10 minutes.
 MARGIN_POINTS = 1.0

@@ -3,9 +3,12 @@
 python -m driving.sim tracks
 python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N] [--vary]
 python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
-                               [--report run.json] [--video run.mp4]
+                               [--report run.json] [--video run.mp4] [--connect-timeout S]
 python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
 drive and eval also take [--fps N] [--view [--view-port P]]: watch the drive in a browser
+
+Every file an option names is checked before any work (_check_outputs): a folder, a model, a
+recording's file or a file of another kind is refused in one line naming the option and the path.
 
 This command line is an app over the simulator: `drive` and `eval` run the closed loop
 (driving.evaluation), the pilot and the live view, imported inside their functions once the
@@ -17,20 +20,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from driving import cli, tfsetup
-from driving.config import DEFAULT_PREPROCESSING
+from driving.config import DEFAULT_PREPROCESSING, MAX_LAPS, TARGET_SPEED_MPH
+from driving.files import OutputRefused, RecordError, check_output_file, check_writable_folder, read_json
 from driving.sim.car import MAX_SPEED_MPH
-from driving.sim.client import ProtocolError
+from driving.sim.client import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, ProtocolError
 from driving.sim.expert import ExpertConfig
 from driving.sim.style import STYLES
 from driving.sim.track import BUILTIN, TrackError, builtin_track, get_track, save_track, track_features
 
-MAX_LAPS = 100.0  # the same bound as driving.sim.recorder.MAX_LAPS (that module imports OpenCV)
 MIN_CRUISE_MPH = 5.0  # slower experts would take hours per lap
 MAX_DRIVE_SECONDS = 24 * 3600.0
+MAX_WAIT_S = 3600.0  # the longest --connect-timeout or --reply-timeout: beyond an hour, a typo
 
 
 def cmd_tracks(args: argparse.Namespace) -> int:
@@ -50,17 +54,72 @@ def cmd_tracks(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_record(args: argparse.Namespace) -> int:
-    from driving.sim.recorder import RecordError, record  # the renderer is only needed here
+def _is_track(data) -> bool:
+    return isinstance(data, dict) and {"name", "width", "points"} <= data.keys()
 
+
+def _is_report(data) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("metrics"), dict) and "interventions" in data
+
+
+def _check_output(
+    path: Path,
+    option: str,
+    suffix: str,
+    overwrite: bool,
+    ours: Callable[[object], bool] | None = None,
+    what: str = "",
+) -> None:
+    """Refuse (OutputRefused) an output path this command may not write: a folder, a model, a
+    recording's file or a file of another kind (driving.files.check_output_file); for JSON, also an
+    existing file that is not what this option writes (`ours`), unless `overwrite`."""
+    check_output_file(path, option, (suffix,), overwrite)
+    if ours is None or overwrite or not path.is_file() or not path.stat().st_size:
+        return
+    try:
+        mine = ours(read_json(path))
+    except RecordError:  # unreadable, too large or too deep: not a file this option wrote
+        mine = False
+    if not mine:
+        raise OutputRefused(f"{option} {path}: holds JSON that is not {what}; move it, or pass --overwrite")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a file option that would replace something this command did not
+    write (drive and eval: --report, the PNG beside it, --video; record: --save-track); then make
+    the folders they go in and prove them writable."""
+    checks = []
+    if getattr(args, "save_track", None):
+        checks.append((Path(args.save_track), "--save-track", ".json", _is_track, "a track"))
+    if getattr(args, "report", None):
+        checks.append((args.report, "--report", ".json", _is_report, "a drive report"))
+        checks.append((args.report.with_suffix(".png"), "--report", ".png", None, ""))
+    if getattr(args, "video", None):
+        checks.append((args.video, "--video", ".mp4", None, ""))
+    for path, option, suffix, ours, what in checks:
+        _check_output(path, option, suffix, args.overwrite, ours, what)
+    for path, option, *_ in checks:  # all refusals first: nothing is made for a refused command
+        try:
+            check_writable_folder(path.parent, f"{option} folder")
+        except OSError as e:
+            raise OutputRefused(str(e)) from None
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from driving.sim import recorder  # the renderer is only needed here
+
+    recorder.check_out_folder(Path(args.out), "--out")
+    _check_outputs(args)
     track = get_track(args.track, args.seed)
     config = ExpertConfig(cruise_mph=args.speed, weave=not args.no_weave)
     try:
         if args.save_track:
             save_track(track, args.save_track)
-        # record() checks --out (a writable folder, no recording in it yet) before rendering.
-        result = record(track, args.out, laps=args.laps, seed=args.seed, config=config, vary=args.vary)
-    except (OSError, RecordError) as e:
+        # record() checks --out again (a writable folder, no recording in it yet) before rendering.
+        result = recorder.record(
+            track, args.out, laps=args.laps, seed=args.seed, config=config, vary=args.vary
+        )
+    except (OSError, recorder.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -90,6 +149,7 @@ def _drive_options(args: argparse.Namespace, model: str = ""):
         max_seconds=args.max_seconds,
         model=model,
         fps=args.fps,
+        timeout=args.reply_timeout,
     ).validate()  # e.g. --fps with --realtime: refused before a model loads
 
 
@@ -144,6 +204,7 @@ def _finish(args: argparse.Namespace, metrics, trace) -> int:
 def cmd_drive(args: argparse.Namespace) -> int:
     from driving.evaluation.closed_loop import SocketLink, drive  # the app's layer, after parsing
 
+    _check_outputs(args)
     track = get_track(args.track, args.seed)
     options = _drive_options(args)
     model, preprocessing = "", DEFAULT_PREPROCESSING
@@ -152,8 +213,10 @@ def cmd_drive(args: argparse.Namespace) -> int:
 
         model, preprocessing = served_model(args.host, args.port)
         model = model or f"drive.py on {args.host}:{args.port}"
+    link = SocketLink(args.host, args.port, options.timeout)
+    link.client.connect_timeout = args.connect_timeout  # SocketLink takes the reply timeout only
     with _live_view(args, options, preprocessing, model):
-        metrics, trace = drive(track, SocketLink(args.host, args.port, options.timeout), options)
+        metrics, trace = drive(track, link, options)
     return _finish(args, metrics, trace)
 
 
@@ -168,6 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.model.is_file():
         print(f"error: {args.model}: no such model file", file=sys.stderr)
         return 2
+    _check_outputs(args)  # before the model loads
     tfsetup.setup()  # the model is served in this process
     # The app's layer, after parsing: the closed loop, the model file's errors, the pilot.
     from driving.evaluation.closed_loop import drive_model
@@ -212,7 +276,8 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
         "--report",
         type=Path,
         metavar="FILE.json",
-        help="write the metrics as JSON, and FILE.png: the path coloured by cross-track error",
+        help="write the metrics as JSON, and FILE.png: the path coloured by cross-track error "
+        "(an earlier report there is replaced, any other file refused)",
     )
     p.add_argument(
         "--video",
@@ -247,6 +312,24 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
         metavar="P",
         help="the live view's port (default 0: a free one)",
     )
+    p.add_argument(
+        "--reply-timeout",
+        type=cli.number(low=0, low_open=True, high=MAX_WAIT_S),
+        default=REPLY_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds to wait for each steer reply, the first (a model's warm-up) included "
+        f"(default: {REPLY_TIMEOUT_S:g})",
+    )
+    _add_overwrite(p, "--report and --video")
+
+
+def _add_overwrite(p: argparse.ArgumentParser, options: str) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"let {options} replace a file of their kind that this command did not write "
+        "(never a folder, a model or a recording's file)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,7 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help=f"laps to drive, above 0 and at most {MAX_LAPS:g}; may be fractional (default: 1)",
     )
-    p.add_argument("--out", required=True, help="new recording folder, e.g. data/sim-lake")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="a new or empty recording folder, e.g. data/sim-lake (a folder holding other files is refused)",
+    )
     p.add_argument(
         "--seed",
         type=cli.seed,
@@ -296,7 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drive each lap in a fresh look: style and conditions drawn from the seed and the lap",
     )
-    p.add_argument("--save-track", metavar="FILE.json", help="also save the track's JSON (e.g. a random one)")
+    p.add_argument(
+        "--save-track",
+        metavar="FILE.json",
+        help="also save the track's JSON, e.g. a random one (an earlier track file there is replaced, "
+        "any other file refused)",
+    )
+    _add_overwrite(p, "--save-track")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser(
@@ -312,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_drive_options(p)
     p.add_argument("--host", default="127.0.0.1", help="drive.py's address (default: 127.0.0.1)")
     p.add_argument("--port", type=cli.port, default=4567, help="drive.py's port (default: 4567)")
+    p.add_argument(
+        "--connect-timeout",
+        type=cli.number(low=0, low_open=True, high=MAX_WAIT_S),
+        default=CONNECT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for each step of connecting: the TCP connection, the WebSocket upgrade "
+        f"reply, the Engine.IO OPEN packet (default: {CONNECT_TIMEOUT_S:g})",
+    )
     p.set_defaults(func=cmd_drive)
 
     p = sub.add_parser(
@@ -326,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--speed",
         type=cli.number(0, 30),
-        default=9.0,
-        help="the server's target speed in mph, 0 to 30 (default: 9)",
+        default=TARGET_SPEED_MPH,
+        help=f"the server's target speed in mph, 0 to 30 (default: {TARGET_SPEED_MPH:g})",
     )
     p.add_argument(
         "--throttle",
@@ -346,7 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     except (TrackError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ConnectionError, TimeoutError) as e:
+    except TimeoutError as e:  # the message names the address and what did not arrive
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ConnectionError as e:
         print(f"error: {e} (is drive.py running on that port?)", file=sys.stderr)
         return 1
     except ProtocolError as e:  # the real simulator would stall here

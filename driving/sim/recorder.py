@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from driving.config import CAMERAS, CSV_NAME, IMG_DIR, SAMPLE_RATE_HZ
+from driving.config import CAMERAS, CSV_NAME, IMG_DIR, MAX_LAPS, SAMPLE_RATE_HZ
 from driving.data.writer import RecordingWriter
-from driving.files import check_writable_folder, write_json
+from driving.files import MODEL_SUFFIXES, OutputRefused, check_writable_folder, write_json
 from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
 from driving.sim.plot import save_topdown
@@ -40,7 +40,6 @@ LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each stretch
 # With vary, the look changes this many times a lap, the styles taking turns: a model that learns
 # from a recording should see every style, not whichever ones a draw per lap happened to pick.
 LOOKS_PER_LAP = 3
-MAX_LAPS = 100.0
 STALL_WINDOW_S, STALL_MIN_PROGRESS_M = 30.0, 5.0
 # The default bound on samples: the laps at an average of MIN_AVERAGE_MPS, plus START_S to get
 # going, and never more than MAX_SAMPLES (about 9 simulated hours, some 1.5 million JPEGs).
@@ -83,6 +82,38 @@ def _check_arguments(laps: float, seed: int, max_samples: int | None) -> None:
         isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral) or max_samples < 1
     ):
         raise ValueError(f"max_samples must be a whole number >= 1, got {max_samples!r}")
+
+
+def check_out_folder(folder: Path, option: str = "--out") -> Path:
+    """Refuse, in one line naming `option` and the folder, a recording folder that holds something
+    this recording would be mixed into or written over: a file (a model's name included), a
+    recording already, other files, or a place inside a recording. A new folder, an empty one, or
+    one holding only an empty driving_log.csv and an empty IMG/ (what a run that recorded nothing
+    leaves) is taken. record() itself is laxer for library callers: it keeps other files and
+    removes only what it wrote."""
+    named = f"{option} {folder}"
+    if folder.suffix.lower() in MODEL_SUFFIXES:
+        raise OutputRefused(f"{named}: a model file's name; name a folder for the recording")
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise OutputRefused(f"{named}: is a file, not a folder")
+    for parent in list(folder.absolute().parents)[:2]:  # a recording, or its IMG/
+        if (parent / CSV_NAME).is_file():
+            raise OutputRefused(f"{named}: inside the recording {parent}; name a folder outside it")
+    if not folder.is_dir():
+        return folder
+    log, images = folder / CSV_NAME, folder / IMG_DIR
+    if log.is_file() and log.stat().st_size > 0:
+        raise OutputRefused(f"{named}: {log} already holds a recording; record into a new folder")
+    empty = {log} if log.is_file() else set()
+    if images.is_dir() and not images.is_symlink() and not any(images.iterdir()):
+        empty.add(images)
+    others = sorted(p.name for p in folder.iterdir() if p not in empty)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise OutputRefused(
+            f"{named}: holds files a recording does not ({shown}); name a new or empty folder"
+        )
+    return folder
 
 
 def _contents(folder: Path) -> dict[Path, frozenset[str] | None]:

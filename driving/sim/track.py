@@ -14,19 +14,19 @@ random_track() and suite_track() draw valid loops from a seed.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from driving.files import write_json
+from driving.files import RecordError, parse_json, read_regular_bytes, write_json
 from driving.sim.style import STYLES
 
 SPACING = 0.5  # metres between centre-line samples
 MIN_POINTS, MAX_POINTS = 4, 1000
 MAX_FILE_BYTES = 1_000_000  # a track file is a few kB; read no more than this
+MAX_DEPTH = 8  # a track file nests 3 deep ({"points": [[x, y], ...]}); deeper is not a track
 MAX_NAME_CHARS = 100
 MAX_COORD_M = 10_000.0  # control points lie within this distance of the origin on each axis
 MIN_LENGTH_M = 50.0
@@ -254,31 +254,25 @@ def make_track(name: str, width: float, points, style: str = "lake", source: str
 
 
 def _read_json(path: Path):
-    """The JSON value in file `path`, reading at most MAX_FILE_BYTES; TrackError otherwise."""
+    """The JSON value in file `path`: a regular file (a FIFO or device could block or never end) of
+    at most MAX_FILE_BYTES, UTF-8, nested at most MAX_DEPTH deep, without NaN or Infinity tokens
+    (driving.files); TrackError naming the file otherwise."""
     name = _one_line(str(path))
-    data = None
     try:
-        if path.is_file():  # not a folder, and not a FIFO or device that could block or never end
-            with open(path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+        data = read_regular_bytes(path, MAX_FILE_BYTES, "track file")
+    except FileNotFoundError:
+        raise TrackError(f"{name}: no such file") from None
     except OSError as e:
-        raise TrackError(f"{name}: cannot read ({_one_line(e.strerror or str(e))})") from None
-    if data is None:
-        raise TrackError(f"{name}: {'not a regular file' if path.exists() else 'no such file'}")
-    if len(data) > MAX_FILE_BYTES:
-        raise TrackError(f"{name}: larger than {MAX_FILE_BYTES:,} bytes, not a track file")
+        reason = e.strerror or str(e).removeprefix(f"{path}: ")  # ours name the path; errno's do not
+        raise TrackError(f"{name}: {_one_line(reason)}") from None
     try:
         text = data.decode("utf-8-sig")  # an editor's byte-order mark is harmless
     except UnicodeDecodeError as e:
         raise TrackError(f"{name}: not UTF-8 text (byte {e.start}); a track file is JSON") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TrackError(f"{name}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    except RecursionError:
-        raise TrackError(f"{name}: not a track file (JSON nested too deeply)") from None
-    except ValueError as e:  # an integer of thousands of digits: Python refuses to convert it
-        raise TrackError(f"{name}: not valid JSON ({str(e).split(':')[0]})") from None
+        return parse_json(text, name, MAX_DEPTH)
+    except RecordError as e:
+        raise TrackError(_one_line(str(e))) from None
 
 
 def load_track(path: str | Path) -> Track:
