@@ -12,7 +12,7 @@ import re
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +31,14 @@ from driving.config import (
 from driving.demo import DemoConfig
 from driving.evaluation import registry, seed_tables, suites
 from driving.evaluation.registry import SUITES, Suite, SuiteDrive
-from driving.evaluation.seeds import seeds_study
+from driving.evaluation.seed_tables import same_weights
+from driving.evaluation.seeds import seeds_study, training_step
 from driving.evaluation.settings import EvalConfig, StudyConfig, TableConfig
 from driving.evaluation.suites import bootstrap_ci
 from driving.files import write_json
 from driving.modelio import ModelInfo, save_keras
 from driving.options import from_args, to_argv
-from driving.run import SCHEMA, DriveResult, RunFolder, StudyRecord, SuiteResult, SuiteSummary
+from driving.run import SCHEMA, Checkpoint, DriveResult, RunFolder, StudyRecord, SuiteResult, SuiteSummary
 from driving.sim.track import track_features
 from tests.test_runtime import tiny_model
 
@@ -380,3 +381,32 @@ def test_the_configs_keep_the_shared_limits():
         DemoConfig(batch_size=MAX_BATCH_SIZE + 1).validate()
     with pytest.raises(SystemExit):
         study.parse_args(["seeds", "--seeds", str(MAX_SEEDS + 1)])
+
+
+# --- which checkpoints are the same: the typed record decides, never a label ---------------------------
+
+
+def test_a_checkpoints_label_cannot_change_which_checkpoints_are_the_same(monkeypatch):
+    def same(val_best: Checkpoint | None, drive_best: Checkpoint | None, steps_per_epoch: int = 6) -> bool:
+        steps = {
+            "val-best": training_step(val_best, steps_per_epoch),
+            "drive-best": training_step(drive_best, steps_per_epoch),
+        }
+        return same_weights(steps, "drive-best")
+
+    val = Checkpoint("val-best", epoch=1, metric="val_loss", value=0.02)  # epoch 1 of 6 steps: step 6
+    drive = Checkpoint("drive-best", epoch=1, step=6, metric="autonomy", value=97.0)
+    assert same(val, drive) and not same(val, replace(drive, step=3))
+    assert same(val, replace(drive, step=3), steps_per_epoch=3)  # epoch 1 of 3 steps: step 3
+
+    # Labels and notes say anything at all: the same weights stay the same, different ones differ.
+    monkeypatch.setattr(Checkpoint, "label", property(lambda self: "best validation drive, step 3"))
+    assert same(val, drive) and not same(val, replace(drive, step=3))
+    assert same(replace(val, note="epoch 9"), replace(drive, note="step 99 (epoch 7)"))
+
+    # A file from before the record: its prose is kept for people, never parsed; it is driven on its
+    # own even where the prose would say the steps match.
+    old_val = Checkpoint.from_record("best validation loss, epoch 1", "m.keras")
+    old_drive = Checkpoint.from_record("best validation drive, step 6 (epoch 1)", "m.drive.keras")
+    assert old_drive.kind == "unknown" and training_step(old_drive, 6) is None
+    assert not same(old_val, old_drive) and not same(val, old_drive) and not same(None, drive)

@@ -46,6 +46,14 @@ def write_tables(out: Path, suite: Suite, runs: list[StudyRecord], with_plot: bo
     return StudyTable(suite.label, list(runs), table)
 
 
+def same_weights(steps: dict[str, int | None], kind: str) -> bool:
+    """Whether checkpoint `kind` holds the very weights of the val-best one: both saved at the same,
+    known training step. A checkpoint whose step is unknown (an older file) counts as different,
+    so it is driven and tabulated on its own."""
+    step = steps.get(kind)
+    return step is not None and step == steps.get("val-best")
+
+
 def train_result(run: RunFolder, name: str) -> TrainResult:
     """Model `name`'s training figures from the run's run.json, every field checked. RecordError
     names the file and the field in one line."""
@@ -119,7 +127,7 @@ def summary_table(runs: list[StudyRecord]) -> str:
         if drive:
             d_auto = np.array([r.summary["drive-best"].autonomy_mean for r in drive])
             v_auto = np.array([r.summary["val-best"].autonomy_mean for r in drive])
-            differs = sum(r.steps["drive-best"] != r.steps["val-best"] for r in drive)
+            differs = sum(not same_weights(r.steps, "drive-best") for r in drive)
             drive_text = (
                 f"{int((d_auto >= THRESHOLD).sum())} of {len(drive)}, {np.median(d_auto):.1f}% "
                 f"[{d_auto.min():.1f}, {d_auto.max():.1f}], {differs} of {len(drive)}, "

@@ -22,7 +22,6 @@ driving/evaluation/registry.py (RECIPES).
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,11 +30,11 @@ from pathlib import Path
 from driving.config import BUDGETS, CSV_NAME, Budget, RunConfig
 from driving.evaluation import suites
 from driving.evaluation.registry import RECIPES, SUITES, Recipe, Suite
-from driving.evaluation.seed_tables import StudyTable, train_result, write_tables
+from driving.evaluation.seed_tables import StudyTable, same_weights, train_result, write_tables
 from driving.evaluation.settings import DRIVE_TIMEOUT_S, StudyConfig
 from driving.files import RecordError, check_writable_folder
 from driving.modelio import load_info
-from driving.run import RunFolder, StudyRecord, TrainResult
+from driving.run import Checkpoint, RunFolder, StudyRecord, TrainResult
 from driving.sim import recorder
 from driving.train import stage as train
 
@@ -128,10 +127,10 @@ def one_run(
         train.run(config, progress=progress)
         trained = train_result(run, name)
     checkpoints = run.checkpoints(name)  # val-best, and drive-best when the drive check kept one
-    labels = {k: _checkpoint_of(v) for k, v in checkpoints.items()}
-    steps = {k: _step_of(label, config.steps_per_epoch) for k, label in labels.items()}
+    kept = {kind: checkpoint_of(path) for kind, path in checkpoints.items()}
+    steps = {kind: training_step(c, config.steps_per_epoch) for kind, c in kept.items()}
     # The drive check may keep the very checkpoint the validation loss kept: drive it once.
-    distinct = {k: v for k, v in checkpoints.items() if k == "val-best" or steps[k] != steps["val-best"]}
+    distinct = {k: v for k, v in checkpoints.items() if k == "val-best" or not same_weights(steps, k)}
     result = suites.run(
         list(distinct.values()),
         suite,
@@ -149,7 +148,7 @@ def one_run(
         val_mse=trained.best_val_loss,
         epoch_seconds=trained.seconds_per_epoch,
         summary={k: result.summary[k if k in distinct else "val-best"] for k in checkpoints},
-        checkpoints=labels,
+        checkpoints={kind: c.label if c else "" for kind, c in kept.items()},
         steps=steps,
         recipe=recipe,
     )
@@ -157,18 +156,25 @@ def one_run(
     return record
 
 
-def _step_of(label: str, steps_per_epoch: int | None) -> int | None:
-    """The training step a checkpoint label names ("..., step 240 (epoch 2)" or "..., epoch 2")."""
-    step = re.search(r"step (\d+)", label)
-    if step:
-        return int(step.group(1))
-    epoch = re.search(r"epoch (\d+)", label)
-    return int(epoch.group(1)) * steps_per_epoch if epoch and steps_per_epoch else None
-
-
-def _checkpoint_of(path: Path) -> str:
+def checkpoint_of(path: Path) -> Checkpoint | None:
+    """Which checkpoint of its run a model file is, as the file's own record says."""
     info = load_info(path)
-    return info.checkpoint if info else ""
+    found = info.checkpoint if info else None
+    # A model file record of before the typed Checkpoint holds a prose label: an unknown checkpoint.
+    return Checkpoint.from_record(found, str(path)) if isinstance(found, str) else found
+
+
+def training_step(checkpoint: Checkpoint | None, steps_per_epoch: int | None) -> int | None:
+    """The training step a checkpoint's weights come from: its record's step, else its epoch's last
+    step. None when the file does not say: one written before checkpoints had a record (its prose
+    label is shown, never parsed), or with no record at all."""
+    if checkpoint is None or checkpoint.kind == "unknown":
+        return None
+    if checkpoint.step is not None:
+        return checkpoint.step
+    if checkpoint.epoch is not None and steps_per_epoch:
+        return checkpoint.epoch * steps_per_epoch
+    return None
 
 
 # --- the study ----------------------------------------------------------------------------------------
