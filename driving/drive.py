@@ -95,7 +95,8 @@ def drive(config: DriveConfig) -> int:
     """Load the model and serve it until Ctrl-C or SIGTERM; the exit status."""
     tfsetup.setup()  # TensorFlow quietly, after --help
     # The stage, imported after parsing: the runtime imports TensorFlow, which --help must not
-    # wait for; the server and the Pilot bring Flask, eventlet and OpenCV.
+    # wait for; the server and the Pilot bring Flask, eventlet and OpenCV; the card, pandas.
+    from driving import card
     from driving.drive_server import DriveServer
     from driving.pilot import Pilot
     from driving.runtime import Predictor
@@ -105,6 +106,9 @@ def drive(config: DriveConfig) -> int:
     except (ModelFileError, OSError) as e:
         print(f"{NAME}: {e}", file=sys.stderr)
         return 2
+    summary = card.summary_line(config.model)
+    if summary:  # what is being served, from the card beside the model
+        logging.info("%s", summary)
     pilot = Pilot(predictor, config.pilot)
     view = None
     if config.view:  # a listener feeds the view from every reply; its pages are served on their own port

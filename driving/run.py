@@ -132,6 +132,14 @@ class RunFolder:
             if not p.name.endswith((".last.keras", ".drive.keras")) and not p.name.startswith(".")
         )
 
+    def card_md(self, name: str) -> Path:
+        """The model's card for people (driving/card.py)."""
+        return self.root / f"{name}.card.md"
+
+    def card_json(self, name: str) -> Path:
+        """The model's card for programs: a schema-versioned record (driving/card.py)."""
+        return self.root / f"{name}.card.json"
+
     # what later stages add
     @property
     def report_md(self) -> Path:

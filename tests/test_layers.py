@@ -17,7 +17,7 @@ LAYERS = {
     "settings": ("driving", "driving.config", "driving.drive_config", "driving.options", "driving.run",
                  "driving.files", "driving.cli", "driving.tfsetup", "driving.versions"),
     "data": ("driving.data", "driving.preprocess", "driving.augment", "driving.pipeline"),
-    "models and the world": ("driving.models", "driving.modelio", "driving.sim"),
+    "models and the world": ("driving.models", "driving.modelio", "driving.card", "driving.sim"),
     "serving": ("driving.runtime", "driving.pilot", "driving.drive_server", "driving.socketio_compat",
                 "driving.video"),
     "evaluation": ("driving.evaluation", "driving.evaluation.registry", "driving.evaluation.closed_loop",
@@ -28,7 +28,7 @@ LAYERS = {
     "apps": ("driving.demo", "driving.evaluate", "driving.study", "driving.drive"),
 }  # fmt: skip
 ORDER = list(LAYERS)
-WORLD_MAY_NOT_IMPORT = ("driving.models", "driving.modelio") + tuple(
+WORLD_MAY_NOT_IMPORT = ("driving.models", "driving.modelio", "driving.card") + tuple(
     prefix for layer in ORDER[3:] for prefix in LAYERS[layer]
 )
 

@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
+from driving import card
 from driving.config import TARGET_SPEED_MPH
 from driving.evaluation.closed_loop import DriveOptions, drive_pilot
 from driving.evaluation.registry import STYLE_ORDER, SUITES, Suite, SuiteDrive
@@ -358,6 +359,7 @@ def run(
         result.write(folder.suite(suite.name))
         write_text(folder.suite(suite.name, ".md"), markdown(result))
         plot(result, folder.suite(suite.name, ".png"))
+    card.add_suite(result)  # a model of a run folder keeps the suite's figures on its card
     return result
 
 

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from driving import models
+from driving import card, models
 from driving.config import TARGET_SPEED_MPH, AugmentConfig, ConfigError, Preprocessing, RunConfig
 from driving.evaluation.registry import SUITES, Suite
 from driving.evaluation.suites import BOOTSTRAP_SAMPLES
@@ -310,6 +310,7 @@ def run(config: ReportConfig | str | Path, progress: bool = True, suite: Suite |
         "precisions": precision_record(driven, suite, speed) if driven else None,
     }
     write_record(out.report_json, report)
+    card.add_report(out, rows, driven, suite, speed)  # each model's card keeps what was measured
     text = render.markdown(rows, notes, images, machine, splits, failed, where)
     if driven:
         lines = render.precision_markdown(

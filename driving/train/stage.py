@@ -37,7 +37,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from driving import models
+from driving import card, models
 from driving.config import RUN_JSON, ConfigError, RunConfig, model_seed
 from driving.data.reader import load_recordings, split_by_time
 from driving.files import check_writable_folder, remove_stale_temps, write_json
@@ -209,6 +209,8 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
         results.append(
             train_model(name, config, train_ds, val_ds, steps, strategy, progress and chief, chief)
         )
+        if chief:  # the model's card: what it is, what it learnt from, which checkpoint and why
+            card.trained(config.out, name, config, results[-1], (train_rows, val_rows), steps)
         keras.backend.clear_session(free_memory=True)
         if chief:
             results_json = {r.name: vars(r) for r in results}
