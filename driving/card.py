@@ -137,6 +137,21 @@ class SuiteFigures:
 
 
 @dataclass(frozen=True)
+class SaliencyFigures:
+    """One saliency method on one model, as the slimming report measured it."""
+
+    frames: int
+    road_and_edge: float  # share of the map on road and road edge
+    chance: float  # that share for a map spread evenly
+    ratio: float | None  # hiding the top 10% vs the same mask elsewhere (None: steering never moved)
+    low: float | None
+    high: float | None
+    verdict: str
+    earns_its_place: bool
+    grid: str = ""  # the report's picture of the maps, relative to the run folder
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything known of one trained model, gathered by the stages that made and measured it."""
 
@@ -158,6 +173,11 @@ class ModelCard:
     suites: list[SuiteFigures] = field(default_factory=list)
     report: ReportRow | None = None  # what the slimming report measured
     versions: dict[str, str] = field(default_factory=dict)
+    # Where the model looks, per saliency method (the report's figures): the share on road and edge,
+    # and the faithfulness check's ratio, interval and verdict. Only a method that earns its place
+    # (hiding its most salient pixels moves the steering clearly more than hiding the same mask
+    # elsewhere) is shown as the model's.
+    saliency: dict[str, SaliencyFigures] = field(default_factory=dict)
 
     def check(self, source: str) -> None:
         for key in self.sizes:
@@ -470,19 +490,25 @@ def add_report(
     driven: Sequence[DrivenFile] = (),
     suite: Any = None,
     speed: float | None = None,
+    saliency: dict | None = None,
+    grid: str = "",
 ) -> list[ModelCard]:
     """Add the slimming report's figures to each measured model's card: its ReportRow (the ratios
-    to the base model stay in the report: they are not the model's), the LiteRT files' sizes, and
-    every file `driven` over `suite` (a driving.evaluation.registry.Suite) at `speed`."""
+    to the base model stay in the report: they are not the model's), the LiteRT files' sizes,
+    every file `driven` over `suite` (a driving.evaluation.registry.Suite) at `speed`, and where
+    the model looks (`saliency`: the report's saliency section; `grid`: its picture)."""
     changed = []
     for row in rows:
         mine = [f for f in driven if f.model == row.model]
+        looks = saliency_figures((saliency or {}).get("scores", {}).get(row.model, {}), grid)
 
-        def change(card: ModelCard, row=row, mine=mine) -> ModelCard:
+        def change(card: ModelCard, row=row, mine=mine, looks=looks) -> ModelCard:
             sizes = {**card.sizes, "keras": row.keras, **{p: e.bytes for p, e in row.tflite.items()}}
             if row.h5 is not None:
                 sizes["h5"] = row.h5
             card = replace(card, report=replace(row, vs_base={}), sizes=sizes)
+            if looks:
+                card = replace(card, saliency=looks)
             for f in mine:
                 card = card.with_suite(
                     SuiteFigures(
@@ -508,6 +534,28 @@ def add_report(
         if card is not None:
             changed.append(card)
     return changed
+
+
+def saliency_figures(by_method: dict, grid: str = "") -> dict[str, SaliencyFigures]:
+    """The report's saliency scores of one model ({method: score dict with its faithfulness}) as
+    the card's figures."""
+    figures = {}
+    for method, found in by_method.items():
+        check = found.get("faithfulness") or {}
+        moved = check.get("moved") or {}
+        finite = lambda v: v if isinstance(v, (int, float)) and math.isfinite(v) else None
+        figures[method] = SaliencyFigures(
+            frames=int(check.get("frames", len(found.get("per_frame", [])))),
+            road_and_edge=float(found["score"]),
+            chance=float(found["chance"]),
+            ratio=finite(moved.get("ratio")),
+            low=finite(moved.get("low")),
+            high=finite(moved.get("high")),
+            verdict=str(check.get("verdict", "not checked")),
+            earns_its_place=bool(check.get("earns_its_place", False)),
+            grid=grid,
+        )
+    return figures
 
 
 # --- for people -----------------------------------------------------------------------------------
@@ -652,6 +700,39 @@ def markdown(card: ModelCard) -> str:
             )
     else:
         lines.append("Not driven on a suite yet: python -m driving.evaluate MODEL.")
+    lines += _saliency_markdown(card)
     if card.versions:
         lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card.versions.items())]
     return "\n".join(lines) + "\n"
+
+
+def _saliency_markdown(card: ModelCard) -> list[str]:
+    lines = ["", "## Where it looks", ""]
+    if not card.saliency:
+        return [
+            *lines,
+            "Not measured yet: python -m driving.report --models FOLDER (saliency is on by default).",
+        ]
+    lines += [
+        "A method's map is shown as the model's only where it earns its place: hiding the map's top 10% "
+        "of pixels moves the steering clearly more than hiding the same mask elsewhere (the ratio's "
+        "lower 95% bound above 1.5; docs/saliency.md).",
+        "",
+        "| method | frames | on road and edge (chance) | ratio to the mask elsewhere [95% CI] | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for method, f in card.saliency.items():
+        ratio = (
+            "-"
+            if f.ratio is None
+            else f"{f.ratio:.2f} [{_or_dash(f.low, '{:.2f}')}, {_or_dash(f.high, '{:.2f}')}]"
+        )
+        lines.append(
+            f"| {method} | {f.frames} | {f.road_and_edge:.0%} ({f.chance:.0%}) | {ratio} | {f.verdict} |"
+        )
+    shown = sorted({f.grid for f in card.saliency.values() if f.earns_its_place and f.grid})
+    if shown:
+        lines += ["", *(f"![where {card.name} looks]({grid})" for grid in shown)]
+    else:
+        lines += ["", "No method earned its place on this model: no map is shown as where it looks."]
+    return lines

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shlex
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from driving.options import ConfigError, check_bounds, option
+from driving.options import ConfigError, check_bounds, option, to_argv
 
 # The Udacity simulator's camera frames (see docs/simulator-protocol.md).
 FRAME_HEIGHT, FRAME_WIDTH = 160, 320
@@ -48,14 +49,6 @@ def _finite(value, name: str) -> float:
         f"must be a finite number, got {value!r}",
     )
     return float(value)
-
-
-def _whole(value, name: str, low: int, high: int | None = None) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value <= high)
-    span = f"from {low} to {high}" if high is not None else f"at least {low}"
-    _check(ok, name, f"must be a whole number {span}, got {value!r}")
-    return value
 
 
 def _from_dict(cls, data: dict, source: str):
@@ -254,6 +247,7 @@ class Budget:
 # budget needs most. The full budget is the original work's (for a GPU).
 BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
 
+TRAIN_PROG = "python train.py"  # how run.json's command starts
 ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/drive_server.py)
 
 
@@ -366,8 +360,9 @@ class RunConfig:
     strategy: str = option(
         "default",
         "--strategy",
-        "'mirrored': data-parallel over every GPU (MirroredStrategy); 'multiworker': over the "
-        "processes TF_CONFIG or --workers name (MultiWorkerMirroredStrategy; --batch-size is global)",
+        "'default': one device; 'mirrored': data-parallel over every GPU (MirroredStrategy); "
+        "'multiworker': over the processes TF_CONFIG or --workers name (MultiWorkerMirroredStrategy; "
+        "--batch-size is global)",
         group=HOW,
         choices=STRATEGIES,
     )
@@ -387,6 +382,18 @@ class RunConfig:
         low=0,
         high=65_535,
     )
+    # A multi-worker run waits this long for every worker to answer before it starts, and as long
+    # again for TensorFlow's own start-up; then it stops with one line instead of waiting forever.
+    start_timeout: float = option(
+        300.0,
+        "--start-timeout",
+        "--strategy multiworker: seconds to wait for every worker to start",
+        group=HOW,
+        low=0,
+        low_open=True,
+        high=86_400,
+        metavar="S",
+    )
     tensorboard: bool = option(True, "--no-tensorboard", "skip TensorBoard logs", group=HOW)
     versions: dict = field(default_factory=dict)  # filled by train.run
 
@@ -401,10 +408,21 @@ class RunConfig:
                     "workers",
                     f"{worker!r} is not HOST:PORT",
                 )
-            _whole(self.worker_index, "worker_index", 0, len(self.workers) - 1)
+            last = len(self.workers) - 1
+            _check(
+                self.worker_index <= last,
+                "worker_index",
+                f"must be a whole number from 0 to {last} (one of the {len(self.workers)} --workers), "
+                f"got {self.worker_index}",
+            )
         self.augment.validate()
         self.preprocessing.validate()
         return self
+
+    def command(self) -> str:
+        """The train.py command that makes this config (recorded in run.json, to repeat a run):
+        every declared option that differs from its default, shell-quoted."""
+        return f"{TRAIN_PROG} {shlex.join(to_argv(self))}"
 
     def split(self) -> dict:
         """What decides which frames are validation frames."""

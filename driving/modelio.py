@@ -2,8 +2,9 @@
 
 Every model file the project writes holds a small JSON record, its ModelInfo: the preprocessing
 geometry it was trained with (what drive.py, the report and the simulator must feed it), its
-registry name, the augmentation settings, and the run that made it (data, split, seed, budget,
-package versions). Where it lives:
+registry name, the augmentation settings, the run that made it (data, split, seed, budget,
+package versions) and which checkpoint of that run it is (driving.run.Checkpoint: kind, epoch,
+step, the metric that chose it). Where it lives:
 
     .keras   a `driving.json` member of the zip archive (Keras ignores members it does not know)
     .h5      a `driving` attribute on the file's root group
@@ -26,6 +27,7 @@ import numpy as np
 
 from driving.config import DEFAULT_PREPROCESSING, ConfigError, Preprocessing
 from driving.files import RecordError, atomic_path, parse_json
+from driving.run import Checkpoint
 
 INFO_NAME = "driving"  # the .h5 attribute and the .tflite metadata entry
 KERAS_MEMBER = "driving.json"  # the .keras archive member
@@ -52,7 +54,7 @@ class ModelInfo:
     model: str = ""  # registry name (driving.models), "" when unknown
     augment: dict | None = None  # driving.config.AugmentConfig as a dict
     run: dict | None = None  # the RunConfig that trained it, as saved in run.json
-    checkpoint: str = ""  # which checkpoint of the run: "best-val-loss", "last", ...
+    checkpoint: Checkpoint | None = None  # which checkpoint of the run (kind, epoch, step, metric)
 
     def to_json(self) -> str:
         data = {
@@ -61,7 +63,7 @@ class ModelInfo:
             "model": self.model,
             "augment": self.augment,
             "run": self.run,
-            "checkpoint": self.checkpoint,
+            "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None,
         }
         return json.dumps(data, allow_nan=False)
 
@@ -80,10 +82,13 @@ class ModelInfo:
             if "preprocessing" not in data:
                 _warn_once(source, "its record names no preprocessing")
             preprocessing = Preprocessing.from_dict(data.get("preprocessing", {}), "preprocessing")
-            for name, kind in (("model", str), ("augment", dict), ("run", dict), ("checkpoint", str)):
+            for name, kind in (("model", str), ("augment", dict), ("run", dict)):
                 value = data.get(name)
                 if value is not None and not isinstance(value, kind):
                     raise ValueError(f"field '{name}' must be {kind.__name__}, got {type(value).__name__}")
+            # A dict since the record was typed; older files hold a prose label ("best validation
+            # loss, epoch 4"), kept as the note of an "unknown" checkpoint.
+            checkpoint = Checkpoint.from_record(data.get("checkpoint"), "checkpoint")
         except RecordError as e:
             raise ModelFileError(f"{where} is unreadable ({str(e).removeprefix(where + ': ')})") from None
         except (ValueError, ConfigError, TypeError) as e:
@@ -93,7 +98,7 @@ class ModelInfo:
             model=data.get("model") or "",
             augment=data.get("augment"),
             run=data.get("run"),
-            checkpoint=data.get("checkpoint") or "",
+            checkpoint=checkpoint,
         )
 
 

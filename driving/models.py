@@ -29,6 +29,7 @@ import numpy as np
 
 from driving.config import INPUT_SHAPE
 from driving.modelio import TFLITE_KINDS, ModelInfo, save_keras, to_tflite
+from driving.run import Checkpoint
 
 if TYPE_CHECKING:
     import keras
@@ -486,7 +487,11 @@ def main(argv: list[str] | None = None) -> int:
         model = build(args.name)
         compile_for_training(model)
         try:
-            save_keras(model, args.path, ModelInfo(model=args.name, checkpoint="untrained"))
+            save_keras(
+                model,
+                args.path,
+                ModelInfo(model=args.name, checkpoint=Checkpoint(kind="unknown", note="untrained")),
+            )
         except OSError as e:
             print(f"driving.models: cannot write {args.path}: {e.strerror or e}", file=sys.stderr)
             return 1

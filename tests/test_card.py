@@ -266,3 +266,30 @@ def test_drive_py_prints_the_card_line_when_it_starts(run, evaluated):
     text = "".join(seen)
     assert any(line.rstrip().endswith(card.summary_line(run.model(NAME))) for line in seen), text
     assert "serving" in text and "Traceback" not in text
+
+
+def test_the_card_shows_where_the_model_looks_only_for_a_method_that_earns_its_place(run, evaluated):
+    """The report's saliency section (per method: the road-and-edge score and the faithfulness
+    check) lands on the card; a method's picture is shown as the model's only where it earned
+    its place."""
+
+    def found(ratio: float, low: float, high: float, earns: bool) -> dict:
+        verdict = "earns its place" if earns else "not clearly better than elsewhere"
+        moved = {"ratio": ratio, "low": low, "high": high}
+        check = {"frames": 18, "moved": moved, "verdict": verdict, "earns_its_place": earns}
+        return {"score": 0.42, "chance": 0.31, "per_frame": [0.42] * 18, "faithfulness": check}
+
+    where = {"scores": {NAME: {"vbp": found(3.1, 2.4, 4.0, True), "smoothgrad": found(1.2, 0.8, 1.7, False)}}}
+    if card.read(run, NAME).report is None:  # run alone: the report has not measured it yet
+        config = ReportConfig(run.root, runs=3, val_frames=16, export="none", saliency=["none"])
+        report.run(config, progress=False)
+    row = card.read(run, NAME).report
+    [changed] = card.add_report(run, [row], saliency=where, grid="saliency.png")
+    assert changed.saliency["vbp"].earns_its_place and not changed.saliency["smoothgrad"].earns_its_place
+    assert card.read(run, NAME).saliency == changed.saliency  # through the JSON and back
+    text = run.card_md(NAME).read_text()
+    assert "## Where it looks" in text and "3.10 [2.40, 4.00] | earns its place" in text
+    assert text.count("![where") == 1  # one picture: the method that earned its place
+    where["scores"][NAME]["vbp"] = found(1.1, 0.7, 1.6, False)
+    [changed] = card.add_report(run, [row], saliency=where, grid="saliency.png")
+    assert "No method earned its place" in run.card_md(NAME).read_text()

@@ -17,6 +17,7 @@ from driving import modelio
 from driving.config import DEFAULT_PREPROCESSING, Preprocessing
 from driving.modelio import ModelFileError, ModelInfo
 from driving.preprocess import FrameError, preprocess
+from driving.run import Checkpoint
 from driving.runtime import Predictor
 from tests.conftest import road_frame
 
@@ -44,7 +45,8 @@ def frame_of(geometry: Preprocessing, offset: float) -> np.ndarray:
 @pytest.mark.parametrize("suffix", [".keras", ".h5", ".tflite"])
 def test_every_format_carries_its_preprocessing_and_the_predictor_uses_it(tmp_path, suffix):
     model = tiny(ODD)
-    info = ModelInfo(preprocessing=ODD, model="tiny", run={"seed": 7}, checkpoint="best")
+    best = Checkpoint(kind="val-best", epoch=3, step=240, metric="val_loss", value=0.0125)
+    info = ModelInfo(preprocessing=ODD, model="tiny", run={"seed": 7}, checkpoint=best)
     path = tmp_path / f"odd{suffix}"
     if suffix == ".tflite":
         modelio.export_tflite(model, path, "float32", info)
@@ -52,7 +54,9 @@ def test_every_format_carries_its_preprocessing_and_the_predictor_uses_it(tmp_pa
         modelio.save_keras(model, path, info)
     read = modelio.load_info(path)
     assert read.preprocessing == ODD and read.model == "tiny" and read.run == {"seed": 7}
-    assert read.checkpoint == "best"
+    assert (
+        read.checkpoint == best and read.checkpoint.label == "best validation loss 0.0125, epoch 3 (step 240)"
+    )
 
     predictor = Predictor.load(path)
     assert predictor.preprocessing == ODD
@@ -166,6 +170,10 @@ def test_a_record_is_read_with_bounds_before_it_is_inflated_or_parsed(tmp_path):
         ('{"preprocessing": {}, "run": [1, 2]}', "run"),
         ('{"preprocessing": {"input_height": 1e9}}', "input_height"),
         ('{"preprocessing": {"crop_bottom": NaN}}', "NaN"),
+        ('{"preprocessing": {}, "checkpoint": {"kind": "best"}}', "checkpoint: field 'kind'"),
+        ('{"preprocessing": {}, "checkpoint": {"kind": "last", "epoch": "2"}}', "checkpoint: field 'epoch'"),
+        ('{"preprocessing": {}, "checkpoint": {"kind": "last", "step": -1}}', "checkpoint: field 'step'"),
+        ('{"preprocessing": {}, "checkpoint": 7}', "checkpoint: expected a JSON object"),
     ],
 )
 def test_a_record_of_the_wrong_types_is_refused_naming_the_field(tmp_path, record, field):
@@ -183,3 +191,11 @@ def test_a_record_without_its_preprocessing_says_so_once(tmp_path, caplog):
     assert info.preprocessing == DEFAULT_PREPROCESSING and info.model == "effnet"
     warnings = [r for r in caplog.records if "bare.keras" in r.getMessage()]
     assert len(warnings) == 1 and "names no preprocessing" in warnings[0].getMessage()
+
+
+def test_an_older_files_checkpoint_label_is_kept_as_the_note_of_an_unknown_checkpoint(tmp_path):
+    record = '{"preprocessing": {}, "checkpoint": "best validation drive, step 240 (epoch 2)"}'
+    info = modelio.load_info(with_record(tmp_path, "old.keras", record))
+    assert info.checkpoint == Checkpoint(kind="unknown", note="best validation drive, step 240 (epoch 2)")
+    assert info.checkpoint.label == "best validation drive, step 240 (epoch 2)"
+    assert modelio.load_info(with_record(tmp_path, "none.keras", '{"preprocessing": {}}')).checkpoint is None

@@ -44,6 +44,7 @@ def one_changed(config: RunConfig) -> list[tuple[str, RunConfig]]:
         "strategy": "multiworker",
         "workers": ["127.0.0.1:5000", "127.0.0.1:5001"],
         "worker_index": 1,
+        "start_timeout": 42.5,
         "tensorboard": False,
     }
     cases = [(name, replace(config, **{name: value})) for name, value in other.items()]

@@ -30,6 +30,7 @@ from driving.modelio import ModelInfo, export_tflite, save_keras
 from driving.pilot import Pilot, PilotConfig
 from driving.pipeline import build_cache, val_dataset
 from driving.preprocess import decode_jpeg, read_frame
+from driving.run import Checkpoint
 from driving.runtime import Predictor
 from driving.sim.client import SimulatorClient
 from tests import replay_frames
@@ -90,7 +91,9 @@ def served(tmp_path_factory):
     steering.kernel.assign((direction * gain).astype("float32"))
     steering.bias.assign(np.full(1, -projected.mean() * gain, "float32"))
     reference = keras.ops.convert_to_numpy(model(x, training=False)).reshape(-1)
-    info = ModelInfo(preprocessing=DEFAULT_PREPROCESSING, model=MODEL, checkpoint="seeded")
+    info = ModelInfo(
+        preprocessing=DEFAULT_PREPROCESSING, model=MODEL, checkpoint=Checkpoint(kind="unknown", note="seeded")
+    )
     files = {
         "keras .keras": save_keras(model, folder / f"{MODEL}.keras", info),
         "keras .h5": save_keras(model, folder / f"{MODEL}.h5", info),

@@ -1,9 +1,12 @@
 """Saliency maps on real tiny Keras models: their size and range, that they fall where the
-steering looks, the simulator's label render against its road mask, the score, and the commands
-that draw them (driving.saliency, driving.video --saliency, the report's section)."""
+steering looks, that VisualBackProp adds no pattern of its own, the faithfulness check (hiding
+the salient pixels against hiding random ones), the simulator's label render against its road
+mask, the score, and the commands that draw them (driving.saliency, driving.video --saliency, the
+report's section)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -17,7 +20,7 @@ from driving.config import CROP_BOTTOM, CROP_TOP, DEFAULT_PREPROCESSING, INPUT_S
 from driving.modelio import ModelInfo, save_keras
 from driving.models import MODELS, build
 from driving.report import render, stage
-from driving.saliency import METHOD_NAMES, methods
+from driving.saliency import METHOD_NAMES, faithfulness, methods
 from driving.saliency.cli import main as saliency_main
 from driving.saliency.frames import Probe, track_probes
 from driving.sim.simulator import Simulator
@@ -104,12 +107,143 @@ def test_saliency_falls_on_the_only_region_the_steering_sees(method):
     assert (maps[:, ~inside] == 0).all() and (maps[:, inside].sum(axis=1) > 0).all()
 
 
+def effnet_strides(uniform: bool) -> keras.Model:
+    """EffNet's way of halving the width, twice: a (1, 3) depthwise, then a (2, 1) kernel at
+    stride (1, 2). uniform: zero kernels, a bias of one and ReLUs, so every feature map is 1
+    everywhere whatever the input; else kernels of ones, no bias, no activation, summed: the
+    network whose input gradient counts the routes from each pixel to the output."""
+    if uniform:
+        flat = {"activation": "relu", "bias_initializer": "ones", "padding": "same"}
+        kernels = {"kernel_initializer": "zeros"}, {"depthwise_initializer": "zeros"}
+    else:
+        flat = {"use_bias": False, "padding": "same"}
+        kernels = {"kernel_initializer": "ones"}, {"depthwise_initializer": "ones"}
+    inputs = keras.Input((8, 24, 1))
+    x = inputs
+    for _ in range(2):
+        x = layers.DepthwiseConv2D((1, 3), **kernels[1], **flat)(x)
+        x = layers.Conv2D(1, (2, 1), strides=(1, 2), **kernels[0], **flat)(x)
+    if uniform:
+        return keras.Model(inputs, layers.Dense(1)(layers.Flatten()(x)))
+    return keras.Model(inputs, keras.ops.sum(x, axis=(1, 2, 3)))
+
+
+def test_visual_backprop_on_uniform_features_counts_the_routes_through_the_chain():
+    """The known answer: where the features are alike everywhere, the map is the input gradient of
+    the same layers with every weight one, which for EffNet's strides is striped (the odd columns
+    reached by more routes), not flat."""
+    import tensorflow as tf
+
+    maps = methods.VisualBackProp(effnet_strides(uniform=True))(frames(1, (8, 24, 1)))
+    x = tf.zeros((1, 8, 24, 1))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = effnet_strides(uniform=False)(x)
+    routes = tape.gradient(total, x).numpy()[..., 0]
+    np.testing.assert_allclose(maps, routes / routes.max(), rtol=1e-6)
+    middle = maps[0, 4, 8:16]
+    assert (middle[1::2] > middle[::2]).all()  # striped: odd columns, more routes
+
+
 def test_maps_go_back_onto_the_crop_rows_of_the_frame():
     maps = np.ones((1, *INPUT_SHAPE[:2]), np.float32)
     on_frame = methods.to_frame(maps, DEFAULT_PREPROCESSING)
     assert on_frame.shape == (1, 160, 320)
     assert (on_frame[0, CROP_TOP:CROP_BOTTOM] == 1).all()
     assert on_frame[0, :CROP_TOP].sum() == 0 and on_frame[0, CROP_BOTTOM:].sum() == 0
+
+
+# --- the faithfulness check -----------------------------------------------------------------------
+
+
+def patch_reader() -> keras.Model:
+    """Steering that reads one 12x12 patch of a 32x48 input (rows 4:16, columns 30:42), 9% of it."""
+    return tiny(crop=((4, 16), (30, 6)))
+
+
+PATCH = np.zeros((32, 48), bool)
+PATCH[4:16, 30:42] = True
+
+
+@pytest.mark.parametrize("method", list(methods.METHODS))
+def test_hiding_what_the_maps_point_at_moves_the_steering_of_a_model_that_reads_one_patch(method):
+    model, x = patch_reader(), frames(12)
+    checked = faithfulness.check(model, x, methods.METHODS[method](model)(x))
+    # On noise frames the hidden pixels' pulls add up like a random walk: hiding the whole patch
+    # against a tenth of it moves the steering about sqrt(10) times as far, not 10 times.
+    assert checked.salient > 2 * checked.scattered.effect > 0 and checked.salient > 2 * checked.moved.effect
+    assert checked.earns_its_place and checked.verdict == "earns its place"
+    assert checked.moved.low <= checked.moved.ratio <= checked.moved.high
+
+
+@pytest.mark.parametrize("blur", [0, 4])
+def test_maps_that_point_anywhere_do_not_earn_their_place(blur):
+    """Noise, speckled or smoothed into blobs: a blob hides a region whole, which scattered pixels
+    never do, so the verdict is judged against the same mask moved elsewhere."""
+    model, x = patch_reader(), frames(16)
+    noise = np.random.default_rng(5).uniform(size=x.shape[:3]).astype(np.float32)
+    if blur:
+        noise = np.stack([cv2.GaussianBlur(m, (0, 0), blur) for m in noise])
+    at_random = faithfulness.check(model, x, noise)
+    assert not at_random.earns_its_place and at_random.verdict != "earns its place"
+    if not blur:  # speckle hides a tenth of the patch wherever it falls; a blob, all of it or none
+        assert 0.5 < at_random.moved.ratio < 1.5 and at_random.verdict == "not clearly better than elsewhere"
+
+
+def test_maps_that_point_away_are_worse_than_elsewhere():
+    model, x = patch_reader(), frames(8)
+    away = faithfulness.check(model, x, np.broadcast_to(~PATCH, x.shape[:3]).astype(np.float32))
+    assert away.salient == 0 and away.verdict == "worse than elsewhere"
+
+
+def test_a_moved_mask_is_the_same_shape_somewhere_else():
+    masks = np.zeros((2, 32, 48), bool)
+    masks[:, 4:16, 30:42] = True
+    moved = faithfulness.moved_masks(masks, 5, np.random.default_rng(0))
+    assert moved.shape == (2, 5, 32, 48) and (moved.sum(axis=(2, 3)) == 144).all()
+    for copy in moved[0]:
+        offsets = [
+            (dy, dx)
+            for dy in range(32)
+            for dx in range(48)
+            if (np.roll(masks[0], (dy, dx), axis=(0, 1)) == copy).all()
+        ]
+        assert len(offsets) == 1
+
+
+def test_the_check_is_deterministic_given_a_seed():
+    model, x = patch_reader(), frames(6)
+    maps = methods.VisualBackProp(model)(x)
+    first, again = faithfulness.check(model, x, maps, seed=3), faithfulness.check(model, x, maps, seed=3)
+    assert first == again
+    assert faithfulness.check(model, x, maps, seed=4).moved.per_frame != first.moved.per_frame
+
+
+def test_ratios_where_a_control_never_moves_the_steering():
+    rng = np.random.default_rng(0)
+    assert faithfulness.ratio_interval(np.array([1.0, 2.0]), np.zeros(2), 50, rng) == (np.inf,) * 3
+    assert np.isnan(faithfulness.ratio_interval(np.zeros(2), np.zeros(2), 50, rng)).all()
+    ratio, low, high = faithfulness.ratio_interval(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 50, rng)
+    assert ratio == 1 and low == 0 and high == np.inf
+
+
+def test_hidden_pixels_take_the_frames_mean_colour_and_only_they_change():
+    x = frames(2)
+    masks = faithfulness.salient_masks(
+        np.broadcast_to(PATCH, (2, 32, 48)).astype(np.float32), 0.05, np.random.default_rng(0)
+    )
+    assert masks.sum(axis=(1, 2)).tolist() == [77, 77] and PATCH[masks[0]].all()
+    hidden = faithfulness.hide(x, masks)
+    np.testing.assert_allclose(hidden[masks], np.repeat(x.mean(axis=(1, 2)), 77, axis=0), rtol=1e-6)
+    np.testing.assert_array_equal(hidden[~masks], x[~masks])
+
+
+def test_a_steering_that_never_moves_is_said_so():
+    model = patch_reader()
+    dense = model.layers[-1]
+    dense.set_weights([np.zeros_like(w) for w in dense.get_weights()])
+    x = frames(4)
+    assert faithfulness.check(model, x, methods.SmoothGrad(model)(x)).verdict == "steering does not move"
 
 
 # --- the label render -----------------------------------------------------------------------------
@@ -187,6 +321,19 @@ def test_command_line_writes_overlays_and_a_grid(model_file, tmp_path, capsys):
     assert shown.shape == (160, 320, 3)
 
 
+def test_command_line_checks_the_maps_when_asked(model_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [str(model_file), "--track", "lake", "--frames", "3", "--faithfulness", "--out", str(out)]
+    assert saliency_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "faithfulness (vbp, 3 frames)" in printed and "moved elsewhere" in printed
+    assert "earns its place above 1.5" in printed and "scattered pixels" in printed
+    found = json.loads((out / "faithfulness.json").read_text())
+    assert found["frames"] == 3 and found["draws"] == faithfulness.CONTROL_DRAWS and found["method"] == "vbp"
+    assert set(found["moved"]) == set(found["scattered"]) == {"effect", "ratio", "low", "high", "per_frame"}
+    assert found["verdict"] in printed
+
+
 def test_careless_command_lines_end_in_one_line(model_file, tmp_path, capsys):
     for args in (
         [str(model_file), "--track", "lake", "--frames", "0"],
@@ -233,5 +380,9 @@ def test_report_section_scores_every_model_and_survives_a_broken_one(model_file,
     assert set(section["scores"]["tiny"]) == {"vbp", "smoothgrad"} and "broken" in section["not_scored"]
     assert 0 <= section["scores"]["tiny"]["vbp"]["score"] <= 1
     assert (folder / render.SALIENCY_GRID).is_file()
+    checked = section["scores"]["tiny"]["smoothgrad"]["faithfulness"]
+    moved = checked["moved"]
+    assert checked["frames"] == 2 and moved["low"] <= moved["ratio"] <= moved["high"]
     text = "\n".join(render.saliency_markdown(section))
     assert "| tiny | vbp |" in text and "broken: not scored" in text
+    assert "| model | vbp | smoothgrad |" in text and checked["verdict"] in text

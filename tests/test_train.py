@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
+import shlex
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,11 +23,12 @@ import pandas as pd
 import pytest
 
 from driving import models
-from driving.config import AugmentConfig, Preprocessing, RunConfig, model_seed
-from driving.modelio import load_info, load_keras
+from driving.config import AugmentConfig, ConfigError, Preprocessing, RunConfig, model_seed
+from driving.modelio import load_info, load_keras, save_keras
 from driving.preprocess import encode_jpeg
-from driving.train import cli, stage
-from tests.conftest import write_recording
+from driving.run import Checkpoint, RunFolder
+from driving.train import cli, cluster, stage
+from tests.conftest import wait_until, write_recording
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--batch-size", "16", "--steps-per-epoch", "8", "--no-augment", "--no-tensorboard", "--seed", "1"]
@@ -98,17 +104,31 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
         "loss_overlay.png",
     ):
         assert (out / name).stat().st_size > 0, name
-    assert not list(out.glob(".*"))  # no temp files left behind
+    assert [p.name for p in out.glob(".*")] == [RunFolder(out).lock.name]  # and no temp file left behind
 
     # The run records itself, and every model file carries its preprocessing and run.
     run = json.loads((out / "run.json").read_text())
+    assert run["schema"] == 1
     assert run["seed"] == 1 and run["data"] == [str(data.absolute())] and run["models"] == ["pilotnet"]
-    assert run["versions"]["tensorflow"] and run["results"]["pilotnet"]["epochs"] == 2
+    assert run["versions"]["tensorflow"] and run["versions"]["lock"]
+    assert run["results"]["pilotnet"]["epochs"] == 2
     assert RunConfig.from_dict(run).split() == config(data, out).split() | {"data": [str(data.absolute())]}
+    # ...and the command it records, parsed again, makes the very config it ran.
+    remade, _ = cli.parse(shlex.split(run["command"])[2:])
+    assert remade == replace(RunConfig.from_dict(run), versions={})
     for name in ("pilotnet.keras", "pilotnet.h5", "pilotnet.last.keras"):
         info = load_info(out / name)
         assert info.preprocessing == Preprocessing() and info.model == "pilotnet"
         assert info.run["seed"] == 1 and info.run["val_fraction"] == 0.2
+
+    # Which checkpoint each file is, typed: the val-best one at the epoch of the lowest val loss.
+    best_epoch = int(history["val_loss"].idxmin()) + 1
+    assert load_info(out / "pilotnet.keras").checkpoint == Checkpoint(
+        kind="val-best", epoch=best_epoch, step=best_epoch * 8, metric="val_loss", value=result.best_val_loss
+    )
+    assert load_info(out / "pilotnet.h5").checkpoint == load_info(out / "pilotnet.keras").checkpoint
+    last = load_info(out / "pilotnet.last.keras").checkpoint
+    assert (last.kind, last.epoch, last.step, last.value) == ("last", 2, 16, history["val_loss"].iloc[-1])
 
     # The best-by-validation checkpoint is what NAME.keras and NAME.h5 hold.
     x = np.random.default_rng(0).uniform(-0.5, 0.5, (3, 128, 128, 3)).astype("float32")
@@ -156,8 +176,109 @@ def test_resume_without_a_last_checkpoint_refuses_and_overwrites_nothing(data, t
 def test_resume_with_another_split_refuses(data, tmp_path):
     out = tmp_path / "models"
     stage.run(config(data, out), progress=False)
-    with pytest.raises(stage.TrainError, match="the split differs"):
+    with pytest.raises(stage.TrainError, match="pilotnet.last.keras holds another split"):
         stage.run(config(data, out, epochs=2, resume=True, seed=2), progress=False)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_a_checkpoint_or_record_of_another_run_and_changes_nothing(data, tmp_path, capsys):
+    out = tmp_path / "models"
+    stage.run(config(data, out), progress=False)
+    argv = ["--data", str(data), "--model", "pilotnet", "--epochs", "2", "--out", str(out), "--resume", *ARGS]
+    run_json, last = RunFolder(out).record, RunFolder(out).last("pilotnet")
+
+    # A run.json with a field of the wrong type: one line naming the file and the field.
+    good = run_json.read_text()
+    run_json.write_text(good.replace('"seed": 1,', '"seed": "1",'))
+    before = files_of(out)
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"{run_json}: field 'seed' must be a whole number" in err[-1] and "Traceback" not in "\n".join(err)
+    assert files_of(out) == before
+    run_json.write_text(good)
+
+    # NAME.last.keras holding another architecture (its record says which): refused, and every
+    # file in the folder, run.json included, byte for byte as it was.
+    info = load_info(last)
+    other = models.build("effnet-slim", input_shape=info.preprocessing.input_shape)
+    save_keras(other, last, replace(info, model="effnet-slim"))
+    before = files_of(out)
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "pilotnet.last.keras holds another model (effnet-slim)" in err[-1], err
+    assert files_of(out) == before
+
+
+def test_two_runs_into_one_folder_the_second_is_refused_naming_the_first(data, tmp_path, capsys):
+    out = tmp_path / "models"
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "--data", str(data), "--model", "pilotnet"]
+        + ["--epochs", "1000", "--out", str(out), *ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        lock = RunFolder(out).lock
+
+        def held() -> bool:  # by the first, alive
+            return first.poll() is None and lock.is_file() and lock.read_text().strip() == str(first.pid)
+
+        assert wait_until(held, 240)
+        assert cli.main(["--data", str(data), "--model", "pilotnet", "--out", str(out), *ARGS]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert f"in use by another run (PID {first.pid})" in err[-1] and len(err) == 1, err
+        # SIGTERM ends the first at once, in one line, its files complete.
+        first.send_signal(signal.SIGTERM)
+        output, _ = first.communicate(timeout=120)
+        assert first.returncode == 143, output[-2000:]
+        assert output.strip().splitlines()[-1].startswith("train.py: terminated")
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--data", "a b", "c"],
+        ["--data", "rec", "--model", "effnet", "--model", "pilotnet", "--strategy", "mirrored"],
+        ["--data", "rec", "--mixed-precision", "--lr", "0.00037", "--no-augment", "--input-size", "64x96"],
+        ["--data", "rec", "--strategy", "multiworker", "--workers", "h:1", "h:2", "--worker-index", "1"]
+        + ["--start-timeout", "30", "--no-tensorboard", "--cache-dir", "/tmp/c d", "--resume"],
+        ["--data", "rec", "--colour", "--no-flip", "--steering-correction", "0.1", "--frame-size", "120x240"]
+        + ["--crop-top", "40", "--crop-bottom", "110", "--drive-check-steps", "60", "--val-fraction", "0.3"],
+    ],
+)
+def test_the_recorded_command_remakes_the_config(argv):
+    config, _ = cli.parse(argv)
+    assert cli.parse(shlex.split(config.command())[2:])[0] == config
+
+
+def test_the_parser_is_the_declarations_plus_its_own_two_flags():
+    from driving.options import declared_flags
+
+    parser_flags = {flag for action in cli.build_parser()._actions for flag in action.option_strings}
+    assert parser_flags == {*declared_flags(RunConfig), "--no-augment", "--report", "-h", "--help"}
+    config, _ = cli.parse(["--data", "rec", "--no-augment", "--colour"])
+    assert config.augment == AugmentConfig.off()  # the preset wins over single switches
+
+
+def test_two_runs_of_one_seed_give_the_same_weights_bit_for_bit(data, tmp_path):
+    """Op determinism on, augmentation on: the same seed, data and versions, the same model."""
+    geometry = Preprocessing(input_height=32, input_width=64)
+    weights = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        run = config(data, out, models=["effnet-slim"], augment=AugmentConfig(), preprocessing=geometry)
+        stage.run(run, progress=False)
+        weights.append(load_keras(out / "effnet-slim.last.keras")[0].get_weights())
+    assert len(weights[0]) == len(weights[1])
+    for a, b in zip(*weights, strict=True):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def test_a_full_disk_loses_nothing_and_says_so_in_one_line(data, tmp_path):
@@ -175,7 +296,7 @@ def test_a_full_disk_loses_nothing_and_says_so_in_one_line(data, tmp_path):
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     for name in ("pilotnet.keras", "pilotnet.h5", "pilotnet.last.keras", "pilotnet.history.csv"):
         assert after[name] == before[name], name  # nothing truncated, nothing half-written
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp file left
+    assert [p.name for p in out.glob(".*")] == [RunFolder(out).lock.name]  # no temp file left
 
 
 def test_a_killed_save_leaves_no_temp_file_for_good(data, tmp_path):
@@ -276,7 +397,7 @@ def test_divergence_stops_training_and_is_never_saved(tmp_path):
     from driving.train.callbacks import Checkpoints, StopOnDivergence
 
     model = models.build("pilotnet")
-    checkpoints, divergence = Checkpoints(tmp_path, "m", ModelInfo()), StopOnDivergence()
+    checkpoints, divergence = Checkpoints(RunFolder(tmp_path), "m", ModelInfo(), 8), StopOnDivergence()
     for callback in (checkpoints, divergence):
         callback.set_model(model)
     divergence.on_train_batch_end(3, {"loss": float("nan")})
@@ -392,3 +513,101 @@ def test_two_workers_train_as_one_process_would_and_resume(data, tmp_path):
     # carries on from the chief's last checkpoint.
     job(2, "--resume", shared=True)
     assert list(pd.read_csv(tmp_path / "chief" / "pilotnet.history.csv")["epoch"]) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [
+        ("{not json", "TF_CONFIG: not valid JSON"),
+        ("[1, 2]", "TF_CONFIG: must be a JSON object, got list"),
+        ('{"task": {"type": "worker"}}', "field 'cluster' must be an object"),
+        (
+            '{"cluster": {"worker": "h:1"}, "task": {"type": "worker"}}',
+            "field 'cluster.worker' must be a non",
+        ),
+        ('{"cluster": {"worker": ["h:1", 7]}, "task": {}}', "field 'cluster.worker[1]' must be a HOST:PORT"),
+        (
+            '{"cluster": {"worker": ["h:1", "h"]}, "task": {}}',
+            "field 'cluster.worker[1]' must be a HOST:PORT",
+        ),
+        ('{"cluster": {"worker": ["h:1", "h:1"]}, "task": {}}', "names h:1 a second time"),
+        ('{"cluster": {"ps": ["h:1"]}, "task": {"type": "ps"}}', "field 'cluster.ps' is not a job"),
+        ('{"cluster": {"worker": ["h:1"]}}', "field 'task' must be an object"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief"}}', "field 'task.type' must be a job"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 1}}', "from 0 to 0, got 1"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}}', "got '0'"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": true}}', "got True"),
+    ],
+)
+def test_a_tf_config_of_the_wrong_shape_is_one_line_naming_the_field(tf_config, message, monkeypatch, capsys):
+    with pytest.raises(ConfigError, match="TF_CONFIG"):
+        cluster.parse_tf_config(tf_config)
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(SystemExit) as exit_code:
+        cli.main(["--data", "rec", "--strategy", "multiworker"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and message in lines[-1], lines
+    assert lines[-1].startswith("python train.py: error: TF_CONFIG: ")
+
+
+def test_the_chief_is_the_chief_task_or_worker_0():
+    two = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 0}}
+    assert cluster.parse_tf_config(json.dumps(two)).is_chief
+    two["task"]["index"] = 1
+    assert not cluster.parse_tf_config(two).is_chief
+    two["cluster"]["chief"] = ["h:3"]
+    assert not cluster.parse_tf_config(two).is_chief
+    chief = cluster.parse_tf_config({**two, "task": {"type": "chief", "index": 0}})
+    assert chief.is_chief and chief.peers == ["h:1", "h:2"]
+
+
+def silent_peer() -> tuple[socket.socket, str]:
+    """A port on 127.0.0.1 that takes connections (the kernel's backlog) and never answers."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    return sock, f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def start_worker(data: Path, out: Path, peer: str, timeout: str) -> subprocess.Popen:
+    [port] = _free_ports(1)
+    argv = ["--data", str(data), "--model", "pilotnet", "--out", str(out), *ARGS, "--strategy", "multiworker"]
+    argv += ["--workers", f"127.0.0.1:{port}", peer, "--worker-index", "0", "--start-timeout", timeout]
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def test_a_worker_whose_peer_never_answers_stops_at_its_deadline_in_one_line(data, tmp_path):
+    peer_socket, peer = silent_peer()
+    with peer_socket:
+        worker = start_worker(data, tmp_path / "out", peer, "3")
+        output, _ = worker.communicate(timeout=300)
+    lines = output.strip().splitlines()
+    assert worker.returncode == 1, output[-2000:]
+    assert "waiting up to 3 s for the other workers" in output
+    assert "no start within 3 s (--start-timeout)" in lines[-1] and peer in lines[-1]
+    assert lines[-1].startswith("train.py: worker 0 of 2") and "Traceback" not in output
+
+
+def test_a_sigterm_while_waiting_for_the_workers_ends_the_process_at_once(data, tmp_path):
+    peer_socket, peer = silent_peer()
+    with peer_socket:
+        worker = start_worker(data, tmp_path / "out", peer, "600")
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout], daemon=True)
+        reader.start()
+        try:
+            while "waiting up to 600 s" not in lines.get(timeout=240):
+                pass
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 143  # not the 600 s of its deadline
+        finally:
+            worker.kill()
+        reader.join(timeout=30)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    assert rest and rest[-1].startswith("train.py: terminated"), rest

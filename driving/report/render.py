@@ -325,7 +325,45 @@ def saliency_markdown(section: dict) -> list[str]:
                 f"{s['chance']:.1%} |"
             )
     lines += [f"- {name}: not scored ({why})" for name, why in section["not_scored"].items()]
-    return lines + ["", f"![where each model looks]({SALIENCY_GRID})"]
+    return (
+        lines + saliency_faithfulness_markdown(section) + ["", f"![where each model looks]({SALIENCY_GRID})"]
+    )
+
+
+def saliency_faithfulness_markdown(section: dict) -> list[str]:
+    """The deletion check, a column per method: the ratio, its 95% interval and the verdict."""
+    methods, scores = section["methods"], section["scores"]
+    found = [
+        s["faithfulness"] for by_method in scores.values() for s in by_method.values() if "faithfulness" in s
+    ]
+    if not found:
+        return []  # a section saved before the check existed
+    first = found[0]
+    lines = [
+        "",
+        f"Do the maps show what the steering uses? Per frame, the {first['share']:.0%} of the model "
+        "input's pixels the map ranks highest are hidden (filled with the frame's mean colour), "
+        f"and the same mask moved to a random place ({first['draws']} draws); the cell is the mean "
+        "|steering change| hiding the salient pixels over hiding them elsewhere, with its bootstrap "
+        "95% interval over the frames. A method earns its place where the lower bound is above "
+        f"{first['earns_above']:g} (docs/saliency.md).",
+        "",
+        "| model | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for name, by_method in scores.items():
+        cells = [_faithfulness_cell(by_method.get(method, {}).get("faithfulness")) for method in methods]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _faithfulness_cell(checked: dict | None) -> str:
+    if not checked:
+        return ""
+    if checked["verdict"] == "steering does not move":
+        return checked["verdict"]
+    moved = checked["moved"]
+    return f"{moved['ratio']:.2f} [{moved['low']:.2f}, {moved['high']:.2f}] {checked['verdict']}"
 
 
 # --- every export, driven ---------------------------------------------------------------------------

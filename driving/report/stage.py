@@ -42,9 +42,9 @@ from driving.run import (
     read_record,
     write_record,
 )
-from driving.saliency import draw
+from driving.saliency import draw, faithfulness
 from driving.saliency.frames import Probe, probe_frames
-from driving.saliency.methods import METHODS, frame_saliency, score
+from driving.saliency.methods import METHODS, input_saliency, score, to_frame
 from driving.train.history import read_history
 from driving.versions import differences_from_lock
 
@@ -180,9 +180,11 @@ def saliency_section(
 ) -> dict:
     """Where each model looks on the same seeded frames of unseen tracks (frames.probe_frames,
     or `probes`): per model and method, the share of the saliency on road and road edge, the edge
-    share, the off-road share and the chance level; and saliency.png, a grid of those frames with a
-    row per model and method under a row of the frames' labels. A model that cannot be scored is
-    listed with the reason, and the others are scored."""
+    share, the off-road share and the chance level, and whether hiding the most salient pixels
+    moves the steering more than hiding the same mask elsewhere (faithfulness.check); and
+    saliency.png, a grid of those frames with a row per model and method under a row of the
+    frames' labels. A model that cannot be scored is listed with the reason, and the others are
+    scored."""
     probes = probe_frames() if probes is None else list(probes)
     shown = list(range(0, len(probes), max(1, len(probes) // SALIENCY_COLUMNS)))[:SALIENCY_COLUMNS]
     frames = np.stack([p.frame for p in probes])
@@ -194,8 +196,10 @@ def saliency_section(
             model, info = load_keras(folder / f"{name}.keras")
             geometry = info_or_default(info, name).preprocessing
             for method in methods:
-                maps = frame_saliency(METHODS[method](model), frames, geometry)
+                x, on_input = input_saliency(METHODS[method](model), frames, geometry)
+                maps = to_frame(on_input, geometry)
                 found = score(maps, probes, geometry)
+                found["faithfulness"] = faithfulness.check(model, x, on_input).to_dict()
                 scores.setdefault(name, {})[method] = found
                 grid.append([draw.overlay(probes[i].frame, maps[i], geometry) for i in shown])
                 row_labels.append(f"{name}, {method}\n{found['score']:.0%} road and edge")
@@ -310,7 +314,8 @@ def run(config: ReportConfig | str | Path, progress: bool = True, suite: Suite |
         "precisions": precision_record(driven, suite, speed) if driven else None,
     }
     write_record(out.report_json, report)
-    card.add_report(out, rows, driven, suite, speed)  # each model's card keeps what was measured
+    # each model's card keeps what was measured, where it looks included
+    card.add_report(out, rows, driven, suite, speed, saliency=where, grid=render.SALIENCY_GRID)
     text = render.markdown(rows, notes, images, machine, splits, failed, where)
     if driven:
         lines = render.precision_markdown(

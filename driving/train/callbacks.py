@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import keras
 import pandas as pd
@@ -20,6 +19,7 @@ from driving.evaluation.suites import drive_one
 from driving.files import write_text
 from driving.modelio import ModelInfo, save_keras, to_tflite
 from driving.pilot import Pilot
+from driving.run import Checkpoint, RunFolder
 from driving.runtime import Predictor
 from driving.train.history import write_history
 
@@ -91,26 +91,30 @@ class HistoryLog(keras.callbacks.Callback):
     """Appends each epoch to NAME.history.csv/.json, rewriting both atomically (Keras' CSVLogger
     appends in place: a full disk could leave the file truncated)."""
 
-    def __init__(self, out: Path, name: str, history: pd.DataFrame):
+    def __init__(self, folder: RunFolder, name: str, history: pd.DataFrame):
         super().__init__()
-        self.out, self.name, self.history = out, name, history
+        self.folder, self.name, self.history = folder, name, history
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         row = {"epoch": epoch, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:] if k in logs}}
         self.history = pd.concat([self.history, pd.DataFrame([row])], ignore_index=True)
-        write_history(self.out, self.name, self.history)
+        write_history(self.folder.root, self.name, self.history)
 
 
 class Checkpoints(keras.callbacks.Callback):
     """Every epoch with a finite loss: NAME.last.keras (what --resume continues from). When the
     validation loss improves: NAME.keras, then NAME.h5. Saving .keras first matters: Keras' .h5
     writer strips the optimizer entry from the model's compile config (modelio guards it too).
-    Every file carries `info`, the preprocessing and the run (driving/modelio.py)."""
+    Every file carries `info`, the preprocessing and the run (driving/modelio.py), and which
+    checkpoint it is (a driving.run.Checkpoint: kind, epoch, step, the metric that chose it)."""
 
-    def __init__(self, out: Path, name: str, info: ModelInfo, best: float = math.inf):
+    def __init__(
+        self, folder: RunFolder, name: str, info: ModelInfo, steps_per_epoch: int, best: float = math.inf
+    ):
         super().__init__()
-        self.out, self.name, self.info, self.best = out, name, info, best
+        self.folder, self.name, self.info, self.best = folder, name, info, best
+        self.steps_per_epoch = steps_per_epoch
         self.best_epoch: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -118,13 +122,15 @@ class Checkpoints(keras.callbacks.Callback):
         loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
         if not (math.isfinite(loss) and math.isfinite(val_loss)):
             return  # a diverged model is never saved, not even as the last one
+        done = {"epoch": epoch + 1, "step": (epoch + 1) * self.steps_per_epoch}
         if val_loss < self.best:
             self.best, self.best_epoch = val_loss, epoch
-            best = replace(self.info, checkpoint=f"best validation loss, epoch {epoch + 1}")
-            save_keras(self.model, self.out / f"{self.name}.keras", best)
-            save_keras(self.model, self.out / f"{self.name}.h5", best)
-        last = replace(self.info, checkpoint=f"last, epoch {epoch + 1}")
-        save_keras(self.model, self.out / f"{self.name}.last.keras", last)
+            kept = Checkpoint(kind="val-best", metric="val_loss", value=val_loss, **done)
+            best = replace(self.info, checkpoint=kept)
+            save_keras(self.model, self.folder.model(self.name), best)
+            save_keras(self.model, self.folder.h5(self.name), best)
+        last = Checkpoint(kind="last", metric="val_loss", value=val_loss, **done)
+        save_keras(self.model, self.folder.last(self.name), replace(self.info, checkpoint=last))
 
 
 class DriveCheck(keras.callbacks.Callback):
@@ -137,9 +143,9 @@ class DriveCheck(keras.callbacks.Callback):
     mean |cross-track error|. Each check is one row of NAME.drive.csv (step, epoch, scores,
     seconds it took)."""
 
-    def __init__(self, out: Path, name: str, info: ModelInfo, every: int, suite=None, step: int = 0):
+    def __init__(self, folder: RunFolder, name: str, info: ModelInfo, every: int, suite=None, step: int = 0):
         super().__init__()
-        self.out, self.name, self.info, self.every = out, name, info, every
+        self.folder, self.name, self.info, self.every = folder, name, info, every
         self.suite = suite or SUITES["validation"]
         self.step, self.epoch = step, 0
         self.best: tuple[float, float] | None = None
@@ -169,10 +175,12 @@ class DriveCheck(keras.callbacks.Callback):
         row = {"step": self.step, "epoch": self.epoch, "autonomy": autonomy, "mean_abs_cte_m": cte}
         if self.best is None or (autonomy, -cte) > self.best:
             self.best = (autonomy, -cte)
-            label = f"best validation drive, step {self.step} (epoch {self.epoch + 1})"
-            save_keras(self.model, self.out / f"{self.name}.drive.keras", replace(info, checkpoint=label))
+            kept = Checkpoint(
+                kind="drive-best", epoch=self.epoch + 1, step=self.step, metric="autonomy", value=autonomy
+            )
+            save_keras(self.model, self.folder.drive_best(self.name), replace(info, checkpoint=kept))
             row["kept"] = True
         row["seconds"] = time.perf_counter() - start
         self.rows.append(row)
-        write_text(self.out / f"{self.name}.drive.csv", pd.DataFrame(self.rows).to_csv(index=False))
+        write_text(self.folder.drive_log(self.name), pd.DataFrame(self.rows).to_csv(index=False))
         return row

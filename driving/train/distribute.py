@@ -1,48 +1,27 @@
 """Where a training run computes: one device, every local GPU (mirrored), or several worker
-processes (multi-worker), and what a multi-worker run needs besides its strategy: which process
-writes the files, how each worker keeps its share of the data, and a bridge between Keras 3's fit
-and the collective strategy.
+processes (multi-worker), and what a multi-worker run needs besides its strategy: how each worker
+keeps its share of the data, and a bridge between Keras 3's fit and the collective strategy. Who
+the workers are, which one writes, and the wait for them is driving/train/cluster.py.
 
 `make_strategy` must run before any TensorFlow op: a multi-worker strategy has to be the first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
 
 from driving.config import STRATEGIES, ConfigError, RunConfig
+from driving.train.cluster import cluster_of, wait_for_peers, watchdog
 
 COLLECTIVE_TIMEOUT_S = 600  # multi-worker: how long a step may wait for the other workers
-
-
-def tf_config(config: RunConfig) -> dict | None:
-    """The multi-worker cluster: from --workers/--worker-index, or the standard TF_CONFIG."""
-    if config.workers:
-        return {
-            "cluster": {"worker": list(config.workers)},
-            "task": {"type": "worker", "index": config.worker_index},
-        }
-    text = os.environ.get("TF_CONFIG")
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        raise ConfigError("strategy", "TF_CONFIG is not valid JSON") from None
-
-
-def is_chief(config: RunConfig) -> bool:
-    """Whether this process writes the run's files: the only one, or in a multi-worker run the
-    chief (worker 0 when the cluster names no chief). The others train, and write nothing."""
-    cluster = tf_config(config) if config.strategy == "multiworker" else None
-    if not cluster:
-        return True
-    task = cluster.get("task", {})
-    if "chief" in cluster.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
 def shard(dataset: tf.data.Dataset, config: RunConfig) -> tf.data.Dataset:
@@ -79,19 +58,35 @@ def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "multiworker":
-        cluster = tf_config(config)
-        if not cluster:
-            raise ConfigError(
-                "strategy", "multiworker needs TF_CONFIG or --workers HOST:PORT ... --worker-index I"
-            )
-        os.environ["TF_CONFIG"] = json.dumps(cluster)
+        cluster = cluster_of(config)
+        # Every worker answers before TensorFlow starts, or the run ends in one line (cluster.py).
+        wait_for_peers(cluster, config.start_timeout)
+        os.environ["TF_CONFIG"] = json.dumps(cluster.tf_config())
         # A worker that dies must not leave the others waiting for good: they fail, and the job
         # can be restarted with --resume.
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        stuck = (
+            f"train.py: {cluster.name}: TensorFlow's multi-worker start did not finish within "
+            f"{config.start_timeout:g} s after every worker had answered (did one stop?); ending this worker"
+        )
+        with watchdog(config.start_timeout, stuck), _sigterm_kept():
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         _fit_keras_to(strategy)
         return strategy
     raise ConfigError("strategy", f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
+
+
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """TensorFlow's coordination service takes SIGTERM over (its preemption notifier notes it and
+    goes on); give it back to whatever handled it before, so `kill` still ends a run."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 def _fit_keras_to(strategy: tf.distribute.Strategy) -> None:

@@ -17,17 +17,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from driving.files import save_figure, write_json, write_text
-
-HISTORY_SUFFIX = ".history.csv"
-
-
-def history_path(out: Path, name: str) -> Path:
-    return out / f"{name}{HISTORY_SUFFIX}"
+from driving.run import RunFolder
 
 
 def read_history(out: Path, name: str) -> pd.DataFrame:
     """The history of model `name` in `out` (empty when it has not been trained there)."""
-    path = history_path(out, name)
+    path = RunFolder(out).history(name)
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
     try:
@@ -38,13 +33,15 @@ def read_history(out: Path, name: str) -> pd.DataFrame:
 
 def write_history(out: Path, name: str, history: pd.DataFrame) -> None:
     """NAME.history.csv and NAME.history.json, each written atomically."""
-    write_text(history_path(out, name), history.to_csv(index=False))
-    write_json(out / f"{name}.history.json", history.to_dict(orient="list"))
+    folder = RunFolder(out)
+    write_text(folder.history(name), history.to_csv(index=False))
+    write_json(folder.history_json(name), history.to_dict(orient="list"))
 
 
 def all_histories(out: Path) -> dict[str, pd.DataFrame]:
     """Every non-empty history in `out`, by model name."""
-    names = [p.name[: -len(HISTORY_SUFFIX)] for p in sorted(out.glob(f"*{HISTORY_SUFFIX}"))]
+    suffix = RunFolder(out).history("").name  # what RunFolder adds to a model's name
+    names = sorted(p.name.removesuffix(suffix) for p in Path(out).glob("*" + suffix))
     histories = {}
     for name in names:
         try:

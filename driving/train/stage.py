@@ -2,7 +2,7 @@
 
     python train.py --data data/track1 --model effnet --model base --epochs 10 --out models/
 
-For each model NAME, under --out:
+For each model NAME, under --out (every path is a method of driving/run.py's RunFolder):
     NAME.keras          best-by-validation model, with optimizer state (written first: an .h5 save
                         before it would drop the optimizer from it)
     NAME.h5             the same weights in the legacy .h5 format the original comparison used
@@ -10,72 +10,57 @@ For each model NAME, under --out:
     NAME.history.csv    one row per epoch: loss, mae, val_loss, val_mae, epoch_seconds (and .json)
     NAME.loss.png       training and validation loss per epoch
     logs/NAME/          TensorBoard logs (tensorboard --logdir models/logs)
-and run.json (the RunConfig, the package versions and the results: how the run was made) and
-loss_overlay.png. Every model file carries its preprocessing and run (driving/modelio.py) and is
-written atomically, as is every other file (driving/files.py).
+and run.json (the RunConfig, the train.py command that remakes it, the package versions with the
+lock's hash, and the results: how the run was made) and loss_overlay.png. Every model file carries
+its preprocessing, its run and which checkpoint it is (driving/modelio.py) and is written
+atomically, as is every other file (driving/files.py). A run holds its folder for its whole life
+(RunFolder.hold): a second run into the same folder is refused, naming the first's PID.
 
 Each model's initial weights and augmented batches come from a seed of its own, a function of
 --seed and its name only (config.model_seed): `--model effnet --seed 3` gives the same effnet alone
-or beside other models. The split depends on --seed alone.
+or beside other models. The split depends on --seed alone. Training runs with TensorFlow's op
+determinism on: the same seed, data and package versions give the same weights, bit for bit.
 
-The command line is driving/train/cli.py; the distribution strategies driving/train/distribute.py.
+The command line is driving/train/cli.py; the distribution strategies driving/train/distribute.py,
+the multi-worker cluster driving/train/cluster.py.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
-import platform
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import metadata
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
 import pandas as pd
 import tensorflow as tf
 
+# Op determinism can be asked about and switched off again only through this module
+# (tf.config.experimental has the switch on alone): a run must not leave it on for the process's
+# later work.
+from tensorflow.python.framework import config as tf_framework_config
+
 from driving import card, models
-from driving.config import RUN_JSON, ConfigError, RunConfig, model_seed
+from driving.config import ConfigError, RunConfig, model_seed
 from driving.data.reader import load_recordings, split_by_time
-from driving.files import check_writable_folder, remove_stale_temps, write_json
-from driving.modelio import ModelInfo, load_keras
+from driving.files import RecordError, check_writable_folder, remove_stale_temps
+from driving.modelio import ModelInfo, load_info, load_keras
 from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_dataset
 from driving.preprocess import FrameError, read_frame
+from driving.run import RunFolder, TrainResult, read_record, write_record
 from driving.train import callbacks
-from driving.train.cli import command_line
-from driving.train.distribute import is_chief, make_strategy, setup_devices, shard
+from driving.train.cluster import is_chief
+from driving.train.distribute import make_strategy, setup_devices, shard
 from driving.train.history import all_histories, plot_loss, plot_loss_overlay, read_history
-
-PACKAGES = ("tensorflow", "keras", "numpy", "ai-edge-litert", "opencv-python-headless", "pandas")
+from driving.versions import package_versions
 
 
 class TrainError(RuntimeError):
     """A run that cannot start or go on; the message says why in one line, and what to do."""
-
-
-@dataclass
-class TrainResult:
-    name: str
-    params: int
-    epochs: int
-    best_val_loss: float
-    best_val_mae: float
-    seconds_per_epoch: float
-    stopped_early: bool
-    diverged: str | None = None  # where the loss stopped being finite, if it did
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("driving", *PACKAGES):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def _check_models(config: RunConfig) -> None:
@@ -84,28 +69,35 @@ def _check_models(config: RunConfig) -> None:
         raise ConfigError("models", f"unknown model {unknown[0]!r}; choose from {', '.join(models.MODELS)}")
 
 
-def _check_resume(config: RunConfig, out: Path) -> None:
-    """--resume must find, for every model, the last checkpoint and its history, and a run.json
-    with the same data, split and preprocessing: anything else would overwrite a good model with
-    one trained from scratch, or continue on other frames."""
+def _check_resume(config: RunConfig, folder: RunFolder) -> None:
+    """--resume must find, for every model, the last checkpoint of this very run (its model, its
+    preprocessing, its data and split) and its history, and a run.json with the same data, split
+    and preprocessing: anything else would overwrite a good model with one trained from scratch,
+    continue another architecture, or continue on other frames. Reads only."""
     for name in config.models:
-        last = out / f"{name}.last.keras"
+        last = folder.last(name)
         if not last.is_file():
             raise TrainError(
                 f"--resume: {last} is missing, so {name} cannot continue; train without --resume "
-                f"to start {name} afresh (that replaces {out / (name + '.keras')})"
+                f"to start {name} afresh (that replaces {folder.model(name)})"
             )
+        _check_last(config, name, last)
         try:
-            history = read_history(out, name)
+            history = read_history(folder.root, name)
         except ValueError as e:
             raise TrainError(f"--resume: {e}") from None
         if not len(history) or "val_loss" not in history:
-            raise TrainError(f"--resume: {out / (name + '.history.csv')} is missing or empty")
-    saved = out / RUN_JSON
+            raise TrainError(f"--resume: {folder.history(name)} is missing or empty")
+    saved = folder.record
     if saved.is_file():
         try:
-            before = RunConfig.from_dict(json.loads(saved.read_text()), str(saved))
-        except (ValueError, ConfigError) as e:
+            before = RunConfig.from_dict(read_record(saved), str(saved))
+        except RecordError as e:
+            raise TrainError(f"--resume: {e}") from None
+        except ConfigError as e:
+            field = e.field.removeprefix(f"{saved}: ")
+            raise TrainError(f"--resume: {saved}: field '{field}' {e.message}") from None
+        except (TypeError, ValueError) as e:  # a value of a shape no field check foresaw
             raise TrainError(f"--resume: {saved} is unreadable ({e})") from None
         for what, old, new in (
             ("the split", before.split(), config.split()),
@@ -113,6 +105,28 @@ def _check_resume(config: RunConfig, out: Path) -> None:
         ):
             if old != new:
                 raise TrainError(f"--resume: {what} differs from the run in {saved} ({old} vs {new})")
+
+
+def _check_last(config: RunConfig, name: str, last: Path) -> None:
+    """NAME.last.keras is a checkpoint of `name` made by this run's data, split and preprocessing,
+    by its own record (read without loading the model)."""
+    info = load_info(last)
+    if info is None or not info.run:
+        raise TrainError(
+            f"--resume: {last} carries no record of the run that made it, so it cannot be checked "
+            f"against this one; train without --resume to start {name} afresh"
+        )
+    split = {key: info.run.get(key) for key in config.split()}
+    for what, old, new in (
+        ("model", info.model, name),
+        ("preprocessing", info.preprocessing.describe(), config.preprocessing.describe()),
+        ("split", split, config.split()),
+    ):
+        if old != new:
+            raise TrainError(
+                f"--resume: {last} holds another {what} ({old}) than this run's ({new}); "
+                f"train without --resume, or into another --out, to start {name} afresh"
+            )
 
 
 def _frame_size(frames) -> tuple[int, int] | None:
@@ -164,19 +178,41 @@ def decode(config: RunConfig, train, val, summary):
 
 def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
     """Train every model of `config`; write its files and OUT/run.json. Raises ConfigError,
-    RecordingError, TrainError or ModelFileError with one line for anything that cannot work,
-    checked before the long work wherever possible."""
+    RecordingError, TrainError, ModelFileError or FolderInUse with one line for anything that
+    cannot work, checked before the long work wherever possible, and before anything in the
+    output folder changes."""
     config.validate()
     _check_models(config)
-    out = check_writable_folder(config.out, "--out folder")
+    chief = is_chief(config)  # a TF_CONFIG of the wrong shape is refused here, in one line
+    folder = RunFolder(check_writable_folder(config.out, "--out folder"))
     config.data = [os.path.abspath(d) for d in config.data]  # run.json must find them from anywhere
-    remove_stale_temps(out)
-    if config.resume:
-        _check_resume(config, out)
+    # One run per folder; in a multi-worker run the chief alone holds it (the others write nothing).
+    with folder.hold() if chief else contextlib.nullcontext():
+        if config.resume:
+            _check_resume(config, folder)
+        if chief:
+            remove_stale_temps(folder.root)
+        with deterministic_ops():
+            return _run(config, folder, chief, progress)
+
+
+@contextlib.contextmanager
+def deterministic_ops() -> Iterator[None]:
+    """TensorFlow's op determinism on for the block (the same seed, data and versions give the
+    same weights, bit for bit), as it was afterwards. What it costs: docs/benchmarks.md."""
+    before = tf_framework_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not before:
+            tf_framework_config.disable_op_determinism()
+
+
+def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> list[TrainResult]:
     train_rows, val_rows, summary = load_split(config)
     setup_devices(config.mixed_precision)
     strategy = make_strategy(config)  # before any TensorFlow op: a multi-worker one must be first
-    chief = is_chief(config)
     cache, train_rows, val_rows = decode(config, train_rows, val_rows, summary)
     config.versions = package_versions()
     steps = config.steps_per_epoch or steps_per_epoch(train_rows, config.batch_size, config.augment)
@@ -185,9 +221,9 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
         f"{len(train_rows)} training rows, {len(val_rows)} validation rows; {steps} steps per epoch "
         f"of {config.batch_size}; {replicas} replica(s)"
     )
-    record = config.to_dict()
+    record = {**config.to_dict(), "command": config.command()}
     if chief:
-        write_json(out / RUN_JSON, {**record, "command": command_line(config)})
+        write_record(folder.record, record)
 
     val_ds = shard(val_dataset(val_rows, cache, config.batch_size), config)
     if replicas > 1:
@@ -213,10 +249,9 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
             card.trained(config.out, name, config, results[-1], (train_rows, val_rows), steps)
         keras.backend.clear_session(free_memory=True)
         if chief:
-            results_json = {r.name: vars(r) for r in results}
-            write_json(out / RUN_JSON, {**record, "command": command_line(config), "results": results_json})
+            write_record(folder.record, {**record, "results": {r.name: asdict(r) for r in results}})
     if chief:
-        plot_loss_overlay(all_histories(out), out / "loss_overlay.png")
+        plot_loss_overlay(all_histories(folder.root), folder.loss_overlay)
     return results
 
 
@@ -224,8 +259,8 @@ def train_model(
     name: str, config: RunConfig, train_ds, val_ds, steps: int, strategy, progress: bool, chief: bool = True
 ) -> TrainResult:
     """Fit one registered model; its files land in config.out (see the module docstring)."""
-    out = Path(config.out)
-    history = read_history(out, name) if config.resume else None
+    folder = RunFolder(config.out)
+    history = read_history(folder.root, name) if config.resume else None
     info = ModelInfo(
         preprocessing=config.preprocessing,
         model=name,
@@ -234,8 +269,8 @@ def train_model(
     )
     with strategy.scope():
         if history is not None:
-            model, _ = load_keras(out / f"{name}.last.keras", compile=True)
-            print(f"{name}: resuming after epoch {len(history)} from {out / (name + '.last.keras')}")
+            model, _ = load_keras(folder.last(name), compile=True)
+            print(f"{name}: resuming after epoch {len(history)} from {folder.last(name)}")
         else:
             keras.utils.set_random_seed(model_seed(config.seed, name))
             model = models.build(name, input_shape=config.preprocessing.input_shape)
@@ -249,18 +284,18 @@ def train_model(
         early.best = best
         early.wait = len(history) - 1 - int(history["val_loss"].idxmin())
     divergence = callbacks.StopOnDivergence()
-    checkpoints = callbacks.Checkpoints(out, name, info, best)
+    checkpoints = callbacks.Checkpoints(folder, name, info, steps, best)
     # Every worker of a multi-worker run stops on the same signals (losses are all-reduced, so
     # they agree); only the chief writes.
     fit_callbacks = [callbacks.EpochTimer(), divergence, early]
     if chief:
-        fit_callbacks += [checkpoints, callbacks.HistoryLog(out, name, history)]
+        fit_callbacks += [checkpoints, callbacks.HistoryLog(folder, name, history)]
         if config.drive_check_steps:
             fit_callbacks.append(
-                _drive_check(out, name, info, config.drive_check_steps, initial_epoch * steps)
+                _drive_check(folder, name, info, config.drive_check_steps, initial_epoch * steps)
             )
         if config.tensorboard:
-            fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs" / name)))
+            fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder.logs(name))))
     if progress:
         fit_callbacks.append(callbacks.TqdmProgress(name, config.epochs, steps))
     fitted = None
@@ -276,37 +311,35 @@ def train_model(
             shuffle=False,
         )
     if chief:
-        history = read_history(out, name)
+        history = read_history(folder.root, name)
     else:  # the chief writes the history file; a worker knows what it trained here
         history = pd.DataFrame(fitted.history if fitted is not None else {})
         history["epoch"] = range(initial_epoch, initial_epoch + len(history))
     if divergence.diverged:
-        kept = f"kept {out / (name + '.keras')}" if (out / f"{name}.keras").is_file() else "no model saved"
+        kept = f"kept {folder.model(name)}" if folder.model(name).is_file() else "no model saved"
         print(f"{name}: training diverged at {divergence.diverged}; stopped, {kept}", file=sys.stderr)
     finite = history[history["val_loss"].map(math.isfinite)] if len(history) else history
     if len(history) and chief:
-        plot_loss(history, name, out / f"{name}.loss.png")
+        plot_loss(history, name, folder.loss_plot(name))
     best_row = finite.loc[finite["val_loss"].idxmin()] if len(finite) else None
     return TrainResult(
         name=name,
         params=model.count_params(),
         epochs=len(history),
-        best_val_loss=float(best_row["val_loss"]) if best_row is not None else math.nan,
-        best_val_mae=float(best_row["val_mae"]) if best_row is not None else math.nan,
-        seconds_per_epoch=float(history["epoch_seconds"].median())
-        if "epoch_seconds" in history
-        else math.nan,
+        best_val_loss=float(best_row["val_loss"]) if best_row is not None else None,
+        best_val_mae=float(best_row["val_mae"]) if best_row is not None else None,
+        seconds_per_epoch=float(history["epoch_seconds"].median()) if "epoch_seconds" in history else None,
         stopped_early=len(history) < config.epochs and not divergence.diverged,
         diverged=divergence.diverged,
     )
 
 
-def _drive_check(out: Path, name: str, info, every: int, step: int):
+def _drive_check(folder: RunFolder, name: str, info: ModelInfo, every: int, step: int):
     """The DriveCheck callback, carrying on from NAME.drive.csv when a run resumes (so a resumed
     run never replaces the drive-best checkpoint with a worse one)."""
-    check = callbacks.DriveCheck(out, name, info, every, step=step)
-    log = out / f"{name}.drive.csv"
-    if step and log.is_file() and (out / f"{name}.drive.keras").is_file():
+    check = callbacks.DriveCheck(folder, name, info, every, step=step)
+    log = folder.drive_log(name)
+    if step and log.is_file() and folder.drive_best(name).is_file():
         try:
             rows = pd.read_csv(log).to_dict(orient="records")
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
@@ -319,13 +352,16 @@ def _drive_check(out: Path, name: str, info, every: int, step: int):
 
 
 def summary_table(results: Sequence[TrainResult]) -> str:
+    def cell(value: float | None, width: int, digits: int) -> str:
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
     lines = [
         f"{'model':<12} {'params':>9} {'epochs':>7} {'best val MSE':>13} {'val MAE':>8} {'s/epoch':>8}  note"
     ]
     for r in results:
         note = f"diverged at {r.diverged}" if r.diverged else "stopped early" if r.stopped_early else ""
         lines.append(
-            f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {r.best_val_loss:>13.5f} "
-            f"{r.best_val_mae:>8.4f} {r.seconds_per_epoch:>8.1f}  {note}"
+            f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {cell(r.best_val_loss, 13, 5)} "
+            f"{cell(r.best_val_mae, 8, 4)} {cell(r.seconds_per_epoch, 8, 1)}  {note}"
         )
     return "\n".join(lines)
