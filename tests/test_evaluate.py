@@ -32,7 +32,7 @@ from driving.demo import DemoConfig
 from driving.evaluation import registry, seed_tables, suites
 from driving.evaluation.registry import SUITES, Suite, SuiteDrive
 from driving.evaluation.seed_tables import same_weights
-from driving.evaluation.seeds import seeds_study, training_step
+from driving.evaluation.seeds import checkpoint_of, seeds_study, training_step
 from driving.evaluation.settings import EvalConfig, StudyConfig, TableConfig
 from driving.evaluation.suites import bootstrap_ci
 from driving.files import write_json
@@ -42,6 +42,7 @@ from driving.run import SCHEMA, Checkpoint, DriveResult, RunFolder, StudyRecord,
 from driving.sim.track import track_features
 from tests.test_runtime import tiny_model
 
+CHECKPOINTS = ("val-best", "drive-best", "last")
 TINY = Suite(
     "tiny", 1, (SuiteDrive(10900, "lake", 1_010_900, 0.04), SuiteDrive(10901, "desert", 1_010_901, 0.04)), "t"
 )
@@ -410,3 +411,17 @@ def test_a_checkpoints_label_cannot_change_which_checkpoints_are_the_same(monkey
     old_drive = Checkpoint.from_record("best validation drive, step 6 (epoch 1)", "m.drive.keras")
     assert old_drive.kind == "unknown" and training_step(old_drive, 6) is None
     assert not same(old_val, old_drive) and not same(val, old_drive) and not same(None, drive)
+
+
+def test_the_study_reads_which_checkpoint_a_model_file_is_from_its_record(tmp_path):
+    model = tiny_model()
+    run = RunFolder(tmp_path)
+    for path, kept in (
+        (run.model("m"), Checkpoint("val-best", epoch=1, metric="val_loss", value=0.1)),
+        (run.drive_best("m"), Checkpoint("drive-best", epoch=1, step=6, metric="autonomy", value=90.0)),
+        (run.last("m"), Checkpoint.from_record("best validation drive, step 6 (epoch 1)", "old")),
+    ):
+        save_keras(model, path, ModelInfo(model="tiny", checkpoint=kept))
+    steps = {kind: training_step(checkpoint_of(run.checkpoint("m", kind)), 6) for kind in CHECKPOINTS}
+    assert steps == {"val-best": 6, "drive-best": 6, "last": None}
+    assert same_weights(steps, "drive-best") and not same_weights(steps, "last")

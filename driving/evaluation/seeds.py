@@ -159,9 +159,7 @@ def one_run(
 def checkpoint_of(path: Path) -> Checkpoint | None:
     """Which checkpoint of its run a model file is, as the file's own record says."""
     info = load_info(path)
-    found = info.checkpoint if info else None
-    # A model file record of before the typed Checkpoint holds a prose label: an unknown checkpoint.
-    return Checkpoint.from_record(found, str(path)) if isinstance(found, str) else found
+    return info.checkpoint if info else None
 
 
 def training_step(checkpoint: Checkpoint | None, steps_per_epoch: int | None) -> int | None:
