@@ -32,10 +32,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from driving import tfsetup
 from driving.config import BUDGETS, MAX_BATCH_SIZE, TARGET_SPEED_MPH, Budget
 from driving.evaluation.registry import RECIPES, SUITES
 from driving.evaluation.settings import MAX_JOBS, MAX_SEED, MAX_SPEED_MPH, drive_timeout_option
 from driving.files import check_writable_folder, write_text
+from driving.models import MODELS as REGISTRY
 from driving.options import add_options, check_bounds, from_args, option
 from driving.run import RunFolder, SuiteResult, read_record
 
@@ -140,6 +142,8 @@ def machine() -> str:
 
 def run(config: DemoConfig) -> str:
     """The whole demo; returns the summary (also written to OUT/summary.md)."""
+    # Every stage, TensorFlow among them, only once a demo runs: this module is also the command
+    # line, whose --help must stay instant.
     from driving.evaluation import suites
     from driving.evaluation.seeds import recordings, run_config
     from driving.report import stage as report
@@ -234,11 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     config = from_args(DemoConfig, parser.parse_args(argv)).validate()
-    from driving.models import MODELS as REGISTRY
-
     for name in config.models:
         if name not in REGISTRY:
             parser.error(f"--models {name}: unknown model; choose from {', '.join(REGISTRY)}")
+    tfsetup.setup()
+    # What a demo runs, TensorFlow among it, once the arguments are good.
     from driving.data.reader import RecordingError
     from driving.evaluation.suites import DriveFailed
     from driving.modelio import ModelFileError
