@@ -22,6 +22,7 @@ in one process (the suite's drives in worker processes), so TensorFlow loads onc
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -29,9 +30,16 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from driving import cli
-from driving.config import BUDGETS, Budget
+from driving import tfsetup
+from driving.config import BUDGETS, MAX_BATCH_SIZE, TARGET_SPEED_MPH, Budget
+from driving.evaluation.registry import RECIPES, SUITES
+from driving.evaluation.settings import MAX_JOBS, MAX_SEED, MAX_SPEED_MPH, drive_timeout_option
+from driving.files import check_writable_folder, write_text
+from driving.models import MODELS as REGISTRY
+from driving.options import add_options, check_bounds, from_args, option
+from driving.run import RunFolder, SuiteResult, read_record
 
 MODELS = ("base", "effnet", "effnet-slim", "pilotnet")
 DEFAULT_RECIPE = "robust"
@@ -42,51 +50,86 @@ CPU_BUDGET, FULL_BUDGET = BUDGETS["cpu"], BUDGETS["full"]
 
 @dataclass
 class DemoConfig:
-    out: Path = Path("runs/demo")
-    data: Path = Path("data/demo")
-    recipe: str = DEFAULT_RECIPE
-    models: tuple[str, ...] = MODELS
-    budget: Budget = CPU_BUDGET
-    full: bool = False
-    suite: str = "quick"
-    speed: float = 9.0
-    seed: int = 0
-    jobs: int | None = None
+    """`python -m driving.demo`: what is recorded, trained and driven, and where it goes."""
+
+    full: bool = option(
+        False,
+        "--full",
+        f"the original training budget: {FULL_BUDGET.epochs} epochs x "
+        f"{FULL_BUDGET.steps} steps x batch {FULL_BUDGET.batch} (for a GPU)",
+    )
+    out: Path = option(Path("runs/demo"), "--out", "models, report, drives, summary.md")
+    data: Path = option(Path("data/demo"), "--data", "recordings, reused when present")
+    recipe: str = option(DEFAULT_RECIPE, "--recipe", "training data and settings", choices=tuple(RECIPES))
+    models: list[str] = option(lambda: list(MODELS), "--models", "models to train and compare", nargs="+")
+    # The budget (CPU, or --full) with any of its three figures overridden.
+    epochs: int | None = option(None, "--epochs", "override the budget's epochs", low=1, high=10_000)
+    steps: int | None = option(None, "--steps", "override the budget's steps per epoch", low=1)
+    batch_size: int | None = option(
+        None, "--batch-size", "override the budget's batch size", low=1, high=MAX_BATCH_SIZE
+    )
+    suite: str = option("quick", "--suite", "the unseen worlds to drive", choices=tuple(SUITES))
+    speed: float = option(TARGET_SPEED_MPH, "--speed", "mph", low=0, low_open=True, high=MAX_SPEED_MPH)
+    seed: int = option(0, "--seed", "the training seed", low=0, high=MAX_SEED)
+    jobs: int | None = option(None, "--jobs", "parallel drives (default: cores)", low=1, high=MAX_JOBS)
+    drive_timeout: float = drive_timeout_option()
+
+    @property
+    def budget(self) -> Budget:
+        base = FULL_BUDGET if self.full else CPU_BUDGET
+        return Budget(self.epochs or base.epochs, self.steps or base.steps, self.batch_size or base.batch)
+
+    def validate(self) -> DemoConfig:
+        check_bounds(self)
+        self.models = list(dict.fromkeys(self.models))  # a model named twice is trained once
+        return self
 
 
 def banner(text: str) -> None:
     print(f"\n=== {text}", flush=True)
 
 
-def summary_table(report: dict, suite: dict) -> str:
-    """One row per model: what it costs (the slimming report) and how it drives (the suite)."""
-    rows = {r["model"]: r for r in report["models"]}
+def _dig(row: Any, *keys: str) -> Any:
+    """row[key][key]..., or None where a step is missing."""
+    for key in keys:
+        row = row.get(key) if isinstance(row, dict) else None
+    return row
+
+
+def _cell(value: Any, spec: str, scale: float = 1.0, unit: str = "") -> str:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return f"{value if scale == 1 else value / scale:{spec}}{unit}" if ok else "-"
+
+
+def summary_table(report_rows: list[dict], driven: SuiteResult) -> str:
+    """One row per model: what it costs (the slimming report's rows, as its report.json holds them)
+    and how it drives (the suite). The report's rows are read as plain JSON, leniently: a figure
+    the report did not write is shown as "-"."""
+    rows = {_dig(r, "model"): r for r in report_rows}
     head = (
         "| model | params | .h5 KB | MACs/frame | Keras ms | LiteRT ms | val MSE | "
         "drives without intervention | autonomy mean [95% CI] | lake | jungle | desert |"
     )
     lines = [head, "|" + "---|" * 12]
-    for name, s in suite["summary"].items():
+    for name, s in driven.summary.items():
         r = rows.get(name)
-        lite = (r or {}).get("tflite", {}).get("float32", {}).get("latency", {}).get("median_ms")
         cost = (
             [
-                f"{r['params']:,}",
-                f"{r['h5'] / 1024:,.0f}",
-                f"{r['macs'] / 1e6:,.1f} M",
-                f"{r['keras_latency']['median_ms']:.2f}",
-                f"{lite:.2f}" if lite is not None else "-",
-                f"{r['val_mse']:.4f}",
+                _cell(_dig(r, "params"), ",d"),
+                _cell(_dig(r, "h5"), ",.0f", 1024),
+                _cell(_dig(r, "macs"), ",.1f", 1e6, " M"),
+                _cell(_dig(r, "keras_latency", "median_ms"), ".2f"),
+                _cell(_dig(r, "tflite", "float32", "latency", "median_ms"), ".2f"),
+                _cell(_dig(r, "val_mse"), ".4f"),
             ]
             if r
             else ["-"] * 6
         )
-        low, high = s["autonomy_ci95"]
-        style = s["autonomy_by_style"]
+        low, high = s.autonomy_ci95
         drive = [
-            f"{round(s['success_rate'] * s['drives'])} of {s['drives']}",
-            f"{s['autonomy_mean']:.1f}% [{low:.1f}, {high:.1f}]",
-            *(f"{style.get(k, float('nan')):.1f}%" for k in ("lake", "jungle", "desert")),
+            f"{round(s.success_rate * s.drives)} of {s.drives}",
+            f"{s.autonomy_mean:.1f}% [{low:.1f}, {high:.1f}]",
+            *(f"{s.autonomy_by_style.get(k, float('nan')):.1f}%" for k in ("lake", "jungle", "desert")),
         ]
         lines.append("| " + " | ".join([f"`{name}`", *cost, *drive]) + " |")
     return "\n".join(lines)
@@ -99,16 +142,17 @@ def machine() -> str:
 
 def run(config: DemoConfig) -> str:
     """The whole demo; returns the summary (also written to OUT/summary.md)."""
+    # Every stage, TensorFlow among them, only once a demo runs: this module is also the command
+    # line, whose --help must stay instant.
     from driving.evaluation import suites
-    from driving.evaluation.registry import RECIPES, SUITES
     from driving.evaluation.seeds import recordings, run_config
-    from driving.files import check_writable_folder, write_text
     from driving.report import stage as report
     from driving.train import stage as train
 
     check_writable_folder(config.out, "--out folder")
     check_writable_folder(config.data, "--data folder")
-    recipe, budget, models_dir = RECIPES[config.recipe], config.budget, config.out / "models"
+    config.validate()
+    recipe, budget, models_dir = RECIPES[config.recipe], config.budget, RunFolder(config.out / "models")
     suite = SUITES[config.suite]
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -126,13 +170,16 @@ def run(config: DemoConfig) -> str:
     size = f"{budget.epochs} epochs x {budget.steps} steps x batch {budget.batch}"
     banner(f"2/5 train {', '.join(config.models)}: {size}, seed {config.seed}")
     train.run(
-        run_config(recipe, config.models, config.seed, budget, folders, models_dir, config.out / "cache")
+        run_config(recipe, config.models, config.seed, budget, folders, models_dir.root, config.out / "cache")
     )
     step_done("train", t0)
 
     t0 = time.perf_counter()
     banner("3/5 slimming report")
-    slimming = report.run(models_dir)
+    report.run(models_dir.root)
+    # Its rows as report.json holds them (plain JSON, read leniently: the report's own typed rows
+    # are its business).
+    slimming = read_record(models_dir.report_json).get("models") or []
     step_done("report", t0)
 
     t0 = time.perf_counter()
@@ -141,12 +188,17 @@ def run(config: DemoConfig) -> str:
     # driving (validation loss picks poorly in short training: docs/evaluation.md), else the best
     # by validation loss.
     served = [
-        models_dir
-        / (f"{name}.drive.keras" if (models_dir / f"{name}.drive.keras").is_file() else f"{name}.h5")
+        models_dir.drive_best(name) if models_dir.drive_best(name).is_file() else models_dir.h5(name)
         for name in config.models
     ]
     driven = suites.run(
-        served, suite, config.jobs, config.speed, config.out / "drives", names=list(config.models)
+        served,
+        suite,
+        config.jobs,
+        config.speed,
+        config.out / "drives",
+        names=list(config.models),
+        drive_timeout=config.drive_timeout,
     )
     step_done("drive", t0)
 
@@ -164,17 +216,14 @@ def run(config: DemoConfig) -> str:
         f"The interval is a bootstrap over the suite's {len(suite.drives)} drives of this one "
         f"training run; another seed can land elsewhere (the seed study measures that: "
         f"docs/evaluation.md). Autonomy: (1 - interventions x 6 s / elapsed s) x 100. Latency: "
-        f"batch-1 CPU median from the slimming report ({models_dir / 'report.md'}). Per drive: "
-        f"{config.out / 'drives' / ('suite-' + suite.name + '.md')}.\n"
+        f"batch-1 CPU median from the slimming report ({models_dir.report_md}). Per drive: "
+        f"{RunFolder(config.out / 'drives').suite(suite.name, '.md')}.\n"
     )
-    write_text(config.out / "summary.md", text)
+    write_text(RunFolder(config.out).summary, text)
     return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from driving.evaluation.registry import RECIPES, SUITES
-
-    d = DemoConfig()
     parser = argparse.ArgumentParser(
         prog="python -m driving.demo",
         description="Record training data with the headless simulator, train base / effnet / the "
@@ -182,64 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
         "worlds it never saw, and print one summary table.",
         epilog="example: python -m driving.demo --out runs/demo   (make demo; make demo GPU=1 adds --full)",
     )
-    parser.add_argument(
-        "--full",
-        action="store_true",
-        help=f"the original training budget: {FULL_BUDGET.epochs} epochs x "
-        f"{FULL_BUDGET.steps} steps x batch {FULL_BUDGET.batch} (for a GPU)",
-    )
-    parser.add_argument("--out", type=Path, default=d.out, help="models, report, drives, summary.md")
-    parser.add_argument("--data", type=Path, default=d.data, help="recordings (reused when present)")
-    parser.add_argument(
-        "--recipe", choices=list(RECIPES), default=d.recipe, help="training data and settings"
-    )
-    parser.add_argument("--models", nargs="+", default=list(d.models), help="models to train and compare")
-    parser.add_argument("--epochs", type=cli.integer(1, 10_000), help="override the budget's epochs")
-    parser.add_argument("--steps", type=cli.positive_int, help="override the budget's steps per epoch")
-    parser.add_argument("--batch-size", type=cli.integer(1, 8192), help="override the budget's batch size")
-    parser.add_argument("--suite", choices=list(SUITES), default=d.suite, help="the unseen worlds to drive")
-    parser.add_argument("--speed", type=cli.number(0, 30, low_open=True), default=d.speed, help="mph")
-    parser.add_argument("--seed", type=cli.seed, default=d.seed)
-    parser.add_argument(
-        "--jobs", type=cli.integer(1, 256), default=None, help="parallel drives (default: cores)"
-    )
+    add_options(parser, DemoConfig)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    from driving.models import MODELS as REGISTRY
-
-    for name in args.models:
+    config = from_args(DemoConfig, parser.parse_args(argv)).validate()
+    for name in config.models:
         if name not in REGISTRY:
             parser.error(f"--models {name}: unknown model; choose from {', '.join(REGISTRY)}")
-    budget = FULL_BUDGET if args.full else CPU_BUDGET
-    budget = Budget(args.epochs or budget.epochs, args.steps or budget.steps, args.batch_size or budget.batch)
-    config = DemoConfig(
-        out=args.out,
-        data=args.data,
-        recipe=args.recipe,
-        models=tuple(dict.fromkeys(args.models)),
-        budget=budget,
-        full=args.full,
-        suite=args.suite,
-        speed=args.speed,
-        seed=args.seed,
-        jobs=args.jobs,
-    )
+    tfsetup.setup()
+    # What a demo runs, TensorFlow among it, once the arguments are good.
     from driving.data.reader import RecordingError
+    from driving.evaluation.suites import DriveFailed
     from driving.modelio import ModelFileError
     from driving.report.stage import ReportError
     from driving.train.stage import TrainError
 
     try:
         text = run(config)
-    except (RecordingError, TrainError, ReportError, ModelFileError, OSError, ValueError) as e:
+    except (RecordingError, TrainError, ReportError, ModelFileError, DriveFailed, OSError, ValueError) as e:
         print(f"demo: {e}", file=sys.stderr)
         return 1
     print(text)
-    print(f"wrote {config.out / 'summary.md'}")
+    print(f"wrote {RunFolder(config.out).summary}")
     return 0
 
 

@@ -1,5 +1,5 @@
 """Command line of the evaluation suites (the library: driving/evaluation/suites.py; the suites
-themselves: driving/evaluation/registry.py).
+themselves: driving/evaluation/registry.py; the settings: driving/evaluation/settings.py).
 
     python -m driving.evaluate models/effnet.h5 models/base.h5 --suite unseen [--jobs 2] [--out DIR]
 """
@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from driving import cli, tfsetup
+from driving import tfsetup
 from driving.evaluation.registry import SUITES
+from driving.evaluation.settings import EvalConfig
 from driving.files import check_writable_folder
 from driving.modelio import ModelFileError, load_info
+from driving.options import add_options, from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,31 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{s.name} v{s.version}: {s.description}" for s in SUITES.values())
         + ".   example: python -m driving.evaluate models/effnet.h5 models/base.h5 --suite quick",
     )
-    parser.add_argument("models", nargs="+", type=Path, help="model files (.h5, .keras, .tflite)")
-    parser.add_argument("--suite", choices=list(SUITES), default="quick", help="which suite (default quick)")
-    parser.add_argument(
-        "--jobs",
-        type=cli.integer(1, 256),
-        default=None,
-        help="drives at a time, each in its own process (default: one per core)",
-    )
-    parser.add_argument(
-        "--speed", type=cli.number(0, 30, low_open=True), default=9.0, help="target speed in mph (default 9)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/evaluate"),
-        help="where suite-NAME.json/.md/.png go (default runs/evaluate)",
-    )
+    add_options(parser, EvalConfig)
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
+    return from_args(EvalConfig, build_parser().parse_args(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    config = parse_args(argv)
     try:
-        check_writable_folder(args.out, "--out folder")
-        for model in args.models:
+        check_writable_folder(config.out, "--out folder")
+        for model in config.models:
             load_info(model)  # a missing or damaged file is named before any drive starts
     except (ModelFileError, OSError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
@@ -60,12 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from driving.evaluation import suites  # loads TensorFlow: once the arguments and files are good
 
     try:
-        result = suites.run(args.models, SUITES[args.suite], args.jobs, args.speed, args.out)
+        result = suites.evaluate(config)
     except ModelFileError as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
+    except suites.DriveFailed as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 1
     print(suites.markdown(result))
-    print(f"wrote {args.out / ('suite-' + args.suite)}.json, .md and .png")
+    print(f"wrote {config.out / ('suite-' + config.suite)}.json, .md and .png")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Every path inside a run folder is a method of `RunFolder`; no other module spells a file name of a
 run. The results that one stage hands another are dataclasses here (a checkpoint, a drive, a
-suite, a training result); they become dicts only at the file edge, where each JSON file carries a
-schema version, is read with bounds (size, depth) and is validated field by field:
+suite, a training result, one run of a seed study); they become dicts only at the file edge,
+where each JSON file carries a schema version, is read with bounds (size, depth) and is validated
+field by field:
 
     run = RunFolder("models")
     run.model("effnet")            # models/effnet.keras, the validation-best checkpoint
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from driving.config import CSV_NAME, RUN_JSON
+from driving.config import CSV_NAME, RUN_JSON, RunConfig
 from driving.files import RecordError, read_json, write_json
 
 SCHEMA = 1  # the version of every JSON record written here; bump it when a field changes meaning
@@ -302,6 +303,17 @@ def _nonnegative(source: str, **values: float | int | None) -> None:
 # --- the records ----------------------------------------------------------------------------------
 
 
+class _ReadByKey:
+    """Transitional: `record["field"]` as well as `record.field`, for the readers that still index a
+    drive or a suite's result as the dict it used to be (driving/train/callbacks.py,
+    driving/report/export.py, bench/scaling.py). Remove once they read attributes."""
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str) or key not in {f.name for f in dataclasses.fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Which checkpoint of a run a model file is, and why it was kept: stored inside every model
@@ -370,7 +382,7 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class DriveResult:
+class DriveResult(_ReadByKey):
     """One closed-loop drive of one model over one suite drive: its metrics and what was driven."""
 
     track: str
@@ -409,7 +421,7 @@ class DriveResult:
 
 
 @dataclass(frozen=True)
-class SuiteSummary:
+class SuiteSummary(_ReadByKey):
     """The aggregate figures of one model's drives over a suite."""
 
     drives: int
@@ -441,7 +453,7 @@ class SuiteSummary:
 
 
 @dataclass(frozen=True)
-class SuiteResult:
+class SuiteResult(_ReadByKey):
     """Every model driven over one suite: what a `suite-NAME.json` holds."""
 
     suite: dict[str, Any]  # name, version, description, drives (the suite's definition)
@@ -464,6 +476,53 @@ class SuiteResult:
 
     @classmethod
     def read(cls, path: str | Path) -> SuiteResult:
+        return record_from_dict(cls, read_record(path), str(path))
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One run of a seed study, one recipe x model x seed trained and driven over a suite: what
+    RECIPE/MODEL/seed-N/study.json holds, and one row of the study's study.json."""
+
+    settings: dict[str, Any]  # the run's RunConfig, less where and on what it ran
+    suite: str  # the suite's label: "unseen v1"
+    model: str
+    seed: int
+    val_mse: float | None  # the best validation loss (None: it never was finite)
+    summary: dict[str, SuiteSummary]  # by checkpoint kind: "val-best", and "drive-best" when kept
+    steps: dict[str, int | None]  # the training step each checkpoint was saved at (None: unknown)
+    epoch_seconds: float | None = None
+    checkpoints: dict[str, str] = field(default_factory=dict)  # each checkpoint's label, for people
+    recipe: str = ""  # the recipe's name (its folder: RECIPE/MODEL/seed-N)
+
+    def check(self, source: str) -> None:
+        _nonnegative(source, seed=self.seed, val_mse=self.val_mse, epoch_seconds=self.epoch_seconds)
+        _nonnegative(source, **{f"steps.{kind}": step for kind, step in self.steps.items()})
+        if "val-best" not in self.summary:
+            raise RecordError(f"{source}: field 'summary' has no 'val-best' checkpoint")
+        for kind in self.summary:
+            if kind not in CHECKPOINT_KINDS:
+                raise RecordError(f"{source}: field 'summary' names an unknown checkpoint {kind!r}")
+            if kind not in self.steps:
+                raise RecordError(f"{source}: field 'steps' has no {kind!r} checkpoint")
+        try:
+            RunConfig.from_dict(self.settings, "settings")
+        except (ValueError, TypeError) as e:
+            raise RecordError(f"{source}: field 'settings': {e}") from None
+
+    @property
+    def run_config(self) -> RunConfig:
+        """The settings, as the RunConfig they were (checked: ConfigError names the field)."""
+        return RunConfig.from_dict(self.settings, "settings")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> Path:
+        return write_record(path, self.to_dict())
+
+    @classmethod
+    def read(cls, path: str | Path) -> StudyRecord:
         return record_from_dict(cls, read_record(path), str(path))
 
 

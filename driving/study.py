@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from driving import cli, tfsetup
-from driving.config import BUDGETS
-from driving.evaluation.registry import RECIPES, SUITES
+from driving import tfsetup
+from driving.evaluation.settings import StudyConfig, TableConfig
 from driving.modelio import ModelFileError
-from driving.models import MODELS
+from driving.options import add_options, from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,84 +34,66 @@ def build_parser() -> argparse.ArgumentParser:
         "on the same recordings and drive every run over a suite of unseen worlds.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser(
+    seeds = sub.add_parser(
         "seeds",
         help="K training seeds per model, each driven over a suite",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--models", nargs="+", choices=list(MODELS), default=["effnet", "effnet-slim", "base", "pilotnet"]
-    )
-    p.add_argument("--seeds", type=cli.integer(1, 1000), default=5, help="seeds per model (default 5)")
-    p.add_argument("--first-seed", type=cli.seed, default=0, help="seeds run from this one (default 0)")
-    p.add_argument(
-        "--recipes",
-        nargs="+",
-        choices=list(RECIPES),
-        default=["demo"],
-        help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()).replace("%", "%%"),
-    )
-    p.add_argument(
-        "--budget",
-        choices=list(BUDGETS),
-        default="cpu",
-        help="cpu: the demo's 2 x 180 x 32; full: the original 21 x 128 x 128",
-    )
-    p.add_argument("--suite", choices=list(SUITES), default="unseen", help="the suite every run drives")
-    p.add_argument("--data", type=Path, default=Path("data/study"), help="where the recordings go")
-    p.add_argument("--out", type=Path, default=Path("runs/study"), help="runs, study.md/.json/.png")
-    p.add_argument("--jobs", type=cli.integer(1, 256), default=None, help="parallel drives (default: cores)")
-    t = sub.add_parser(
+    add_options(seeds, StudyConfig)
+    table = sub.add_parser(
         "table",
         help="the table of every finished run under --out, without training",
         description="Write OUT/study.md, study.json and study.png from every finished run under OUT "
         "(OUT/RECIPE/MODEL/seed-N): for a study still running, stopped, or run in parts.",
     )
-    t.add_argument("--out", type=Path, default=Path("runs/study"), help="the study's folder")
-    t.add_argument("--suite", choices=list(SUITES), default="unseen", help="the suite the runs drove")
+    add_options(table, TableConfig)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> StudyConfig | TableConfig:
     args = build_parser().parse_args(argv)
-    if args.command == "table":
-        return _table(args.out, args.suite)
+    return from_args(TableConfig if args.command == "table" else StudyConfig, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    if isinstance(config, TableConfig):
+        return _table(config)
     tfsetup.setup()
     # What a study runs (training and drives, TensorFlow among them), once the arguments are good.
     from driving.data.reader import RecordingError
-    from driving.evaluation.seeds import seeds_study
+    from driving.evaluation.seeds import study
+    from driving.evaluation.suites import DriveFailed
     from driving.train.stage import TrainError
 
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
     try:
-        result = seeds_study(
-            args.models, seeds, args.recipes, args.budget, args.suite, args.data, args.out, args.jobs
-        )
-    except (RecordingError, TrainError, ModelFileError, OSError, ValueError) as e:
+        result = study(config)
+    except (RecordingError, TrainError, ModelFileError, DriveFailed, OSError, ValueError) as e:
         print(f"study: {e}", file=sys.stderr)
         return 1
-    print(result["table"])
-    print(f"\nwrote {args.out / 'study.md'}, study.json and study.png")
+    print(result.table)
+    print(f"\nwrote {config.out / 'study.md'}, study.json and study.png")
     return 0
 
 
-def _table(out: Path, suite_name: str) -> int:
+def _table(config: TableConfig) -> int:
     # Reads finished runs and writes the table: matplotlib, no TensorFlow, only for this command.
+    from driving.evaluation.registry import SUITES
     from driving.evaluation.seed_tables import finished_runs, write_tables
 
-    suite = SUITES[suite_name]
-    runs = finished_runs(out, suite) if out.is_dir() else []
+    suite = SUITES[config.suite]
+    runs = finished_runs(config.out, suite) if config.out.is_dir() else []
     if not runs:
-        print(f"study: no finished run under {out} drove the {suite.label} suite", file=sys.stderr)
+        print(f"study: no finished run under {config.out} drove the {suite.label} suite", file=sys.stderr)
         return 1
     try:
-        result = write_tables(out, suite, runs)
+        result = write_tables(config.out, suite, runs)
     except OSError as e:
         print(f"study: {e}", file=sys.stderr)
         return 1
-    print(result["table"])
-    print(f"\nwrote {out / 'study.md'}, study.json and study.png")
+    print(result.table)
+    print(f"\nwrote {config.out / 'study.md'}, study.json and study.png")
     return 0
 
 

@@ -194,6 +194,7 @@ def test_drive_without_a_server_says_so(capsys):
 
 def test_demo_summary_table_joins_report_and_suite():
     from driving.demo import summary_table
+    from driving.run import SuiteResult, SuiteSummary
 
     report = {
         "models": [
@@ -205,15 +206,18 @@ def test_demo_summary_table_joins_report_and_suite():
             )
         ]
     }  # fmt: skip
-    suite = {
-        "summary": {
-            name: {"drives": 6, "success_rate": ok / 6, "autonomy_mean": mean, "autonomy_ci95": [low, high],
-                   "autonomy_by_style": {"lake": 100.0, "jungle": 95.0, "desert": d}}
-            for name, ok, mean, low, high, d in (("effnet", 5, 97.5, 93.1, 100.0, 97.5),
-                                                 ("effnet-slim", 2, 80.2, 61.0, 95.4, 45.6))
-        }
+    summary = {
+        name: SuiteSummary(
+            drives=6, success_rate=ok / 6, autonomy_mean=mean, autonomy_ci95=(low, high), autonomy_min=low,
+            interventions=6 - ok, km=1.5, interventions_per_km=(6 - ok) / 1.5, mean_abs_cte_m=0.5,
+            steering_rate_rms=0.3, latency_median_ms=1.0,
+            autonomy_by_style={"lake": 100.0, "jungle": 95.0, "desert": d},
+        )
+        for name, ok, mean, low, high, d in (("effnet", 5, 97.5, 93.1, 100.0, 97.5),
+                                             ("effnet-slim", 2, 80.2, 61.0, 95.4, 45.6))
     }  # fmt: skip
-    table = summary_table(report, suite).splitlines()
+    suite = SuiteResult(suite={}, speed=9.0, models={}, drives={}, summary=summary)
+    table = summary_table(report["models"], suite).splitlines()
     assert len(table) == 4 and "autonomy mean [95% CI]" in table[0]
     assert table[2].split(" | ")[1:3] == ["630,433", "7,520"]
     assert table[2].endswith("5 of 6 | 97.5% [93.1, 100.0] | 100.0% | 95.0% | 97.5% |")

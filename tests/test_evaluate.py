@@ -6,21 +6,43 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from driving import evaluate, study
-from driving.config import AugmentConfig, Budget
+from driving import demo, evaluate, study
+from driving.config import (
+    MAX_BATCH_SIZE,
+    MAX_SEEDS,
+    TARGET_SPEED_MPH,
+    AugmentConfig,
+    Budget,
+    ConfigError,
+    RunConfig,
+)
+from driving.demo import DemoConfig
 from driving.evaluation import registry, seed_tables, suites
 from driving.evaluation.registry import SUITES, Suite, SuiteDrive
-from driving.evaluation.seeds import seeds_study
+from driving.evaluation.seed_tables import same_weights
+from driving.evaluation.seeds import checkpoint_of, seeds_study, training_step
+from driving.evaluation.settings import EvalConfig, StudyConfig, TableConfig
 from driving.evaluation.suites import bootstrap_ci
+from driving.files import write_json
 from driving.modelio import ModelInfo, save_keras
+from driving.options import from_args, to_argv
+from driving.run import SCHEMA, Checkpoint, DriveResult, RunFolder, StudyRecord, SuiteResult, SuiteSummary
 from driving.sim.track import track_features
 from tests.test_runtime import tiny_model
 
+CHECKPOINTS = ("val-best", "drive-best", "last")
 TINY = Suite(
     "tiny", 1, (SuiteDrive(10900, "lake", 1_010_900, 0.04), SuiteDrive(10901, "desert", 1_010_901, 0.04)), "t"
 )
@@ -65,19 +87,68 @@ def test_suite_results_do_not_depend_on_the_number_of_jobs(model_file, tmp_path)
     one = suites.run([model_file], TINY, jobs=1, progress=False)
     two = suites.run([model_file], TINY, jobs=2, progress=False, out=tmp_path)
 
-    def strip(result):  # latency is wall time: the only figure allowed to differ
-        return [{k: v for k, v in r.items() if "latency" not in k} for r in result["drives"]["tiny"]]
+    def strip(result: SuiteResult):  # latency is wall time: the only figure allowed to differ
+        return [{k: v for k, v in asdict(r).items() if "latency" not in k} for r in result.drives["tiny"]]
 
     assert strip(one) == strip(two)
-    assert [r["drive"] for r in one["drives"]["tiny"]] == ["lake-10900", "desert-10901"]
-    summary = two["summary"]["tiny"]
-    assert summary["drives"] == 2 and 0 <= summary["success_rate"] <= 1
-    low, high = summary["autonomy_ci95"]
-    assert low <= summary["autonomy_mean"] <= high
+    assert all(isinstance(r, DriveResult) for r in one.drives["tiny"])
+    assert [r.drive for r in one.drives["tiny"]] == ["lake-10900", "desert-10901"]
+    summary = two.summary["tiny"]
+    assert summary.drives == 2 and 0 <= summary.success_rate <= 1
+    low, high = summary.autonomy_ci95
+    assert low <= summary.autonomy_mean <= high
     assert (tmp_path / "suite-tiny.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "suite-tiny.json").read_text())
-    assert saved["suite"]["name"] == "tiny" and "autonomy_ci95" in saved["summary"]["tiny"]
+    assert saved["schema"] == SCHEMA and saved["suite"]["name"] == "tiny"
+    assert SuiteResult.read(tmp_path / "suite-tiny.json") == two  # typed, and whole, on the way back
     assert "| tiny |" in (tmp_path / "suite-tiny.md").read_text()
+    # The drive check of training reads two figures by key (transitional, see driving/run.py).
+    assert one.drives["tiny"][0]["autonomy_pct"] == one.drives["tiny"][0].autonomy_pct
+
+
+def stalling_suite() -> Suite:
+    """Two drives of 50 laps each: minutes of driving, far past the seconds they are given."""
+    return Suite(
+        "long",
+        1,
+        (SuiteDrive(10900, "lake", 1_010_900, 50.0), SuiteDrive(10901, "desert", 1_010_901, 50.0)),
+        "two drives too long for their time",
+    )
+
+
+def no_workers_left() -> bool:
+    deadline = time.monotonic() + 30  # a terminated worker is reaped, not waited for
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not multiprocessing.active_children()
+
+
+def test_a_drive_past_its_time_fails_the_suite_naming_it_and_stops_every_worker(model_file):
+    with pytest.raises(suites.DriveFailed) as failed:
+        suites.run([model_file], stalling_suite(), jobs=2, progress=False, drive_timeout=2)
+    message = str(failed.value)
+    assert re.match(r"suite long v1: drive (lake-10900|desert-10901) of tiny\.keras", message), message
+    assert "took over 2 s (--drive-timeout)" in message and "\n" not in message
+    assert no_workers_left()
+
+
+def test_a_worker_that_dies_fails_the_suite_in_one_line(model_file):
+    def kill_a_worker():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            workers = multiprocessing.active_children()
+            if workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    with pytest.raises(suites.DriveFailed, match="a worker process died") as failed:
+        suites.run([model_file], stalling_suite(), jobs=2, progress=False, drive_timeout=600)
+    killer.join()
+    assert "suite long v1" in str(failed.value) and "\n" not in str(failed.value)
+    assert no_workers_left()
 
 
 def test_evaluate_command_names_a_bad_model_before_driving(tmp_path, capsys):
@@ -103,10 +174,10 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     )
     result = seeds_study(["pilotnet"], [3], progress=False, **args)
 
-    assert [r["seed"] for r in result["runs"]] == [3]
-    for run in result["runs"]:
-        assert set(run["summary"]) == {"val-best", "drive-best"}  # the drive check kept a checkpoint
-        assert run["steps"]["drive-best"] in (3, 6) and run["steps"]["val-best"] == 6
+    assert [r.seed for r in result.runs] == [3]
+    for run in result.runs:
+        assert set(run.summary) == {"val-best", "drive-best"}  # the drive check kept a checkpoint
+        assert run.steps["drive-best"] in (3, 6) and run.steps["val-best"] == 6
     table = (tmp_path / "out" / "study.md").read_text()
     assert "| tiny | pilotnet | 1 |" in table and "of 1" in table
     assert (tmp_path / "out" / "study.png").read_bytes()[:4] == b"\x89PNG"
@@ -116,13 +187,13 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     stamp = model.stat().st_mtime_ns
     again = seeds_study(["pilotnet"], [3], progress=False, **args)
     assert model.stat().st_mtime_ns == stamp
-    assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]
-    assert np.isfinite(again["runs"][0]["val_mse"])
+    assert [r.summary for r in again.runs] == [r.summary for r in result.runs]
+    assert np.isfinite(again.runs[0].val_mse)
 
     # The table of the finished runs, without training: what `study table` writes.
     (tmp_path / "out" / "study.md").unlink()
     runs = seed_tables.finished_runs(tmp_path / "out", TINY)
-    assert [(r["recipe"], r["summary"]) for r in runs] == [("tiny", r["summary"]) for r in result["runs"]]
+    assert [(r.recipe, r.summary) for r in runs] == [("tiny", r.summary) for r in result.runs]
     seed_tables.write_tables(tmp_path / "out", TINY, runs)
     assert "| tiny | pilotnet | 1 |" in (tmp_path / "out" / "study.md").read_text()
     assert seed_tables.finished_runs(tmp_path / "out", SUITES["quick"]) == []  # another suite
@@ -149,3 +220,208 @@ def test_models_are_named_apart_in_the_tables():
         "pilot",
     ]
     assert _labels(["m.keras", "m.keras"]) == ["m#1", "m#2"]
+
+
+# --- a study's records: typed, checked, and a bad one left out in one line ------------------------
+
+
+def finished_run(root: Path, seed: int) -> RunFolder:
+    """A finished run of a seed study as it lies on disk (run.json and study.json), untrained."""
+    run = RunFolder(root / "tiny" / "pilotnet" / f"seed-{seed}")
+    settings = json.loads(json.dumps(RunConfig(data=["/rec"], models=["pilotnet"], seed=seed).to_dict()))
+    summary = SuiteSummary(
+        drives=6, success_rate=0.5, autonomy_mean=80.0, autonomy_ci95=(70.0, 90.0), autonomy_min=60.0,
+        interventions=3, km=1.2, interventions_per_km=2.5, mean_abs_cte_m=0.4, steering_rate_rms=0.5,
+        latency_median_ms=1.0, autonomy_by_style={"lake": 80.0},
+    )  # fmt: skip
+    StudyRecord(
+        settings=settings,
+        suite=SUITES["quick"].label,
+        model="pilotnet",
+        seed=seed,
+        val_mse=0.02,
+        summary={"val-best": summary},
+        steps={"val-best": 360},
+    ).write(run.study_record)
+    trained = {"name": "pilotnet", "params": 10, "epochs": 2, "best_val_loss": 0.02, "best_val_mae": 0.1}
+    trained |= {"seconds_per_epoch": 3.0, "stopped_early": False}
+    write_json(run.record, {**settings, "results": {"pilotnet": trained}})
+    return run
+
+
+def edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))  # NaN stays the token NaN, as a hand edit would leave it
+
+
+def test_a_study_record_round_trips_typed(tmp_path):
+    run = finished_run(tmp_path, 0)
+    record = StudyRecord.read(run.study_record)
+    assert isinstance(record.summary["val-best"], SuiteSummary) and record.steps == {"val-best": 360}
+    assert json.loads(run.study_record.read_text())["schema"] == SCHEMA
+    assert StudyRecord.read(record.write(tmp_path / "again.json")) == record
+    assert record.run_config.seed == 0
+
+
+@pytest.mark.parametrize(
+    "file, change, field",
+    [
+        ("run.json", lambda d: d.clear() or d.update(x=1), "field 'results'"),
+        ("run.json", lambda d: d["results"]["pilotnet"].update(best_val_loss=-0.5), "best_val_loss"),
+        ("run.json", lambda d: d["results"]["pilotnet"].update(best_val_loss=float("nan")), "NaN"),
+        ("run.json", lambda d: d["results"]["pilotnet"].update(epochs=-1), "field 'epochs'"),
+        ("study.json", lambda d: d["summary"]["val-best"].update(autonomy_mean=150), "autonomy_mean"),
+        ("study.json", lambda d: d["summary"]["val-best"].update(autonomy_mean=float("nan")), "NaN"),
+        ("study.json", lambda d: d.update(seed=-1), "field 'seed'"),
+        ("study.json", lambda d: d.update(val_mse=-0.01), "field 'val_mse'"),
+        ("study.json", lambda d: d.update(val_mse="low"), "field 'val_mse'"),
+        ("study.json", lambda d: d["steps"].update({"val-best": -3}), "steps.val-best"),
+        ("study.json", lambda d: d["summary"].pop("val-best"), "no 'val-best'"),
+        ("study.json", lambda d: d["settings"].update(batch_size=0), "field 'settings': batch_size"),
+        ("study.json", lambda d: d.pop("summary"), "field 'summary' is missing"),
+    ],
+)
+def test_a_tampered_run_is_left_out_of_the_table_in_one_line(tmp_path, capsys, file, change, field):
+    finished_run(tmp_path, 0)
+    bad = finished_run(tmp_path, 1).root / file
+    edit(bad, change)
+    runs = seed_tables.finished_runs(tmp_path, SUITES["quick"])
+    assert [r.seed for r in runs] == [0] and runs[0].recipe == "tiny"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bad) in err and field in err and "left out" in err, err
+
+    assert study.main(["table", "--out", str(tmp_path), "--suite", "quick"]) == 0
+    out, err = capsys.readouterr()
+    assert "| tiny | pilotnet | 1 |" in out and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["[]", "[1, 2]", "not json", ""])
+def test_a_run_json_that_is_not_an_object_is_named(tmp_path, capsys, text):
+    finished_run(tmp_path, 0)
+    bad = finished_run(tmp_path, 1).record
+    bad.write_text(text)
+    assert [r.seed for r in seed_tables.finished_runs(tmp_path, SUITES["quick"])] == [0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"study: {bad}: ") and "left out" in err
+
+
+# --- settings declared once: each command's config, remade from its own command line ----------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        EvalConfig([Path("m.keras")]),
+        EvalConfig(
+            [Path("a b/effnet.keras"), Path("base.h5")],
+            suite="unseen",
+            jobs=3,
+            speed=12.25,
+            out=Path("runs/x y"),
+            drive_timeout=0.5,
+        ),
+        EvalConfig([Path("m.tflite")], speed=0.1, drive_timeout=86_400.0),
+    ],
+)
+def test_an_evaluate_config_is_remade_from_its_command_line(config):
+    assert evaluate.parse_args(to_argv(config)) == config
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        StudyConfig(),
+        StudyConfig(
+            models=["pilotnet"],
+            seeds=1,
+            first_seed=7,
+            recipes=["robust", "demo"],
+            budget="full",
+            suite="quick",
+            data=Path("d"),
+            out=Path("o p"),
+            jobs=2,
+            drive_timeout=30.0,
+        ),
+        StudyConfig(seeds=1000, first_seed=2**31 - 1, models=["effnet", "base"]),
+    ],
+)
+def test_a_study_config_is_remade_from_its_command_line(config):
+    assert study.parse_args(["seeds", *to_argv(config)]) == config
+
+
+@pytest.mark.parametrize("config", [TableConfig(), TableConfig(out=Path("runs/s"), suite="validation")])
+def test_a_table_config_is_remade_from_its_command_line(config):
+    assert study.parse_args(["table", *to_argv(config)]) == config
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DemoConfig(),
+        DemoConfig(full=True, epochs=3, steps=4, batch_size=16, models=["pilotnet"], seed=5),
+        DemoConfig(
+            out=Path("r"), data=Path("d"), recipe="demo", suite="unseen", speed=7.5, jobs=2, drive_timeout=9.0
+        ),
+    ],
+)
+def test_a_demo_config_is_remade_from_its_command_line(config):
+    assert from_args(DemoConfig, demo.build_parser().parse_args(to_argv(config))) == config
+
+
+def test_the_configs_keep_the_shared_limits():
+    assert EvalConfig([Path("m")]).speed == DemoConfig().speed == TARGET_SPEED_MPH
+    assert DemoConfig(full=True, batch_size=7).budget == Budget(21, 128, 7)
+    for bad in (EvalConfig([Path("m")], drive_timeout=0), EvalConfig([Path("m")], speed=31)):
+        with pytest.raises(ConfigError):
+            bad.validate()
+    with pytest.raises(ConfigError, match="seeds"):
+        StudyConfig(seeds=MAX_SEEDS + 1).validate()
+    with pytest.raises(ConfigError, match="batch_size"):
+        DemoConfig(batch_size=MAX_BATCH_SIZE + 1).validate()
+    with pytest.raises(SystemExit):
+        study.parse_args(["seeds", "--seeds", str(MAX_SEEDS + 1)])
+
+
+# --- which checkpoints are the same: the typed record decides, never a label ---------------------------
+
+
+def test_a_checkpoints_label_cannot_change_which_checkpoints_are_the_same(monkeypatch):
+    def same(val_best: Checkpoint | None, drive_best: Checkpoint | None, steps_per_epoch: int = 6) -> bool:
+        steps = {
+            "val-best": training_step(val_best, steps_per_epoch),
+            "drive-best": training_step(drive_best, steps_per_epoch),
+        }
+        return same_weights(steps, "drive-best")
+
+    val = Checkpoint("val-best", epoch=1, metric="val_loss", value=0.02)  # epoch 1 of 6 steps: step 6
+    drive = Checkpoint("drive-best", epoch=1, step=6, metric="autonomy", value=97.0)
+    assert same(val, drive) and not same(val, replace(drive, step=3))
+    assert same(val, replace(drive, step=3), steps_per_epoch=3)  # epoch 1 of 3 steps: step 3
+
+    # Labels and notes say anything at all: the same weights stay the same, different ones differ.
+    monkeypatch.setattr(Checkpoint, "label", property(lambda self: "best validation drive, step 3"))
+    assert same(val, drive) and not same(val, replace(drive, step=3))
+    assert same(replace(val, note="epoch 9"), replace(drive, note="step 99 (epoch 7)"))
+
+    # A file from before the record: its prose is kept for people, never parsed; it is driven on its
+    # own even where the prose would say the steps match.
+    old_val = Checkpoint.from_record("best validation loss, epoch 1", "m.keras")
+    old_drive = Checkpoint.from_record("best validation drive, step 6 (epoch 1)", "m.drive.keras")
+    assert old_drive.kind == "unknown" and training_step(old_drive, 6) is None
+    assert not same(old_val, old_drive) and not same(val, old_drive) and not same(None, drive)
+
+
+def test_the_study_reads_which_checkpoint_a_model_file_is_from_its_record(tmp_path):
+    model = tiny_model()
+    run = RunFolder(tmp_path)
+    for path, kept in (
+        (run.model("m"), Checkpoint("val-best", epoch=1, metric="val_loss", value=0.1)),
+        (run.drive_best("m"), Checkpoint("drive-best", epoch=1, step=6, metric="autonomy", value=90.0)),
+        (run.last("m"), Checkpoint.from_record("best validation drive, step 6 (epoch 1)", "old")),
+    ):
+        save_keras(model, path, ModelInfo(model="tiny", checkpoint=kept))
+    steps = {kind: training_step(checkpoint_of(run.checkpoint("m", kind)), 6) for kind in CHECKPOINTS}
+    assert steps == {"val-best": 6, "drive-best": 6, "last": None}
+    assert same_weights(steps, "drive-best") and not same_weights(steps, "last")

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from driving.config import SAMPLE_RATE_HZ
+from driving.config import MAX_LAPS, SAMPLE_RATE_HZ
 from driving.drive_config import ServeConfig
 from driving.drive_server import DriveServer
 from driving.evaluation.metrics import DriveMetrics, DriveTrace, summarise
@@ -51,7 +51,6 @@ from driving.video.writer import write_video
 STALL_WINDOW_S = 30.0  # no progress for this long ends the drive
 STALL_MIN_PROGRESS_M = 5.0
 MIN_SPEED_MPS = 1.0  # the default time limit assumes at least this average speed
-MAX_LAPS = 1000.0
 
 
 @dataclass

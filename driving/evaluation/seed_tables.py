@@ -6,8 +6,8 @@ without loading TensorFlow.
 
 from __future__ import annotations
 
-import json
 import sys
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -18,57 +18,87 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from driving.evaluation.registry import RECIPES, Suite
-from driving.files import save_figure, write_json, write_text
+from driving.files import RecordError, save_figure, write_text
 from driving.models import MODELS
 from driving.report.measure import machine_description
+from driving.run import RunFolder, StudyRecord, TrainResult, read_record, record_from_dict, write_record
 
-RECORD_KEYS = {"settings", "suite", "model", "seed", "val_mse", "summary", "steps"}  # seeds.one_run writes
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
 
 
-def write_tables(out: Path, suite: Suite, runs: list[dict], with_plot: bool = True) -> dict:
+@dataclass(frozen=True)
+class StudyTable:
+    """A study's runs and their table, as OUT/study.md and study.json hold them."""
+
+    suite: str  # the suite's label
+    runs: list[StudyRecord]
+    table: str  # the markdown table (study.md without its header)
+
+
+def write_tables(out: Path, suite: Suite, runs: list[StudyRecord], with_plot: bool = True) -> StudyTable:
     """OUT/study.md, study.json and (with_plot) study.png for these runs; the summary."""
     table = summary_table(runs)
-    write_text(out / "study.md", header(suite, runs) + table + "\n")
-    write_json(out / "study.json", {"suite": suite.label, "runs": runs})
+    record = RunFolder(out).study_record
+    write_text(record.with_suffix(".md"), header(suite, runs) + table + "\n")
+    write_record(record, {"suite": suite.label, "runs": [r.to_dict() for r in runs]})
     if with_plot:
-        plot(runs, out / "study.png", suite.label)
-    return {"suite": suite.label, "runs": runs, "table": table}
+        plot(runs, record.with_suffix(".png"), suite.label)
+    return StudyTable(suite.label, list(runs), table)
 
 
-def finished_runs(out: Path, suite: Suite) -> list[dict]:
+def same_weights(steps: dict[str, int | None], kind: str) -> bool:
+    """Whether checkpoint `kind` holds the very weights of the val-best one: both saved at the same,
+    known training step. A checkpoint whose step is unknown (an older file) counts as different,
+    so it is driven and tabulated on its own."""
+    step = steps.get(kind)
+    return step is not None and step == steps.get("val-best")
+
+
+def train_result(run: RunFolder, name: str) -> TrainResult:
+    """Model `name`'s training figures from the run's run.json, every field checked. RecordError
+    names the file and the field in one line."""
+    data = read_record(run.record)
+    results = data.get("results")
+    if not isinstance(results, dict) or name not in results:
+        raise RecordError(f"{run.record}: field 'results' has no model {name!r}")
+    return record_from_dict(TrainResult, results[name], f"{run.record}: results.{name}")
+
+
+def finished_runs(out: Path, suite: Suite) -> list[StudyRecord]:
     """Every finished run under OUT (OUT/RECIPE/MODEL/seed-N/study.json) that drove `suite`, in
-    recipe, model and seed order: the table of a study still running, stopped, or run in parts."""
+    recipe, model and seed order: the table of a study still running, stopped, or run in parts. A
+    run whose study.json or run.json cannot be used (damaged, tampered, figures out of range) is
+    left out, with one line naming the file and the field."""
     runs = []
     for path in out.glob("*/*/seed-*/study.json"):
+        run = RunFolder(path.parent)
         try:
-            record = json.loads(path.read_text())
-        except (ValueError, OSError) as e:
-            print(f"study: {path}: unreadable ({e}); left out", file=sys.stderr)
+            record = StudyRecord.read(run.study_record)
+            if record.suite != suite.label:
+                continue
+            train_result(run, record.model)  # the training it sums up must be whole too
+        except RecordError as e:
+            print(f"study: {e}; left out", file=sys.stderr)
             continue
-        if not isinstance(record, dict) or not record.keys() >= RECORD_KEYS:
-            print(f"study: {path}: not a study record; left out", file=sys.stderr)
-        elif record["suite"] == suite.label:
-            runs.append({"recipe": path.parents[2].name, **record})
+        runs.append(replace(record, recipe=path.parents[2].name))
     recipes, models = list(RECIPES), list(MODELS)
 
-    def order(run: dict) -> tuple:
-        recipe, model = run["recipe"], run["model"]
+    def order(run: StudyRecord) -> tuple:
         return (
-            recipes.index(recipe) if recipe in recipes else len(recipes),
-            recipe,
-            models.index(model) if model in models else len(models),
-            model,
-            run["seed"],
+            recipes.index(run.recipe) if run.recipe in recipes else len(recipes),
+            run.recipe,
+            models.index(run.model) if run.model in models else len(models),
+            run.model,
+            run.seed,
         )
 
     return sorted(runs, key=order)
 
 
-def header(suite: Suite, runs: list[dict]) -> str:
+def header(suite: Suite, runs: list[StudyRecord]) -> str:
     budgets = dict.fromkeys(
-        f"{s['epochs']} epochs x {s['steps_per_epoch']} steps x batch {s['batch_size']}"
-        for s in (r["settings"] for r in runs)
+        f"{c.epochs} epochs x {c.steps_per_epoch} steps x batch {c.batch_size}"
+        for c in (r.run_config for r in runs)
     )
     return (
         f"# Seed study\n\n{date.today().isoformat()}, {machine_description()}; budget "
@@ -77,7 +107,7 @@ def header(suite: Suite, runs: list[dict]) -> str:
     )
 
 
-def summary_table(runs: list[dict]) -> str:
+def summary_table(runs: list[StudyRecord]) -> str:
     """Per recipe and model: seeds at >= THRESHOLD mean autonomy, median and range of the mean
     autonomy, success rate, validation MSE; and how the drive-best checkpoint compares."""
     lines = [
@@ -86,18 +116,18 @@ def summary_table(runs: list[dict]) -> str:
         f"{THRESHOLD:g}%, autonomy median [min, max], differs from val-best, mean gain |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    keys = list(dict.fromkeys((r["recipe"], r["model"]) for r in runs))
+    keys = list(dict.fromkeys((r.recipe, r.model) for r in runs))
     for recipe, model in keys:
-        mine = [r for r in runs if (r["recipe"], r["model"]) == (recipe, model)]
-        auto = np.array([r["summary"]["val-best"]["autonomy_mean"] for r in mine])
-        success = np.mean([r["summary"]["val-best"]["success_rate"] for r in mine])
-        mse = np.array([r["val_mse"] for r in mine if r["val_mse"] is not None], dtype=float)
+        mine = [r for r in runs if (r.recipe, r.model) == (recipe, model)]
+        auto = np.array([r.summary["val-best"].autonomy_mean for r in mine])
+        success = np.mean([r.summary["val-best"].success_rate for r in mine])
+        mse = np.array([r.val_mse for r in mine if r.val_mse is not None], dtype=float)
         mse_text = f"{np.median(mse):.4f} [{mse.min():.4f}, {mse.max():.4f}]" if mse.size else "-"
-        drive = [r for r in mine if "drive-best" in r["summary"]]
+        drive = [r for r in mine if "drive-best" in r.summary]
         if drive:
-            d_auto = np.array([r["summary"]["drive-best"]["autonomy_mean"] for r in drive])
-            v_auto = np.array([r["summary"]["val-best"]["autonomy_mean"] for r in drive])
-            differs = sum(r["steps"]["drive-best"] != r["steps"]["val-best"] for r in drive)
+            d_auto = np.array([r.summary["drive-best"].autonomy_mean for r in drive])
+            v_auto = np.array([r.summary["val-best"].autonomy_mean for r in drive])
+            differs = sum(not same_weights(r.steps, "drive-best") for r in drive)
             drive_text = (
                 f"{int((d_auto >= THRESHOLD).sum())} of {len(drive)}, {np.median(d_auto):.1f}% "
                 f"[{d_auto.min():.1f}, {d_auto.max():.1f}], {differs} of {len(drive)}, "
@@ -113,19 +143,17 @@ def summary_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: list[dict], path: Path, suite_label: str) -> Path:
+def plot(runs: list[StudyRecord], path: Path, suite_label: str) -> Path:
     """One point per seed: mean suite autonomy of each recipe x model (drive-best hollow)."""
-    keys = list(dict.fromkeys((r["recipe"], r["model"]) for r in runs))
+    keys = list(dict.fromkeys((r.recipe, r.model) for r in runs))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(keys) + 2), 4.5))
     for i, key in enumerate(keys):
-        mine = [r for r in runs if (r["recipe"], r["model"]) == key]
+        mine = [r for r in runs if (r.recipe, r.model) == key]
         for j, r in enumerate(mine):
             x = i + (j - (len(mine) - 1) / 2) * 0.08
-            ax.plot(x, r["summary"]["val-best"]["autonomy_mean"], "o", color=f"C{i % 10}", ms=6)
-            if "drive-best" in r["summary"]:
-                ax.plot(
-                    x, r["summary"]["drive-best"]["autonomy_mean"], "o", mfc="none", color=f"C{i % 10}", ms=9
-                )
+            ax.plot(x, r.summary["val-best"].autonomy_mean, "o", color=f"C{i % 10}", ms=6)
+            if "drive-best" in r.summary:
+                ax.plot(x, r.summary["drive-best"].autonomy_mean, "o", mfc="none", color=f"C{i % 10}", ms=9)
     ax.axhline(THRESHOLD, color="0.5", ls=":", lw=1)
     ax.set_xticks(range(len(keys)), [f"{m}\n{r}" for r, m in keys], fontsize="small")
     ax.set(

@@ -3,14 +3,17 @@ recordings and drive every one over a suite of unseen worlds.
 
     python -m driving.study seeds --models effnet effnet-slim base pilotnet --seeds 5 --budget cpu
     result = seeds.seeds_study(["effnet"], range(5), recipes=["robust"], suite="quick")
+    result.runs[0].summary["val-best"].autonomy_mean         # one StudyRecord per run
+    seeds.study(StudyConfig(models=["effnet"], seeds=5))      # what the command line runs
 
 For each recipe, model and seed it trains one run (driving.train.run) and drives its checkpoints
 over the suite (driving/evaluation/suites.py): the one with the best validation loss (NAME.keras)
 and, when the recipe checks driving during training, the best validation driver
 (NAME.drive.keras). It writes one table (study.md, study.json) and one PNG with a point per seed
 (driving/evaluation/seed_tables.py). Finished runs are reused: a run folder whose study.json
-matches the run's settings and the suite is not redone, so an interrupted study resumes where it
-stopped.
+(a driving.run.StudyRecord, checked on read) matches the run's settings and the suite is not
+redone, so an interrupted study resumes where it stopped; a model whose run.json holds no whole
+result for it is trained again.
 
 The recipes (which recordings, which training settings) are named in
 driving/evaluation/registry.py (RECIPES).
@@ -19,16 +22,19 @@ driving/evaluation/registry.py (RECIPES).
 from __future__ import annotations
 
 import json
-import re
+import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from driving.config import BUDGETS, CSV_NAME, Budget, RunConfig
 from driving.evaluation import suites
 from driving.evaluation.registry import RECIPES, SUITES, Recipe, Suite
-from driving.evaluation.seed_tables import write_tables
-from driving.files import check_writable_folder, write_json
+from driving.evaluation.seed_tables import StudyTable, same_weights, train_result, write_tables
+from driving.evaluation.settings import DRIVE_TIMEOUT_S, StudyConfig
+from driving.files import RecordError, check_writable_folder
 from driving.modelio import load_info
+from driving.run import Checkpoint, RunFolder, StudyRecord, TrainResult
 from driving.sim import recorder
 from driving.train import stage as train
 
@@ -79,60 +85,94 @@ def _settings(config: RunConfig) -> dict:
     return json.loads(json.dumps(made))  # as it reads back from study.json (tuples become lists)
 
 
-def one_run(config: RunConfig, suite: Suite, jobs: int | None, progress: bool) -> dict:
+def _finished(run: RunFolder, settings: dict, suite: Suite) -> StudyRecord | None:
+    """The run's record, when it holds these settings driven over this suite."""
+    if not run.study_record.is_file():
+        return None
+    try:
+        saved = StudyRecord.read(run.study_record)
+    except RecordError as e:
+        print(f"study: {e}; the run is done again", file=sys.stderr)
+        return None
+    return saved if saved.settings == settings and saved.suite == suite.label else None
+
+
+def _trained(run: RunFolder, name: str) -> TrainResult | None:
+    """Model `name`'s training figures, when the run trained it to the end and its file is there."""
+    if not (run.model(name).is_file() and run.record.is_file()):
+        return None
+    try:
+        return train_result(run, name)
+    except RecordError as e:
+        print(f"study: {e}; the model is trained again", file=sys.stderr)
+        return None
+
+
+def one_run(
+    config: RunConfig,
+    suite: Suite,
+    jobs: int | None,
+    progress: bool,
+    drive_timeout: float = DRIVE_TIMEOUT_S,
+    recipe: str = "",
+) -> StudyRecord:
     """Train (unless done) and drive the suite (unless done); the run's figures."""
-    out = Path(config.out)
-    done = out / "study.json"
-    if done.is_file():
-        try:
-            saved = json.loads(done.read_text())
-            if saved.get("settings") == _settings(config) and saved.get("suite") == suite.label:
-                return saved
-        except (ValueError, OSError):
-            pass  # unreadable: the run is redone
+    run, settings = RunFolder(config.out), _settings(config)
+    done = _finished(run, settings, suite)
+    if done is not None:
+        return done
     name = config.models[0]
-    if not (out / f"{name}.keras").is_file() or not (out / "run.json").is_file():
+    trained = _trained(run, name)
+    if trained is None:
         train.run(config, progress=progress)
-    run = json.loads((out / "run.json").read_text())
-    checkpoints = {"val-best": out / f"{name}.keras"}
-    if (out / f"{name}.drive.keras").is_file():
-        checkpoints["drive-best"] = out / f"{name}.drive.keras"
-    labels = {k: _checkpoint_of(v) for k, v in checkpoints.items()}
-    steps = {k: _step_of(label, config.steps_per_epoch) for k, label in labels.items()}
+        trained = train_result(run, name)
+    checkpoints = run.checkpoints(name)  # val-best, and drive-best when the drive check kept one
+    kept = {kind: checkpoint_of(path) for kind, path in checkpoints.items()}
+    steps = {kind: training_step(c, config.steps_per_epoch) for kind, c in kept.items()}
     # The drive check may keep the very checkpoint the validation loss kept: drive it once.
-    distinct = {k: v for k, v in checkpoints.items() if k == "val-best" or steps[k] != steps["val-best"]}
+    distinct = {k: v for k, v in checkpoints.items() if k == "val-best" or not same_weights(steps, k)}
     result = suites.run(
-        list(distinct.values()), suite, jobs, out=out, names=list(distinct), progress=progress
+        list(distinct.values()),
+        suite,
+        jobs,
+        out=run.root,
+        names=list(distinct),
+        progress=progress,
+        drive_timeout=drive_timeout,
     )
-    summary = {k: result["summary"][k if k in distinct else "val-best"] for k in checkpoints}
-    results = run.get("results", {}).get(name) or {}
-    record = {
-        "settings": _settings(config),
-        "suite": suite.label,
-        "model": name,
-        "seed": config.seed,
-        "val_mse": results.get("best_val_loss"),
-        "epoch_seconds": results.get("seconds_per_epoch"),
-        "summary": summary,
-        "checkpoints": labels,
-        "steps": steps,
-    }
-    write_json(done, record)
+    record = StudyRecord(
+        settings=settings,
+        suite=suite.label,
+        model=name,
+        seed=config.seed,
+        val_mse=trained.best_val_loss,
+        epoch_seconds=trained.seconds_per_epoch,
+        summary={k: result.summary[k if k in distinct else "val-best"] for k in checkpoints},
+        checkpoints={kind: c.label if c else "" for kind, c in kept.items()},
+        steps=steps,
+        recipe=recipe,
+    )
+    record.write(run.study_record)
     return record
 
 
-def _step_of(label: str, steps_per_epoch: int | None) -> int | None:
-    """The training step a checkpoint label names ("..., step 240 (epoch 2)" or "..., epoch 2")."""
-    step = re.search(r"step (\d+)", label)
-    if step:
-        return int(step.group(1))
-    epoch = re.search(r"epoch (\d+)", label)
-    return int(epoch.group(1)) * steps_per_epoch if epoch and steps_per_epoch else None
-
-
-def _checkpoint_of(path: Path) -> str:
+def checkpoint_of(path: Path) -> Checkpoint | None:
+    """Which checkpoint of its run a model file is, as the file's own record says."""
     info = load_info(path)
-    return info.checkpoint if info else ""
+    return info.checkpoint if info else None
+
+
+def training_step(checkpoint: Checkpoint | None, steps_per_epoch: int | None) -> int | None:
+    """The training step a checkpoint's weights come from: its record's step, else its epoch's last
+    step. None when the file does not say: one written before checkpoints had a record (its prose
+    label is shown, never parsed), or with no record at all."""
+    if checkpoint is None or checkpoint.kind == "unknown":
+        return None
+    if checkpoint.step is not None:
+        return checkpoint.step
+    if checkpoint.epoch is not None and steps_per_epoch:
+        return checkpoint.epoch * steps_per_epoch
+    return None
 
 
 # --- the study ----------------------------------------------------------------------------------------
@@ -148,7 +188,8 @@ def seeds_study(
     out: Path = Path("runs/study"),
     jobs: int | None = None,
     progress: bool = True,
-) -> dict:
+    drive_timeout: float = DRIVE_TIMEOUT_S,
+) -> StudyTable:
     """Every recipe x model x seed, trained and driven; writes OUT/study.json, study.md, study.png.
     Recipes, budget and suite are given by name (RECIPES, BUDGETS, SUITES: registry.py, config.py)
     or as objects."""
@@ -163,7 +204,24 @@ def seeds_study(
             for seed in seeds:
                 folder = out / recipe.name / model / f"seed-{seed}"
                 config = run_config(recipe, [model], seed, size, folders, folder)
-                record = one_run(config, chosen, jobs, progress)
-                runs.append({"recipe": recipe.name, **record})
+                record = one_run(config, chosen, jobs, progress, drive_timeout, recipe.name)
+                runs.append(replace(record, recipe=recipe.name))
                 write_tables(out, chosen, runs, with_plot=False)
     return write_tables(out, chosen, runs)
+
+
+def study(config: StudyConfig, progress: bool = True) -> StudyTable:
+    """What `python -m driving.study seeds` runs."""
+    config.validate()
+    return seeds_study(
+        config.models,
+        config.seed_range,
+        config.recipes,
+        config.budget,
+        config.suite,
+        config.data,
+        config.out,
+        config.jobs,
+        progress,
+        config.drive_timeout,
+    )

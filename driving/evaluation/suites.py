@@ -2,25 +2,32 @@
 confidence intervals.
 
     python -m driving.evaluate models/effnet.h5 models/base.h5 --suite unseen [--jobs 2] [--out DIR]
-    result = suites.run(["models/effnet.h5"], SUITES["quick"], jobs=2)
+    result = suites.run(["models/effnet.h5"], SUITES["quick"], jobs=2)   # a SuiteResult
+    result.summary["effnet"].autonomy_mean, result.drives["effnet"][0].interventions
 
 The suites (which tracks, looks and laps, from which seed ranges) are named in
 driving/evaluation/registry.py (SUITES); this module drives them and sums them up.
 
 Every drive is deterministic (fixed 1/15 s step, the Pilot driven directly in-process, LiteRT on
-one thread), so a suite gives the same figures whatever the number of parallel jobs.
+one thread), so a suite gives the same figures whatever the number of parallel jobs. Each wait
+has an end: a drive that runs past its time in a worker process (--drive-timeout), or whose
+worker dies, fails the suite in one line naming the drive, and every worker is stopped.
 
 Per model, per drive and in aggregate: success rate (drives with zero interventions), autonomy
 mean with a 95% bootstrap confidence interval over the drives, interventions per km, mean
-|cross-track error|, steering rate, latency. Written as JSON, a markdown table and a PNG.
+|cross-track error|, steering rate, latency. Written as JSON (driving.run.SuiteResult, with its
+schema), a markdown table and a PNG.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
 
@@ -32,14 +39,22 @@ import numpy as np
 from tqdm import tqdm
 
 from driving import card
+from driving.config import TARGET_SPEED_MPH
 from driving.evaluation.closed_loop import DriveOptions, drive_pilot
-from driving.evaluation.registry import STYLE_ORDER, Suite, SuiteDrive
-from driving.files import save_figure, write_json, write_text
+from driving.evaluation.registry import STYLE_ORDER, SUITES, Suite, SuiteDrive
+from driving.evaluation.settings import DRIVE_TIMEOUT_S, EvalConfig
+from driving.files import save_figure, write_text
 from driving.pilot import Pilot, PilotConfig
+from driving.run import DriveResult, RunFolder, SuiteResult, SuiteSummary
 from driving.runtime import Predictor
 from driving.sim.track import track_features
 
 BOOTSTRAP_SAMPLES = 10_000
+
+
+class DriveFailed(RuntimeError):
+    """A suite's drive that did not finish: it ran past its time, or its worker process died. The
+    message names the drive in one line; every worker has been stopped."""
 
 
 # --- driving the suite ----------------------------------------------------------------------------
@@ -51,7 +66,9 @@ def _pilot(model: str, speed: float) -> Pilot:
     return Pilot(Predictor.load(model, threads=1), PilotConfig(speed=speed))
 
 
-def drive_one(model: str, drive: SuiteDrive, speed: float = 9.0, pilot: Pilot | None = None) -> dict:
+def drive_one(
+    model: str, drive: SuiteDrive, speed: float = TARGET_SPEED_MPH, pilot: Pilot | None = None
+) -> DriveResult:
     """Drive one suite drive with `model` (or an in-memory `pilot`); the drive's metrics, with
     what was driven (track features, conditions)."""
     track = drive.track()
@@ -62,9 +79,9 @@ def drive_one(model: str, drive: SuiteDrive, speed: float = 9.0, pilot: Pilot | 
         progress=False,
         model=Path(model).stem if model else "",
     )
-    metrics, trace = drive_pilot(pilot or _pilot(model, speed), track, options, direct=True)
-    row = metrics.to_dict()
-    row.update(
+    metrics, _ = drive_pilot(pilot or _pilot(model, speed), track, options, direct=True)
+    return DriveResult(
+        **metrics.to_dict(),
         drive=drive.name,
         style=drive.style,
         track_seed=drive.track_seed,
@@ -72,43 +89,114 @@ def drive_one(model: str, drive: SuiteDrive, speed: float = 9.0, pilot: Pilot | 
         width_m=track.width,
         features=track_features(track),
     )
-    return row
 
 
-def _task(args: tuple) -> dict:
-    return drive_one(*args)
+Task = tuple[str, SuiteDrive, float]  # model file, drive, speed
+
+
+def _task(task: Task) -> DriveResult:
+    return drive_one(*task)
 
 
 def drive_suite(
     models: Sequence[str | Path],
     suite: Suite,
     jobs: int | None = None,
-    speed: float = 9.0,
+    speed: float = TARGET_SPEED_MPH,
     progress: bool = True,
-) -> dict[str, list[dict]]:
+    drive_timeout: float = DRIVE_TIMEOUT_S,
+) -> dict[str, list[DriveResult]]:
     """Every model on every drive of `suite`, `jobs` drives at a time in separate processes
     (default: one per core); {model path: [drive results in suite order]}. The results do not
-    depend on `jobs`."""
-    tasks = [(str(m), d, speed) for m in models for d in suite.drives]
+    depend on `jobs`. A drive that takes over `drive_timeout` seconds in a worker, or whose worker
+    dies, fails the suite with DriveFailed (with one job the drives run in this process, where
+    nothing is waited for: no time limit applies)."""
+    tasks: list[Task] = [(str(m), d, speed) for m in models for d in suite.drives]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     bar = tqdm(total=len(tasks), desc=f"suite {suite.label}", unit="drive", disable=not progress)
-    if jobs == 1:
-        rows = []
-        for task in tasks:
-            rows.append(_task(task))
-            bar.update(1)
-    else:
-        # spawn, not fork: a forked TensorFlow can deadlock. Each worker loads what it drives once.
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    try:
+        if jobs == 1:
             rows = []
-            for row in pool.map(_task, tasks, chunksize=1):
-                rows.append(row)
+            for task in tasks:
+                rows.append(_task(task))
                 bar.update(1)
-    bar.close()
-    out: dict[str, list[dict]] = {str(m): [] for m in models}
+        else:
+            rows = drive_in_workers(
+                _task, tasks, jobs, drive_timeout, f"suite {suite.label}", lambda: bar.update(1)
+            )
+    finally:
+        bar.close()
+    out: dict[str, list[DriveResult]] = {str(m): [] for m in models}
     for (model, _, _), row in zip(tasks, rows, strict=True):
         out[model].append(row)
     return out
+
+
+def drive_in_workers(
+    function: Callable[[Task], DriveResult],
+    tasks: Sequence[Task],
+    jobs: int,
+    timeout: float = DRIVE_TIMEOUT_S,
+    what: str = "suite",
+    done_one: Callable[[], None] = lambda: None,
+) -> list[DriveResult]:
+    """`function(task)` for every task (a module-level function: it is sent to the workers), in
+    `jobs` worker processes; the results in task order. At most `jobs` tasks are handed out at a
+    time, so a drive's clock starts when a worker is free to take it. A drive that runs past
+    `timeout` seconds, or whose worker dies, raises DriveFailed naming it (`what` begins the
+    message); an error a drive raises is re-raised as it is. Either way every worker is stopped
+    first, so nothing is left running or waited for."""
+    # spawn, not fork: a forked TensorFlow can deadlock. Each worker loads what it drives once.
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    rows: list[DriveResult | None] = [None] * len(tasks)
+    waiting = deque(range(len(tasks)))
+    running: dict[Future, tuple[int, float]] = {}  # future -> task index, when it was handed out
+
+    def named(indices) -> str:
+        return ", ".join(f"{tasks[i][1].name} of {Path(tasks[i][0]).name}" for i in indices)
+
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                i = waiting.popleft()
+                running[pool.submit(function, tasks[i])] = (i, time.monotonic())
+            first_due = min(started for _, started in running.values()) + timeout
+            done, _ = wait(running, max(0.0, first_due - time.monotonic()), FIRST_COMPLETED)
+            for future in done:
+                i, _ = running[future]
+                try:
+                    rows[i] = future.result()
+                except BrokenProcessPool:
+                    raise DriveFailed(
+                        f"{what}: a worker process died (killed, or out of memory) while "
+                        f"driving {named(index for index, _ in running.values())}"
+                    ) from None
+                del running[future]
+                done_one()
+            now = time.monotonic()
+            late = [i for i, started in running.values() if now - started >= timeout]
+            if late:
+                raise DriveFailed(
+                    f"{what}: drive {named(late)} took over {timeout:g} s "
+                    "(--drive-timeout): stopped, with every worker"
+                )
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return rows
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End every worker now: shutdown() alone would wait for a stalled drive forever."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14 and later
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 the executor offers no public way to stop a busy worker: its process table.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 # --- the figures ----------------------------------------------------------------------------------
@@ -129,39 +217,39 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: Sequence[DriveResult]) -> SuiteSummary:
     """The aggregate figures of one model's drives."""
-    autonomy = [r["autonomy_pct"] for r in rows]
-    km = sum(r["distance_m"] for r in rows) / 1000
-    interventions = sum(r["interventions"] for r in rows)
+    autonomy = [r.autonomy_pct for r in rows]
+    km = sum(r.distance_m for r in rows) / 1000
+    interventions = sum(r.interventions for r in rows)
     low, high = bootstrap_ci(autonomy)
     by_style = {}
     for style in STYLE_ORDER:
-        mine = [r["autonomy_pct"] for r in rows if r["style"] == style]
+        mine = [r.autonomy_pct for r in rows if r.style == style]
         if mine:
             by_style[style] = float(np.mean(mine))
-    return {
-        "drives": len(rows),
-        "success_rate": float(np.mean([r["interventions"] == 0 and r["completed"] for r in rows])),
-        "autonomy_mean": float(np.mean(autonomy)),
-        "autonomy_ci95": [low, high],
-        "autonomy_min": float(np.min(autonomy)),
-        "interventions": interventions,
-        "km": km,
-        "interventions_per_km": interventions / km if km else float("nan"),
-        "mean_abs_cte_m": float(np.mean([r["mean_abs_cte_m"] for r in rows])),
-        "steering_rate_rms": float(np.mean([r["steering_rate_rms"] for r in rows])),
-        "latency_median_ms": float(np.median([r["latency_median_ms"] for r in rows])),
-        "autonomy_by_style": by_style,
-    }
+    return SuiteSummary(
+        drives=len(rows),
+        success_rate=float(np.mean([r.interventions == 0 and r.completed for r in rows])),
+        autonomy_mean=float(np.mean(autonomy)),
+        autonomy_ci95=(low, high),
+        autonomy_min=float(np.min(autonomy)),
+        interventions=interventions,
+        km=km,
+        interventions_per_km=interventions / km if km else None,  # no distance: no rate
+        mean_abs_cte_m=float(np.mean([r.mean_abs_cte_m for r in rows])),
+        steering_rate_rms=float(np.mean([r.steering_rate_rms for r in rows])),
+        latency_median_ms=float(np.median([r.latency_median_ms for r in rows])),
+        autonomy_by_style=by_style,
+    )
 
 
-def markdown(result: dict) -> str:
-    suite = result["suite"]
+def markdown(result: SuiteResult) -> str:
+    suite = result.suite
     lines = [
         f"# Suite {suite['name']} v{suite['version']}",
         "",
-        f"{suite['description']}. {len(suite['drives'])} drives per model at {result['speed']:g} mph, "
+        f"{suite['description']}. {len(suite['drives'])} drives per model at {result.speed:g} mph, "
         f"fixed 1/15 s step. Autonomy: (1 - interventions x 6 s / elapsed s) x 100; its 95% "
         "interval is a bootstrap over the drives.",
         "",
@@ -169,51 +257,51 @@ def markdown(result: dict) -> str:
         "steer rms/s | latency ms | lake | jungle | desert |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, s in result["summary"].items():
-        low, high = s["autonomy_ci95"]
-        styles = [f"{s['autonomy_by_style'].get(st, float('nan')):.1f}%" for st in STYLE_ORDER]
+    for name, s in result.summary.items():
+        low, high = s.autonomy_ci95
+        styles = [f"{s.autonomy_by_style.get(st, float('nan')):.1f}%" for st in STYLE_ORDER]
+        per_km = "-" if s.interventions_per_km is None else f"{s.interventions_per_km:.2f}"
         lines.append(
-            f"| {name} | {s['success_rate'] * 100:.0f}% | "
-            f"{s['autonomy_mean']:.1f}% [{low:.1f}, {high:.1f}] | "
-            f"{s['autonomy_min']:.1f}% | {s['interventions_per_km']:.2f} | {s['mean_abs_cte_m']:.2f} | "
-            f"{s['steering_rate_rms']:.3f} | {s['latency_median_ms']:.1f} | " + " | ".join(styles) + " |"
+            f"| {name} | {s.success_rate * 100:.0f}% | "
+            f"{s.autonomy_mean:.1f}% [{low:.1f}, {high:.1f}] | "
+            f"{s.autonomy_min:.1f}% | {per_km} | {s.mean_abs_cte_m:.2f} | "
+            f"{s.steering_rate_rms:.3f} | {s.latency_median_ms:.1f} | " + " | ".join(styles) + " |"
         )
     lines += ["", "Per drive (interventions, autonomy):", ""]
-    names = list(result["drives"])
+    names = list(result.drives)
     lines.append("| drive | width m | " + " | ".join(names) + " |")
     lines.append("|---|---:|" + "---:|" * len(names))
     for i in range(len(suite["drives"])):
-        first = result["drives"][names[0]][i]
+        first = result.drives[names[0]][i]
         cells = [
-            f"{result['drives'][n][i]['interventions']}, {result['drives'][n][i]['autonomy_pct']:.0f}%"
-            for n in names
+            f"{result.drives[n][i].interventions}, {result.drives[n][i].autonomy_pct:.0f}%" for n in names
         ]
-        lines.append(f"| {first['drive']} | {first['width_m']:.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {first.drive} | {first.width_m:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict, path: Path) -> Path:
+def plot(result: SuiteResult, path: Path) -> Path:
     """Per model: mean autonomy with its 95% interval, and one dot per drive (coloured by style)."""
-    names = list(result["summary"])
+    names = list(result.summary)
     colours = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 4.5))
     jitter = np.random.default_rng(0)
     for i, name in enumerate(names):
-        s = result["summary"][name]
-        for row in result["drives"][name]:
+        s = result.summary[name]
+        for row in result.drives[name]:
             ax.plot(
                 i + jitter.uniform(-0.25, 0.25),
-                row["autonomy_pct"],
+                row.autonomy_pct,
                 "o",
                 ms=4,
                 alpha=0.6,
-                color=colours.get(row["style"], "0.5"),
+                color=colours.get(row.style, "0.5"),
             )
-        low, high = s["autonomy_ci95"]
+        low, high = s.autonomy_ci95
         ax.errorbar(
             i,
-            s["autonomy_mean"],
-            yerr=[[s["autonomy_mean"] - low], [high - s["autonomy_mean"]]],
+            s.autonomy_mean,
+            yerr=[[s.autonomy_mean - low], [high - s.autonomy_mean]],
             fmt="D",
             color="black",
             ms=7,
@@ -226,7 +314,7 @@ def plot(result: dict, path: Path) -> Path:
     ax.plot([], [], "D", color="black", label="mean, 95% CI")
     ax.axhline(90, color="0.6", ls=":", lw=1)
     ax.set_xticks(range(len(names)), names, rotation=15)
-    suite = result["suite"]
+    suite = result.suite
     ax.set(
         ylabel="autonomy %",
         ylim=(-3, 103),
@@ -242,35 +330,52 @@ def run(
     models: Sequence[str | Path],
     suite: Suite,
     jobs: int | None = None,
-    speed: float = 9.0,
+    speed: float = TARGET_SPEED_MPH,
     out: Path | None = None,
     names: Sequence[str] | None = None,
     progress: bool = True,
-) -> dict:
+    drive_timeout: float = DRIVE_TIMEOUT_S,
+) -> SuiteResult:
     """Drive `suite` with every model; write suite-NAME.json/.md/.png into `out` when given.
-    `names` label the models in tables (default: their file stems, made unique)."""
+    `names` label the models in tables (default: their file stems, made unique). A drive that
+    takes over `drive_timeout` seconds in a worker process raises DriveFailed."""
     models = [str(m) for m in models]
     names = list(names or _labels(models))
-    drives = drive_suite(models, suite, jobs, speed, progress)
-    result = {
-        "suite": {
+    drives = drive_suite(models, suite, jobs, speed, progress, drive_timeout)
+    result = SuiteResult(
+        suite={
             "name": suite.name,
             "version": suite.version,
             "description": suite.description,
             "drives": [vars(d) | {"name": d.name} for d in suite.drives],
         },
-        "speed": speed,
-        "models": dict(zip(names, models, strict=True)),
-        "drives": {n: drives[m] for n, m in zip(names, models, strict=True)},
-        "summary": {n: summarise(drives[m]) for n, m in zip(names, models, strict=True)},
-    }
+        speed=speed,
+        models=dict(zip(names, models, strict=True)),
+        drives={n: drives[m] for n, m in zip(names, models, strict=True)},
+        summary={n: summarise(drives[m]) for n, m in zip(names, models, strict=True)},
+    )
     if out is not None:
-        stem = Path(out) / f"suite-{suite.name}"
-        write_json(stem.with_suffix(".json"), result)
-        write_text(stem.with_suffix(".md"), markdown(result))
-        plot(result, stem.with_suffix(".png"))
+        folder = RunFolder(out)
+        result.write(folder.suite(suite.name))
+        write_text(folder.suite(suite.name, ".md"), markdown(result))
+        plot(result, folder.suite(suite.name, ".png"))
     card.add_suite(result)  # a model of a run folder keeps the suite's figures on its card
     return result
+
+
+def evaluate(config: EvalConfig, progress: bool = True) -> SuiteResult:
+    """What `python -m driving.evaluate` runs: `config`'s models over its suite, written to its
+    output folder."""
+    config.validate()
+    return run(
+        config.models,
+        SUITES[config.suite],
+        config.jobs,
+        config.speed,
+        config.out,
+        progress=progress,
+        drive_timeout=config.drive_timeout,
+    )
 
 
 def _labels(models: Sequence[str]) -> list[str]:
