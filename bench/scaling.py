@@ -355,8 +355,8 @@ def suite_run(model: str, suite_name: str, drives: int | None, jobs: int, speed:
     start = time.perf_counter()
     result = run([model], suite, jobs=jobs, speed=speed, progress=False)
     wall = time.perf_counter() - start
-    rows = next(iter(result["drives"].values()))
-    frames = sum(r["frames"] for r in rows)
+    rows = next(iter(result.drives.values()))
+    frames = sum(r.frames for r in rows)
     return {
         "jobs": jobs,
         "drives": len(rows),
@@ -364,7 +364,7 @@ def suite_run(model: str, suite_name: str, drives: int | None, jobs: int, speed:
         "wall_s": wall,
         "frames_per_s": frames / wall,
         "cpu_s": _cpu_seconds() - cpu_start,  # this process and its finished workers
-        "per_drive": [(r["drive"], r["frames"], r["interventions"]) for r in rows],
+        "per_drive": [(r.drive, r.frames, r.interventions) for r in rows],
     }
 
 

@@ -303,17 +303,6 @@ def _nonnegative(source: str, **values: float | int | None) -> None:
 # --- the records ----------------------------------------------------------------------------------
 
 
-class _ReadByKey:
-    """Transitional: `record["field"]` as well as `record.field`, for the readers that still index a
-    drive or a suite's result as the dict it used to be (driving/train/callbacks.py,
-    driving/report/export.py, bench/scaling.py). Remove once they read attributes."""
-
-    def __getitem__(self, key: str) -> Any:
-        if not isinstance(key, str) or key not in {f.name for f in dataclasses.fields(self)}:
-            raise KeyError(key)
-        return getattr(self, key)
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """Which checkpoint of a run a model file is, and why it was kept: stored inside every model
@@ -382,7 +371,7 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class DriveResult(_ReadByKey):
+class DriveResult:
     """One closed-loop drive of one model over one suite drive: its metrics and what was driven."""
 
     track: str
@@ -421,7 +410,7 @@ class DriveResult(_ReadByKey):
 
 
 @dataclass(frozen=True)
-class SuiteSummary(_ReadByKey):
+class SuiteSummary:
     """The aggregate figures of one model's drives over a suite."""
 
     drives: int
@@ -453,7 +442,7 @@ class SuiteSummary(_ReadByKey):
 
 
 @dataclass(frozen=True)
-class SuiteResult(_ReadByKey):
+class SuiteResult:
     """Every model driven over one suite: what a `suite-NAME.json` holds."""
 
     suite: dict[str, Any]  # name, version, description, drives (the suite's definition)

@@ -16,10 +16,8 @@ precision_section(run, rows, suite, jobs, runs)
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import cache, partial
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from driving.modelio import ModelInfo, export_tflite
 from driving.pilot import Pilot
 from driving.report.config import MARGIN_POINTS
 from driving.report.measure import time_calls
-from driving.run import PRECISIONS, DrivenFile, ExportCheck, Latency, ReportRow, RunFolder
+from driving.run import PRECISIONS, DrivenFile, DriveResult, ExportCheck, Latency, ReportRow, RunFolder
 from driving.runtime import Predictor
 
 # Largest |TFLite - Keras| steering difference accepted per export (steering spans [-1, 1]).
@@ -91,27 +89,25 @@ def _keras_pilot(path: str, speed: float) -> Pilot:
     return Pilot(Predictor.load(path, backend="keras", threads=1), PilotConfig(speed=speed))
 
 
-def _drive_keras(task: tuple[str, SuiteDrive, float]) -> dict:
+def _drive_keras(task: tuple[str, SuiteDrive, float]) -> DriveResult:
     path, drive, speed = task
     return suites.drive_one(path, drive, speed, pilot=_keras_pilot(path, speed))
 
 
 def drive_keras(
     paths: Sequence[Path], suite: Suite, jobs: int | None = None, speed: float = TARGET_SPEED_MPH
-) -> dict[Path, list[dict]]:
+) -> dict[Path, list[DriveResult]]:
     """Every Keras file driven over every drive of `suite` as Keras runs it, `jobs` drives at a
     time in separate processes (default: one per core): {path: [drive results in suite order]}.
-    The drives are those driving.evaluation.suites makes (fixed step, seeded worlds), so they pair by track
-    with the exports' drives."""
+    The drives are those driving.evaluation.suites makes (fixed step, seeded worlds), so they pair
+    by track with the exports' drives."""
     tasks = [(str(p), d, speed) for p in paths for d in suite.drives]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     if jobs == 1:
         rows = [_drive_keras(task) for task in tasks]
-    else:
-        # spawn, not fork: a forked TensorFlow can deadlock. Each worker loads what it drives once.
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows = list(pool.map(_drive_keras, tasks, chunksize=1))
-    out: dict[Path, list[dict]] = {Path(p): [] for p in paths}
+    else:  # the suites' pool: each drive has its own time limit, and a dead worker ends it in one line
+        rows = suites.drive_in_workers(_drive_keras, tasks, jobs, what="report")
+    out: dict[Path, list[DriveResult]] = {Path(p): [] for p in paths}
     for (path, _, _), row in zip(tasks, rows, strict=True):
         out[Path(path)].append(row)
     return out
@@ -152,8 +148,8 @@ def recommended(files: Sequence[DrivenFile]) -> DrivenFile | None:
     return min(kept, key=lambda f: f.bytes, default=None)
 
 
-def _by_track(drives: list[dict]) -> dict[str, float]:
-    return {d["drive"]: float(d["autonomy_pct"]) for d in drives}
+def _by_track(drives: Sequence[DriveResult]) -> dict[str, float]:
+    return {d.drive: float(d.autonomy_pct) for d in drives}
 
 
 def precision_section(
@@ -194,17 +190,17 @@ def precision_section(
                 all_cores_ms=row.keras_latency.median_ms,
                 one_core_ms=None,
                 autonomy_by_track=reference,
-                autonomy_mean=summary["autonomy_mean"],
-                autonomy_ci95=tuple(summary["autonomy_ci95"]),
-                success_rate=summary["success_rate"],
+                autonomy_mean=summary.autonomy_mean,
+                autonomy_ci95=tuple(summary.autonomy_ci95),
+                success_rate=summary.success_rate,
             )
         )
         for precision in row.tflite:
             path, name = files[row.model, precision], f"{row.model} {precision}"
             one, every = load_tflite(path, threads=1), load_tflite(path)
             frame = np.zeros((1, *one.preprocessing.input_shape), np.float32)
-            summary = driven["summary"][name]
-            autonomy = _by_track(driven["drives"][name])
+            summary = driven.summary[name]
+            autonomy = _by_track(driven.drives[name])
             mean, ci95, paired = paired_difference(autonomy, reference)
             table.append(
                 DrivenFile(
@@ -215,9 +211,9 @@ def precision_section(
                     all_cores_ms=time_calls(partial(every.run, frame), runs)["median_ms"],
                     one_core_ms=time_calls(partial(one.run, frame), runs)["median_ms"],
                     autonomy_by_track=autonomy,
-                    autonomy_mean=summary["autonomy_mean"],
-                    autonomy_ci95=tuple(summary["autonomy_ci95"]),
-                    success_rate=summary["success_rate"],
+                    autonomy_mean=summary.autonomy_mean,
+                    autonomy_ci95=tuple(summary.autonomy_ci95),
+                    success_rate=summary.success_rate,
                     difference_mean=mean,
                     difference_ci95=ci95,
                     paired_tracks=paired,

@@ -170,8 +170,8 @@ class DriveCheck(keras.callbacks.Callback):
         )
         pilot = Pilot(predictor)
         drives = [drive_one("", d, pilot=pilot) for d in self.suite.drives]
-        autonomy = sum(d["autonomy_pct"] for d in drives) / len(drives)
-        cte = sum(d["mean_abs_cte_m"] for d in drives) / len(drives)
+        autonomy = sum(d.autonomy_pct for d in drives) / len(drives)
+        cte = sum(d.mean_abs_cte_m for d in drives) / len(drives)
         row = {"step": self.step, "epoch": self.epoch, "autonomy": autonomy, "mean_abs_cte_m": cte}
         if self.best is None or (autonomy, -cte) > self.best:
             self.best = (autonomy, -cte)
