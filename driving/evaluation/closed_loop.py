@@ -39,7 +39,7 @@ from tqdm import tqdm
 from driving.config import MAX_LAPS, SAMPLE_RATE_HZ
 from driving.drive_config import ServeConfig
 from driving.drive_server import DriveServer
-from driving.evaluation.metrics import DriveMetrics, DriveTrace, summarise
+from driving.evaluation.metrics import DriveMetrics, DriveTrace, metrics_of
 from driving.pilot import Pilot, PilotConfig
 from driving.preprocess import decode_jpeg, encode_jpeg
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer, telemetry_packet
@@ -277,7 +277,7 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
         bar.update(round(max(sim.laps, 0.0), 2) - bar.n)
         bar.close()
 
-    metrics = summarise(trace, options.laps, sim.laps, options.realtime, end_reason, options.model)
+    metrics = metrics_of(trace, options.laps, sim.laps, options.realtime, end_reason, options.model)
     for observer in options.observers:
         observer.end(metrics)
     if options.video is not None:

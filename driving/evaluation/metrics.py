@@ -1,7 +1,7 @@
 """Scoring a closed-loop drive: what the car did, frame by frame, and the figures that sum it up.
 
 A DriveTrace collects one row per simulated frame (pose, cross-track error, speed, steering,
-round-trip latency) and every intervention; `summarise()` turns it into DriveMetrics:
+round-trip latency) and every intervention; `metrics_of()` turns it into DriveMetrics:
 
 - laps and distance actually driven, elapsed simulated time, mean speed;
 - mean and max |cross-track error| (metres from the centre line);
@@ -122,7 +122,7 @@ def steering_rate_rms(time_s: np.ndarray, steering: np.ndarray) -> float:
     return float(np.sqrt(np.mean(rate**2))) if rate.size else 0.0
 
 
-def summarise(
+def metrics_of(
     trace: DriveTrace, laps_target: float, laps: float, realtime: bool, end_reason: str, model: str = ""
 ) -> DriveMetrics:
     t = np.asarray(trace.time_s)

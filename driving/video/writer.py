@@ -72,7 +72,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = SAM
     return written
 
 
-def overlay(rgb: np.ndarray, steering: float, speed: float) -> np.ndarray:
+def draw_hud(rgb: np.ndarray, steering: float, speed: float) -> np.ndarray:
     """The frame with its steering and speed written in the top-left corner."""
     out = rgb.copy()
     text = f"steer {steering:+.3f}  {speed:4.1f} mph"
@@ -116,7 +116,7 @@ def recording_to_video(
                 tqdm.write(f"skipped: {e}")
                 continue
             rgb = paint(rgb) if paint else rgb
-            yield overlay(rgb, row.steering, row.speed) if with_overlay else rgb
+            yield draw_hud(rgb, row.steering, row.speed) if with_overlay else rgb
 
     written = write_video(frames(), out, fps)
     return out, written, skipped
