@@ -68,6 +68,17 @@ def option(default: Any = MISSING, flag: str | None = None, help: str = "", **kw
     return dataclasses.field(default=default, metadata={META: spec})
 
 
+def same_as(cls, name: str, **changes) -> Any:
+    """Field `name` of dataclass `cls` declared again elsewhere, with its default, flag, bounds and
+    help (or `changes` to them): a setting two commands share is still declared once."""
+    source = next(f for f in dataclasses.fields(cls) if f.name == name)
+    spec = dataclasses.replace(spec_of(source), **changes)
+    return option(_default(source), spec.flag, spec.help, **{
+        k: getattr(spec, k) for k in ("group", "low", "high", "low_open", "high_open", "choices",
+                                      "metavar", "nargs", "repeat", "required", "size_with")
+    })  # fmt: skip
+
+
 def spec_of(field: dataclasses.Field) -> Option | None:
     return field.metadata.get(META)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from driving.options import ConfigError, check_bounds, option
+from driving.config import RunConfig
+from driving.options import ConfigError, check_bounds, option, same_as
 from driving.saliency import METHOD_NAMES
 
 CALIBRATION_FRAMES = 1500  # int8 ranges: 200 frames left effnet-slim at 0.10-0.22 max error, 1500 at 0.07
@@ -47,25 +48,9 @@ class ReportConfig:
         "export NAME.tflite, NAME.float16.tflite, NAME.int8.tflite and time them with LiteRT",
         choices=("tflite", "none"),
     )
-    val_fraction: float = option(
-        0.2,
-        "--val-fraction",
-        "share of time blocks held out for validation",
-        group=SPLIT,
-        low=0,
-        high=1,
-        low_open=True,
-        high_open=True,
-    )
-    seed: int = option(0, "--seed", "seed of the split", group=SPLIT, low=0, high=2**31 - 1)
-    block_seconds: float = option(
-        10.0,
-        "--block-seconds",
-        "the split held out whole blocks of this many seconds",
-        group=SPLIT,
-        low=0,
-        low_open=True,
-    )
+    val_fraction: float = same_as(RunConfig, "val_fraction", group=SPLIT)
+    seed: int = same_as(RunConfig, "seed", help="seed of the split", group=SPLIT)
+    block_seconds: float = same_as(RunConfig, "block_seconds", group=SPLIT)
     val_frames: int = option(512, "--val-frames", "validation frames to score, at most", low=1)
     runs: int = option(200, "--runs", "timed calls per latency figure", low=1)
     calibration_frames: int = option(
