@@ -126,3 +126,29 @@ def test_a_world_must_fit_the_simulators_road(lake):
     other = World(builtin_track("desert"), ppm=2.0)
     with pytest.raises(ValueError, match="does not fit"):
         lake.use_world(other, seed=0)
+
+
+def test_marking_kinds_paint_as_much_line_as_they_should(monkeypatch):
+    """A solid centre line marks about three times the road a dashed one does (3 m every 9 m), a
+    double line about twice the solid; dashed edge lines a third of solid ones."""
+    from dataclasses import replace
+
+    from driving.sim.style import STYLES
+
+    magenta = (255, 0, 255)  # a colour nothing else in the world has
+
+    def marked_pixels(**marking) -> int:
+        monkeypatch.setitem(STYLES, "lake", replace(STYLES["lake"], **marking))
+        texture = World(builtin_track("lake"), ppm=4.0).colour[0].astype(int)
+        r, g, b = texture[..., 0], texture[..., 1], texture[..., 2]
+        return int(((r - g > 80) & (b - g > 80)).sum())
+
+    centre = {
+        kind: marked_pixels(edge="none", centre_colour=magenta, centre=kind)
+        for kind in ("dashed", "solid", "double")
+    }
+    assert 2.3 < centre["solid"] / centre["dashed"] < 3.7
+    assert 1.4 < centre["double"] / centre["solid"] < 2.6
+    lines = marked_pixels(edge="lines", edge_colour=magenta, centre_colour=None)
+    dashed = marked_pixels(edge="dashed", edge_colour=magenta, centre_colour=None)
+    assert 0.2 < dashed / lines < 0.5

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RGB = tuple[int, int, int]
+EDGES = ("lines", "dashed", "curbs", "none")  # the road's edge markings
+CENTRES = ("dashed", "solid", "double")  # the centre line's kinds
 
 
 @dataclass(frozen=True)
@@ -21,9 +23,10 @@ class Style:
     ground: RGB
     shoulder: RGB
     shoulder_m: float  # width of the shoulder strip on each side
-    edge: str  # "lines" | "curbs" | "none"
+    edge: str  # one of EDGES
     edge_colour: RGB = (235, 235, 225)
-    centre_colour: RGB | None = None  # dashed centre line, if any
+    centre_colour: RGB | None = None  # the centre line's colour; None: no centre line
+    centre: str = "dashed"  # one of CENTRES, when there is a centre line
     curb_colours: tuple[RGB, RGB] = ((200, 30, 30), (240, 240, 240))
     texture_amp: float = 10.0  # fine grain of the asphalt and ground, in grey levels
     shadows: int = 40  # soft shadow blobs per 10,000 m^2

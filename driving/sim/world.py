@@ -190,16 +190,31 @@ class World:
             paint = colour if label is None else label
             self._stroke(img, xy, paint, width_m, closed, smooth=label is None)
 
-        if st.edge == "lines":
+        if st.edge in ("lines", "dashed"):
             for side in (-1, 1):
-                stroke(tr.edges(side * (half - 0.35)), st.edge_colour, 0.18)
+                edge = tr.edges(side * (half - 0.35))
+                if st.edge == "lines":
+                    stroke(edge, st.edge_colour, 0.18)
+                else:
+                    self._dashes(edge, lambda xy: stroke(xy, st.edge_colour, 0.18, closed=False))
         elif st.edge == "curbs":  # alternating red and white blocks, 1.5 m long, on the road edge
             block = max(1, int(round(1.5 / tr.spacing)))
             for side in (-1, 1):
                 edge = tr.edges(side * (half - 0.35))
                 for k, start in enumerate(range(0, len(edge), block)):
                     stroke(edge[start : start + block + 1], st.curb_colours[k % 2], 0.7, closed=False)
-        if st.centre_colour is not None:  # dashes 3 m long every 9 m
-            dash, period = int(3 / tr.spacing), int(9 / tr.spacing)
-            for start in range(0, len(tr.points) - dash, period):
-                stroke(tr.points[start : start + dash], st.centre_colour, 0.15, closed=False)
+        if st.centre_colour is None:
+            return
+        if st.centre == "dashed":
+            self._dashes(tr.points, lambda xy: stroke(xy, st.centre_colour, 0.15, closed=False))
+        elif st.centre == "solid":
+            stroke(tr.points, st.centre_colour, 0.15)
+        else:  # double: two solid lines 0.3 m apart
+            for offset in (-0.15, 0.15):
+                stroke(tr.edges(offset), st.centre_colour, 0.12)
+
+    def _dashes(self, line: np.ndarray, stroke) -> None:
+        """`stroke` each dash of `line` (a closed polyline at the track's spacing): 3 m every 9 m."""
+        dash, period = int(3 / self.track.spacing), int(9 / self.track.spacing)
+        for start in range(0, len(line) - dash, period):
+            stroke(line[start : start + dash])
