@@ -300,6 +300,10 @@ def _nonnegative(source: str, **values: float | int | None) -> None:
             raise RecordError(f"{source}: field '{name}' must not be negative, got {value!r}")
 
 
+# Records kept beside the stage that writes them (driving/evaluation/curve.py) check fields with it too.
+check_nonnegative = _nonnegative
+
+
 # --- the records ----------------------------------------------------------------------------------
 
 

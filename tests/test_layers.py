@@ -24,7 +24,7 @@ LAYERS = {
                    "driving.evaluation.metrics", "driving.evaluation.suites", "driving.view"),
     "training": ("driving.train",),
     "analysis": ("driving.report", "driving.saliency", "driving.evaluation.seeds",
-                 "driving.evaluation.seed_tables"),
+                 "driving.evaluation.seed_tables", "driving.evaluation.curve"),
     "apps": ("driving.demo", "driving.evaluate", "driving.study", "driving.drive"),
 }  # fmt: skip
 ORDER = list(LAYERS)

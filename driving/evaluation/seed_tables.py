@@ -46,6 +46,11 @@ def write_tables(out: Path, suite: Suite, runs: list[StudyRecord], with_plot: bo
     return StudyTable(suite.label, list(runs), table)
 
 
+def study_run(out: Path, recipe: str, model: str, seed: int) -> RunFolder:
+    """Where a seed study under OUT keeps the run of `recipe`, `model` and `seed`."""
+    return RunFolder(out / recipe / model / f"seed-{seed}")
+
+
 def same_weights(steps: dict[str, int | None], kind: str) -> bool:
     """Whether checkpoint `kind` holds the very weights of the val-best one: both saved at the same,
     known training step. A checkpoint whose step is unknown (an older file) counts as different,

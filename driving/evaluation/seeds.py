@@ -30,7 +30,7 @@ from pathlib import Path
 from driving.config import BUDGETS, CSV_NAME, Budget, RunConfig
 from driving.evaluation import suites
 from driving.evaluation.registry import RECIPES, SUITES, Recipe, Suite
-from driving.evaluation.seed_tables import StudyTable, same_weights, train_result, write_tables
+from driving.evaluation.seed_tables import StudyTable, same_weights, study_run, train_result, write_tables
 from driving.evaluation.settings import DRIVE_TIMEOUT_S, StudyConfig
 from driving.files import RecordError, check_writable_folder
 from driving.modelio import load_info
@@ -202,7 +202,7 @@ def seeds_study(
         folders = recordings(recipe, data)
         for model in models:
             for seed in seeds:
-                folder = out / recipe.name / model / f"seed-{seed}"
+                folder = study_run(out, recipe.name, model, seed).root
                 config = run_config(recipe, [model], seed, size, folders, folder)
                 record = one_run(config, chosen, jobs, progress, drive_timeout, recipe.name)
                 runs.append(replace(record, recipe=recipe.name))

@@ -1,7 +1,7 @@
 """The settings of the evaluation commands, declared once (driving/options.py): what
-`python -m driving.evaluate` (EvalConfig) and `python -m driving.study seeds|table` (StudyConfig,
-TableConfig) take. Their parsers, range checks and the command that remakes a config all come from
-these declarations, and the libraries take the same configs:
+`python -m driving.evaluate` (EvalConfig) and `python -m driving.study seeds|table|curve`
+(StudyConfig, TableConfig, CurveConfig) take. Their parsers, range checks and the command that
+remakes a config all come from these declarations, and the libraries take the same configs:
 
     config = EvalConfig([Path("models/effnet.keras")], suite="unseen", jobs=2)
     suites.evaluate(config)          # what `python -m driving.evaluate` runs
@@ -19,8 +19,8 @@ from typing import Any
 
 from driving.config import BUDGETS, MAX_SEEDS, TARGET_SPEED_MPH
 from driving.evaluation.registry import RECIPES, SUITES
-from driving.models import MODELS
-from driving.options import check_bounds, option
+from driving.models import MODELS, SLIMMING_FAMILY
+from driving.options import ConfigError, check_bounds, option, same_as
 
 MAX_JOBS = 256  # drives at a time: beyond this a typo, not a machine
 MAX_SPEED_MPH = 30.0  # the simulator's top speed
@@ -29,6 +29,7 @@ MAX_SPEED_MPH = 30.0  # the simulator's top speed
 DRIVE_TIMEOUT_S = 300.0
 MAX_DRIVE_TIMEOUT_S = 86_400.0
 MAX_SEED = 2**31 - 1
+MAX_RUNS = 100_000  # timed calls per latency figure: beyond this a typo
 
 JOBS_HELP = "drives at a time, each in its own process (default: one per core)"
 DRIVE_TIMEOUT_HELP = (
@@ -124,3 +125,50 @@ class TableConfig:
 
     out: Path = option(Path("runs/study"), "--out", "the study's folder")
     suite: str = option("unseen", "--suite", "the suite the runs drove", choices=tuple(SUITES))
+
+
+@dataclass
+class CurveConfig:
+    """`python -m driving.study curve`: the slimming family's seed study, each model measured (size,
+    work, latency) and its driving set against them."""
+
+    models: list[str] = option(
+        lambda: list(SLIMMING_FAMILY),
+        "--models",
+        "models on the curve",
+        nargs="+",
+        choices=tuple(MODELS),
+    )
+    seeds: int = same_as(StudyConfig, "seeds")
+    first_seed: int = same_as(StudyConfig, "first_seed")
+    recipe: str = option(
+        "robust", "--recipe", "the recipe every model is trained with", choices=tuple(RECIPES)
+    )
+    budget: str = same_as(StudyConfig, "budget")
+    suite: str = same_as(StudyConfig, "suite")
+    data: Path = same_as(StudyConfig, "data")
+    out: Path = option(
+        Path("runs/curve"),
+        "--out",
+        "runs (OUT/RECIPE/MODEL/seed-N, as the seed study lays them out: a seed study there is "
+        "reused), curve.md/.json/.png",
+    )
+    jobs: int | None = same_as(StudyConfig, "jobs")
+    drive_timeout: float = drive_timeout_option()
+    runs: int = option(100, "--runs", "timed calls per latency figure", low=1, high=MAX_RUNS)
+    train: bool = option(
+        True,
+        "--no-train",
+        "train and drive nothing: redraw the curve from the runs under --out that finished with "
+        "these settings (models, seeds, recipe, budget, suite)",
+    )
+
+    @property
+    def seed_range(self) -> range:
+        return range(self.first_seed, self.first_seed + self.seeds)
+
+    def validate(self) -> CurveConfig:
+        check_bounds(self)
+        if not self.models:
+            raise ConfigError("models", "must name at least one")
+        return self

@@ -5,6 +5,9 @@ tflite_exports(model, info, run, name, x_val, keras_pred, calibration, runs)
     NAME.tflite, NAME.float16.tflite, NAME.int8.tflite written beside the model, each compared
     with the Keras model on the validation frames (|TFLite - Keras| steering, within TOLERANCE)
     and timed at batch 1 as drive.py runs it.
+batch1_ms(path, runs, threads)
+    one .tflite file's median batch-1 latency, as the tables of the report and of the slimming
+    curve (driving.evaluation.curve) time it.
 precision_section(run, rows, suite, jobs, runs)
     the Keras model and each of those files driven over the same evaluation suite
     (driving.evaluation.suites): per file its size, one-core and all-core latency, autonomy, and its
@@ -44,6 +47,14 @@ def load_tflite(path: Path, threads: int | None = None) -> Predictor:
     """A .tflite file run as drive.py runs it (a Predictor): LiteRT on every core unless `threads`
     says otherwise, int8 input and output (de)quantised. `.run(x)` takes one preprocessed frame."""
     return Predictor.from_tflite(path.read_bytes(), name=path.name, num_threads=threads)
+
+
+def batch1_ms(path: Path, runs: int, threads: int | None = None) -> float:
+    """Median batch-1 wall time (ms) of a .tflite file run as drive.py runs it, on `threads`
+    threads (None: every core), over `runs` timed calls on a blank frame of its input size."""
+    lite = load_tflite(path, threads)
+    frame = np.zeros((1, *lite.preprocessing.input_shape), np.float32)
+    return time_calls(partial(lite.run, frame), runs)["median_ms"]
 
 
 def tflite_exports(
@@ -197,8 +208,6 @@ def precision_section(
         )
         for precision in row.tflite:
             path, name = files[row.model, precision], f"{row.model} {precision}"
-            one, every = load_tflite(path, threads=1), load_tflite(path)
-            frame = np.zeros((1, *one.preprocessing.input_shape), np.float32)
             summary = driven.summary[name]
             autonomy = _by_track(driven.drives[name])
             mean, ci95, paired = paired_difference(autonomy, reference)
@@ -208,8 +217,8 @@ def precision_section(
                     precision=precision,
                     file=path.name,
                     bytes=path.stat().st_size,
-                    all_cores_ms=time_calls(partial(every.run, frame), runs)["median_ms"],
-                    one_core_ms=time_calls(partial(one.run, frame), runs)["median_ms"],
+                    all_cores_ms=batch1_ms(path, runs),
+                    one_core_ms=batch1_ms(path, runs, threads=1),
                     autonomy_by_track=autonomy,
                     autonomy_mean=summary.autonomy_mean,
                     autonomy_ci95=tuple(summary.autonomy_ci95),
