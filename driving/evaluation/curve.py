@@ -546,7 +546,10 @@ def plot(table: CurveTable, path: Path) -> Path:
             )
         ax.axhline(table.threshold, color="0.4", ls="--", lw=1)
         ax.set(xscale="log", xlabel=label, ylim=(-3, 103))
-        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
+        # Labelled minor ticks where the axis spans few decades, fewer where it spans more.
+        values = [x_of(r) for r in table.rows]
+        decades = np.log10(max(values) / min(values))
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0) if decades < 1.5 else (2.0, 5.0)))
         for ticks in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
             ticks(FuncFormatter(_compact))
         ax.grid(alpha=0.3)
