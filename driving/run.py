@@ -9,7 +9,7 @@ field by field:
     run = RunFolder("models")
     run.model("effnet")            # models/effnet.keras, the validation-best checkpoint
     run.checkpoint("effnet", "drive-best")
-    write_record(run.record, {...})          # {"schema": 1, ...}, atomically
+    write_record(run.record, {...})          # {"schema": SCHEMA, ...}, atomically
     data = read_record(run.record)           # RecordError naming the file and field, or the dict
 
 A file of an older schema is read as it is (every field added since has a default); one of a newer

@@ -45,6 +45,7 @@ STYLE_NAMES = f"{', '.join(STYLES)} or look-N (N a whole number from 0 to {MAX_L
 MIN_CONTRAST_UNMARKED = 45.0  # a road without edge markings: desert's measures 75, lake's 47
 MIN_CONTRAST_MARKED = 25.0  # with edge markings (jungle's curbed road measures 24)
 MIN_MARKING_CONTRAST = 60.0  # paint against the road it is painted on
+BUSH_AREA_M2 = 14.5  # the mean area of one ground-cover blob as world.py paints them (axes 0.8-3.5 m)
 _STREAM = 0x100C  # keeps a look's stream apart from other draws made with the same seed
 
 Hsv = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]  # degrees, 0-1, 0-1
@@ -252,13 +253,20 @@ def draw_new_look(seed: int) -> tuple[Style, Conditions]:
     return look.style, look.conditions
 
 
+def roadside(style: Style) -> np.ndarray:
+    """The ground's colour as it looks from the road: the ground mixed with its ground cover, by
+    the share of the ground the cover's blobs hide."""
+    cover = 1 - np.exp(-style.bushes * BUSH_AREA_M2 / 1e4)
+    return np.array(style.ground) * (1 - cover) + np.array(style.bush_colour) * cover
+
+
 def road_contrast(style: Style, conditions: Conditions = Conditions()) -> float:
-    """How far the road's colour stands from the nearest of what borders it (ground, and the
-    shoulder when there is one), painted and lit by `conditions`: an RGB distance."""
+    """How far the road's colour stands from the nearest of what borders it (the ground with its
+    cover, and the shoulder when there is one), painted and lit by `conditions`: an RGB distance."""
     lit, painted = np.array(conditions.light), conditions.paint(style)
     road = np.array(painted.asphalt) * lit
-    sides = [painted.ground] + ([painted.shoulder] if painted.shoulder_m > 0 else [])
-    return float(min(np.linalg.norm(road - np.array(c) * lit) for c in sides))
+    sides = [roadside(painted)] + ([np.array(painted.shoulder)] if painted.shoulder_m > 0 else [])
+    return float(min(np.linalg.norm(road - side * lit) for side in sides))
 
 
 def marking_contrast(style: Style, conditions: Conditions = Conditions()) -> dict[str, float]:
