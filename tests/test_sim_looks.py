@@ -282,3 +282,17 @@ def test_style_option_paints_a_recorded_track_in_a_look_and_its_light(tmp_path, 
     )
     first = sorted((direct.folder / "IMG").iterdir())[0]
     assert first.read_bytes() == (out / "IMG" / first.name).read_bytes()
+
+
+def test_drive_and_eval_paint_the_track_in_a_named_style_or_look(capsys):
+    from driving.sim.__main__ import _painted, build_parser
+
+    for command in (["drive"], ["eval", "m.keras"]):
+        args = build_parser().parse_args([*command, "--track", "lake", "--style", "look-1500000"])
+        assert args.style == "look-1500000"  # a suite look may be driven, never recorded
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--style", "look-x"])
+        assert "argument --style: must be lake, jungle, desert or look-N" in capsys.readouterr().err
+    track, conditions = _painted(make_track("t", 8.0, [[0, 0], [60, 0], [60, 40], [0, 40]]), "look-1500000")
+    assert track.style == "look-1500000" and conditions == looks.look_conditions(1_500_000)
+    assert _painted(track, "desert")[1] == Conditions() and _painted(track, None) == (track, Conditions())
