@@ -9,7 +9,7 @@ field by field:
     run = RunFolder("models")
     run.model("effnet")            # models/effnet.keras, the validation-best checkpoint
     run.checkpoint("effnet", "drive-best")
-    write_record(run.record, {...})          # {"schema": 1, ...}, atomically
+    write_record(run.record, {...})          # {"schema": SCHEMA, ...}, atomically
     data = read_record(run.record)           # RecordError naming the file and field, or the dict
 
 A file of an older schema is read as it is (every field added since has a default); one of a newer
@@ -32,7 +32,10 @@ from typing import Any, Literal
 from driving.config import CSV_NAME, RUN_JSON, RunConfig
 from driving.files import RecordError, read_json, write_json
 
-SCHEMA = 1  # the version of every JSON record written here; bump it when a field changes meaning
+# The version of every JSON record written here; bump it when a field changes meaning or is added.
+# 2: a drive names the new look it was driven in (DriveResult.look); a suite summary splits
+#    autonomy into seen and new looks and gives the gap between them (SuiteSummary).
+SCHEMA = 2
 SCHEMA_KEY = "schema"
 
 PRECISIONS = ("float32", "float16", "int8")
@@ -398,7 +401,8 @@ class DriveResult:
     end_reason: str = ""
     # what was driven (a suite's drive)
     drive: str = ""
-    style: str = ""
+    style: str = ""  # the style the world was painted in: a named style, or look-N
+    look: int | None = None  # the new look's seed (driving.sim.looks); None: a seen style
     track_seed: int | None = None
     conditions_seed: int | None = None
     width_m: float | None = None
@@ -429,19 +433,52 @@ class SuiteSummary:
     steering_rate_rms: float
     latency_median_ms: float
     autonomy_by_style: dict[str, float] = field(default_factory=dict)
+    # Seen looks (the named styles) and new looks (driving.sim.looks) apart, each with a 95%
+    # bootstrap interval over its drives, and the gap new - seen in points of autonomy: paired by
+    # track shape where the suite drives shapes in both (gap_pairs of them), else of the two means.
+    # None where a suite has no drive of the kind (and in records from before schema 2).
+    seen_drives: int = 0
+    seen_autonomy_mean: float | None = None
+    seen_autonomy_ci95: tuple[float, float] | None = None
+    new_look_drives: int = 0
+    new_look_autonomy_mean: float | None = None
+    new_look_autonomy_ci95: tuple[float, float] | None = None
+    look_gap: float | None = None
+    look_gap_ci95: tuple[float, float] | None = None
+    gap_pairs: int = 0
 
     def check(self, source: str) -> None:
-        _nonnegative(source, drives=self.drives, interventions=self.interventions, km=self.km)
+        _nonnegative(
+            source,
+            drives=self.drives,
+            interventions=self.interventions,
+            km=self.km,
+            seen_drives=self.seen_drives,
+            new_look_drives=self.new_look_drives,
+            gap_pairs=self.gap_pairs,
+        )
         for name in ("success_rate",):
             if not 0 <= getattr(self, name) <= 1:
                 raise RecordError(f"{source}: field '{name}' must be 0 to 1")
-        for name in ("autonomy_mean", "autonomy_min"):
-            if not 0 <= getattr(self, name) <= 100:
-                raise RecordError(f"{source}: field '{name}' must be 0 to 100, got {getattr(self, name)!r}")
+        for name in ("autonomy_mean", "autonomy_min", "seen_autonomy_mean", "new_look_autonomy_mean"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 100:
+                raise RecordError(f"{source}: field '{name}' must be 0 to 100, got {value!r}")
+        if self.look_gap is not None and not -100 <= self.look_gap <= 100:
+            raise RecordError(f"{source}: field 'look_gap' must be -100 to 100, got {self.look_gap!r}")
+        if self.seen_drives + self.new_look_drives > self.drives:
+            raise RecordError(f"{source}: fields 'seen_drives' and 'new_look_drives' add up to over 'drives'")
+
+    @property
+    def has_both_looks(self) -> bool:
+        """Whether the suite drove both seen and new looks (and so measured a gap)."""
+        return self.seen_drives > 0 and self.new_look_drives > 0
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["autonomy_ci95"] = list(self.autonomy_ci95)
+        for name in ("autonomy_ci95", "seen_autonomy_ci95", "new_look_autonomy_ci95", "look_gap_ci95"):
+            if data[name] is not None:
+                data[name] = list(data[name])
         return data
 
 

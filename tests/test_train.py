@@ -26,7 +26,7 @@ from driving import models
 from driving.config import AugmentConfig, ConfigError, Preprocessing, RunConfig, model_seed
 from driving.modelio import load_info, load_keras, save_keras
 from driving.preprocess import encode_jpeg
-from driving.run import Checkpoint, RunFolder
+from driving.run import SCHEMA, Checkpoint, RunFolder
 from driving.train import cli, cluster, stage
 from tests.conftest import wait_until, write_recording
 
@@ -108,7 +108,7 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
 
     # The run records itself, and every model file carries its preprocessing and run.
     run = json.loads((out / "run.json").read_text())
-    assert run["schema"] == 1
+    assert run["schema"] == SCHEMA
     assert run["seed"] == 1 and run["data"] == [str(data.absolute())] and run["models"] == ["pilotnet"]
     assert run["versions"]["tensorflow"] and run["versions"]["lock"]
     assert run["results"]["pilotnet"]["epochs"] == 2

@@ -11,7 +11,13 @@ kept apart by purpose, so no recording ever drives a suite's track:
 
     TRAINING_SEEDS    0 - 4999      suite-style tracks a recording may use
     VALIDATION_SEEDS  5000 - 9999   the held-out tracks that choose a drive-best checkpoint
-    UNSEEN_SEEDS      10000 -       the `unseen` and `quick` suites
+    UNSEEN_SEEDS      10000 -       the `unseen` and `quick` suites (and their shapes in `looks`)
+
+A drive may also carry a look: a seed of driving.sim.looks.SUITE_LOOKS, whose generated style and
+light it is driven in instead of its named style under drawn conditions. Looks are kept apart by
+purpose too (TRAINING_LOOKS for recordings, SUITE_LOOKS for suites, both in driving/sim/looks.py):
+a drive refuses a training look. The `looks` suites drive each shape twice, in its seen style and
+in a new look, so the difference between the two isolates the look.
 
 A recipe is how the training data is made and used: which recordings (the headless simulator
 records them on first use), with which settings. Each lever of docs/evaluation.md is one recipe,
@@ -20,11 +26,12 @@ measured side by side; the project's defaults are the recipe that measured best.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from driving.config import AugmentConfig
 from driving.sim.conditions import Conditions
+from driving.sim.looks import SUITE_LOOKS, check_suite_look, look_conditions, look_name
 from driving.sim.track import Track, builtin_track, suite_track
 
 TRAINING_SEEDS = range(0, 5000)
@@ -38,22 +45,35 @@ STYLE_ORDER = ("lake", "jungle", "desert")
 
 @dataclass(frozen=True)
 class SuiteDrive:
-    """One drive of a suite: a track, a look, a distance."""
+    """One drive of a suite: a track, a look, a distance. Without `look`, the track in `style`
+    under conditions drawn from `conditions_seed` (which also seeds the textures); with one, the
+    same shape in new look `look` (driving.sim.looks), in that look's own light."""
 
     track_seed: int
     style: str
     conditions_seed: int
     laps: float = 1.0
+    look: int | None = None  # a seed in SUITE_LOOKS; None: the seen style under drawn conditions
+
+    def __post_init__(self) -> None:
+        if self.look is not None:
+            check_suite_look(self.look, f"suite drive {self.style}-{self.track_seed}")
+
+    @property
+    def world_style(self) -> str:
+        """The style name the world is painted in: `style`, or look-N."""
+        return self.style if self.look is None else look_name(self.look)
 
     @property
     def name(self) -> str:
-        return f"{self.style}-{self.track_seed}"
+        return f"{self.world_style}-{self.track_seed}"
 
     def track(self) -> Track:
-        return _suite_track(self.track_seed, self.style)
+        seen = _suite_track(self.track_seed, self.style)
+        return seen if self.look is None else replace(seen, style=self.world_style)  # the same shape
 
     def conditions(self) -> Conditions:
-        return Conditions.draw(self.conditions_seed)
+        return Conditions.draw(self.conditions_seed) if self.look is None else look_conditions(self.look)
 
 
 @cache
@@ -81,6 +101,17 @@ def _drives(first_seed: int, count: int, laps: float) -> tuple[SuiteDrive, ...]:
     )
 
 
+def _seen_and_new(drives: tuple[SuiteDrive, ...]) -> tuple[SuiteDrive, ...]:
+    """Each drive twice, in turn: as it is (its seen style), then the same shape and textures in a
+    new look of its own (SUITE_LOOKS.start + its track seed, so two suites' shapes never share
+    one)."""
+    return tuple(d for seen in drives for d in (seen, replace(seen, look=_new_look_of(seen))))
+
+
+def _new_look_of(drive: SuiteDrive) -> int:
+    return SUITE_LOOKS.start + drive.track_seed
+
+
 SUITES = {
     "unseen": Suite(
         "unseen",
@@ -101,6 +132,19 @@ SUITES = {
         "3 held-out half laps, one per style: how train.py's drive check picks a checkpoint",
     ),
 }
+SUITES["looks"] = Suite(
+    "looks",
+    1,
+    _seen_and_new(SUITES["unseen"].drives),
+    "the 24 shapes of `unseen`, each driven in its seen style (as in `unseen`) and in a new look no "
+    "recording has: the gap between the two isolates the look",
+)
+SUITES["quick-looks"] = Suite(
+    "quick-looks",
+    1,
+    _seen_and_new(SUITES["quick"].drives),
+    "the 6 shapes of `quick`, each in its seen style and in a new look: a demo- and CI-sized look at the gap",
+)
 
 
 # --- seed-study recipes ---------------------------------------------------------------------------
@@ -109,18 +153,26 @@ SUITES = {
 @dataclass(frozen=True)
 class Recording:
     """One training recording: a built-in track, or a suite-style track (TRAINING_SEEDS) in a
-    style, recorded with `laps` expert laps; `vary` paints each lap in a new look."""
+    style, recorded with `laps` expert laps; `vary` paints each lap in a new style and light,
+    `new_looks` each stretch in a generated training look (driving.sim.looks.TRAINING_LOOKS)."""
 
     track: str  # a built-in name, or "suite"
     laps: float
     seed: int
     vary: bool = False
     style: str = "lake"  # for suite tracks
+    new_looks: bool = False
 
     @property
     def folder_name(self) -> str:
         where = self.track if self.track != "suite" else f"suite{self.seed}-{self.style}"
-        return f"{where}-{self.laps:g}laps-seed{self.seed}" + ("-varied" if self.vary else "")
+        varied = "-newlooks" if self.new_looks else "-varied" if self.vary else ""
+        return f"{where}-{self.laps:g}laps-seed{self.seed}{varied}"
+
+    @property
+    def varies(self) -> bool | str:
+        """The recorder's `vary` argument for this recording."""
+        return "looks" if self.new_looks else self.vary
 
     def make_track(self) -> Track:
         if self.track != "suite":
@@ -137,6 +189,13 @@ SUITE_STYLE_RECORDINGS = tuple(
     for i, style in enumerate(("lake", "jungle", "desert", "lake"))
 )
 DIVERSE_RECORDINGS = VARIED_RECORDINGS + SUITE_STYLE_RECORDINGS
+# The same tracks again, each stretch in a generated training look: half the laps of the varied
+# ones, so the looks recipe records 1.5 times what robust does.
+NEW_LOOK_RECORDINGS = (
+    Recording("lake", 1.5, 0, new_looks=True),
+    Recording("jungle", 1.5, 1, new_looks=True),
+    *(Recording("suite", 0.75, r.seed, style=r.style, new_looks=True) for r in SUITE_STYLE_RECORDINGS),
+)
 
 
 @dataclass(frozen=True)
@@ -192,6 +251,15 @@ RECIPES = {
             "S-bends; seeds 0-3, 1.5 varied laps each), colour augmentation",
             recordings=DIVERSE_RECORDINGS,
             augment=AugmentConfig(colour=True),
+        ),
+        Recipe(
+            "looks",
+            "robust's recordings, training and drive check, plus the same tracks again with every "
+            "sixth of a lap painted in a generated training look (sim record --new-looks; half the "
+            "laps): does a model meet looks no recording has better?",
+            recordings=DIVERSE_RECORDINGS + NEW_LOOK_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+            drive_check_steps=120,
         ),
     )
 }

@@ -112,14 +112,35 @@ def header(suite: Suite, runs: list[StudyRecord]) -> str:
     )
 
 
+def _spread(values: list[float], sign: str = "", unit: str = "%") -> str:
+    """'97.1% [90.2, 98.0]': median and range over seeds."""
+    if not values:
+        return "-"
+    v = np.array(values)
+    return f"{np.median(v):{sign}.1f}{unit} [{v.min():{sign}.1f}, {v.max():{sign}.1f}]"
+
+
+def served(run: StudyRecord):
+    """The summary of the checkpoint a run serves: drive-best where it kept one, else val-best."""
+    return run.summary.get("drive-best", run.summary["val-best"])
+
+
 def summary_table(runs: list[StudyRecord]) -> str:
     """Per recipe and model: seeds at >= THRESHOLD mean autonomy, median and range of the mean
-    autonomy, success rate, validation MSE; and how the drive-best checkpoint compares."""
+    autonomy, success rate, validation MSE; and how the drive-best checkpoint compares. When the
+    suite drove seen and new looks: the served checkpoint's seen-look and new-look autonomy and the
+    gap between them, median and range over seeds."""
+    looks = any(r.summary["val-best"].has_both_looks for r in runs)
+    look_header = (
+        " seen looks median [min, max] | new looks median [min, max] | gap new - seen median [min, max] |"
+        if looks
+        else ""
+    )
     lines = [
         f"| recipe | model | seeds | >= {THRESHOLD:g}% autonomy | autonomy median [min, max] | "
         "drives without intervention | val MSE median [min, max] | drive-best: >= "
-        f"{THRESHOLD:g}%, autonomy median [min, max], differs from val-best, mean gain |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"{THRESHOLD:g}%, autonomy median [min, max], differs from val-best, mean gain |" + look_header,
+        "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if looks else ""),
     ]
     keys = list(dict.fromkeys((r.recipe, r.model) for r in runs))
     for recipe, model in keys:
@@ -140,11 +161,26 @@ def summary_table(runs: list[StudyRecord]) -> str:
             )
         else:
             drive_text = "-"
+        look_cells = ""
+        if looks:
+            figures = [served(r) for r in mine]
+            seen, new, gap = (
+                [v for v in (getattr(f, name) for f in figures) if v is not None]
+                for name in ("seen_autonomy_mean", "new_look_autonomy_mean", "look_gap")
+            )
+            look_cells = f" {_spread(seen)} | {_spread(new)} | {_spread(gap, '+', '')} |"
         lines.append(
             f"| {recipe} | {model} | {len(mine)} | {int((auto >= THRESHOLD).sum())} of {len(mine)} | "
             f"{np.median(auto):.1f}% [{auto.min():.1f}, {auto.max():.1f}] | {success * 100:.0f}% | "
-            f"{mse_text} | {drive_text} |"
+            f"{mse_text} | {drive_text} |" + look_cells
         )
+    if looks:
+        lines += [
+            "",
+            "Seen and new looks: the served checkpoint's (drive-best where a run kept one, else "
+            "val-best) mean autonomy on the suite's seen styles and on its new looks, and the gap "
+            "new - seen in points, paired by track shape; median and range over seeds.",
+        ]
     return "\n".join(lines)
 
 

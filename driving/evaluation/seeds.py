@@ -47,7 +47,7 @@ def recordings(recipe: Recipe, data: Path) -> list[Path]:
     for spec in recipe.recordings:
         folder = data / spec.folder_name
         if not ((folder / CSV_NAME).is_file() and (folder / CSV_NAME).stat().st_size):
-            recorder.record(spec.make_track(), folder, laps=spec.laps, seed=spec.seed, vary=spec.vary)
+            recorder.record(spec.make_track(), folder, laps=spec.laps, seed=spec.seed, vary=spec.varies)
         folders.append(folder)
     return folders
 

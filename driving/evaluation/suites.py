@@ -15,8 +15,11 @@ worker dies, fails the suite in one line naming the drive, and every worker is s
 
 Per model, per drive and in aggregate: success rate (drives with zero interventions), autonomy
 mean with a 95% bootstrap confidence interval over the drives, interventions per km, mean
-|cross-track error|, steering rate, latency. Written as JSON (driving.run.SuiteResult, with its
-schema), a markdown table and a PNG.
+|cross-track error|, steering rate, latency. Seen looks (the named styles) and new looks
+(driving.sim.looks) apart, each with its interval, and the gap new - seen with a 95% interval:
+paired by track shape where a suite drives shapes in both (the `looks` suites), which isolates the
+look. Written as JSON (driving.run.SuiteResult, with its schema), a markdown table and a PNG; the
+look columns and the PNG's second set of points appear only for a suite with both kinds.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from driving.files import save_figure, write_text
 from driving.pilot import Pilot, PilotConfig
 from driving.run import DriveResult, RunFolder, SuiteResult, SuiteSummary
 from driving.runtime import Predictor
+from driving.sim.looks import look_name, new_look
 from driving.sim.track import track_features
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -83,7 +87,8 @@ def drive_one(
     return DriveResult(
         **metrics.to_dict(),
         drive=drive.name,
-        style=drive.style,
+        style=drive.world_style,
+        look=drive.look,
         track_seed=drive.track_seed,
         conditions_seed=drive.conditions_seed,
         width_m=track.width,
@@ -217,6 +222,59 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def bootstrap_difference_ci(
+    new: Sequence[float], seen: Sequence[float], level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(new) - mean(seen) for two unpaired sets of drives (each
+    resampled on its own, from fixed seeds)."""
+    a, b = np.asarray(new, dtype=np.float64), np.asarray(seen, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        return (float("nan"), float("nan"))
+    rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(1)
+    diffs = a[rng_a.integers(0, a.size, (samples, a.size))].mean(axis=1) - b[
+        rng_b.integers(0, b.size, (samples, b.size))
+    ].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def look_split(rows: Sequence[DriveResult]) -> dict:
+    """SuiteSummary's look fields of one model's drives: seen and new looks apart, and the gap."""
+    seen = [r for r in rows if r.look is None]
+    new = [r for r in rows if r.look is not None]
+
+    def figures(part: list[DriveResult]) -> tuple[float | None, tuple[float, float] | None]:
+        if not part:
+            return None, None
+        values = [r.autonomy_pct for r in part]
+        return float(np.mean(values)), bootstrap_ci(values)
+
+    (seen_mean, seen_ci), (new_mean, new_ci) = figures(seen), figures(new)
+    gap, gap_ci, pairs = None, None, 0
+    if seen and new:
+        by_shape = {}  # track seed -> (seen autonomies, new autonomies)
+        for r in rows:
+            by_shape.setdefault(r.track_seed, ([], []))[r.look is not None].append(r.autonomy_pct)
+        paired = [float(np.mean(n) - np.mean(s)) for s, n in by_shape.values() if s and n]
+        if paired:
+            gap, gap_ci, pairs = float(np.mean(paired)), bootstrap_ci(paired), len(paired)
+        else:
+            gap = new_mean - seen_mean
+            gap_ci = bootstrap_difference_ci([r.autonomy_pct for r in new], [r.autonomy_pct for r in seen])
+    return dict(
+        seen_drives=len(seen),
+        seen_autonomy_mean=seen_mean,
+        seen_autonomy_ci95=seen_ci,
+        new_look_drives=len(new),
+        new_look_autonomy_mean=new_mean,
+        new_look_autonomy_ci95=new_ci,
+        look_gap=gap,
+        look_gap_ci95=gap_ci,
+        gap_pairs=pairs,
+    )
+
+
 def summarise(rows: Sequence[DriveResult]) -> SuiteSummary:
     """The aggregate figures of one model's drives."""
     autonomy = [r.autonomy_pct for r in rows]
@@ -241,6 +299,7 @@ def summarise(rows: Sequence[DriveResult]) -> SuiteSummary:
         steering_rate_rms=float(np.mean([r.steering_rate_rms for r in rows])),
         latency_median_ms=float(np.median([r.latency_median_ms for r in rows])),
         autonomy_by_style=by_style,
+        **look_split(rows),
     )
 
 
@@ -277,11 +336,52 @@ def markdown(result: SuiteResult) -> str:
             f"{result.drives[n][i].interventions}, {result.drives[n][i].autonomy_pct:.0f}%" for n in names
         ]
         lines.append(f"| {first.drive} | {first.width_m:.1f} | " + " | ".join(cells) + " |")
+    if any(s.has_both_looks for s in result.summary.values()):
+        lines += _look_lines(result)
     return "\n".join(lines) + "\n"
 
 
+def _interval(mean: float | None, ci: tuple[float, float] | None, sign: str = "", unit: str = "%") -> str:
+    if mean is None or ci is None:
+        return "-"
+    return f"{mean:{sign}.1f}{unit} [{ci[0]:{sign}.1f}, {ci[1]:{sign}.1f}]"
+
+
+def _look_lines(result: SuiteResult) -> list[str]:
+    """The markdown of seen against new looks: per model the two autonomies and the gap, and each
+    new look in words."""
+    pairs = max(s.gap_pairs for s in result.summary.values())
+    how = (
+        f"paired by track shape ({pairs} shapes driven in both)"
+        if pairs
+        else "of the two means (no shape driven in both)"
+    )
+    lines = [
+        "",
+        "Seen and new looks: autonomy on the named styles and on generated looks no recording has, "
+        f"each with a 95% bootstrap interval over its drives, and the gap (new - seen, points) {how}. "
+        "A gap whose interval lies below 0 is the look costing autonomy.",
+        "",
+        "| model | seen looks | new looks | gap new - seen [95% CI] |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in result.summary.items():
+        seen = _interval(s.seen_autonomy_mean, s.seen_autonomy_ci95)
+        new = _interval(s.new_look_autonomy_mean, s.new_look_autonomy_ci95)
+        gap = _interval(s.look_gap, s.look_gap_ci95, "+", "")
+        lines.append(f"| {name} | {seen} ({s.seen_drives}) | {new} ({s.new_look_drives}) | {gap} |")
+    first = next(iter(result.drives.values()))
+    looks = dict.fromkeys(r.look for r in first if r.look is not None)
+    lines += ["", "The new looks:", ""]
+    lines += [f"- `{look_name(seed)}`: {new_look(seed).describe()}" for seed in looks]
+    return lines
+
+
 def plot(result: SuiteResult, path: Path) -> Path:
-    """Per model: mean autonomy with its 95% interval, and one dot per drive (coloured by style)."""
+    """Per model: mean autonomy with its 95% interval, and one dot per drive (coloured by style);
+    for a suite of seen and new looks, the two side by side with the gap."""
+    if any(s.has_both_looks for s in result.summary.values()):
+        return _plot_looks(result, path)
     names = list(result.summary)
     colours = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 4.5))
@@ -319,6 +419,59 @@ def plot(result: SuiteResult, path: Path) -> Path:
         ylabel="autonomy %",
         ylim=(-3, 103),
         title=f"{suite['name']} v{suite['version']}: {len(suite['drives'])} unseen drives per model",
+    )
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _plot_looks(result: SuiteResult, path: Path) -> Path:
+    """Per model: seen-look drives (coloured by style) and new-look drives side by side, each
+    kind's mean with its 95% interval, and the gap with its interval written above."""
+    names = list(result.summary)
+    colours = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
+    new_colour = "tab:purple"
+    fig, ax = plt.subplots(figsize=(max(5.5, 2.2 * len(names) + 2), 4.8))
+    jitter = np.random.default_rng(0)
+    for i, name in enumerate(names):
+        s = result.summary[name]
+        for row in result.drives[name]:
+            x = i + (0.2 if row.look is not None else -0.2) + jitter.uniform(-0.1, 0.1)
+            colour = new_colour if row.look is not None else colours.get(row.style, "0.5")
+            ax.plot(x, row.autonomy_pct, "o", ms=4, alpha=0.6, color=colour)
+        for dx, mean, ci, marker in (
+            (-0.2, s.seen_autonomy_mean, s.seen_autonomy_ci95, "D"),
+            (0.2, s.new_look_autonomy_mean, s.new_look_autonomy_ci95, "s"),
+        ):
+            if mean is None or ci is None:
+                continue
+            ax.errorbar(
+                i + dx,
+                mean,
+                yerr=[[mean - ci[0]], [ci[1] - mean]],
+                fmt=marker,
+                color="black",
+                ms=7,
+                capsize=5,
+                lw=2,
+                zorder=5,
+            )
+        if s.look_gap is not None and s.look_gap_ci95 is not None:
+            gap = _interval(s.look_gap, s.look_gap_ci95, "+", "")
+            ax.text(i, 104, f"gap {gap}", ha="center", fontsize="small")
+    for style, colour in colours.items():
+        ax.plot([], [], "o", color=colour, label=f"{style} drives (seen)")
+    ax.plot([], [], "o", color=new_colour, label="new-look drives")
+    ax.plot([], [], "D", color="black", label="seen: mean, 95% CI")
+    ax.plot([], [], "s", color="black", label="new: mean, 95% CI")
+    ax.axhline(90, color="0.6", ls=":", lw=1)
+    ax.set_xticks(range(len(names)), names, rotation=15)
+    suite = result.suite
+    ax.set(
+        ylabel="autonomy %",
+        ylim=(-3, 110),
+        title=f"{suite['name']} v{suite['version']}: seen (left) and new looks (right), gap new - seen",
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -1,11 +1,12 @@
 """Command line of the headless simulator.
 
 python -m driving.sim tracks
-python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N] [--vary]
+python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N] [--vary [--new-looks]]
 python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
                                [--report run.json] [--video run.mp4] [--connect-timeout S]
 python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
 drive and eval also take [--fps N] [--view [--view-port P]]: watch the drive in a browser
+record, drive and eval take [--style lake|jungle|desert|look-N]: the track painted in that style
 
 Every file an option names is checked before any work (_check_outputs): a folder, a model, a
 recording's file or a file of another kind is refused in one line naming the option and the path.
@@ -21,6 +22,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from driving import cli, tfsetup
@@ -28,9 +30,27 @@ from driving.config import DEFAULT_PREPROCESSING, MAX_LAPS, TARGET_SPEED_MPH
 from driving.files import OutputRefused, RecordError, check_output_file, check_writable_folder, read_json
 from driving.sim.car import MAX_SPEED_MPH
 from driving.sim.client import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, ProtocolError
+from driving.sim.conditions import Conditions
 from driving.sim.expert import ExpertConfig
+from driving.sim.looks import (
+    STYLE_NAMES,
+    SUITE_LOOKS,
+    TRAINING_LOOKS,
+    check_recordable,
+    is_style_name,
+    look_conditions,
+    look_seed,
+)
 from driving.sim.style import STYLES
-from driving.sim.track import BUILTIN, TrackError, builtin_track, get_track, save_track, track_features
+from driving.sim.track import (
+    BUILTIN,
+    Track,
+    TrackError,
+    builtin_track,
+    get_track,
+    save_track,
+    track_features,
+)
 
 MIN_CRUISE_MPH = 5.0  # slower experts would take hours per lap
 MAX_DRIVE_SECONDS = 24 * 3600.0
@@ -49,9 +69,35 @@ def cmd_tracks(args: argparse.Namespace) -> int:
         )
     print(
         "also: --track random --seed N, or --track FILE.json "
-        f'({{"name": ..., "width": metres, "points": [[x, y], ...], "style": "{"|".join(STYLES)}"}})'
+        f'({{"name": ..., "width": metres, "points": [[x, y], ...], "style": "{"|".join(STYLES)}|look-N"}}); '
+        "look-N: a look generated from seed N"
     )
     return 0
+
+
+def _style(text: str) -> str:
+    """--style: a style name (argparse type)."""
+    if not is_style_name(text):
+        raise argparse.ArgumentTypeError(f"must be {STYLE_NAMES}, got {text!r}")
+    return text
+
+
+def _recordable_style(text: str) -> str:
+    """record --style: a style name a recording may paint (never a suite look)."""
+    try:
+        check_recordable(_style(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _painted(track: Track, style: str | None) -> tuple[Track, Conditions]:
+    """`track` in --style (when given), and the light to paint it in: a generated look's own,
+    else the style as designed."""
+    if style is None:
+        return track, Conditions()
+    seed = look_seed(style)
+    return replace(track, style=style), Conditions() if seed is None else look_conditions(seed)
 
 
 def _is_track(data) -> bool:
@@ -109,15 +155,22 @@ def cmd_record(args: argparse.Namespace) -> int:
     from driving.sim import recorder  # the renderer is only needed here
 
     recorder.check_out_folder(Path(args.out), "--out")
+    track, conditions = _painted(get_track(args.track, args.seed), args.style)
+    check_recordable(track.style, f"--track {args.track}")  # before any folder is made
     _check_outputs(args)
-    track = get_track(args.track, args.seed)
     config = ExpertConfig(cruise_mph=args.speed, weave=not args.no_weave)
     try:
         if args.save_track:
             save_track(track, args.save_track)
         # record() checks --out again (a writable folder, no recording in it yet) before rendering.
         result = recorder.record(
-            track, args.out, laps=args.laps, seed=args.seed, config=config, vary=args.vary
+            track,
+            args.out,
+            laps=args.laps,
+            seed=args.seed,
+            config=config,
+            vary="looks" if args.new_looks else args.vary,
+            conditions=conditions,
         )
     except (OSError, recorder.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -138,11 +191,12 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drive_options(args: argparse.Namespace, model: str = ""):
+def _drive_options(args: argparse.Namespace, model: str = "", conditions: Conditions = Conditions()):
     from driving.evaluation.closed_loop import DriveOptions  # the app's layer, after parsing
 
     return DriveOptions(
         laps=args.laps,
+        conditions=conditions,
         realtime=args.realtime,
         seed=args.seed,
         video=args.video,
@@ -205,8 +259,8 @@ def cmd_drive(args: argparse.Namespace) -> int:
     from driving.evaluation.closed_loop import SocketLink, drive  # the app's layer, after parsing
 
     _check_outputs(args)
-    track = get_track(args.track, args.seed)
-    options = _drive_options(args)
+    track, conditions = _painted(get_track(args.track, args.seed), args.style)
+    options = _drive_options(args, conditions=conditions)
     model, preprocessing = "", DEFAULT_PREPROCESSING
     if args.view:  # the view names the served model and outlines its crop rows, as drive.py says
         from driving.view.sources import served_model  # the live view: only with --view
@@ -238,9 +292,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from driving.modelio import ModelFileError
     from driving.pilot import PilotConfig
 
-    track = get_track(args.track, args.seed)
+    track, conditions = _painted(get_track(args.track, args.seed), args.style)
     pilot = PilotConfig(speed=args.speed, throttle=args.throttle)
-    options = _drive_options(args, args.model.stem)
+    options = _drive_options(args, args.model.stem, conditions)
     try:
         preprocessing = _stored_preprocessing(args.model) if args.view else None
         with _live_view(args, options, preprocessing):
@@ -256,6 +310,13 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
         "--track",
         default="lake",
         help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)",
+    )
+    p.add_argument(
+        "--style",
+        type=_style,
+        metavar="NAME",
+        help="paint the track in this style: lake | jungle | desert | look-N, a look generated from "
+        "seed N, in its own light (default: the track's own)",
     )
     p.add_argument(
         "--laps",
@@ -377,11 +438,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"expert cruise speed in mph, {MIN_CRUISE_MPH:g} to {MAX_SPEED_MPH:g}, slower in bends "
         f"(default: {ExpertConfig.cruise_mph:g})",
     )
+    p.add_argument(
+        "--style",
+        type=_recordable_style,
+        metavar="NAME",
+        help="paint the track in this style: lake | jungle | desert | look-N, a look generated from "
+        f"seed N, in its own light (suite looks, N from {SUITE_LOOKS.start} to {SUITE_LOOKS.stop - 1}, "
+        "are refused; default: the track's own)",
+    )
     p.add_argument("--no-weave", action="store_true", help="follow the centre line without drifts")
     p.add_argument(
         "--vary",
         action="store_true",
         help="drive each lap in a fresh look: style and conditions drawn from the seed and the lap",
+    )
+    p.add_argument(
+        "--new-looks",
+        action="store_true",
+        help="vary in generated looks instead of the three styles: each sixth of a lap painted in a "
+        f"look drawn from the training looks (seeds {TRAINING_LOOKS.start} to {TRAINING_LOOKS.stop - 1}), "
+        "in its own light",
     )
     p.add_argument(
         "--save-track",

@@ -93,8 +93,13 @@ def panorama(
     clouds = cv2.resize(np.tile(tile, (1, 3)), (3 * width, rows), interpolation=cv2.INTER_CUBIC)[
         :, width : 2 * width
     ]
-    cover = np.clip((clouds - 0.6) * 1.2, 0, 0.8)[..., None] * (1 - y)
-    img = img * (1 - cover) + cover * np.float32((245, 245, 248))
+    if style.clouds:  # more cover, lower down, greyer: towards an overcast sky
+        c = style.clouds
+        cover = np.clip((clouds - 0.6 + 1.4 * c) * 1.2, 0, 0.8 + 0.15 * c)[..., None] * (1 - (1 - c) * y)
+        img = img * (1 - cover) + cover * np.float32((245, 245, 248)) * np.float32(1 - 0.25 * c)
+    else:
+        cover = np.clip((clouds - 0.6) * 1.2, 0, 0.8)[..., None] * (1 - y)
+        img = img * (1 - cover) + cover * np.float32((245, 245, 248))
     phase = np.linspace(0, 2 * np.pi, width, endpoint=False)
 
     def profile(amplitude: float, octaves: int, base_freq: int) -> np.ndarray:

@@ -10,6 +10,10 @@ The sun: its elevation sets the light (0.6 + 0.4 sin(elevation): a low sun is di
 35 degrees warmer) and the shadows' length (cot(elevation) per metre of height); its azimuth sets
 the direction they stretch along. Overhead (90 degrees, the default) each blob casts its own
 outline, as before.
+
+An overcast sky (`overcast`, 0 to 1; 0 the default) makes the light diffuse: its brightness moves
+towards OVERCAST_BRIGHTNESS whatever the sun's height, its warmth goes, shadows fade, the sky and
+haze turn grey and clouds cover it. Drawn conditions never set it (driving/sim/looks.py does).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ MIN_ELEVATION_DEG = 10.0  # lower suns are too dark and their shadows too long t
 WARM_BELOW_DEG = 35.0  # sunlight turns warmer (golden hour) below this elevation
 MIN_ROAD_CONTRAST = 0.6  # drawn conditions keep this share of each style's road/roadside contrast
 SURFACES = ("asphalt", "ground", "shoulder", "scenery", "sky")
+OVERCAST_BRIGHTNESS = 0.75  # the light under a fully overcast sky, as a share of the noon sun's
+OVERCAST_SKY: RGB = (178, 180, 184)  # the grey a fully overcast sky's horizon turns
+ADDED_FIELDS = {"overcast": 0.0}  # fields added since recordings began, and their "no change"
 
 
 def _check(name: str, value, low: float, high: float) -> float:
@@ -91,21 +98,27 @@ class Conditions:
     shoulder: ColourShift = ColourShift()
     scenery: ColourShift = ColourShift()  # hills, forest or mesas on the skyline
     sky: ColourShift = ColourShift()  # and the haze far rows fade into
+    overcast: float = 0.0  # 0 clear, 1 fully overcast: diffuse light, no shadows, a grey sky
 
     def __post_init__(self) -> None:
         _check("sun_azimuth_deg", self.sun_azimuth_deg, -360.0, 360.0)
         _check("sun_elevation_deg", self.sun_elevation_deg, MIN_ELEVATION_DEG, 90.0)
         _check("shadow_density", self.shadow_density, 0.0, 4.0)
         _check("grain", self.grain, 0.0, 4.0)
+        _check("overcast", self.overcast, 0.0, 1.0)
         for name in SURFACES:
             if not isinstance(getattr(self, name), ColourShift):
                 raise ValueError(f"{name} must be a ColourShift, got {getattr(self, name)!r}")
 
     @property
     def light(self) -> tuple[float, float, float]:
-        """RGB gain of the sunlight: dimmer when the sun is low, and warmer below WARM_BELOW_DEG."""
+        """RGB gain of the sunlight: dimmer when the sun is low, and warmer below WARM_BELOW_DEG;
+        under an overcast sky, diffuse: towards OVERCAST_BRIGHTNESS, and neutral."""
         brightness = 0.6 + 0.4 * math.sin(math.radians(self.sun_elevation_deg))
         warmth = max(0.0, 1.0 - self.sun_elevation_deg / WARM_BELOW_DEG)
+        if self.overcast:
+            brightness += (OVERCAST_BRIGHTNESS - brightness) * self.overcast
+            warmth *= 1.0 - self.overcast
         return (
             brightness * (1.0 + 0.10 * warmth),
             brightness * (1.0 + 0.02 * warmth),
@@ -120,7 +133,10 @@ class Conditions:
         return 1.0 / math.tan(math.radians(self.sun_elevation_deg))
 
     def paint(self, style: Style) -> Style:
-        """`style` with each surface's colours shifted (lighting is applied when rendering)."""
+        """`style` with each surface's colours shifted, and under an overcast sky its sky and haze
+        greyed and clouded (lighting is applied when rendering)."""
+        if self.overcast:
+            style = self._overcast(style)
         return replace(
             style,
             asphalt=self.asphalt.apply(style.asphalt),
@@ -132,6 +148,23 @@ class Conditions:
             sky_top=self.sky.apply(style.sky_top),
             sky_horizon=self.sky.apply(style.sky_horizon),
             haze=self.sky.apply(style.haze),
+        )
+
+    def _overcast(self, style: Style) -> Style:
+        """`style`'s sky, haze and far scenery moved towards grey by `overcast`, and clouded."""
+        o = self.overcast
+
+        def towards(rgb: RGB, grey: RGB, share: float) -> RGB:
+            return tuple(int(round(c + (g - c) * share)) for c, g in zip(rgb, grey, strict=True))
+
+        top = tuple(int(round(0.85 * g)) for g in OVERCAST_SKY)
+        return replace(
+            style,
+            sky_top=towards(style.sky_top, top, o),
+            sky_horizon=towards(style.sky_horizon, OVERCAST_SKY, o),
+            haze=towards(style.haze, OVERCAST_SKY, 0.7 * o),
+            far_colour=towards(style.far_colour, style.haze, 0.3 * o),
+            clouds=max(style.clouds, o),
         )
 
     def road_contrast(self, style: Style) -> float:
@@ -147,7 +180,13 @@ class Conditions:
         return float(contrast(painted, lit) / contrast(style, np.ones(3)))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As JSON; a field added since recordings began is left out while it changes nothing, so
+        the looks.json of a recording varied as before stays byte for byte what it was."""
+        data = asdict(self)
+        for name, unchanged in ADDED_FIELDS.items():
+            if data[name] == unchanged:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Conditions:

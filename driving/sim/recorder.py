@@ -7,7 +7,10 @@ past the bound on samples ends in a RecordError; on any error, Ctrl-C included, 
 run wrote are removed again.
 
 With `vary`, each lap is driven in a fresh world whose style and conditions are drawn from
-(seed, lap): one recording holds several looks of the same road.
+(seed, lap): one recording holds several looks of the same road. vary=True (or "styles") takes
+the named styles in turn; vary="looks" paints each stretch in a generated look drawn from the
+training looks (driving/sim/looks.py). A track painted in a suite look is refused before anything
+is written: those looks are kept for evaluation.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from driving.data.writer import RecordingWriter
 from driving.files import MODEL_SUFFIXES, OutputRefused, check_writable_folder, write_json
 from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
+from driving.sim.looks import check_recordable, look_conditions, look_name, training_look
 from driving.sim.plot import save_topdown
 from driving.sim.simulator import Simulator
 from driving.sim.style import STYLES
@@ -40,6 +44,8 @@ LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each stretch
 # With vary, the look changes this many times a lap, the styles taking turns: a model that learns
 # from a recording should see every style, not whichever ones a draw per lap happened to pick.
 LOOKS_PER_LAP = 3
+NEW_LOOKS_PER_LAP = 6  # vary="looks": every stretch a look of its own, so more of them a lap
+VARY_KINDS = ("styles", "looks")  # what vary may name; True is "styles"
 STALL_WINDOW_S, STALL_MIN_PROGRESS_M = 30.0, 5.0
 # The default bound on samples: the laps at an average of MIN_AVERAGE_MPS, plus START_S to get
 # going, and never more than MAX_SAMPLES (about 9 simulated hours, some 1.5 million JPEGs).
@@ -71,6 +77,25 @@ def lap_look(seed: int, index: int) -> tuple[str, Conditions, int]:
     styles = list(STYLES)
     style = styles[(seed + index) % len(styles)]
     return style, Conditions.draw(int(rng.integers(2**31))), int(rng.integers(2**31))
+
+
+def lap_new_look(seed: int, index: int) -> tuple[str, Conditions, int]:
+    """The style name (look-N, N in TRAINING_LOOKS), conditions (the look's own light) and texture
+    seed of stretch `index` of a recording made with `seed` and vary="looks"."""
+    look = training_look(seed, index)
+    rng = np.random.default_rng([seed, index, 1])  # apart from lap_look's stream
+    return look_name(look), look_conditions(look), int(rng.integers(2**31))
+
+
+def vary_kind(vary: bool | str | None) -> str | None:
+    """None (one look), "styles" or "looks" for a `vary` argument; ValueError otherwise."""
+    if vary is None or vary is False:
+        return None
+    if vary is True:
+        return "styles"
+    if vary in VARY_KINDS:
+        return vary
+    raise ValueError(f"vary must be True, False or one of {', '.join(VARY_KINDS)}, got {vary!r}")
 
 
 def _check_arguments(laps: float, seed: int, max_samples: int | None) -> None:
@@ -138,9 +163,10 @@ def _restore(folder: Path, before: dict[Path, frozenset[str] | None]) -> None:
             (folder / CSV_NAME).write_bytes(b"")
 
 
-def _paint_look(sim: Simulator, track: Track, seed: int, index: int, sample: int) -> dict:
-    """Give `sim` look `index` (lap_look); returns its entry for looks.json."""
-    style, conditions, world_seed = lap_look(seed, index)
+def _paint_look(sim: Simulator, track: Track, seed: int, index: int, sample: int, kind: str) -> dict:
+    """Give `sim` look `index` (lap_look, or lap_new_look for kind "looks"); returns its entry
+    for looks.json."""
+    style, conditions, world_seed = (lap_new_look if kind == "looks" else lap_look)(seed, index)
     world = World(replace(track, style=style), seed=world_seed, conditions=conditions)
     sim.use_world(world, world_seed)
     return {
@@ -160,15 +186,20 @@ def record(
     config: ExpertConfig = ExpertConfig(),
     progress: bool = True,
     topdown: bool = True,
-    vary: bool = False,
+    vary: bool | str = False,
     max_samples: int | None = None,
+    conditions: Conditions = Conditions(),
 ) -> RecordResult:
-    """Drive `laps` expert laps of `track` and write them to a new recording folder `out`.
+    """Drive `laps` expert laps of `track` and write them to a new recording folder `out`, in
+    `conditions` (unless `vary` paints every stretch anew).
 
-    Before any rendering: ValueError for bad arguments, FileExistsError when `out` already holds a
-    recording, OSError when it cannot be written. RecordError when the expert stalls or the laps
-    take more than `max_samples` (default: the laps at MIN_AVERAGE_MPS); nothing is kept then."""
+    Before any rendering: ValueError for bad arguments (a track in a suite look included),
+    FileExistsError when `out` already holds a recording, OSError when it cannot be written.
+    RecordError when the expert stalls or the laps take more than `max_samples` (default: the laps
+    at MIN_AVERAGE_MPS); nothing is kept then."""
     _check_arguments(laps, seed, max_samples)
+    vary = vary_kind(vary)
+    check_recordable(track.style, f"track {track.name}")
     goal = laps * track.length
     if max_samples is None:
         max_samples = min(MAX_SAMPLES, math.ceil((goal / MIN_AVERAGE_MPS + START_S) * SAMPLE_RATE_HZ))
@@ -180,7 +211,7 @@ def record(
     check_writable_folder(folder, "recording folder")
     bar = tqdm(total=round(goal), unit="m", desc=f"record {track.name}", disable=not progress)
     try:
-        return _record(track, folder, laps, seed, config, topdown, vary, max_samples, bar)
+        return _record(track, folder, laps, seed, config, topdown, vary, max_samples, bar, conditions)
     except BaseException as e:
         _restore(folder, before)
         if isinstance(e, RecordError):
@@ -197,12 +228,14 @@ def _record(
     seed: int,
     config: ExpertConfig,
     topdown: bool,
-    vary: bool,
+    vary: str | None,
     max_samples: int,
     bar: tqdm,
+    conditions: Conditions,
 ) -> RecordResult:
     """record()'s drive and writes, once its arguments and folder are checked."""
-    sim = Simulator(track, seed=seed, render=not vary)
+    sim = Simulator(track, seed=seed, render=not vary, conditions=conditions)
+    per_lap = NEW_LOOKS_PER_LAP if vary == "looks" else LOOKS_PER_LAP
     expert = Expert(track, seed=seed, config=config)
     dt = 1.0 / SAMPLE_RATE_HZ
     goal = laps * track.length
@@ -217,8 +250,8 @@ def _record(
                     f"{i} samples and the {laps:g} lap(s) are not done (the expert averaged "
                     f"{sim.progress / (i * dt):.2f} m/s): raise its speed or the bound on samples"
                 )
-            if vary and len(looks) <= sim.progress // (track.length / LOOKS_PER_LAP):
-                looks.append(_paint_look(sim, track, seed, len(looks), i))
+            if vary and len(looks) <= sim.progress // (track.length / per_lap):
+                looks.append(_paint_look(sim, track, seed, len(looks), i, vary))
             steering, throttle, brake = expert.act(sim.car, sim.location.s, dt)
             frames = [sim.render(cam) for cam in CAMERAS]
             # Timestamps in whole milliseconds of the simulated clock, as the simulator names files.

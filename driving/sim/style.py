@@ -1,9 +1,13 @@
 """How each kind of track looks: colours, edge markings, shoulders, shadows and skyline.
 
-One Style per name in STYLES; a track names its style, and track files are checked against these
-names (driving/sim/track.py). The world texture (world.py) and the cameras' sky (camera.py) paint
-from a Style; driving/sim/conditions.py varies its colours and light. No OpenCV here, so track
+One Style per name in STYLES; a track names its style (one of these, or `look-N`: a look generated
+from seed N by driving/sim/looks.py, which resolves every name), and track files are checked against
+these names (driving/sim/track.py). The world texture (world.py) and the cameras' sky (camera.py)
+paint from a Style; driving/sim/conditions.py varies its colours and light. No OpenCV here, so track
 validation stays light.
+
+The texture and marking knobs after `texture_amp` default to the values every style was painted
+with before they existed, so the three named styles paint byte for byte as they always did.
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ class Style:
     centre: str = "dashed"  # one of CENTRES, when there is a centre line
     curb_colours: tuple[RGB, RGB] = ((200, 30, 30), (240, 240, 240))
     texture_amp: float = 10.0  # fine grain of the asphalt and ground, in grey levels
+    ground_texture_amp: float | None = None  # grain beyond road and shoulder; None: texture_amp
+    wear: float = 0.06  # strength of the patches of wear (smooth noise) on every surface
+    wear_m: float = 1.5  # their size
+    light_patches: float = 0.10  # strength of the broad patches of light and dark
+    light_patches_m: float = 40.0  # their size
+    edge_width_m: float = 0.18  # edge lines
+    edge_inset_m: float = 0.35  # from the road's edge to the middle of an edge line or curb
+    centre_width_m: float = 0.15  # a dashed or solid centre line
+    dash_m: float = 3.0  # dashed lines: each dash, and the gap after it
+    dash_gap_m: float = 6.0
+    curb_m: float = 1.5  # curbs: each block's length and the curb's width
+    curb_width_m: float = 0.7
     shadows: int = 40  # soft shadow blobs per 10,000 m^2
     bushes: int = 0  # dark ground-cover blobs per 10,000 m^2
     bush_colour: RGB = (40, 80, 35)
@@ -39,6 +55,7 @@ class Style:
     far_colour: RGB = (110, 130, 150)  # distant scenery
     near_colour: RGB = (60, 100, 50)  # near scenery
     haze: RGB = (170, 180, 185)  # the colour the ground fades into far away
+    clouds: float = 0.0  # cloud cover added to the sky's few clouds: 0 as designed, 1 overcast
 
 
 STYLES: dict[str, Style] = {

@@ -5,7 +5,8 @@ line is a periodic cubic B-spline through the control points' neighbourhood (smo
 derivative, so curvature is continuous), resampled every SPACING metres of arc length.
 
 A track file is JSON: {"name": str, "width": metres, "points": [[x, y], ...], "style": ...}
-where the optional "style" is a style name (driving/sim/style.py); see docs/sim.md. Files are read
+where the optional "style" is a style name (driving/sim/style.py) or look-N, a look generated from
+seed N (driving/sim/looks.py); see docs/sim.md. Files are read
 with bounded memory and every field is checked, so a hostile file ends in one TrackError line.
 
 track_features() measures what a road holds (hairpins, S-bends, tightest radius);
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from driving.files import RecordError, parse_json, read_regular_bytes, write_json
+from driving.sim.looks import STYLE_NAMES, is_style_name
 from driving.sim.style import STYLES
 
 SPACING = 0.5  # metres between centre-line samples
@@ -235,8 +237,8 @@ def make_track(name: str, width: float, points, style: str = "lake", source: str
     metres = _number(width)
     if metres is None or not 3.0 <= metres <= 30.0:  # NaN fails the comparison too
         raise TrackError(f"{source}: 'width' must be a road width from 3 to 30 metres, got {_shown(width)}")
-    if not (isinstance(style, str) and style in STYLES):
-        raise TrackError(f"{source}: 'style' must be one of {', '.join(STYLES)}, got {_shown(style)}")
+    if not is_style_name(style):
+        raise TrackError(f"{source}: 'style' must be {STYLE_NAMES}, got {_shown(style)}")
     track = Track(name, metres, _control_points(points, source), style)
     extent = np.ptp(track.points, axis=0)
     if extent.max() > MAX_EXTENT_M:
@@ -538,8 +540,8 @@ def suite_track(seed: int, style: str, width: float | None = None) -> Track:
     redrawn from the same seed stream until track_features finds at least one hairpin and one
     S-bend. The road width is drawn from SUITE_WIDTH_M unless given. Same seed, same track."""
     source = f"suite track {seed}"
-    if not (isinstance(style, str) and style in STYLES):
-        raise TrackError(f"{source}: 'style' must be one of {', '.join(STYLES)}, got {_shown(style)}")
+    if not is_style_name(style):
+        raise TrackError(f"{source}: 'style' must be {STYLE_NAMES}, got {_shown(style)}")
     if width is not None and not 3.0 <= (_number(width) or math.nan) <= SUITE_MAX_WIDTH_M:
         raise TrackError(f"{source}: 'width' must be from 3 to {SUITE_MAX_WIDTH_M:g} m, got {_shown(width)}")
     rng = np.random.default_rng(seed)

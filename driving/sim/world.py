@@ -8,7 +8,8 @@ texture (what each ground point is: off-road, road, road edge or marking) is pai
 for measuring where a model looks (driving/saliency/); worlds that are never asked pay nothing.
 
 Under Conditions (conditions.py) the style's colours shift, its grain and shadow blobs scale,
-shadows stretch along the sun's direction, and sunlight dims and tints everything. The texture
+shadows stretch along the sun's direction (and fade under an overcast sky), and sunlight dims and
+tints everything. A track's style name is resolved by driving.sim.looks (a named style or look-N). The texture
 holds at most MAX_TEXTURE_PIXELS: a track too large for that is painted at fewer pixels per metre.
 
 Texture pixel (col, row) of world point (x, y): col = (x - x0) * ppm, row = (y1 - y) * ppm
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 
 from driving.sim.conditions import Conditions
-from driving.sim.style import STYLES
+from driving.sim.looks import style_named
 from driving.sim.track import Track
 
 MARGIN_M = 45.0  # ground around the track's bounding box; beyond it the texture is mirrored
@@ -78,7 +79,7 @@ class World:
         if not (isinstance(ppm, (int, float)) and math.isfinite(ppm) and ppm >= 1):
             raise ValueError(f"ppm must be a number of texture pixels per metre >= 1, got {ppm!r}")
         self.track, self.conditions = track, conditions
-        self.style = conditions.paint(STYLES[track.style])
+        self.style = conditions.paint(style_named(track.style))
         lo = track.points.min(axis=0) - MARGIN_M
         hi = track.points.max(axis=0) + MARGIN_M
         width_m, height_m = hi - lo
@@ -162,15 +163,22 @@ class World:
         self._edges(img)
         # Grain: multiplicative fine noise plus patches of wear, then light and shadow.
         cond = self.conditions
-        grain = rng.standard_normal((h, w), dtype=np.float32) * np.float32(st.texture_amp * cond.grain / 255)
-        grain += smooth_noise(rng, (h, w), 1.5 * ppm) * np.float32(0.06)
-        light = 1 + smooth_noise(rng, (h, w), 40 * ppm) * np.float32(0.10)
+        noise = rng.standard_normal((h, w), dtype=np.float32)
+        grain = noise * np.float32(st.texture_amp * cond.grain / 255)
+        if st.ground_texture_amp is not None:  # the ground's own grain beyond road and shoulder
+            paved = np.zeros((h, w), np.uint8)
+            self._stroke(paved, tr.points, 1, road_w + 2 * st.shoulder_m, smooth=False)
+            grain = np.where(paved > 0, grain, noise * np.float32(st.ground_texture_amp * cond.grain / 255))
+        grain += smooth_noise(rng, (h, w), st.wear_m * ppm) * np.float32(st.wear)
+        light = 1 + smooth_noise(rng, (h, w), st.light_patches_m * ppm) * np.float32(st.light_patches)
         shade = np.ones((h // 4, w // 4), np.float32)  # shadows at a quarter size, blurred up
         for _ in range(int(st.shadows * cond.shadow_density * area / 1e4)):
             c = (int(rng.uniform(0, w // 4)), int(rng.uniform(0, h // 4)))
             r = int(rng.uniform(1.5, 6.0) * ppm / 4)
             axes, angle = (r, int(r * rng.uniform(0.5, 1.0))), rng.uniform(0, 180)
             darkness = float(rng.uniform(0.55, 0.8))
+            if cond.overcast:  # diffuse light: shadows fade
+                darkness = 1 - (1 - darkness) * (1 - cond.overcast)
             if cond.shadow_length > 0:
                 axes, angle = cast_shadow(axes, angle, cond.shadow_length, cond.sun_azimuth_deg)
             cv2.ellipse(shade, c, axes, angle, 0, 360, darkness, -1)
@@ -192,29 +200,32 @@ class World:
 
         if st.edge in ("lines", "dashed"):
             for side in (-1, 1):
-                edge = tr.edges(side * (half - 0.35))
+                edge = tr.edges(side * (half - st.edge_inset_m))
                 if st.edge == "lines":
-                    stroke(edge, st.edge_colour, 0.18)
+                    stroke(edge, st.edge_colour, st.edge_width_m)
                 else:
-                    self._dashes(edge, lambda xy: stroke(xy, st.edge_colour, 0.18, closed=False))
-        elif st.edge == "curbs":  # alternating red and white blocks, 1.5 m long, on the road edge
-            block = max(1, int(round(1.5 / tr.spacing)))
+                    self._dashes(edge, lambda xy: stroke(xy, st.edge_colour, st.edge_width_m, closed=False))
+        elif st.edge == "curbs":  # blocks of the two curb colours in turn, on the road edge
+            block = max(1, int(round(st.curb_m / tr.spacing)))
             for side in (-1, 1):
-                edge = tr.edges(side * (half - 0.35))
+                edge = tr.edges(side * (half - st.edge_inset_m))
                 for k, start in enumerate(range(0, len(edge), block)):
-                    stroke(edge[start : start + block + 1], st.curb_colours[k % 2], 0.7, closed=False)
+                    colour = st.curb_colours[k % 2]
+                    stroke(edge[start : start + block + 1], colour, st.curb_width_m, closed=False)
         if st.centre_colour is None:
             return
         if st.centre == "dashed":
-            self._dashes(tr.points, lambda xy: stroke(xy, st.centre_colour, 0.15, closed=False))
+            self._dashes(tr.points, lambda xy: stroke(xy, st.centre_colour, st.centre_width_m, closed=False))
         elif st.centre == "solid":
-            stroke(tr.points, st.centre_colour, 0.15)
+            stroke(tr.points, st.centre_colour, st.centre_width_m)
         else:  # double: two solid lines 0.3 m apart
             for offset in (-0.15, 0.15):
                 stroke(tr.edges(offset), st.centre_colour, 0.12)
 
     def _dashes(self, line: np.ndarray, stroke) -> None:
-        """`stroke` each dash of `line` (a closed polyline at the track's spacing): 3 m every 9 m."""
-        dash, period = int(3 / self.track.spacing), int(9 / self.track.spacing)
+        """`stroke` each dash of `line` (a closed polyline at the track's spacing): the style's dash
+        length, then its gap (3 m every 9 m in the named styles)."""
+        st, spacing = self.style, self.track.spacing
+        dash, period = max(1, int(st.dash_m / spacing)), max(1, int((st.dash_m + st.dash_gap_m) / spacing))
         for start in range(0, len(line) - dash, period):
             stroke(line[start : start + dash])
