@@ -47,6 +47,7 @@ from driving.files import save_figure, write_text
 from driving.pilot import Pilot, PilotConfig
 from driving.run import DriveResult, RunFolder, SuiteResult, SuiteSummary
 from driving.runtime import Predictor
+from driving.sim.kinds import KINDS
 from driving.sim.track import track_features
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -78,6 +79,7 @@ def drive_one(
         conditions=drive.conditions(),
         progress=False,
         model=Path(model).stem if model else "",
+        world=KINDS[drive.world],
     )
     metrics, _ = drive_pilot(pilot or _pilot(model, speed), track, options, direct=True)
     return DriveResult(
