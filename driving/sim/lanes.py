@@ -2,7 +2,7 @@
 
 lane_track(seed) draws a polygon of 5 to 8 corners around an ellipse (one or two pulled in deeply,
 so that corners turn both ways), driven clockwise or counter-clockwise, rounds every corner with
-an arc of LANE_CORNER_RADIUS_M and joins the arcs with straights: a road of about 130 to 350 m
+an arc of LANE_CORNER_RADIUS_M and joins the arcs with straights: a road of about 180 to 340 m
 where every bend is tight, unlike a suite track's long sweepers. Each corner's radius is drawn,
 then shrunk where two arcs would not fit on one edge; a map whose corners cannot stay at least
 LANE_CORNER_RADIUS_M[0] is drawn again, as is one the track's own validation refuses, one with
