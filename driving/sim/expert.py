@@ -101,7 +101,7 @@ class Expert:
         if cfg.weave and self._timer <= 0:
             if self._phase == "cruise":
                 if self.track.lanes == 2:
-                    reach = self.track.lane_half_width - cfg.drift_lane_margin_m
+                    reach = max(0.0, self.track.lane_half_width - cfg.drift_lane_margin_m)
                 else:
                     reach = self.track.width / 2 - cfg.drift_edge_margin_m
                 self._phase, self._timer = "drift", float(self.rng.uniform(*cfg.drift_s))

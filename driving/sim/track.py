@@ -7,8 +7,8 @@ derivative, so curvature is continuous), resampled every SPACING metres of arc l
 A track file is JSON: {"name": str, "width": metres, "points": [[x, y], ...], "style": ...,
 "lanes": 1 | 2} where the optional "style" is a style name (driving/sim/style.py) and the optional
 "lanes" says whether the car drives on the centre line (1, the default) or keeps to the right lane
-of a two-lane road (2); see docs/sim.md and docs/worlds.md. Files are read
-with bounded memory and every field is checked, so a hostile file ends in one TrackError line.
+of a two-lane road (2); see docs/sim.md and docs/worlds.md. Files are read with bounded memory and
+every field is checked, so a hostile file ends in one TrackError line.
 
 track_features() measures what a road holds (hairpins, S-bends, tightest radius);
 random_track() and suite_track() draw valid loops from a seed.
