@@ -151,7 +151,9 @@ class AugmentConfig:
     """Training-only random transforms; each one can be switched off (reference values).
 
     In a world that drives on one side of a marked two-lane road, switch `flip` off: a mirrored
-    frame teaches the car the wrong side."""
+    frame teaches the car the wrong side. The side cameras' correction and the shift's steering
+    hold for the classic camera and steering scale; another world implies its own
+    (driving.sim.kinds.WorldKind, docs/worlds.md)."""
 
     side_cameras: bool = option(
         True,
@@ -181,7 +183,15 @@ class AugmentConfig:
         True, "--no-shift", "switch off random sideways shifts (with their steering change)", group=AUGMENT
     )
     shift_max_px: float = 40.0  # in pixels of the 320-wide frame
-    shift_steering_per_px: float = 0.004  # steering change per pixel of shift (320-wide frame)
+    shift_steering_per_px: float = option(
+        0.004,
+        "--shift-steering",
+        "steering added per pixel a frame is shifted right (320-wide frame; default %(default)s, the "
+        "classic tuned value: another camera or steering scale needs its own, docs/worlds.md)",
+        group=AUGMENT,
+        low=0,
+        high=0.1,
+    )
     drop_straight: bool = option(
         True, "--no-drop-straight", "switch off dropping most near-straight frames each epoch", group=AUGMENT
     )

@@ -54,6 +54,12 @@ def one_changed(config: RunConfig) -> list[tuple[str, RunConfig]]:
     cases.append(
         ("steering_correction", replace(config, augment=replace(config.augment, steering_correction=0.2)))
     )
+    cases.append(
+        (
+            "shift_steering_per_px",
+            replace(config, augment=replace(config.augment, shift_steering_per_px=0.0064)),
+        )
+    )
     for name, value in {
         "frame_height": (120, 240),
         "input_height": (64, 96),

@@ -9,7 +9,7 @@ import pytest
 from driving.sim.camera import Camera
 from driving.sim.conditions import MIN_ROAD_CONTRAST, ColourShift, Conditions
 from driving.sim.simulator import Simulator
-from driving.sim.style import STYLES
+from driving.sim.style import LANE_STYLES, ONE_LANE_STYLES, STYLES
 from driving.sim.track import builtin_track, make_track
 from driving.sim.world import World, cast_shadow
 
@@ -44,13 +44,16 @@ def test_draw_is_deterministic_and_pinned():
     assert c.asphalt == ColourShift(6.265, 1.339, 1.032)
 
 
-def test_drawn_conditions_are_plausible():
+@pytest.mark.parametrize("styles", [ONE_LANE_STYLES, LANE_STYLES])
+def test_drawn_conditions_are_plausible(styles):
+    """Conditions drawn for a group of styles (one-lane roads by default, two-lane roads for the
+    two-lane world) keep each of them's road contrast."""
     for seed in range(200):
-        c = Conditions.draw(seed)
+        c = Conditions.draw(seed, styles)
         assert 20 <= c.sun_elevation_deg <= 75 and 0 <= c.sun_azimuth_deg <= 360
         assert min(c.light) > 0.65  # daylight, never night
-        for style in STYLES.values():
-            assert c.road_contrast(style) >= MIN_ROAD_CONTRAST
+        for name in styles:
+            assert c.road_contrast(STYLES[name]) >= MIN_ROAD_CONTRAST
     seeds = [Conditions.draw(s) for s in range(50)]
     assert len({c.sun_azimuth_deg for c in seeds}) == 50  # varied
     assert np.ptp([c.sun_elevation_deg for c in seeds]) > 30

@@ -17,7 +17,10 @@ Unity, where the car keeps rolling under the last command while the server think
 drives blind longer.
 
 When the car's centre leaves the road, that is an intervention: counted, and the car is put back on
-the centre line where it left, facing along the road at the same speed, and the drive goes on.
+the centre line where it left, facing along the road at the same speed, and the drive goes on. On a
+two-lane road (driving/sim/kinds.py, the "two-lane" kind) the car keeps to the right lane: the
+cross-track error is measured from the lane's centre, leaving the lane (the car's centre across
+the centre line or the road edge) is the intervention, and the car is put back on the lane's centre.
 The drive ends after `laps` laps, or when the car makes no progress for 30 simulated seconds
 (stalled, or driving the wrong way), or at a time limit.
 """
@@ -44,6 +47,7 @@ from driving.pilot import Pilot, PilotConfig
 from driving.preprocess import decode_jpeg, encode_jpeg
 from driving.sim.client import ProtocolError, SimulatorClient, parse_steer, telemetry_packet
 from driving.sim.conditions import Conditions
+from driving.sim.kinds import WorldKind
 from driving.sim.simulator import Simulator
 from driving.sim.track import Track
 from driving.video.writer import write_video
@@ -61,6 +65,7 @@ class DriveOptions:
     max_seconds: float | None = None  # simulated; default: laps at MIN_SPEED_MPS
     seed: int = 0  # world textures
     conditions: Conditions = field(default_factory=Conditions)  # light, shadows, palette
+    world: WorldKind | None = None  # cameras and steering scale; None: the track's own kind
     video: Path | None = None  # MP4 of the camera view with an overlay
     timeout: float = 10.0  # seconds to wait for one reply (model warm-up included)
     progress: bool = True  # tqdm bar
@@ -96,11 +101,11 @@ class DriveFrame:
     x: float
     y: float
     heading: float
-    cte: float  # signed cross-track error, metres (positive: right of the centre line)
+    cte: float  # signed cross-track error, metres (positive: right of the lane's centre)
     mph: float
     laps: float
     interventions: int
-    intervened: bool  # this step ended off the road, and the car was put back
+    intervened: bool  # this step ended off the road (off its lane), and the car was put back
     latency_ms: float | None  # telemetry sent -> reply (None for the connection's first reply)
 
 
@@ -186,8 +191,8 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
     there or silent, and ProtocolError if it answers something the real simulator could not use
     (e.g. a number in `steer`, which stalls the real simulator for good)."""
     options = (options or DriveOptions()).validate()
-    sim = Simulator(track, seed=options.seed, conditions=options.conditions)
-    sim.reset(s=0.0, offset=0.0, speed=0.0)
+    sim = Simulator(track, seed=options.seed, conditions=options.conditions, kind=options.world)
+    sim.reset(s=0.0, offset=0.0, speed=0.0)  # on the lane's centre
     trace = DriveTrace(track)
     max_seconds = options.max_seconds or options.laps * track.length / MIN_SPEED_MPS
     video_frames: list[bytes] = []
@@ -211,7 +216,7 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
         kind, command = link.connect(jpeg)
         last_reply = time.perf_counter()
         steering, throttle = 0.0, 0.0
-        trace.add(0.0, sim.car.x, sim.car.y, sim.location.cte, sim.car.mph, 0.0, 0.0)
+        trace.add(0.0, sim.car.x, sim.car.y, sim.lane_cte, sim.car.mph, 0.0, 0.0)
         while True:
             if kind != "steer":  # we always send a frame, so `manual` is a pilot fault
                 raise ProtocolError(f"server answered {kind!r} to a telemetry frame with an image")
@@ -225,17 +230,17 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
                 dt = options.frame_dt
                 sim.step(steering, throttle, dt=dt)
             elapsed += dt
-            trace.add(elapsed, sim.car.x, sim.car.y, sim.location.cte, sim.car.mph, steering, throttle)
-            off_road = sim.off_road
+            trace.add(elapsed, sim.car.x, sim.car.y, sim.lane_cte, sim.car.mph, steering, throttle)
+            off_lane = sim.off_lane
             if options.observers:
                 seen = DriveFrame(
                     elapsed, jpeg, steering, throttle, sim.car.x, sim.car.y, sim.car.heading,
-                    sim.location.cte, sim.car.mph, sim.laps, len(trace.interventions) + off_road,
-                    off_road, latency_ms,
+                    sim.lane_cte, sim.car.mph, sim.laps, len(trace.interventions) + off_lane,
+                    off_lane, latency_ms,
                 )  # fmt: skip
                 for observer in options.observers:
                     observer.frame(seen)
-            if off_road:
+            if off_lane:
                 trace.intervene(elapsed, sim.car.x, sim.car.y, sim.location.s)
                 sim.reset(s=sim.location.s, offset=0.0, speed=sim.car.speed, keep_progress=True)
                 sim.car.steering = steering

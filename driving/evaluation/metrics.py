@@ -4,8 +4,11 @@ A DriveTrace collects one row per simulated frame (pose, cross-track error, spee
 round-trip latency) and every intervention; `metrics_of()` turns it into DriveMetrics:
 
 - laps and distance actually driven, elapsed simulated time, mean speed;
-- mean and max |cross-track error| (metres from the centre line);
-- interventions: the car's centre left the road, so it was put back on the centre line;
+- mean and max |cross-track error| (metres from the centre line; on a two-lane road, from the
+  centre of the car's lane);
+- interventions: the car's centre left the road, so it was put back on the centre line (on a
+  two-lane road: left its lane, across the centre line or the road edge, and was put back on the
+  lane's centre);
 - autonomy, as NVIDIA's PilotNet scored it: (1 - interventions x 6 s / elapsed s) x 100,
   floored at 0 (each intervention is charged the 6 s a human would need to take over);
 - steering smoothness: the RMS steering rate, in steering units per simulated second
@@ -27,11 +30,16 @@ from driving.sim.track import Track
 from driving.sim.world import World
 
 INTERVENTION_PENALTY_S = 6.0  # PilotNet: seconds charged per human intervention
+INTERVENTION = {  # what an intervention is, by the road's lanes (the report's definitions)
+    1: "the car's centre left the road; it was put back on the centre line",
+    2: "the car's centre left its lane (across the centre line or the road edge); it was put back "
+    "on the lane's centre",
+}
 
 
 @dataclass
 class Intervention:
-    time_s: float  # simulated time when the car's centre left the road
+    time_s: float  # simulated time when the car's centre left the road (or its lane)
     x: float
     y: float
     s: float  # arc length along the centre line where it was put back
@@ -163,7 +171,7 @@ def write_report(metrics: DriveMetrics, trace: DriveTrace, path: str | Path) -> 
         "definitions": {
             "autonomy_pct": f"(1 - interventions x {INTERVENTION_PENALTY_S:g} s / elapsed_s) x 100, "
             "floored at 0 (PilotNet)",
-            "intervention": "the car's centre left the road; it was put back on the centre line",
+            "intervention": INTERVENTION[trace.track.lanes],
             "steering_rate_rms": "RMS of d(steering)/dt, steering units per simulated second",
             "latency": "telemetry sent -> steer received, at the client (ms)",
         },

@@ -19,6 +19,10 @@ purpose too (TRAINING_LOOKS for recordings, SUITE_LOOKS for suites, both in driv
 a drive refuses a training look. The `looks` suites drive each shape twice, in its seen style and
 in a new look, so the difference between the two isolates the look.
 
+The two-lane suites drive another kind of world (driving/sim/kinds.py: its own camera and steering
+scale; keep to the right lane) on maps of tight corners (driving/sim/lanes.py) whose seeds are
+split by purpose there: LANE_TRAINING_SEEDS for recordings, LANE_HELD_OUT_SEEDS for these suites.
+
 A recipe is how the training data is made and used: which recordings (the headless simulator
 records them on first use), with which settings. Each lever of docs/evaluation.md is one recipe,
 measured side by side; the project's defaults are the recipe that measured best.
@@ -29,9 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import cache
 
-from driving.config import AugmentConfig
+from driving.config import AugmentConfig, Preprocessing
 from driving.sim.conditions import Conditions
+from driving.sim.kinds import KINDS, TWO_LANE
+from driving.sim.lanes import LANE_HELD_OUT_SEEDS, check_training_seed, lane_track
 from driving.sim.looks import SUITE_LOOKS, check_suite_look, look_conditions, look_name
+from driving.sim.style import LANE_STYLES, styles_for
 from driving.sim.track import Track, builtin_track, suite_track
 
 TRAINING_SEEDS = range(0, 5000)
@@ -45,15 +52,17 @@ STYLE_ORDER = ("lake", "jungle", "desert")
 
 @dataclass(frozen=True)
 class SuiteDrive:
-    """One drive of a suite: a track, a look, a distance. Without `look`, the track in `style`
-    under conditions drawn from `conditions_seed` (which also seeds the textures); with one, the
-    same shape in new look `look` (driving.sim.looks), in that look's own light."""
+    """One drive of a suite: a track, a look, a distance, and the kind of world (its maps,
+    cameras and steering scale: a name in driving.sim.kinds.KINDS). Without `look`, the track in
+    `style` under conditions drawn from `conditions_seed` (which also seeds the textures); with one,
+    the same shape in new look `look` (driving.sim.looks), in that look's own light."""
 
     track_seed: int
     style: str
     conditions_seed: int
     laps: float = 1.0
     look: int | None = None  # a seed in SUITE_LOOKS; None: the seen style under drawn conditions
+    world: str = "classic"
 
     def __post_init__(self) -> None:
         if self.look is not None:
@@ -69,16 +78,26 @@ class SuiteDrive:
         return f"{self.world_style}-{self.track_seed}"
 
     def track(self) -> Track:
-        seen = _suite_track(self.track_seed, self.style)
+        if self.world == TWO_LANE.name:
+            seen = _lane_track(self.track_seed, self.style)
+        else:
+            seen = _suite_track(self.track_seed, self.style)
         return seen if self.look is None else replace(seen, style=self.world_style)  # the same shape
 
     def conditions(self) -> Conditions:
-        return Conditions.draw(self.conditions_seed) if self.look is None else look_conditions(self.look)
+        if self.look is not None:
+            return look_conditions(self.look)
+        return Conditions.draw(self.conditions_seed, styles_for(KINDS[self.world].lanes))
 
 
 @cache
 def _suite_track(seed: int, style: str) -> Track:
     return suite_track(seed, style)
+
+
+@cache
+def _lane_track(seed: int, style: str) -> Track:
+    return lane_track(seed, style)
 
 
 @dataclass(frozen=True)
@@ -112,6 +131,15 @@ def _new_look_of(drive: SuiteDrive) -> int:
     return SUITE_LOOKS.start + drive.track_seed
 
 
+def _lane_drives(first_seed: int, count: int, laps: float) -> tuple[SuiteDrive, ...]:
+    """`count` two-lane drives on consecutive held-out map seeds, the lane styles taking turns;
+    conditions from seeds of their own (the map seed plus two million)."""
+    return tuple(
+        SuiteDrive(first, LANE_STYLES[i % len(LANE_STYLES)], 2_000_000 + first, laps, world=TWO_LANE.name)
+        for i, first in enumerate(range(first_seed, first_seed + count))
+    )
+
+
 SUITES = {
     "unseen": Suite(
         "unseen",
@@ -130,6 +158,19 @@ SUITES = {
         1,
         _drives(VALIDATION_SEEDS.start, 3, 0.5),
         "3 held-out half laps, one per style: how train.py's drive check picks a checkpoint",
+    ),
+    "two-lane": Suite(
+        "two-lane",
+        1,
+        _lane_drives(LANE_HELD_OUT_SEEDS.start, 12, 2.0),
+        "12 held-out two-lane maps of tight corners, 2 laps each, keeping to the right lane, in the "
+        "two-lane world's camera and steering scale, under drawn conditions",
+    ),
+    "two-lane-quick": Suite(
+        "two-lane-quick",
+        1,
+        _lane_drives(LANE_HELD_OUT_SEEDS.start + 500, 4, 1.0),
+        "4 held-out two-lane maps, one lap each: a quick look at the two-lane world",
     ),
 }
 SUITES["looks"] = Suite(
@@ -152,11 +193,12 @@ SUITES["quick-looks"] = Suite(
 
 @dataclass(frozen=True)
 class Recording:
-    """One training recording: a built-in track, or a suite-style track (TRAINING_SEEDS) in a
-    style, recorded with `laps` expert laps; `vary` paints each lap in a new style and light,
+    """One training recording: a built-in track, a suite-style track (TRAINING_SEEDS) in a style,
+    or a two-lane map (driving.sim.lanes' training seeds, recorded in the two-lane world),
+    recorded with `laps` expert laps; `vary` paints each lap in a new style and light,
     `new_looks` each stretch in a generated training look (driving.sim.looks.TRAINING_LOOKS)."""
 
-    track: str  # a built-in name, or "suite"
+    track: str  # a built-in name, "suite" or "two-lane"
     laps: float
     seed: int
     vary: bool = False
@@ -165,7 +207,9 @@ class Recording:
 
     @property
     def folder_name(self) -> str:
-        where = self.track if self.track != "suite" else f"suite{self.seed}-{self.style}"
+        where = {"suite": f"suite{self.seed}-{self.style}", TWO_LANE.name: f"two-lane{self.seed}"}.get(
+            self.track, self.track
+        )
         varied = "-newlooks" if self.new_looks else "-varied" if self.vary else ""
         return f"{where}-{self.laps:g}laps-seed{self.seed}{varied}"
 
@@ -175,6 +219,8 @@ class Recording:
         return "looks" if self.new_looks else self.vary
 
     def make_track(self) -> Track:
+        if self.track == TWO_LANE.name:
+            return lane_track(check_training_seed(self.seed, "two-lane recording seed"), self.style)
         if self.track != "suite":
             return builtin_track(self.track)
         if self.seed not in TRAINING_SEEDS:
@@ -196,6 +242,10 @@ NEW_LOOK_RECORDINGS = (
     Recording("jungle", 1.5, 1, new_looks=True),
     *(Recording("suite", 0.75, r.seed, style=r.style, new_looks=True) for r in SUITE_STYLE_RECORDINGS),
 )
+# Eight training maps of the two-lane world, two laps each, every third of a lap in a new look.
+TWO_LANE_RECORDINGS = tuple(
+    Recording(TWO_LANE.name, 2.0, i, vary=True, style=LANE_STYLES[i % len(LANE_STYLES)]) for i in range(8)
+)
 
 
 @dataclass(frozen=True)
@@ -205,6 +255,21 @@ class Recipe:
     recordings: tuple[Recording, ...] = DEMO_RECORDINGS
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     drive_check_steps: int = 0
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+
+# What training must be told about data not made like the Udacity simulator's (docs/worlds.md): the
+# two-lane world's crop rows, its side cameras' correction and shift steering (computed from its
+# camera and steering scale), no flips (a mirror image drives on the left), no brightness
+# augmentation (the recordings vary their light, as `robust`'s do), and no drive check (it drives
+# the classic validation suite).
+TWO_LANE_AUGMENT = AugmentConfig(
+    flip=False,
+    brightness=False,
+    steering_correction=round(TWO_LANE.steering_correction(), 3),
+    shift_steering_per_px=round(TWO_LANE.shift_steering_per_px(), 5),
+)
+TWO_LANE_PREPROCESSING = Preprocessing(crop_top=TWO_LANE.crop_rows[0], crop_bottom=TWO_LANE.crop_rows[1])
 
 
 RECIPES = {
@@ -260,6 +325,15 @@ RECIPES = {
             recordings=DIVERSE_RECORDINGS + NEW_LOOK_RECORDINGS,
             augment=AugmentConfig(brightness=False),
             drive_check_steps=120,
+        ),
+        Recipe(
+            "two-lane",
+            "the two-lane world: 2 varied laps of each of 8 training maps (keep to the right lane, "
+            "its own camera and steering scale), with its crop rows, side-camera correction and shift "
+            "steering, no flips, no brightness augmentation; drive it on the two-lane suites",
+            recordings=TWO_LANE_RECORDINGS,
+            augment=TWO_LANE_AUGMENT,
+            preprocessing=TWO_LANE_PREPROCESSING,
         ),
     )
 }

@@ -71,6 +71,7 @@ def run_config(
         steps_per_epoch=budget.steps,
         batch_size=budget.batch,
         augment=recipe.augment,
+        preprocessing=recipe.preprocessing,
         drive_check_steps=recipe.drive_check_steps,
         cache_dir=str((cache_dir or out.parent.parent / "cache").absolute()),
         tensorboard=False,

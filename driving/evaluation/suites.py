@@ -44,12 +44,13 @@ from tqdm import tqdm
 from driving import card
 from driving.config import TARGET_SPEED_MPH
 from driving.evaluation.closed_loop import DriveOptions, drive_pilot
-from driving.evaluation.registry import STYLE_ORDER, SUITES, Suite, SuiteDrive
+from driving.evaluation.registry import SUITES, Suite, SuiteDrive
 from driving.evaluation.settings import DRIVE_TIMEOUT_S, EvalConfig
 from driving.files import save_figure, write_text
 from driving.pilot import Pilot, PilotConfig
 from driving.run import DriveResult, RunFolder, SuiteResult, SuiteSummary
 from driving.runtime import Predictor
+from driving.sim.kinds import KINDS
 from driving.sim.looks import look_name, new_look
 from driving.sim.track import track_features
 
@@ -82,6 +83,7 @@ def drive_one(
         conditions=drive.conditions(),
         progress=False,
         model=Path(model).stem if model else "",
+        world=KINDS[drive.world],
     )
     metrics, _ = drive_pilot(pilot or _pilot(model, speed), track, options, direct=True)
     return DriveResult(
@@ -282,7 +284,7 @@ def summarise(rows: Sequence[DriveResult]) -> SuiteSummary:
     interventions = sum(r.interventions for r in rows)
     low, high = bootstrap_ci(autonomy)
     by_style = {}
-    for style in STYLE_ORDER:
+    for style in dict.fromkeys(r.style for r in rows):  # the suite's styles, in its order
         mine = [r.autonomy_pct for r in rows if r.style == style]
         if mine:
             by_style[style] = float(np.mean(mine))
@@ -305,6 +307,7 @@ def summarise(rows: Sequence[DriveResult]) -> SuiteSummary:
 
 def markdown(result: SuiteResult) -> str:
     suite = result.suite
+    order = list(dict.fromkeys(d["style"] for d in suite["drives"]))  # lake, jungle, desert; or lane styles
     lines = [
         f"# Suite {suite['name']} v{suite['version']}",
         "",
@@ -313,12 +316,12 @@ def markdown(result: SuiteResult) -> str:
         "interval is a bootstrap over the drives.",
         "",
         "| model | success | autonomy mean [95% CI] | min | interventions/km | mean abs CTE m | "
-        "steer rms/s | latency ms | lake | jungle | desert |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "steer rms/s | latency ms | " + " | ".join(order) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(order),
     ]
     for name, s in result.summary.items():
         low, high = s.autonomy_ci95
-        styles = [f"{s.autonomy_by_style.get(st, float('nan')):.1f}%" for st in STYLE_ORDER]
+        styles = [f"{s.autonomy_by_style.get(st, float('nan')):.1f}%" for st in order]
         per_km = "-" if s.interventions_per_km is None else f"{s.interventions_per_km:.2f}"
         lines.append(
             f"| {name} | {s.success_rate * 100:.0f}% | "

@@ -18,7 +18,7 @@ from driving.data.reader import load_recordings
 from driving.evaluation.registry import SUITES
 from driving.preprocess import read_frame
 from driving.sim.camera import Camera
-from driving.sim.simulator import CAMERA_SPECS
+from driving.sim.kinds import KINDS, kind_for
 from driving.sim.track import get_track
 from driving.sim.world import World
 
@@ -37,17 +37,18 @@ class Probe:
 
 def probe_frames(suite: str = "quick", per_drive: int = PROBES_PER_DRIVE, seed: int = 0) -> list[Probe]:
     """A fixed, seeded set of frames from tracks no recording drives: `per_drive` poses spread
-    along each drive of the evaluation suite, somewhere in the lane (up to a quarter of the road's
-    width off its centre line, up to 0.1 rad off its heading), rendered in that drive's world
-    under its conditions by the centre camera. The same frames for every model."""
+    along each drive of the evaluation suite, somewhere in the lane (up to a quarter of the lane's
+    width off its centre: the road's on one lane; up to 0.1 rad off its heading), rendered in that
+    drive's world under its conditions by its kind's centre camera. The same frames for every
+    model."""
     rng = np.random.default_rng(seed)
     probes = []
     for drive in SUITES[suite].drives:
         track = drive.track()
         world = World(track, seed=drive.conditions_seed, conditions=drive.conditions())
-        camera = Camera(world, CAMERA_SPECS["center"], drive.conditions_seed)
+        camera = Camera(world, KINDS[drive.world].camera, drive.conditions_seed)
         for s in (rng.uniform() + np.arange(per_drive)) / per_drive * track.length:
-            x, y = track.point_at(s, rng.uniform(-0.25, 0.25) * track.width)
+            x, y = track.point_at(s, track.lane_offset + rng.uniform(-0.25, 0.25) * track.width / track.lanes)
             heading = track.heading_at(s) + rng.uniform(-0.1, 0.1)
             name = f"{drive.name} at {s:.0f} m"
             probes.append(Probe(name, camera.render(x, y, heading), camera.render_labels(x, y, heading)))
@@ -55,12 +56,13 @@ def probe_frames(suite: str = "quick", per_drive: int = PROBES_PER_DRIVE, seed: 
 
 
 def track_probes(spec: str, count: int, seed: int = 0) -> list[Probe]:
-    """`count` frames from a track's centre line, evenly spaced from its start, with labels."""
+    """`count` frames from a track's centre line (its lane's centre on two lanes), evenly spaced
+    from its start, with labels."""
     track = get_track(spec, seed)
-    camera = Camera(World(track, seed=seed), CAMERA_SPECS["center"], seed)
+    camera = Camera(World(track, seed=seed), kind_for(track).camera, seed)
     probes = []
     for s in np.arange(count) * track.length / count:
-        x, y = track.point_at(s)
+        x, y = track.point_at(s, track.lane_offset)
         heading = track.heading_at(s)
         frame, labels = camera.render(x, y, heading), camera.render_labels(x, y, heading)
         probes.append(Probe(f"{track.name} at {s:.0f} m", frame, labels))

@@ -2,11 +2,15 @@
 
 python -m driving.sim tracks
 python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N] [--vary [--new-looks]]
+python -m driving.sim record --track two-lane --map-seed 3 --laps 2 --out data/lanes-3 [--vary]
 python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
                                [--report run.json] [--video run.mp4] [--connect-timeout S]
 python -m driving.sim eval models/effnet.h5 --track lake [--laps 2] [--report FILE]
 drive and eval also take [--fps N] [--view [--view-port P]]: watch the drive in a browser
 record, drive and eval take [--style lake|jungle|desert|look-N]: the track painted in that style
+record, drive and eval take --track two-lane --map-seed N (a two-lane map, driving/sim/lanes.py;
+record takes training maps only) and --world classic|two-lane (cameras and steering scale,
+driving/sim/kinds.py; default: the track's own)
 
 Every file an option names is checked before any work (_check_outputs): a folder, a model, a
 recording's file or a file of another kind is refused in one line naming the option and the path.
@@ -32,6 +36,8 @@ from driving.sim.car import MAX_SPEED_MPH
 from driving.sim.client import CONNECT_TIMEOUT_S, REPLY_TIMEOUT_S, ProtocolError
 from driving.sim.conditions import Conditions
 from driving.sim.expert import ExpertConfig
+from driving.sim.kinds import KINDS, TWO_LANE
+from driving.sim.lanes import LANE_HELD_OUT_SEEDS, LANE_TRAINING_SEEDS, check_training_seed, lane_track
 from driving.sim.looks import (
     STYLE_NAMES,
     SUITE_LOOKS,
@@ -69,8 +75,11 @@ def cmd_tracks(args: argparse.Namespace) -> int:
         )
     print(
         "also: --track random --seed N, or --track FILE.json "
-        f'({{"name": ..., "width": metres, "points": [[x, y], ...], "style": "{"|".join(STYLES)}|look-N"}}); '
-        "look-N: a look generated from seed N"
+        f'({{"name": ..., "width": metres, "points": [[x, y], ...], "style": "{"|".join(STYLES)}|look-N", '
+        '"lanes": 1|2}); look-N: a look generated from seed N; '
+        f"or --track two-lane --map-seed N: a two-lane map of tight corners (training maps "
+        f"{LANE_TRAINING_SEEDS.start}-{LANE_TRAINING_SEEDS.stop - 1}, held out "
+        f"{LANE_HELD_OUT_SEEDS.start}-{LANE_HELD_OUT_SEEDS.stop - 1})"
     )
     return 0
 
@@ -98,6 +107,22 @@ def _painted(track: Track, style: str | None) -> tuple[Track, Conditions]:
         return track, Conditions()
     seed = look_seed(style)
     return replace(track, style=style), Conditions() if seed is None else look_conditions(seed)
+
+
+def _track(args: argparse.Namespace, recording: bool = False) -> Track:
+    """The track the options name: --track two-lane with --map-seed (a training map when
+    `recording`), else a built-in, random or file track."""
+    if args.track != TWO_LANE.name:
+        if args.map_seed is not None:
+            raise ValueError(f"--map-seed {args.map_seed}: names a two-lane map, for --track two-lane")
+        return get_track(args.track, args.seed)
+    seed = 0 if args.map_seed is None else args.map_seed
+    return lane_track(check_training_seed(seed, "--map-seed") if recording else seed)
+
+
+def _kind(args: argparse.Namespace):
+    """The kind of world --world names; None: the track's own."""
+    return KINDS[args.world] if args.world else None
 
 
 def _is_track(data) -> bool:
@@ -154,8 +179,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def cmd_record(args: argparse.Namespace) -> int:
     from driving.sim import recorder  # the renderer is only needed here
 
+    if args.track == TWO_LANE.name and args.map_seed is not None:
+        check_training_seed(args.map_seed, "--map-seed")  # before anything else: one line
     recorder.check_out_folder(Path(args.out), "--out")
-    track, conditions = _painted(get_track(args.track, args.seed), args.style)
+    track, conditions = _painted(_track(args, recording=True), args.style)
     check_recordable(track.style, f"--track {args.track}")  # before any folder is made
     _check_outputs(args)
     config = ExpertConfig(cruise_mph=args.speed, weave=not args.no_weave)
@@ -171,6 +198,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             config=config,
             vary="looks" if args.new_looks else args.vary,
             conditions=conditions,
+            kind=_kind(args),
         )
     except (OSError, recorder.RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -182,9 +210,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         f"{result.samples} samples ({result.seconds:.0f} simulated s, {result.laps:.2f} laps) "
         f"-> {result.folder}"
     )
+    where = "lane" if track.lanes == 2 else "road"
     print(
-        f"max |cross-track error| {result.max_abs_cte:.2f} m of {track.width / 2:.2f} m; "
-        f"off-road samples: {result.off_road_samples}; top-down view: {result.topdown}"
+        f"max |cross-track error| {result.max_abs_cte:.2f} m of {track.lane_half_width:.2f} m; "
+        f"off-{where} samples: {result.off_road_samples}; top-down view: {result.topdown}"
     )
     if result.looks:
         print("looks: " + ", ".join(f"{look['look']} {look['style']}" for look in result.looks))
@@ -204,6 +233,7 @@ def _drive_options(args: argparse.Namespace, model: str = "", conditions: Condit
         model=model,
         fps=args.fps,
         timeout=args.reply_timeout,
+        world=_kind(args),
     ).validate()  # e.g. --fps with --realtime: refused before a model loads
 
 
@@ -259,7 +289,7 @@ def cmd_drive(args: argparse.Namespace) -> int:
     from driving.evaluation.closed_loop import SocketLink, drive  # the app's layer, after parsing
 
     _check_outputs(args)
-    track, conditions = _painted(get_track(args.track, args.seed), args.style)
+    track, conditions = _painted(_track(args), args.style)
     options = _drive_options(args, conditions=conditions)
     model, preprocessing = "", DEFAULT_PREPROCESSING
     if args.view:  # the view names the served model and outlines its crop rows, as drive.py says
@@ -292,7 +322,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from driving.modelio import ModelFileError
     from driving.pilot import PilotConfig
 
-    track, conditions = _painted(get_track(args.track, args.seed), args.style)
+    track, conditions = _painted(_track(args), args.style)
     pilot = PilotConfig(speed=args.speed, throttle=args.throttle)
     options = _drive_options(args, args.model.stem, conditions)
     try:
@@ -309,7 +339,8 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--track",
         default="lake",
-        help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)",
+        help="lake | jungle | desert | random (with --seed) | two-lane (with --map-seed) | "
+        "path/to/track.json (default: lake)",
     )
     p.add_argument(
         "--style",
@@ -327,6 +358,7 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=cli.seed, default=0, help="seed for textures and random tracks (default: 0)"
     )
+    _add_world_options(p)
     p.add_argument(
         "--realtime",
         action="store_true",
@@ -384,6 +416,30 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
     _add_overwrite(p, "--report and --video")
 
 
+def _add_world_options(p: argparse.ArgumentParser, recording: bool = False) -> None:
+    first, last = LANE_TRAINING_SEEDS.start, LANE_TRAINING_SEEDS.stop - 1
+    which = (
+        f"a training map, {first} to {last} (maps {LANE_HELD_OUT_SEEDS.start}-"
+        f"{LANE_HELD_OUT_SEEDS.stop - 1} are held out for the two-lane suites)"
+        if recording
+        else "any map seed"
+    )
+    p.add_argument(
+        "--map-seed",
+        type=cli.seed,
+        default=None,
+        metavar="N",
+        help=f"with --track two-lane: which two-lane map, {which} (default: 0)",
+    )
+    p.add_argument(
+        "--world",
+        choices=tuple(KINDS),
+        default=None,
+        help="the kind of world: its cameras and steering scale (docs/worlds.md); default: the "
+        "track's own (two-lane for a two-lane road, else classic)",
+    )
+
+
 def _add_overwrite(p: argparse.ArgumentParser, options: str) -> None:
     p.add_argument(
         "--overwrite",
@@ -412,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--track",
         default="lake",
-        help="lake | jungle | desert | random (with --seed) | path/to/track.json (default: lake)",
+        help="lake | jungle | desert | random (with --seed) | two-lane (with --map-seed) | "
+        "path/to/track.json (default: lake)",
     )
     p.add_argument(
         "--laps",
@@ -438,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"expert cruise speed in mph, {MIN_CRUISE_MPH:g} to {MAX_SPEED_MPH:g}, slower in bends "
         f"(default: {ExpertConfig.cruise_mph:g})",
     )
+    _add_world_options(p, recording=True)
     p.add_argument(
         "--style",
         type=_recordable_style,
@@ -446,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"seed N, in its own light (suite looks, N from {SUITE_LOOKS.start} to {SUITE_LOOKS.stop - 1}, "
         "are refused; default: the track's own)",
     )
-    p.add_argument("--no-weave", action="store_true", help="follow the centre line without drifts")
+    p.add_argument("--no-weave", action="store_true", help="follow the centre line (or lane) without drifts")
     p.add_argument(
         "--vary",
         action="store_true",

@@ -15,38 +15,17 @@ Car frame: forward, right, up (metres) from the car's centre on the ground.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from driving.config import FRAME_HEIGHT, FRAME_WIDTH
+from driving.sim.kinds import CameraSpec
 from driving.sim.style import Style
 from driving.sim.world import CAR, MIP_LEVELS, SKY, World, smooth_noise
 
 FAR_M = 300.0  # ground beyond this is hidden behind the haze at the horizon
 FOG_START_M, FOG_SCALE_M = 25.0, 140.0
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """Where a camera sits on the car and how it looks. Defaults: the real simulator's layout
-    (horizon in the upper half, road in rows 80:140, bonnet below row 140)."""
-
-    right_m: float = 0.0  # sideways offset from the car's centre line, positive = right
-    forward_m: float = 0.6  # ahead of the car's centre (windscreen)
-    height_m: float = 1.5
-    fov_deg: float = 80.0  # horizontal field of view
-    horizon_row: float = 62.0  # where a level road's horizon appears (sets the pitch)
-
-    @property
-    def focal(self) -> float:
-        return (FRAME_WIDTH / 2) / math.tan(math.radians(self.fov_deg) / 2)
-
-    @property
-    def pitch(self) -> float:
-        """Downward tilt, radians."""
-        return math.atan((FRAME_HEIGHT / 2 - self.horizon_row) / self.focal)
 
 
 def ground_grid(spec: CameraSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """The car: a kinematic bicycle model with throttle, brake and drag, speeds in mph up to 30.
 
-Steering 1.0 turns the front wheels MAX_WHEEL_ANGLE_DEG to the right, as in the simulator;
-negative throttle brakes, as drive.py's speed controller expects.
+Steering 1.0 turns the front wheels max_wheel_deg to the right (MAX_WHEEL_ANGLE_DEG, the
+simulator's 25 degrees, unless a kind of world says otherwise: driving/sim/kinds.py); negative
+throttle brakes, as drive.py's speed controller expects.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Car:
     heading: float = 0.0
     speed: float = 0.0
     steering: float = 0.0  # last command, [-1, 1]
+    max_wheel_deg: float = MAX_WHEEL_ANGLE_DEG  # the wheel angle of steering 1.0
 
     @property
     def mph(self) -> float:
@@ -44,7 +46,7 @@ class Car:
         self.speed = min(max(v0 + accel * dt, 0.0), MAX_SPEED_MPH * MPH)
         v = 0.5 * (v0 + self.speed)
         # Kinematic bicycle about the centre: slip angle beta, positive wheel angle turns right.
-        wheel = math.radians(self.steering * MAX_WHEEL_ANGLE_DEG)
+        wheel = math.radians(self.steering * self.max_wheel_deg)
         beta = math.atan(0.5 * math.tan(wheel))
         self.heading -= v * math.cos(beta) * math.tan(wheel) / WHEELBASE_M * dt
         self.heading = math.remainder(self.heading, 2 * math.pi)

@@ -11,6 +11,9 @@ With `vary`, each lap is driven in a fresh world whose style and conditions are 
 the named styles in turn; vary="looks" paints each stretch in a generated look drawn from the
 training looks (driving/sim/looks.py). A track painted in a suite look is refused before anything
 is written: those looks are kept for evaluation.
+
+The kind of world (driving/sim/kinds.py: cameras, steering scale) is the track's own unless named;
+on a two-lane road the cross-track error reported is the lane's, and a sample off the lane counts.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from driving.data.writer import RecordingWriter
 from driving.files import MODEL_SUFFIXES, OutputRefused, check_writable_folder, write_json
 from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
+from driving.sim.kinds import WorldKind
 from driving.sim.looks import check_recordable, look_conditions, look_name, training_look
 from driving.sim.plot import save_topdown
 from driving.sim.simulator import Simulator
-from driving.sim.style import STYLES
+from driving.sim.style import ONE_LANE_STYLES, styles_for
 from driving.sim.track import Track
 from driving.sim.world import World
 
@@ -63,20 +67,19 @@ class RecordResult:
     samples: int
     laps: float
     seconds: float  # simulated
-    max_abs_cte: float
-    off_road_samples: int
+    max_abs_cte: float  # from the lane's centre (the centre line on one lane)
+    off_road_samples: int  # samples with the car's centre off its lane (off the road on one lane)
     topdown: Path | None
     looks: list[dict] = field(default_factory=list)  # with vary: one entry per lap, as in looks.json
 
 
-def lap_look(seed: int, index: int) -> tuple[str, Conditions, int]:
+def lap_look(seed: int, index: int, styles: tuple[str, ...] = ONE_LANE_STYLES) -> tuple[str, Conditions, int]:
     """The style, conditions and texture seed of look `index` (the index-th stretch of
-    1/LOOKS_PER_LAP of a lap) of a varied recording made with `seed`: the styles take turns,
+    1/LOOKS_PER_LAP of a lap) of a varied recording made with `seed`: `styles` take turns,
     starting from one the seed picks; conditions and textures are drawn from (seed, index)."""
     rng = np.random.default_rng([seed, index])
-    styles = list(STYLES)
     style = styles[(seed + index) % len(styles)]
-    return style, Conditions.draw(int(rng.integers(2**31))), int(rng.integers(2**31))
+    return style, Conditions.draw(int(rng.integers(2**31)), styles), int(rng.integers(2**31))
 
 
 def lap_new_look(seed: int, index: int) -> tuple[str, Conditions, int]:
@@ -163,10 +166,13 @@ def _restore(folder: Path, before: dict[Path, frozenset[str] | None]) -> None:
             (folder / CSV_NAME).write_bytes(b"")
 
 
-def _paint_look(sim: Simulator, track: Track, seed: int, index: int, sample: int, kind: str) -> dict:
-    """Give `sim` look `index` (lap_look, or lap_new_look for kind "looks"); returns its entry
-    for looks.json."""
-    style, conditions, world_seed = (lap_new_look if kind == "looks" else lap_look)(seed, index)
+def _paint_look(sim: Simulator, track: Track, seed: int, index: int, sample: int, vary: bool | str) -> dict:
+    """Give `sim` look `index` (lap_look, or lap_new_look when `vary` is "looks"); returns its
+    entry for looks.json."""
+    if vary == "looks":
+        style, conditions, world_seed = lap_new_look(seed, index)
+    else:
+        style, conditions, world_seed = lap_look(seed, index, styles_for(track.lanes))
     world = World(replace(track, style=style), seed=world_seed, conditions=conditions)
     sim.use_world(world, world_seed)
     return {
@@ -189,6 +195,7 @@ def record(
     vary: bool | str = False,
     max_samples: int | None = None,
     conditions: Conditions = Conditions(),
+    kind: WorldKind | None = None,
 ) -> RecordResult:
     """Drive `laps` expert laps of `track` and write them to a new recording folder `out`, in
     `conditions` (unless `vary` paints every stretch anew).
@@ -196,7 +203,8 @@ def record(
     Before any rendering: ValueError for bad arguments (a track in a suite look included),
     FileExistsError when `out` already holds a recording, OSError when it cannot be written.
     RecordError when the expert stalls or the laps take more than `max_samples` (default: the laps
-    at MIN_AVERAGE_MPS); nothing is kept then."""
+    at MIN_AVERAGE_MPS); nothing is kept then. `kind`: the kind of world (cameras, steering
+    scale); default the track's own."""
     _check_arguments(laps, seed, max_samples)
     vary = vary_kind(vary)
     check_recordable(track.style, f"track {track.name}")
@@ -211,7 +219,7 @@ def record(
     check_writable_folder(folder, "recording folder")
     bar = tqdm(total=round(goal), unit="m", desc=f"record {track.name}", disable=not progress)
     try:
-        return _record(track, folder, laps, seed, config, topdown, vary, max_samples, bar, conditions)
+        return _record(track, folder, laps, seed, config, topdown, vary, max_samples, bar, conditions, kind)
     except BaseException as e:
         _restore(folder, before)
         if isinstance(e, RecordError):
@@ -232,9 +240,10 @@ def _record(
     max_samples: int,
     bar: tqdm,
     conditions: Conditions,
+    kind: WorldKind | None = None,
 ) -> RecordResult:
     """record()'s drive and writes, once its arguments and folder are checked."""
-    sim = Simulator(track, seed=seed, render=not vary, conditions=conditions)
+    sim = Simulator(track, seed=seed, render=not vary, conditions=conditions, kind=kind)
     per_lap = NEW_LOOKS_PER_LAP if vary == "looks" else LOOKS_PER_LAP
     expert = Expert(track, seed=seed, config=config)
     dt = 1.0 / SAMPLE_RATE_HZ
@@ -260,8 +269,8 @@ def _record(
                 when, *frames, steering=steering, throttle=throttle, brake=brake, speed=round(sim.car.mph, 4)
             )
             path.append((sim.car.x, sim.car.y))
-            ctes.append(sim.location.cte)
-            off += sim.off_road
+            ctes.append(sim.lane_cte)
+            off += sim.off_lane
             sim.step(steering, throttle, brake, dt)
             bar.update(max(0, min(round(sim.progress), round(goal)) - bar.n))
             if writer.rows % stall_samples == 0:

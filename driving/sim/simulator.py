@@ -3,6 +3,10 @@
 This is the object a drive loop uses: reset(), step(steering, throttle, brake, dt), render(camera),
 and the queries location / off_road / progress / laps. use_world() swaps the look (another style,
 seed or conditions around the same road) without touching the car.
+
+The kind of world (driving/sim/kinds.py: cameras, steering scale) is the track's own unless named.
+On a two-lane road lane_cte is the error from the lane's centre and off_lane says the car's centre
+crossed the centre line or the road edge; on one lane they are cte and off_road.
 """
 
 from __future__ import annotations
@@ -15,17 +19,13 @@ from driving.config import CAMERAS
 from driving.sim.camera import Camera, CameraSpec
 from driving.sim.car import Car
 from driving.sim.conditions import Conditions
-from driving.sim.expert import SIDE_CAMERA_OFFSET_M
+from driving.sim.kinds import CLASSIC, WorldKind, kind_for
 from driving.sim.track import Track
 from driving.sim.world import World
 
 PHYSICS_HZ = 60.0  # physics substeps per second, whatever the sample rate
 
-CAMERA_SPECS = {
-    "center": CameraSpec(right_m=0.0),
-    "left": CameraSpec(right_m=-SIDE_CAMERA_OFFSET_M),
-    "right": CameraSpec(right_m=SIDE_CAMERA_OFFSET_M),
-}
+CAMERA_SPECS: dict[str, CameraSpec] = CLASSIC.camera_specs()  # the classic world's cameras
 
 
 class Simulator:
@@ -38,8 +38,10 @@ class Simulator:
         render: bool = True,
         ppm: float = 10.0,
         conditions: Conditions = Conditions(),
+        kind: WorldKind | None = None,
     ):
         self.track = track
+        self.kind = kind or kind_for(track)
         self.world: World | None = None
         self.cameras: dict[str, Camera] = {}
         if render:
@@ -53,15 +55,18 @@ class Simulator:
         if not np.array_equal(world.track.points, self.track.points):
             raise ValueError(f"world of track {world.track.name!r} does not fit track {self.track.name!r}")
         self.world = world
-        self.cameras = {name: Camera(world, CAMERA_SPECS[name], seed) for name in CAMERAS}
+        specs = self.kind.camera_specs()
+        self.cameras = {name: Camera(world, specs[name], seed) for name in CAMERAS}
 
     def reset(
         self, s: float = 0.0, offset: float = 0.0, speed: float = 0.0, keep_progress: bool = False
     ) -> None:
-        """Put the car on the track at arc length `s`, `offset` m right of the line, facing along it.
-        With keep_progress (after an intervention) the lap count continues."""
-        x, y = self.track.point_at(s, offset)
-        self.car = Car(float(x), float(y), self.track.heading_at(s), speed)
+        """Put the car on the track at arc length `s`, `offset` m right of its lane's centre (the
+        centre line on one lane), facing along it. With keep_progress (after an intervention) the
+        lap count continues."""
+        x, y = self.track.point_at(s, self.track.lane_offset + offset)
+        heading = self.track.heading_at(s)
+        self.car = Car(float(x), float(y), heading, speed, max_wheel_deg=self.kind.max_wheel_deg)
         self.location = self.track.locate((x, y))
         if not keep_progress:
             self.progress = 0.0  # metres driven along the centre line since the start
@@ -87,6 +92,17 @@ class Simulator:
     def off_road(self) -> bool:
         """True when the car's centre has left the road surface."""
         return abs(self.location.cte) > self.track.width / 2
+
+    @property
+    def lane_cte(self) -> float:
+        """Signed error from the centre of the car's lane, metres (positive: right of it)."""
+        return self.location.cte - self.track.lane_offset
+
+    @property
+    def off_lane(self) -> bool:
+        """True when the car's centre has left its lane: across the centre line or the road edge
+        of a two-lane road; off the road on one lane."""
+        return abs(self.lane_cte) > self.track.lane_half_width
 
     def render(self, camera: str = "center") -> np.ndarray:
         """The named camera's 160x320 RGB frame from the current pose."""

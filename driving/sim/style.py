@@ -109,3 +109,46 @@ STYLES: dict[str, Style] = {
         haze=(215, 200, 180),
     ),
 }
+
+# Random tracks, varied recordings and drawn conditions choose among these one-lane styles only, so
+# adding a style elsewhere changes none of their draws.
+ONE_LANE_STYLES = ("lake", "jungle", "desert")
+# Two-lane roads: a yellow centre line between the lanes, white edge lines (track "lanes": 2).
+LANE_STYLES = ("lanes", "lanes-dashed")
+STYLES["lanes"] = Style(
+    asphalt=(92, 94, 98),
+    ground=(90, 135, 60),
+    shoulder=(130, 125, 105),
+    shoulder_m=0.8,
+    edge="lines",
+    edge_colour=(240, 240, 235),
+    centre_colour=(230, 185, 30),
+    centre="double",
+    shadows=20,
+    bushes=40,
+    scenery="hills",
+    near_colour=(65, 100, 55),
+)
+STYLES["lanes-dashed"] = Style(
+    asphalt=(75, 74, 76),
+    ground=(150, 145, 95),
+    shoulder=(115, 105, 85),
+    shoulder_m=1.0,
+    edge="dashed",
+    edge_colour=(235, 235, 230),
+    centre_colour=(235, 195, 45),
+    centre="dashed",
+    texture_amp=12.0,
+    shadows=35,
+    bushes=25,
+    bush_colour=(85, 95, 50),
+    scenery="forest",
+    far_colour=(70, 95, 70),
+    near_colour=(45, 70, 40),
+    haze=(160, 170, 165),
+)
+
+
+def styles_for(lanes: int) -> tuple[str, ...]:
+    """The styles a road of `lanes` lanes takes turns in (varied recordings, suites)."""
+    return LANE_STYLES if lanes == 2 else ONE_LANE_STYLES

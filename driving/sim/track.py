@@ -4,10 +4,12 @@ World frame: x east, y north, metres; headings in radians counter-clockwise from
 line is a periodic cubic B-spline through the control points' neighbourhood (smooth to the second
 derivative, so curvature is continuous), resampled every SPACING metres of arc length.
 
-A track file is JSON: {"name": str, "width": metres, "points": [[x, y], ...], "style": ...}
-where the optional "style" is a style name (driving/sim/style.py) or look-N, a look generated from
-seed N (driving/sim/looks.py); see docs/sim.md. Files are read
-with bounded memory and every field is checked, so a hostile file ends in one TrackError line.
+A track file is JSON: {"name": str, "width": metres, "points": [[x, y], ...], "style": ...,
+"lanes": 1 | 2} where the optional "style" is a style name (driving/sim/style.py) or look-N, a look
+generated from seed N (driving/sim/looks.py), and the optional "lanes" says whether the car drives
+on the centre line (1, the default) or keeps to the right lane of a two-lane road (2); see
+docs/sim.md and docs/worlds.md. Files are read with bounded memory and every field is checked, so a
+hostile file ends in one TrackError line.
 
 track_features() measures what a road holds (hairpins, S-bends, tightest radius);
 random_track() and suite_track() draw valid loops from a seed.
@@ -23,7 +25,7 @@ import numpy as np
 
 from driving.files import RecordError, parse_json, read_regular_bytes, write_json
 from driving.sim.looks import STYLE_NAMES, is_style_name
-from driving.sim.style import STYLES
+from driving.sim.style import ONE_LANE_STYLES
 
 SPACING = 0.5  # metres between centre-line samples
 MIN_POINTS, MAX_POINTS = 4, 1000
@@ -35,6 +37,8 @@ MIN_LENGTH_M = 50.0
 MAX_LENGTH_M = 10_000.0  # bounds the centre line's samples and the overlap check's work
 MAX_EXTENT_M = 1_000.0  # bounds the world texture (world.MAX_TEXTURE_PIXELS)
 OVERLAP_ROWS = 256  # the overlap check compares this many samples with all others at a time
+LANE_COUNTS = (1, 2)  # 1: drive on the centre line; 2: keep to the right lane
+MIN_TWO_LANE_WIDTH_M = 5.0  # two lanes of at least 2.5 m: a car (1.8 m wide) fits in each
 
 
 class TrackError(ValueError):
@@ -69,12 +73,13 @@ class Location:
 
 @dataclass
 class Track:
-    """A closed road: centre line samples, width and the look (style name)."""
+    """A closed road: centre line samples, width, the look (style name) and its lanes."""
 
     name: str
     width: float
     control: np.ndarray  # (K, 2) control points, metres
     style: str = "lake"
+    lanes: int = 1  # 1: the car drives on the centre line; 2: it keeps to the right lane
     points: np.ndarray = field(init=False)  # (N, 2) centre line, every `spacing` metres
     spacing: float = field(init=False)
     length: float = field(init=False)
@@ -92,6 +97,17 @@ class Track:
         self.headings = np.arctan2(tangent[:, 1], tangent[:, 0])
         turn = np.angle(np.exp(1j * (np.roll(self.headings, -1) - np.roll(self.headings, 1))))
         self.curvature = turn / (2 * self.spacing)
+
+    # --- lanes --------------------------------------------------------------------------------
+    @property
+    def lane_offset(self) -> float:
+        """Where the car's lane centre lies, metres right of the centre line (0 on one lane)."""
+        return self.width / 4 if self.lanes == 2 else 0.0
+
+    @property
+    def lane_half_width(self) -> float:
+        """How far the car's centre may stray from its lane centre before it leaves the lane."""
+        return self.width / 4 if self.lanes == 2 else self.width / 2
 
     # --- geometry queries ---------------------------------------------------------------------
     def locate(self, xy, hint: int | None = None, window: float = 30.0) -> Location:
@@ -228,7 +244,9 @@ def _control_points(points, source: str) -> np.ndarray:
     return control
 
 
-def make_track(name: str, width: float, points, style: str = "lake", source: str = "track") -> Track:
+def make_track(
+    name: str, width: float, points, style: str = "lake", source: str = "track", lanes: int = 1
+) -> Track:
     """Check raw values, build and validate a track. Every error names `source` and the field."""
     if not (isinstance(name, str) and 0 < len(name) <= MAX_NAME_CHARS and name.isprintable()):
         raise TrackError(
@@ -239,7 +257,14 @@ def make_track(name: str, width: float, points, style: str = "lake", source: str
         raise TrackError(f"{source}: 'width' must be a road width from 3 to 30 metres, got {_shown(width)}")
     if not is_style_name(style):
         raise TrackError(f"{source}: 'style' must be {STYLE_NAMES}, got {_shown(style)}")
-    track = Track(name, metres, _control_points(points, source), style)
+    if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes not in LANE_COUNTS:
+        raise TrackError(f"{source}: 'lanes' must be 1 or 2, got {_shown(lanes)}")
+    if lanes == 2 and metres < MIN_TWO_LANE_WIDTH_M:
+        raise TrackError(
+            f"{source}: 'width' of a two-lane road must be at least {MIN_TWO_LANE_WIDTH_M:g} metres "
+            f"(two lanes a car fits in), got {_shown(width)}"
+        )
+    track = Track(name, metres, _control_points(points, source), style, int(lanes))
     extent = np.ptp(track.points, axis=0)
     if extent.max() > MAX_EXTENT_M:
         raise TrackError(
@@ -287,7 +312,9 @@ def load_track(path: str | Path) -> Track:
     missing = [k for k in ("name", "width", "points") if k not in spec]
     if missing:
         raise TrackError(f"{name}: missing field(s) {', '.join(repr(m) for m in missing)}")
-    return make_track(spec["name"], spec["width"], spec["points"], spec.get("style", "lake"), name)
+    lanes = spec.get("lanes", 1)
+    style = spec.get("style", "lanes" if lanes == 2 and not isinstance(lanes, bool) else "lake")
+    return make_track(spec["name"], spec["width"], spec["points"], style, name, lanes)
 
 
 def save_track(track: Track, path: str | Path) -> Path:
@@ -296,6 +323,7 @@ def save_track(track: Track, path: str | Path) -> Path:
         "name": track.name,
         "width": track.width,
         "style": track.style,
+        **({"lanes": track.lanes} if track.lanes != 1 else {}),  # one-lane files stay as they were
         "points": [[round(x, 3), round(y, 3)] for x, y in track.control.tolist()],
     }
     return write_json(path, spec)
@@ -408,7 +436,7 @@ def random_track(seed: int, style: str | None = None) -> Track:
     """A random valid loop (see _random_control), drawn again from the same seed stream until the
     road is valid."""
     rng = np.random.default_rng(seed)
-    style = style or list(STYLES)[int(rng.integers(len(STYLES)))]
+    style = style or ONE_LANE_STYLES[int(rng.integers(len(ONE_LANE_STYLES)))]
     for _ in range(200):
         points = _random_control(rng, (70.0, 110.0))
         width = float(rng.uniform(7.0, 9.0))
