@@ -319,6 +319,20 @@ class RunConfig:
         high=10_000_000,
         metavar="N",
     )
+    # BatchNorm's moving statistics follow the augmented training batches (side cameras, shifts),
+    # not the clean centre frames it is validated and served on: re-estimate them from clean frames
+    # before each validation and drive check (driving/train/batchnorm.py; 0: off).
+    bn_refresh_batches: int = option(
+        0,
+        "--bn-refresh",
+        "before every validation and drive check, re-estimate each BatchNormalization layer's "
+        "moving mean and variance from N batches of clean training frames (centre camera, no "
+        "augmentation; the same frames each time, drawn from --seed); default 0: off",
+        group=BUDGET,
+        low=0,
+        high=100_000,
+        metavar="N",
+    )
     # split: whole blocks of driving time held out, chosen by `seed`
     seed: int = option(
         0,
@@ -425,6 +439,12 @@ class RunConfig:
                 f"must be a whole number from 0 to {last} (one of the {len(self.workers)} --workers), "
                 f"got {self.worker_index}",
             )
+        _check(
+            not self.bn_refresh_batches or self.strategy == "default",
+            "bn_refresh_batches",
+            "works with --strategy default only (one replica): the refresh is not made across "
+            "replicas or workers",
+        )
         self.augment.validate()
         self.preprocessing.validate()
         return self

@@ -34,6 +34,7 @@ def one_changed(config: RunConfig) -> list[tuple[str, RunConfig]]:
         "lr": 0.00037,
         "patience": 9,
         "drive_check_steps": 120,
+        "bn_refresh_batches": 20,
         "seed": 2**31 - 1,
         "val_fraction": 0.15,
         "block_seconds": 12.5,
@@ -116,6 +117,7 @@ def merge(into, changed, base):
         (["--frame-size", "0x3"], "--frame-size"),
         (["--strategy", "everywhere"], "--strategy"),
         (["--val-fraction", "1"], "--val-fraction"),
+        (["--bn-refresh", "-1"], "--bn-refresh"),
     ],
 )
 def test_the_command_line_refuses_out_of_range_values_naming_the_option(argv, message):
@@ -128,6 +130,8 @@ def test_the_command_line_refuses_out_of_range_values_naming_the_option(argv, me
     [
         ({"epochs": 0}, "epochs"),
         ({"epochs": True}, "epochs"),
+        ({"bn_refresh_batches": -1}, "bn_refresh_batches"),
+        ({"bn_refresh_batches": 2.5}, "bn_refresh_batches"),
         ({"lr": float("inf")}, "lr"),
         ({"seed": -1}, "seed"),
         ({"data": []}, "data"),
@@ -147,6 +151,7 @@ def test_errors_name_the_option_that_sets_a_field():
     assert flag_for(RunConfig, "crop_bottom") == "--crop-bottom"
     assert flag_for(RunConfig, "flip") == "--no-flip"
     assert flag_for(RunConfig, "models") == "--model"
+    assert flag_for(RunConfig, "bn_refresh_batches") == "--bn-refresh"
 
 
 def test_a_small_declaration_makes_a_whole_command_line():

@@ -252,6 +252,7 @@ def test_two_runs_into_one_folder_the_second_is_refused_naming_the_first(data, t
         + ["--start-timeout", "30", "--no-tensorboard", "--cache-dir", "/tmp/c d", "--resume"],
         ["--data", "rec", "--colour", "--no-flip", "--steering-correction", "0.1", "--frame-size", "120x240"]
         + ["--crop-top", "40", "--crop-bottom", "110", "--drive-check-steps", "60", "--val-fraction", "0.3"],
+        ["--data", "rec", "--bn-refresh", "20", "--drive-check-steps", "120"],
     ],
 )
 def test_the_recorded_command_remakes_the_config(argv):
@@ -323,6 +324,8 @@ def test_a_killed_save_leaves_no_temp_file_for_good(data, tmp_path):
         ("--val-fraction", "1", "out of range"),
         ("--steps-per-epoch", "x", "not a whole number"),
         ("--seed", "-1", "out of range"),
+        ("--bn-refresh", "-2", "out of range"),
+        ("--bn-refresh", "two", "not a whole number"),
         ("--input-size", "8x8", "--input-size: must be a whole number from 32"),
         ("--crop-bottom", "400", "crop rows"),
         ("--steering-correction", "inf", "out of range"),
@@ -611,3 +614,139 @@ def test_a_sigterm_while_waiting_for_the_workers_ends_the_process_at_once(data, 
     while not lines.empty():
         rest.append(lines.get())
     assert rest and rest[-1].startswith("train.py: terminated"), rest
+
+
+# --- --bn-refresh: BatchNorm statistics re-estimated from clean frames ----------------------------
+
+SMALL = Preprocessing(input_height=32, input_width=64)
+
+
+@pytest.fixture(scope="module")
+def bn_runs(data, tmp_path_factory) -> dict[int, RunConfig]:
+    """effnet-slim (BatchNorm in its blocks) trained twice on one seed: with --bn-refresh 3 and
+    without (0), by --bn-refresh."""
+    root = tmp_path_factory.mktemp("bn")
+    runs = {}
+    for refresh in (3, 0):
+        runs[refresh] = config(
+            data, root / f"refresh-{refresh}", models=["effnet-slim"], epochs=2, preprocessing=SMALL,
+            bn_refresh_batches=refresh,
+        )  # fmt: skip
+        stage.run(runs[refresh], progress=False)
+    return runs
+
+
+def frames_of(rows: pd.DataFrame) -> np.ndarray:
+    """The rows' centre frames as the model is served them (read and preprocessed one by one)."""
+    from driving.preprocess import preprocess, read_frame
+
+    return np.stack([preprocess(read_frame(p), SMALL) for p in rows["center"]])
+
+
+def batch_statistics_average(model: keras.Model, batches: list[np.ndarray]) -> dict[str, tuple]:
+    """By BN layer name: the mean over `batches` of its input's per-channel batch mean and (biased)
+    variance, each batch normalised by its own statistics and every other layer run as served.
+    Walked layer by layer (effnet-slim is a chain), apart from the code under test."""
+    stats: dict[str, list] = {}
+    for x in batches:
+        h = x
+        for layer in model.layers[1:]:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                flat = np.asarray(h).reshape(-1, h.shape[-1]).astype(np.float64)
+                mean, var = flat.mean(axis=0), flat.var(axis=0)
+                stats.setdefault(layer.name, []).append((mean, var))
+                h = (np.asarray(h) - mean) / np.sqrt(var + layer.epsilon) * layer.gamma.numpy()
+                h = (h + layer.beta.numpy()).astype(np.float32)
+            else:
+                h = np.asarray(layer(h, training=False))
+    return {name: tuple(np.mean(parts, axis=0) for parts in zip(*pairs)) for name, pairs in stats.items()}
+
+
+def test_bn_refresh_leaves_the_clean_batches_average_and_validates_with_it(bn_runs):
+    from driving.train.batchnorm import refresh_rows
+
+    run = bn_runs[3]
+    train_rows, val_rows, _ = stage.load_split(run)
+    chosen = refresh_rows(train_rows, 3, run.batch_size, run.seed)
+    assert len(chosen) == 48 and chosen.index.is_unique
+    assert chosen.index.equals(refresh_rows(train_rows, 3, run.batch_size, run.seed).index)  # by seed
+    batches = np.split(frames_of(chosen), 3)
+    history = pd.read_csv(Path(run.out) / "effnet-slim.history.csv")
+    val_x, val_y = frames_of(val_rows), val_rows["steering"].to_numpy(np.float32)
+    for file, epoch in (
+        ("effnet-slim.keras", int(history["val_loss"].idxmin())),
+        ("effnet-slim.last.keras", 1),
+    ):
+        model, _ = load_keras(Path(run.out) / file)
+        saved = {
+            layer.name: (layer.moving_mean.numpy(), layer.moving_variance.numpy())
+            for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        }
+        expected = batch_statistics_average(model, batches)
+        assert len(expected) == len(saved) == 21
+        for name, (mean, var) in expected.items():
+            np.testing.assert_allclose(saved[name][0], mean, rtol=1e-3, atol=1e-5, err_msg=name)
+            np.testing.assert_allclose(saved[name][1], var, rtol=1e-3, atol=1e-5, err_msg=name)
+        # The epoch's val_loss is this very model's MSE on the validation frames: the validation
+        # ran after the refresh, on the statistics the checkpoint holds.
+        mse = float(np.mean((model.predict(val_x, verbose=0)[:, 0] - val_y) ** 2))
+        assert history["val_loss"].iloc[epoch] == pytest.approx(mse, rel=1e-4), file
+
+
+def test_bn_refresh_changes_the_statistics_and_nothing_training_learns(bn_runs):
+    on, off = (load_keras(Path(bn_runs[n].out) / "effnet-slim.last.keras")[0] for n in (3, 0))
+    for a, b in zip(on.trainable_weights, off.trainable_weights, strict=True):
+        assert a.numpy().tobytes() == b.numpy().tobytes(), a.path  # the same training, bit for bit
+    moving = [(a, b) for a, b in zip(on.weights, off.weights, strict=True) if "moving" in a.path]
+    assert len(moving) == 42 and all(not np.allclose(a.numpy(), b.numpy()) for a, b in moving)
+    # Off, the validation ran on the moving statistics training left: another val_loss.
+    val = [pd.read_csv(Path(bn_runs[n].out) / "effnet-slim.history.csv")["val_loss"] for n in (3, 0)]
+    assert not np.allclose(val[0], val[1])
+    record = json.loads((Path(bn_runs[3].out) / "run.json").read_text())
+    assert record["bn_refresh_batches"] == 3 and "--bn-refresh 3" in record["command"]
+
+
+def test_bn_refresh_reads_nothing_for_a_model_without_batch_norm():
+    from driving.train.batchnorm import refresh
+
+    batches = iter([np.zeros((2, 128, 128, 3), np.float32)])
+    assert refresh(models.build("pilotnet"), batches) == 0
+    assert next(batches).shape == (2, 128, 128, 3)  # not even the first batch was taken
+
+
+def test_bn_refresh_is_refused_beside_more_than_one_replica_before_anything_runs(capsys, tmp_path):
+    for strategy in ("mirrored", "multiworker"):
+        with pytest.raises(ConfigError) as raised:
+            RunConfig(data=["x"], bn_refresh_batches=2, strategy=strategy).validate()
+        assert raised.value.field == "bn_refresh_batches"
+    with pytest.raises(SystemExit) as exit_code:
+        cli.main(["--data", str(tmp_path), "--bn-refresh", "2", "--strategy", "mirrored"]
+                 + ["--out", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_code.value.code == 2 and "--bn-refresh: works with --strategy default only" in err[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_drive_check_refreshes_the_statistics_before_it_drives_and_keeps_them(tmp_path):
+    from driving.evaluation.registry import Suite, SuiteDrive
+    from driving.modelio import ModelInfo
+    from driving.train.callbacks import DriveCheck
+
+    keras.utils.set_random_seed(0)
+    model = models.build("effnet-slim", input_shape=SMALL.input_shape)
+    batches = list(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 8, *SMALL.input_shape)).astype("float32"))
+    short = Suite("short", 1, (SuiteDrive(5000, "lake", 1_005_000, 0.02),), "one short drive")
+    check = DriveCheck(RunFolder(tmp_path), "m", ModelInfo(preprocessing=SMALL), 1, short, bn_batches=batches)
+    check.set_model(model)
+    assert check.check()["kept"]
+    kept, _ = load_keras(tmp_path / "m.drive.keras")
+    expected = batch_statistics_average(kept, batches)
+    for layer in kept.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            np.testing.assert_allclose(
+                layer.moving_mean.numpy(), expected[layer.name][0], rtol=1e-3, atol=1e-5
+            )
+            np.testing.assert_allclose(
+                layer.moving_variance.numpy(), expected[layer.name][1], rtol=1e-3, atol=1e-5
+            )

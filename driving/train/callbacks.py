@@ -1,4 +1,5 @@
-"""The Keras callbacks of a training run: time, progress, history, checkpoints, divergence.
+"""The Keras callbacks of a training run: time, progress, history, checkpoints, divergence, the
+BatchNorm refresh before validation, the drive check.
 
 Each writes its files atomically (driving/files.py), so a kill or a full disk between two epochs
 loses at most the epoch in flight; nothing already saved is ever truncated.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 
 import keras
@@ -21,6 +23,7 @@ from driving.modelio import ModelInfo, save_keras, to_tflite
 from driving.pilot import Pilot
 from driving.run import Checkpoint, RunFolder
 from driving.runtime import Predictor
+from driving.train import batchnorm
 from driving.train.history import write_history
 
 HISTORY_COLUMNS = ("epoch", "loss", "mae", "val_loss", "val_mae", "epoch_seconds")
@@ -133,6 +136,20 @@ class Checkpoints(keras.callbacks.Callback):
         save_keras(self.model, self.folder.last(self.name), replace(self.info, checkpoint=last))
 
 
+class RefreshBatchNorm(keras.callbacks.Callback):
+    """Before every validation, re-estimate the BatchNorm layers' moving statistics from `batches`
+    of clean frames (driving/train/batchnorm.py): Keras' fit runs its validation through evaluate
+    with the fit's callbacks, so an epoch's val_loss, and the checkpoints saved on it, use the
+    refreshed statistics."""
+
+    def __init__(self, batches: Iterable):
+        super().__init__()
+        self.batches = batches
+
+    def on_test_begin(self, logs=None):
+        batchnorm.refresh(self.model, self.batches)
+
+
 class DriveCheck(keras.callbacks.Callback):
     """Every `every` training steps, drive the model on the held-out validation suite
     (driving.evaluation.registry's `validation` suite: tracks no recording and no other suite uses) and keep
@@ -141,11 +158,22 @@ class DriveCheck(keras.callbacks.Callback):
     The model is converted to LiteRT as drive.py would serve it and driven in this process
     (fixed step, deterministic). Score: mean autonomy over the drives, ties broken by the lower
     mean |cross-track error|. Each check is one row of NAME.drive.csv (step, epoch, scores,
-    seconds it took)."""
+    seconds it took). With `bn_batches` (clean frames, --bn-refresh), the BatchNorm statistics are
+    refreshed from them before each check, so the model driven and kept carries them."""
 
-    def __init__(self, folder: RunFolder, name: str, info: ModelInfo, every: int, suite=None, step: int = 0):
+    def __init__(
+        self,
+        folder: RunFolder,
+        name: str,
+        info: ModelInfo,
+        every: int,
+        suite=None,
+        step: int = 0,
+        bn_batches: Iterable | None = None,
+    ):
         super().__init__()
         self.folder, self.name, self.info, self.every = folder, name, info, every
+        self.bn_batches = bn_batches
         self.suite = suite or SUITES["validation"]
         self.step, self.epoch = step, 0
         self.best: tuple[float, float] | None = None
@@ -161,6 +189,8 @@ class DriveCheck(keras.callbacks.Callback):
 
     def check(self) -> dict:
         start = time.perf_counter()
+        if self.bn_batches is not None:
+            batchnorm.refresh(self.model, self.bn_batches)
         info = self.info
         predictor = Predictor.from_tflite(
             to_tflite(self.model),

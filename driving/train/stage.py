@@ -21,6 +21,10 @@ Each model's initial weights and augmented batches come from a seed of its own, 
 or beside other models. The split depends on --seed alone. Training runs with TensorFlow's op
 determinism on: the same seed, data and package versions give the same weights, bit for bit.
 
+With --bn-refresh N, every BatchNormalization layer's moving statistics are re-estimated from N
+clean batches of training frames before each validation and drive check (driving/train/batchnorm.py),
+so val_loss, NAME.keras and NAME.drive.keras carry statistics of the frames the model is served.
+
 The command line is driving/train/cli.py; the distribution strategies driving/train/distribute.py,
 the multi-worker cluster driving/train/cluster.py.
 """
@@ -52,7 +56,7 @@ from driving.modelio import ModelInfo, load_info, load_keras
 from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_dataset
 from driving.preprocess import FrameError, read_frame
 from driving.run import RunFolder, TrainResult, read_record, write_record
-from driving.train import callbacks
+from driving.train import batchnorm, callbacks
 from driving.train.cluster import is_chief
 from driving.train.distribute import make_strategy, setup_devices, shard
 from driving.train.history import all_histories, plot_loss, plot_loss_overlay, read_history
@@ -235,6 +239,7 @@ def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> l
             .batch(config.batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )
+    bn_batches = _bn_refresh_batches(config, train_rows, cache)
     results = []
     for name in config.models:
         seed = model_seed(config.seed, name)
@@ -243,7 +248,9 @@ def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> l
         )
         train_ds = shard(train_ds, config)
         results.append(
-            train_model(name, config, train_ds, val_ds, steps, strategy, progress and chief, chief)
+            train_model(
+                name, config, train_ds, val_ds, steps, strategy, progress and chief, chief, bn_batches
+            )
         )
         if chief:  # the model's card: what it is, what it learnt from, which checkpoint and why
             card.trained(config.out, name, config, results[-1], (train_rows, val_rows), steps)
@@ -255,10 +262,34 @@ def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> l
     return results
 
 
+def _bn_refresh_batches(config: RunConfig, train_rows, cache):
+    """--bn-refresh's clean batches (centre frames of training rows, as served), or None when off.
+    One set for every model of the run: each refresh reads the same frames."""
+    if not config.bn_refresh_batches:
+        return None
+    rows = batchnorm.refresh_rows(train_rows, config.bn_refresh_batches, config.batch_size, config.seed)
+    print(
+        f"--bn-refresh: BatchNorm statistics re-estimated from {len(rows) // config.batch_size} clean "
+        f"batches of {config.batch_size} training frames before every validation and drive check "
+        "(a model without BatchNorm skips it)"
+    )
+    return val_dataset(rows, cache, config.batch_size)
+
+
 def train_model(
-    name: str, config: RunConfig, train_ds, val_ds, steps: int, strategy, progress: bool, chief: bool = True
+    name: str,
+    config: RunConfig,
+    train_ds,
+    val_ds,
+    steps: int,
+    strategy,
+    progress: bool,
+    chief: bool = True,
+    bn_batches=None,
 ) -> TrainResult:
-    """Fit one registered model; its files land in config.out (see the module docstring)."""
+    """Fit one registered model; its files land in config.out (see the module docstring).
+    `bn_batches`: clean batches its BatchNorm statistics are refreshed from before every
+    validation and drive check (--bn-refresh), or None."""
     folder = RunFolder(config.out)
     history = read_history(folder.root, name) if config.resume else None
     info = ModelInfo(
@@ -288,11 +319,13 @@ def train_model(
     # Every worker of a multi-worker run stops on the same signals (losses are all-reduced, so
     # they agree); only the chief writes.
     fit_callbacks = [callbacks.EpochTimer(), divergence, early]
+    if bn_batches is not None:
+        fit_callbacks.append(callbacks.RefreshBatchNorm(bn_batches))
     if chief:
         fit_callbacks += [checkpoints, callbacks.HistoryLog(folder, name, history)]
         if config.drive_check_steps:
             fit_callbacks.append(
-                _drive_check(folder, name, info, config.drive_check_steps, initial_epoch * steps)
+                _drive_check(folder, name, info, config.drive_check_steps, initial_epoch * steps, bn_batches)
             )
         if config.tensorboard:
             fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder.logs(name))))
@@ -334,10 +367,10 @@ def train_model(
     )
 
 
-def _drive_check(folder: RunFolder, name: str, info: ModelInfo, every: int, step: int):
+def _drive_check(folder: RunFolder, name: str, info: ModelInfo, every: int, step: int, bn_batches=None):
     """The DriveCheck callback, carrying on from NAME.drive.csv when a run resumes (so a resumed
     run never replaces the drive-best checkpoint with a worse one)."""
-    check = callbacks.DriveCheck(folder, name, info, every, step=step)
+    check = callbacks.DriveCheck(folder, name, info, every, step=step, bn_batches=bn_batches)
     log = folder.drive_log(name)
     if step and log.is_file() and folder.drive_best(name).is_file():
         try:
