@@ -20,6 +20,7 @@ import pytest
 
 from driving import demo, evaluate, study
 from driving.config import (
+    BUDGETS,
     MAX_BATCH_SIZE,
     MAX_SEEDS,
     TARGET_SPEED_MPH,
@@ -261,6 +262,37 @@ def test_a_study_record_round_trips_typed(tmp_path):
     assert json.loads(run.study_record.read_text())["schema"] == SCHEMA
     assert StudyRecord.read(record.write(tmp_path / "again.json")) == record
     assert record.run_config.seed == 0
+
+
+def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_default(tmp_path):
+    """A run recorded before --bn-refresh (and, nested, before --colour) existed is a run made with
+    their defaults: a study resumes it and a curve selects it, unless the setting now differs."""
+    from driving.evaluation import seeds
+    from driving.evaluation.curve import select_runs
+
+    cpu = BUDGETS["cpu"]
+    config = RunConfig(data=["/rec"], models=["pilotnet"], seed=0, epochs=cpu.epochs,
+                       steps_per_epoch=cpu.steps, batch_size=cpu.batch)  # fmt: skip
+    run = finished_run(tmp_path, 0)
+    older = seeds._settings(config)
+    del older["bn_refresh_batches"], older["augment"]["colour"]
+
+    def setting(data):
+        data["settings"] = older
+        data["recipe"] = "tiny"
+
+    edit(run.study_record, setting)
+    assert "bn_refresh_batches" not in json.loads(run.study_record.read_text())["settings"]
+    found = seeds._finished(run, seeds._settings(config), SUITES["quick"])
+    assert found is not None and found.settings == older  # the record is read as it was written
+    assert found.run_config.bn_refresh_batches == 0 and found.run_config.augment.colour is False
+    for changed in (
+        replace(config, bn_refresh_batches=20),
+        replace(config, augment=AugmentConfig(colour=True)),
+    ):
+        assert seeds._finished(run, seeds._settings(changed), SUITES["quick"]) is None
+    assert seeds._finished(run, seeds._settings(config), SUITES["unseen"]) is None  # another suite
+    assert select_runs([found], "tiny", ["pilotnet"], [0], cpu) == [found]
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,7 @@ def run_config(
         augment=recipe.augment,
         preprocessing=recipe.preprocessing,
         drive_check_steps=recipe.drive_check_steps,
+        bn_refresh_batches=recipe.bn_refresh_batches,
         cache_dir=str((cache_dir or out.parent.parent / "cache").absolute()),
         tensorboard=False,
     )
@@ -86,8 +87,22 @@ def _settings(config: RunConfig) -> dict:
     return json.loads(json.dumps(made))  # as it reads back from study.json (tuples become lists)
 
 
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` settings with every key it lacks taken from `defaults`, nested objects (augment,
+    preprocessing) key by key: a record written before a setting existed was made with its
+    default, whatever it holds."""
+    filled = dict(saved)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(default, dict) and isinstance(filled[key], dict):
+            filled[key] = _with_defaults(filled[key], default)
+    return filled
+
+
 def _finished(run: RunFolder, settings: dict, suite: Suite) -> StudyRecord | None:
-    """The run's record, when it holds these settings driven over this suite."""
+    """The run's record, when it holds these settings driven over this suite. A setting the record
+    lacks (it is older than the setting) counts as its default."""
     if not run.study_record.is_file():
         return None
     try:
@@ -95,7 +110,9 @@ def _finished(run: RunFolder, settings: dict, suite: Suite) -> StudyRecord | Non
     except RecordError as e:
         print(f"study: {e}; the run is done again", file=sys.stderr)
         return None
-    return saved if saved.settings == settings and saved.suite == suite.label else None
+    defaults = _settings(RunConfig(data=[]))
+    same = _with_defaults(saved.settings, defaults) == settings
+    return saved if same and saved.suite == suite.label else None
 
 
 def _trained(run: RunFolder, name: str) -> TrainResult | None:
