@@ -324,9 +324,17 @@ def test_the_two_lane_recipe_trains_with_the_flags_its_world_needs(tmp_path):
     assert all(spec.track == TWO_LANE.name and spec.vary for spec in recipe.recordings)
     config = run_config(recipe, ["effnet"], 0, BUDGETS["cpu"], [tmp_path], tmp_path / "run")
     command = config.command()
-    for flag in ("--no-flip", "--crop-top 54", "--steering-correction 0.193", "--shift-steering 0.00643"):
+    for flag in (
+        "--no-flip",
+        "--crop-top 54",
+        "--steering-correction 0.193",
+        "--shift-steering 0.00643",
+        "--bn-refresh 20",
+    ):
         assert flag in command
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))).preprocessing.crop_top == 54
     assert "robust" in RECIPES and RECIPES["robust"].preprocessing == DEFAULT_PREPROCESSING
+    # Only the two-lane recipe refreshes BatchNorm: every other recipe's runs are as they were.
+    assert [name for name, r in RECIPES.items() if r.bn_refresh_batches] == ["two-lane"]
     assert set(STYLES) >= set(LANE_STYLES)
     assert Path(recipe.recordings[0].folder_name).name == "two-lane0-2laps-seed0-varied"

@@ -256,13 +256,16 @@ class Recipe:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     drive_check_steps: int = 0
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    bn_refresh_batches: int = 0  # train.py --bn-refresh N
 
 
 # What training must be told about data not made like the Udacity simulator's (docs/worlds.md): the
 # two-lane world's crop rows, its side cameras' correction and shift steering (computed from its
 # camera and steering scale), no flips (a mirror image drives on the left), no brightness
 # augmentation (the recordings vary their light, as `robust`'s do), and no drive check (it drives
-# the classic validation suite).
+# the classic validation suite). Its recipe also refreshes the BatchNorm statistics from 20 clean
+# batches before each validation (--bn-refresh 20): without it effnet-slim's moving statistics,
+# averaged over augmented batches, were far from the clean frames it drives on (docs/worlds.md).
 TWO_LANE_AUGMENT = AugmentConfig(
     flip=False,
     brightness=False,
@@ -330,10 +333,12 @@ RECIPES = {
             "two-lane",
             "the two-lane world: 2 varied laps of each of 8 training maps (keep to the right lane, "
             "its own camera and steering scale), with its crop rows, side-camera correction and shift "
-            "steering, no flips, no brightness augmentation; drive it on the two-lane suites",
+            "steering, no flips, no brightness augmentation, BatchNorm statistics refreshed from 20 "
+            "clean batches before each validation (--bn-refresh 20); drive it on the two-lane suites",
             recordings=TWO_LANE_RECORDINGS,
             augment=TWO_LANE_AUGMENT,
             preprocessing=TWO_LANE_PREPROCESSING,
+            bn_refresh_batches=20,
         ),
     )
 }
