@@ -193,7 +193,8 @@ def test_look_names_resolve_wherever_a_style_is_named(tmp_path, ring):
     path.write_text(json.dumps(spec))
     assert load_track(path).style == "look-9"
     path.write_text(json.dumps(spec | {"style": "look-9x"}))
-    with pytest.raises(TrackError, match="'style' must be lake, jungle, desert or look-N"):
+    names = "lake, jungle, desert, lanes, lanes-dashed or look-N"
+    with pytest.raises(TrackError, match=f"'style' must be {names}"):
         load_track(path)
     assert World(make_track("t", 8.0, spec["points"], "look-9"), ppm=2.0).style == generate_style(9)
 
@@ -292,7 +293,8 @@ def test_drive_and_eval_paint_the_track_in_a_named_style_or_look(capsys):
         assert args.style == "look-1500000"  # a suite look may be driven, never recorded
         with pytest.raises(SystemExit):
             build_parser().parse_args([*command, "--style", "look-x"])
-        assert "argument --style: must be lake, jungle, desert or look-N" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "argument --style: must be lake, jungle, desert, lanes, lanes-dashed or look-N" in err
     track, conditions = _painted(make_track("t", 8.0, [[0, 0], [60, 0], [60, 40], [0, 40]]), "look-1500000")
     assert track.style == "look-1500000" and conditions == looks.look_conditions(1_500_000)
     assert _painted(track, "desert")[1] == Conditions() and _painted(track, None) == (track, Conditions())

@@ -51,7 +51,7 @@ from driving.pilot import Pilot, PilotConfig
 from driving.run import DriveResult, RunFolder, SuiteResult, SuiteSummary
 from driving.runtime import Predictor
 from driving.sim.kinds import KINDS
-from driving.sim.looks import look_name, new_look
+from driving.sim.looks import look_name, look_seed, new_look
 from driving.sim.track import track_features
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -284,7 +284,9 @@ def summarise(rows: Sequence[DriveResult]) -> SuiteSummary:
     interventions = sum(r.interventions for r in rows)
     low, high = bootstrap_ci(autonomy)
     by_style = {}
-    for style in dict.fromkeys(r.style for r in rows):  # the suite's styles, in its order
+    # The suite's named styles in its order (lake, jungle, desert; or the lane styles); a drive in a
+    # new look counts in the seen/new split, not as a style of its own.
+    for style in dict.fromkeys(r.style for r in rows if look_seed(r.style) is None):
         mine = [r.autonomy_pct for r in rows if r.style == style]
         if mine:
             by_style[style] = float(np.mean(mine))
@@ -307,7 +309,7 @@ def summarise(rows: Sequence[DriveResult]) -> SuiteSummary:
 
 def markdown(result: SuiteResult) -> str:
     suite = result.suite
-    order = list(dict.fromkeys(d["style"] for d in suite["drives"]))  # lake, jungle, desert; or lane styles
+    order = list(dict.fromkeys(st for s in result.summary.values() for st in s.autonomy_by_style))
     lines = [
         f"# Suite {suite['name']} v{suite['version']}",
         "",
