@@ -52,6 +52,7 @@ def every_setting_changed() -> list[CurveConfig]:
         CurveConfig(models=["effnet-tiny"]),
         CurveConfig(seeds=1, first_seed=7, recipe="demo", budget="full", suite="quick"),
         CurveConfig(data=Path("d e"), out=Path("o p"), jobs=2, drive_timeout=30.5, runs=7, train=False),
+        CurveConfig(checkpoint="val-best"),
     ]
 
 
@@ -231,7 +232,7 @@ def test_the_table_and_figure_are_written_and_read_back(tmp_path):
     assert saved["schema"] >= 1 and saved["rows"][1]["autonomy_median"] == 92
     assert saved["rows"][1]["seeds_driving"] == 4 and saved["smallest_driving"] == "mid"
     text = (tmp_path / "curve.md").read_text()
-    assert "quick v1 (6 tracks); 5 seeds per model (seeds 0-4" in text and "val-best checkpoint" in text
+    assert "quick v1 (6 tracks); 5 seeds per model (seeds 0-4" in text and "drive-best checkpoint (the one the drive check kept" in text
     assert "| mid | 30,000 | 600,000 | 468.8 | 146.5 | 117.2 / 87.9 / 58.6 | 3.00 / 3.00 / 3.00 | " in text
     assert "| 0.0120 [0.0100, 0.0140] | 92.0 [88.0, 95.0] | 4 of 5 | yes |" in text
     assert "| odd | 20,000 |" in text and "| 1 of 5 |  |" in text
@@ -304,3 +305,29 @@ def test_a_curve_reuses_a_finished_seed_study_and_draws_its_records(tmp_path):
         assert f"| {row.autonomy[0]:.1f} [{row.autonomy[0]:.1f}, {row.autonomy[0]:.1f}] |" in text
     assert table.row("effnet-tiny").cost.tflite_bytes["int8"] < 32 * 1024  # docs/models.md's promise
     assert table.front == curves.pareto_front(table.rows) and "effnet-tiny" in table.front
+
+
+def test_the_checkpoint_drawn_is_the_served_one_unless_asked_otherwise(tmp_path):
+    """drive-best where the run kept one (what the recipe serves), else val-best; --checkpoint
+    val-best draws the lowest validation loss; the command line takes it."""
+    from dataclasses import replace
+
+    from driving.evaluation.curve import served_autonomy
+
+    kept = StudyRecord.read(write_run(tmp_path, "effnet-tiny", 0, 71.8).study_record)
+    kept = replace(
+        kept, summary=kept.summary | {"drive-best": replace(kept.summary["val-best"], autonomy_mean=97.0)}
+    )
+    none_kept = StudyRecord.read(write_run(tmp_path, "effnet-tiny", 1, 80.0).study_record)
+    assert served_autonomy(kept) == 97.0 and served_autonomy(kept, "val-best") == 71.8
+    assert served_autonomy(none_kept) == 80.0
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        served_autonomy(kept, "last")
+    rows = curves.curve_rows([kept, none_kept], {"effnet-tiny": cost(6605)})
+    assert rows[0].autonomy == [97.0, 80.0]
+    assert curves.curve_rows([kept, none_kept], {"effnet-tiny": cost(6605)}, "val-best")[0].autonomy == [
+        71.8,
+        80.0,
+    ]
+    assert study.parse_args(["curve"]).checkpoint == "drive-best"
+    assert study.parse_args(["curve", "--checkpoint", "val-best"]).checkpoint == "val-best"

@@ -13,8 +13,9 @@ speed do not depend on the seed): parameters, MACs per frame, the .keras and .h5
 saved them (driving.report.measure.file_sizes), its LiteRT float32, float16 and int8 files
 (driving.modelio.export_tflite, written to a temporary folder: measured, not kept) and their batch-1
 latency on one thread (driving.report.export.batch1_ms). Its driving comes from the runs'
-StudyRecords: each seed's mean autonomy over the suite, of the val-best checkpoint, the seed study's
-headline.
+StudyRecords: each seed's mean autonomy over the suite, of the checkpoint the recipe serves (the
+drive-best one its drive check kept, else the val-best; `--checkpoint val-best` draws the lowest
+validation loss instead).
 
 From those, `pareto_front` names the models no other beats on both parameters and median autonomy,
 `smallest_driving` the smallest model at >= 90% in at least 80% of its seeds, and `breaks_below`
@@ -59,7 +60,14 @@ from driving.run import (
     write_record,
 )
 
-CHECKPOINT = "val-best"  # the seed study's headline checkpoint: its table and plot lead with it
+# Whose driving is drawn: the checkpoint the drive check kept (what a recipe with a drive check
+# serves; a run that kept none counts its val-best), or the lowest validation loss.
+CHECKPOINTS = ("drive-best", "val-best")
+CHECKPOINT = CHECKPOINTS[0]
+WHICH_CHECKPOINT = {
+    "drive-best": " (the one the drive check kept, what the recipe serves; val-best where a run kept none)",
+    "val-best": " (the lowest validation loss)",
+}
 DRIVING_SHARE = 0.8  # of a model's seeds at >= THRESHOLD for it to count as driving: 4 of 5
 LATENCY_RUNS = 100  # timed calls per latency figure: a few seconds a model
 # Frames that calibrate the int8 export, spread evenly through the run's recordings. The file's
@@ -107,7 +115,7 @@ class CurveRow:
     model: str
     cost: ModelCost
     seeds: list[int]  # ascending
-    autonomy: list[float]  # each seed's mean autonomy over the suite, % (CHECKPOINT)
+    autonomy: list[float]  # each seed's mean autonomy over the suite, % (the table's checkpoint)
     val_mse: list[float | None]  # each seed's best validation loss (None: never finite)
     on_front: bool = False  # on the Pareto front of parameters against median autonomy
 
@@ -222,7 +230,18 @@ def breaks_below(rows: Sequence[CurveRow]) -> str | None:
     return None  # not reached: the smallest model alone satisfies the test
 
 
-def curve_rows(runs: Sequence[StudyRecord], costs: dict[str, ModelCost]) -> list[CurveRow]:
+def served_autonomy(run: StudyRecord, checkpoint: str = CHECKPOINT) -> float:
+    """A run's mean autonomy over the suite, of `checkpoint` (drive-best falls back to val-best
+    when the run kept no drive-best checkpoint)."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
+    kind = checkpoint if checkpoint in run.summary else "val-best"
+    return run.summary[kind].autonomy_mean
+
+
+def curve_rows(
+    runs: Sequence[StudyRecord], costs: dict[str, ModelCost], checkpoint: str = CHECKPOINT
+) -> list[CurveRow]:
     """One row per model of `costs` (in its order) from its runs, seeds ascending, each marked
     whether it lies on the Pareto front."""
     rows = []
@@ -233,7 +252,7 @@ def curve_rows(runs: Sequence[StudyRecord], costs: dict[str, ModelCost]) -> list
                 model=model,
                 cost=cost,
                 seeds=[r.seed for r in mine],
-                autonomy=[r.summary[CHECKPOINT].autonomy_mean for r in mine],
+                autonomy=[served_autonomy(r, checkpoint) for r in mine],
                 val_mse=[r.val_mse for r in mine],
             )
         )
@@ -329,6 +348,7 @@ def slimming_curve(
     drive_timeout: float = DRIVE_TIMEOUT_S,
     train: bool = True,
     runs: int = LATENCY_RUNS,
+    checkpoint: str = CHECKPOINT,
 ) -> CurveTable:
     """Every model x seed trained and driven (unless done, or `train` is off: then only the runs
     finished under OUT are used), each model measured; writes OUT/curve.md, curve.json, curve.png.
@@ -363,7 +383,7 @@ def slimming_curve(
         if progress:
             print(f"curve: measuring {model} (seed-{first.seed})", file=sys.stderr)
         costs[model] = measure(study_run(out, chosen_recipe.name, model, first.seed), first, runs)
-    rows = curve_rows(picked, costs)
+    rows = curve_rows(picked, costs, checkpoint)
     table = CurveTable(
         date=date.today().isoformat(),
         machine=machine_description(),
@@ -375,6 +395,7 @@ def slimming_curve(
         front=pareto_front(rows),
         smallest_driving=smallest_driving(rows),
         breaks_below=breaks_below(rows),
+        checkpoint=checkpoint,
         latency_runs=runs,
     )
     write_curve(out, table)
@@ -397,6 +418,7 @@ def curve(config: CurveConfig, progress: bool = True) -> CurveTable:
         config.drive_timeout,
         config.train,
         config.runs,
+        config.checkpoint,
     )
 
 
@@ -495,8 +517,8 @@ def markdown(table: CurveTable) -> str:
         f"{table.recipe}; suite {table.suite} ({table.tracks} tracks); {_seeds_text(table.rows)} "
         f"(seeds {min(seeds)}-{max(seeds)}: the runs finished with these settings).\n\n"
         f"Autonomy is each seed's mean autonomy over the suite's tracks, of its {table.checkpoint} "
-        f"checkpoint (the seed study's headline). Sizes and latency are measured on one run per model "
-        f"(its lowest seed; they do not depend on the seed): .keras as training saved it (with "
+        f"checkpoint{WHICH_CHECKPOINT[table.checkpoint]}. Sizes and latency are measured on one run "
+        f"per model (its lowest seed; they do not depend on the seed): .keras as training saved it (with "
         f"optimizer state), .h5 without it, and the LiteRT files; latency is the median of "
         f"{table.latency_runs} batch-1 calls on one thread.\n\n"
     )

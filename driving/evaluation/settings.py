@@ -156,6 +156,13 @@ class CurveConfig:
     jobs: int | None = same_as(StudyConfig, "jobs")
     drive_timeout: float = drive_timeout_option()
     runs: int = option(100, "--runs", "timed calls per latency figure", low=1, high=MAX_RUNS)
+    checkpoint: str = option(
+        "drive-best",
+        "--checkpoint",
+        "whose driving is drawn: drive-best, the checkpoint the drive check kept (what the recipe "
+        "serves; a run that kept none counts its val-best), or val-best, the lowest validation loss",
+        choices=("drive-best", "val-best"),
+    )
     train: bool = option(
         True,
         "--no-train",
