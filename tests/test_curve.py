@@ -232,7 +232,10 @@ def test_the_table_and_figure_are_written_and_read_back(tmp_path):
     assert saved["schema"] >= 1 and saved["rows"][1]["autonomy_median"] == 92
     assert saved["rows"][1]["seeds_driving"] == 4 and saved["smallest_driving"] == "mid"
     text = (tmp_path / "curve.md").read_text()
-    assert "quick v1 (6 tracks); 5 seeds per model (seeds 0-4" in text and "drive-best checkpoint (the one the drive check kept" in text
+    assert (
+        "quick v1 (6 tracks); 5 seeds per model (seeds 0-4" in text
+        and "drive-best checkpoint (the one the drive check kept" in text
+    )
     assert "| mid | 30,000 | 600,000 | 468.8 | 146.5 | 117.2 / 87.9 / 58.6 | 3.00 / 3.00 / 3.00 | " in text
     assert "| 0.0120 [0.0100, 0.0140] | 92.0 [88.0, 95.0] | 4 of 5 | yes |" in text
     assert "| odd | 20,000 |" in text and "| 1 of 5 |  |" in text
@@ -331,3 +334,29 @@ def test_the_checkpoint_drawn_is_the_served_one_unless_asked_otherwise(tmp_path)
     ]
     assert study.parse_args(["curve"]).checkpoint == "drive-best"
     assert study.parse_args(["curve", "--checkpoint", "val-best"]).checkpoint == "val-best"
+
+
+def test_a_curve_whose_smallest_drives_but_a_larger_one_does_not_says_driving_does_not_break_at_a_size(
+    tmp_path,
+):
+    uneven = {"big": (70_000, [95, 96, 94]), "mid": (20_000, [70, 75, 91]), "tiny": (6_600, [91, 92, 80])}
+    for model, (_, autonomy) in uneven.items():
+        for seed, value in enumerate(autonomy):
+            write_run(tmp_path, model, seed, value)
+    rows = read_curve(tmp_path, uneven, range(3))
+    assert curves.breaks_below(rows) is None
+    table = CurveTable(
+        date="2026-12-05",
+        machine="a test",
+        recipe="robust",
+        budget=curves.describe_budget(CPU),
+        suite=SUITES["quick"].label,
+        tracks=len(SUITES["quick"].drives),
+        rows=rows,
+        front=curves.pareto_front(rows),
+        smallest_driving=curves.smallest_driving(rows),
+        breaks_below=None,
+    )
+    text = "\n".join(curves.verdict_lines(table))
+    assert "**Driving does not break at a size**: the smallest model, tiny, has a median of 91.0%" in text
+    assert "larger ones fall under 90%: mid (75.0%)." in text and "stays at" not in text

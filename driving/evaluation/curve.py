@@ -490,10 +490,19 @@ def verdict_lines(table: CurveTable) -> list[str]:
         lines.append(f"- **No model drives** ({need}).")
     by_size = sorted(table.rows, key=lambda r: -r.cost.params)
     if table.breaks_below is None:
-        lines.append(
-            f"- Median autonomy stays at >= {table.threshold:g}% down to the smallest model, "
-            f"{by_size[-1].model} ({by_size[-1].autonomy_median:.1f}%)."
-        )
+        under = [r for r in by_size if r.autonomy_median < table.threshold]
+        if under:  # not a size at which driving breaks: seeds, not parameters, decide
+            listed = ", ".join(f"{r.model} ({r.autonomy_median:.1f}%)" for r in under)
+            lines.append(
+                f"- **Driving does not break at a size**: the smallest model, {by_size[-1].model}, has "
+                f"a median of {by_size[-1].autonomy_median:.1f}%, while larger ones fall under "
+                f"{table.threshold:g}%: {listed}."
+            )
+        else:
+            lines.append(
+                f"- Median autonomy stays at >= {table.threshold:g}% down to the smallest model, "
+                f"{by_size[-1].model} ({by_size[-1].autonomy_median:.1f}%)."
+            )
     elif table.breaks_below == by_size[0].model and by_size[0].autonomy_median < table.threshold:
         lines.append(
             f"- Even the largest model, {by_size[0].model}, has a median autonomy under "
