@@ -210,6 +210,11 @@ def family_table(out: Path) -> CurveTable:
         for seed, value in enumerate(autonomy):
             write_run(out, model, seed, value)
     rows = read_curve(out, FAMILY)
+    return table_of(rows)
+
+
+def table_of(rows: list[CurveRow]) -> CurveTable:
+    """The curve of `rows` as slimming_curve assembles it, on the quick suite at the CPU budget."""
     return CurveTable(
         date="2026-12-05",
         machine="a test",
@@ -345,18 +350,6 @@ def test_a_curve_whose_smallest_drives_but_a_larger_one_does_not_says_driving_do
             write_run(tmp_path, model, seed, value)
     rows = read_curve(tmp_path, uneven, range(3))
     assert curves.breaks_below(rows) is None
-    table = CurveTable(
-        date="2026-12-05",
-        machine="a test",
-        recipe="robust",
-        budget=curves.describe_budget(CPU),
-        suite=SUITES["quick"].label,
-        tracks=len(SUITES["quick"].drives),
-        rows=rows,
-        front=curves.pareto_front(rows),
-        smallest_driving=curves.smallest_driving(rows),
-        breaks_below=None,
-    )
-    text = "\n".join(curves.verdict_lines(table))
+    text = "\n".join(curves.verdict_lines(table_of(rows)))
     assert "**Driving does not break at a size**: the smallest model, tiny, has a median of 91.0%" in text
     assert "larger ones fall under 90%: mid (75.0%)." in text and "stays at" not in text
