@@ -9,9 +9,11 @@
 2. train base, effnet, the slim variant and PilotNet (the field's yardstick), one seed each, with
    the recipe's settings: train.run;
 3. write the slimming report (sizes, MACs, latency, validation error, saliency): report.run;
-4. drive every model over the `quick` suite: 6 tracks it never saw, 2 per style, under drawn
-   light and palettes, at 9 mph: suites.run (in parallel processes);
-5. print one table and write it to OUT/summary.md (with the date and the machine).
+4. drive every model over the `quick-looks` suite: 6 tracks it never saw, 2 per style, each once
+   in its seen style and once in a new look no recording has, at 9 mph: suites.run (in parallel
+   processes);
+5. print one table, with the seen-vs-new-look gap, and write it to OUT/summary.md (with the date
+   and the machine).
 
 One run is one training seed per model: the intervals it prints are over the suite's drives, not
 over seeds. How much a figure moves from seed to seed is the seed study's job (driving.study,
@@ -68,7 +70,13 @@ class DemoConfig:
     batch_size: int | None = option(
         None, "--batch-size", "override the budget's batch size", low=1, high=MAX_BATCH_SIZE
     )
-    suite: str = option("quick", "--suite", "the unseen worlds to drive", choices=tuple(SUITES))
+    suite: str = option(
+        "quick-looks",
+        "--suite",
+        "the unseen worlds to drive (default %(default)s: 6 unseen shapes, each in a seen style and "
+        "in a new look)",
+        choices=tuple(SUITES),
+    )
     speed: float = option(TARGET_SPEED_MPH, "--speed", "mph", low=0, low_open=True, high=MAX_SPEED_MPH)
     seed: int = option(0, "--seed", "the training seed", low=0, high=MAX_SEED)
     jobs: int | None = option(None, "--jobs", "parallel drives (default: cores)", low=1, high=MAX_JOBS)
@@ -83,6 +91,13 @@ class DemoConfig:
         check_bounds(self)
         self.models = list(dict.fromkeys(self.models))  # a model named twice is trained once
         return self
+
+
+LOOKS_NOTE = (
+    "Seen looks: the drives in the suite's named styles (which the recordings paint); new looks: "
+    "the same track shapes in generated looks no recording has (driving.sim.looks). The gap is "
+    "new - seen in points of autonomy, paired by shape, with its bootstrap interval.\n\n"
+)
 
 
 def banner(text: str) -> None:
@@ -101,16 +116,30 @@ def _cell(value: Any, spec: str, scale: float = 1.0, unit: str = "") -> str:
     return f"{value if scale == 1 else value / scale:{spec}}{unit}" if ok else "-"
 
 
+def _interval(mean: float | None, ci: tuple[float, float] | None, points: bool = False) -> str:
+    """A mean with its 95% interval: autonomy in %, or a gap in signed points."""
+    if mean is None:
+        return "-"
+    spec, unit = ("+.1f", "") if points else (".1f", "%")
+    text = f"{mean:{spec}}{unit}"
+    return f"{text} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else text
+
+
 def summary_table(report_rows: list[dict], driven: SuiteResult) -> str:
     """One row per model: what it costs (the slimming report's rows, as its report.json holds them)
-    and how it drives (the suite). The report's rows are read as plain JSON, leniently: a figure
-    the report did not write is shown as "-"."""
+    and how it drives (the suite): autonomy per seen style the suite drives and, for a suite that
+    drives its shapes in new looks too, seen-look and new-look autonomy and the gap new - seen.
+    The report's rows are read as plain JSON, leniently: a figure it did not write shows "-"."""
     rows = {_dig(r, "model"): r for r in report_rows}
-    head = (
-        "| model | params | .h5 KB | MACs/frame | Keras ms | LiteRT ms | val MSE | "
-        "drives without intervention | autonomy mean [95% CI] | lake | jungle | desert |"
-    )
-    lines = [head, "|" + "---|" * 12]
+    summaries = driven.summary.values()
+    styles = list(dict.fromkeys(k for s in summaries for k in s.autonomy_by_style))
+    looks = any(s.new_look_drives for s in summaries)
+    head = [
+        "model", "params", ".h5 KB", "MACs/frame", "Keras ms", "LiteRT ms", "val MSE",
+        "drives without intervention", "autonomy mean [95% CI]", *styles,
+        *(("seen looks", "new looks", "gap new - seen, points") if looks else ()),
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in driven.summary.items():
         r = rows.get(name)
         cost = (
@@ -125,12 +154,17 @@ def summary_table(report_rows: list[dict], driven: SuiteResult) -> str:
             if r
             else ["-"] * 6
         )
-        low, high = s.autonomy_ci95
         drive = [
             f"{round(s.success_rate * s.drives)} of {s.drives}",
-            f"{s.autonomy_mean:.1f}% [{low:.1f}, {high:.1f}]",
-            *(f"{s.autonomy_by_style.get(k, float('nan')):.1f}%" for k in ("lake", "jungle", "desert")),
+            _interval(s.autonomy_mean, s.autonomy_ci95),
+            *(_cell(s.autonomy_by_style.get(k), ".1f", unit="%") for k in styles),
         ]
+        if looks:
+            drive += [
+                _interval(s.seen_autonomy_mean, s.seen_autonomy_ci95),
+                _interval(s.new_look_autonomy_mean, s.new_look_autonomy_ci95),
+                _interval(s.look_gap, s.look_gap_ci95, points=True),
+            ]
         lines.append("| " + " | ".join([f"`{name}`", *cost, *drive]) + " |")
     return "\n".join(lines)
 
@@ -208,9 +242,10 @@ def run(config: DemoConfig) -> str:
     text = (
         f"# Demo summary\n\n{date.today().isoformat()}, {machine()}; recipe `{recipe.name}`; "
         f"{'full' if config.full else 'CPU'} budget {size}, seed {config.seed} (one training run "
-        f"per model); drives: the {suite.label} suite ({len(suite.drives)} unseen tracks) at "
+        f"per model); drives: the {suite.label} suite ({len(suite.drives)} drives of unseen tracks) at "
         f"{config.speed:g} mph, fixed 1/15 s physics step. Total {total / 60:.1f} min ({steps} min).\n\n"
         f"{summary_table(slimming, driven)}\n\n"
+        f"{LOOKS_NOTE if any(s.new_look_drives for s in driven.summary.values()) else ''}"
         f"Driven: {', '.join(p.name for p in served)} (the params, sizes, latency and val MSE "
         f"columns are the report's, of NAME.keras). "
         f"The interval is a bootstrap over the suite's {len(suite.drives)} drives of this one "

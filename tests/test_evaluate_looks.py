@@ -195,3 +195,23 @@ def test_a_tiny_suite_of_one_shape_seen_and_new_is_driven_and_summed_up(model_fi
     text = (tmp_path / "suite-tiny-looks.md").read_text()
     assert new_look(1_010_900).describe() in text and "gap new - seen" in text
     assert (tmp_path / "suite-tiny-looks.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- the demo's table -----------------------------------------------------------------------------
+
+
+def test_the_demo_table_shows_the_gap_beside_the_seen_styles():
+    from driving.demo import summary_table
+
+    report = [{"model": "m", "params": 1234, "val_mse": 0.0123}]
+    table = summary_table(report, suite_result(paired_rows())).splitlines()
+    head = [cell.strip() for cell in table[0].strip("|").split("|")]
+    row = dict(zip(head, (cell.strip() for cell in table[2].strip("|").split("|")), strict=True))
+    assert head[-4:] == ["lake", "seen looks", "new looks", "gap new - seen, points"]
+    assert row["params"] == "1,234" and row["val MSE"] == "0.0123" and row["MACs/frame"] == "-"
+    assert row["seen looks"].startswith(f"{np.mean(SEEN):.1f}% [")
+    assert row["new looks"].startswith(f"{np.mean(NEW):.1f}% [")
+    assert row["gap new - seen, points"].startswith(f"{np.mean(NEW) - np.mean(SEEN):+.1f} [")
+    # A suite of seen looks only: its styles, and no look columns.
+    plain = summary_table(report, suite_result([r for r in paired_rows() if r.look is None]))
+    assert "seen looks" not in plain and "| lake |" in plain.splitlines()[0]
