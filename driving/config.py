@@ -257,6 +257,11 @@ class Budget:
 # budget needs most. The full budget is the original work's (for a GPU).
 BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
 
+# The held-out suites a drive check may drive (driving/evaluation/registry.py defines them; config
+# must not import the registry, so a test holds the two together): the classic world's tracks, and
+# the two-lane world's maps.
+DRIVE_CHECK_SUITES = ("validation", "two-lane-validation")
+
 TRAIN_PROG = "python train.py"  # how run.json's command starts
 ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/drive_server.py)
 
@@ -307,17 +312,26 @@ class RunConfig:
         low=1,
         high=100_000,
     )
-    # Every this many steps, drive the model on the held-out validation suite and keep the best
+    # Every this many steps, drive the model on a held-out validation suite and keep the best
     # driver as NAME.drive.keras (0: off). Validation loss does not say who drives.
     drive_check_steps: int = option(
         0,
         "--drive-check-steps",
-        "every N steps, drive the model on the held-out validation suite and keep the best "
+        "every N steps, drive the model on the held-out --drive-check-suite and keep the best "
         "driver as OUT/NAME.drive.keras (default 0: off)",
         group=BUDGET,
         low=0,
         high=10_000_000,
         metavar="N",
+    )
+    # A checkpoint is chosen by how it drives, so it must drive the world it was trained for.
+    drive_check_suite: str = option(
+        DRIVE_CHECK_SUITES[0],
+        "--drive-check-suite",
+        "the held-out suite the drive check drives: 'validation' (classic tracks, default) or "
+        "'two-lane-validation' (two-lane maps, for a model of the two-lane world)",
+        group=BUDGET,
+        choices=DRIVE_CHECK_SUITES,
     )
     # BatchNorm's moving statistics follow the augmented training batches (side cameras, shifts),
     # not the clean centre frames it is validated and served on: re-estimate them from clean frames
@@ -439,6 +453,11 @@ class RunConfig:
                 f"must be a whole number from 0 to {last} (one of the {len(self.workers)} --workers), "
                 f"got {self.worker_index}",
             )
+        _check(
+            self.drive_check_steps > 0 or self.drive_check_suite == DRIVE_CHECK_SUITES[0],
+            "drive_check_suite",
+            "is for a drive check: set --drive-check-steps N as well",
+        )
         _check(
             not self.bn_refresh_batches or self.strategy == "default",
             "bn_refresh_batches",

@@ -89,7 +89,7 @@ class RunFolder:
         return self.root / f"{name}.last.keras"
 
     def drive_best(self, name: str) -> Path:
-        """The checkpoint that drove the validation suite best (train.py --drive-check-steps)."""
+        """The checkpoint that drove its drive check's suite best (train.py --drive-check-steps)."""
         return self.root / f"{name}.drive.keras"
 
     def drive_log(self, name: str) -> Path:

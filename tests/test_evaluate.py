@@ -265,8 +265,9 @@ def test_a_study_record_round_trips_typed(tmp_path):
 
 
 def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_default(tmp_path):
-    """A run recorded before --bn-refresh (and, nested, before --colour) existed is a run made with
-    their defaults: a study resumes it and a curve selects it, unless the setting now differs."""
+    """A run recorded before --bn-refresh or --drive-check-suite (and, nested, before --colour)
+    existed is a run made with their defaults: a study resumes it and a curve selects it, unless
+    the setting now differs."""
     from driving.evaluation import seeds
     from driving.evaluation.curve import select_runs
 
@@ -275,7 +276,7 @@ def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_defau
                        steps_per_epoch=cpu.steps, batch_size=cpu.batch)  # fmt: skip
     run = finished_run(tmp_path, 0)
     older = seeds._settings(config)
-    del older["bn_refresh_batches"], older["augment"]["colour"]
+    del older["bn_refresh_batches"], older["augment"]["colour"], older["drive_check_suite"]
 
     def setting(data):
         data["settings"] = older
@@ -286,8 +287,10 @@ def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_defau
     found = seeds._finished(run, seeds._settings(config), SUITES["quick"])
     assert found is not None and found.settings == older  # the record is read as it was written
     assert found.run_config.bn_refresh_batches == 0 and found.run_config.augment.colour is False
+    assert found.run_config.drive_check_suite == "validation"
     for changed in (
         replace(config, bn_refresh_batches=20),
+        replace(config, drive_check_suite="two-lane-validation"),
         replace(config, augment=AugmentConfig(colour=True)),
     ):
         assert seeds._finished(run, seeds._settings(changed), SUITES["quick"]) is None

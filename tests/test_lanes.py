@@ -16,6 +16,7 @@ from driving.config import (
     BUDGETS,
     CSV_NAME,
     DEFAULT_PREPROCESSING,
+    DRIVE_CHECK_SUITES,
     MAX_WHEEL_ANGLE_DEG,
     STEERING_CORRECTION,
     AugmentConfig,
@@ -34,6 +35,7 @@ from driving.sim.lanes import (
     LANE_CORNER_RADIUS_M,
     LANE_HELD_OUT_SEEDS,
     LANE_TRAINING_SEEDS,
+    LANE_VALIDATION_SEEDS,
     LANE_WIDTH_M,
     HeldOutSeed,
     check_training_seed,
@@ -42,7 +44,15 @@ from driving.sim.lanes import (
 from driving.sim.recorder import record
 from driving.sim.simulator import CAMERA_SPECS, Simulator
 from driving.sim.style import LANE_STYLES, STYLES
-from driving.sim.track import TrackError, builtin_track, load_track, save_track, suite_track, track_features
+from driving.sim.track import (
+    TrackError,
+    _bends,
+    builtin_track,
+    load_track,
+    save_track,
+    suite_track,
+    track_features,
+)
 from driving.sim.world import SKY, World
 
 FIRST_HELD_OUT = LANE_HELD_OUT_SEEDS.start
@@ -152,6 +162,40 @@ def test_training_and_held_out_seeds_are_disjoint_and_suites_use_held_out_maps()
         Recording(TWO_LANE.name, 1.0, FIRST_HELD_OUT).make_track()
     assert "\n" not in str(caught.value)
     assert check_training_seed(LANE_TRAINING_SEEDS.stop - 1) == LANE_TRAINING_SEEDS.stop - 1
+
+
+def test_the_two_lane_validation_maps_are_held_out_its_own_and_hold_corners(tmp_path, capsys):
+    suite = SUITES["two-lane-validation"]
+    seeds = [d.track_seed for d in suite.drives]
+    assert suite.version == 1 and len(seeds) == 3 and {d.laps for d in suite.drives} == {0.5}
+    assert {d.world for d in suite.drives} == {TWO_LANE.name} and {d.look for d in suite.drives} == {None}
+    assert all(s in LANE_VALIDATION_SEEDS for s in seeds)
+    assert set(LANE_VALIDATION_SEEDS) <= set(LANE_HELD_OUT_SEEDS)
+    # No other suite drives a map of that range (or any of these, in any world).
+    for other in SUITES.values():
+        if other is not suite:
+            assert not {d.track_seed for d in other.drives} & set(seeds), other.name
+            lane_seeds = {d.track_seed for d in other.drives if d.world == TWO_LANE.name}
+            assert not lane_seeds & set(LANE_VALIDATION_SEEDS), other.name
+    # Every half lap holds at least two bends (counting one the start lies in).
+    for half_lap in suite.drives:
+        track = half_lap.track()
+        n = len(track.points)
+        assert track.lanes == 2 and len([1 for a, b, _ in _bends(track) if a < n / 2 or b > n]) >= 2
+    # No recording may use them: the recipes' check and the recorder's command line both refuse.
+    for seed in (seeds[0], LANE_VALIDATION_SEEDS.stop - 1):
+        with pytest.raises(HeldOutSeed, match=rf"^two-lane recording seed {seed}: .*held out"):
+            Recording(TWO_LANE.name, 1.0, seed).make_track()
+    out = tmp_path / "rec"
+    assert main(["record", "--track", "two-lane", "--map-seed", str(seeds[0]), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --map-seed {seeds[0]}: ") and "\n" not in err and not out.exists()
+
+
+def test_every_drive_check_suite_is_a_suite():
+    assert DRIVE_CHECK_SUITES[0] == "validation" == RunConfig(data=[]).drive_check_suite
+    for name in DRIVE_CHECK_SUITES:
+        assert SUITES[name].name == name
 
 
 def test_the_recorder_command_refuses_a_held_out_map_in_one_line(tmp_path, capsys):
@@ -320,7 +364,8 @@ def test_the_two_lane_recipe_trains_with_the_flags_its_world_needs(tmp_path):
     recipe = RECIPES["two-lane"]
     assert recipe.augment.flip is False  # a mirror image drives on the left
     assert (recipe.preprocessing.crop_top, recipe.preprocessing.crop_bottom) == TWO_LANE.crop_rows
-    assert recipe.drive_check_steps == 0  # the drive check drives the classic validation suite
+    # Its checkpoints are chosen by driving its own world's held-out maps, not the classic tracks.
+    assert (recipe.drive_check_steps, recipe.drive_check_suite) == (120, "two-lane-validation")
     assert all(spec.track == TWO_LANE.name and spec.vary for spec in recipe.recordings)
     config = run_config(recipe, ["effnet"], 0, BUDGETS["cpu"], [tmp_path], tmp_path / "run")
     command = config.command()
@@ -330,11 +375,16 @@ def test_the_two_lane_recipe_trains_with_the_flags_its_world_needs(tmp_path):
         "--steering-correction 0.193",
         "--shift-steering 0.00643",
         "--bn-refresh 20",
+        "--drive-check-steps 120",
+        "--drive-check-suite two-lane-validation",
     ):
         assert flag in command
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))).preprocessing.crop_top == 54
     assert "robust" in RECIPES and RECIPES["robust"].preprocessing == DEFAULT_PREPROCESSING
-    # Only the two-lane recipe refreshes BatchNorm: every other recipe's runs are as they were.
+    # Only the two-lane recipe refreshes BatchNorm or drives another suite in its drive check:
+    # every other recipe's runs are as they were.
     assert [name for name, r in RECIPES.items() if r.bn_refresh_batches] == ["two-lane"]
+    assert [name for name, r in RECIPES.items() if r.drive_check_suite != "validation"] == ["two-lane"]
+    assert RECIPES["robust"].drive_check_steps == 120
     assert set(STYLES) >= set(LANE_STYLES)
     assert Path(recipe.recordings[0].folder_name).name == "two-lane0-2laps-seed0-varied"

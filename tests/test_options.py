@@ -34,6 +34,7 @@ def one_changed(config: RunConfig) -> list[tuple[str, RunConfig]]:
         "lr": 0.00037,
         "patience": 9,
         "drive_check_steps": 120,
+        "drive_check_suite": "two-lane-validation",
         "bn_refresh_batches": 20,
         "seed": 2**31 - 1,
         "val_fraction": 0.15,
@@ -118,6 +119,7 @@ def merge(into, changed, base):
         (["--strategy", "everywhere"], "--strategy"),
         (["--val-fraction", "1"], "--val-fraction"),
         (["--bn-refresh", "-1"], "--bn-refresh"),
+        (["--drive-check-suite", "unseen"], "--drive-check-suite"),
     ],
 )
 def test_the_command_line_refuses_out_of_range_values_naming_the_option(argv, message):
@@ -136,6 +138,8 @@ def test_the_command_line_refuses_out_of_range_values_naming_the_option(argv, me
         ({"seed": -1}, "seed"),
         ({"data": []}, "data"),
         ({"strategy": "x"}, "strategy"),
+        ({"drive_check_steps": 5, "drive_check_suite": "two-lane"}, "drive_check_suite"),
+        ({"drive_check_suite": "two-lane-validation"}, "drive_check_suite"),  # no drive check to drive it
         ({"preprocessing": Preprocessing(input_width=8)}, "input_width"),
         ({"augment": AugmentConfig(steering_correction=2.0)}, "steering_correction"),
     ],

@@ -253,6 +253,7 @@ def test_two_runs_into_one_folder_the_second_is_refused_naming_the_first(data, t
         ["--data", "rec", "--colour", "--no-flip", "--steering-correction", "0.1", "--frame-size", "120x240"]
         + ["--crop-top", "40", "--crop-bottom", "110", "--drive-check-steps", "60", "--val-fraction", "0.3"],
         ["--data", "rec", "--bn-refresh", "20", "--drive-check-steps", "120"],
+        ["--data", "rec", "--drive-check-steps", "120", "--drive-check-suite", "two-lane-validation"],
     ],
 )
 def test_the_recorded_command_remakes_the_config(argv):
@@ -750,3 +751,55 @@ def test_the_drive_check_refreshes_the_statistics_before_it_drives_and_keeps_the
             np.testing.assert_allclose(
                 layer.moving_variance.numpy(), expected[layer.name][1], rtol=1e-3, atol=1e-5
             )
+
+
+def test_the_drive_check_drives_the_suite_it_is_named_and_records_it(data, tmp_path):
+    out = tmp_path / "lanes"
+    stage.run(config(data, out, drive_check_steps=8, drive_check_suite="two-lane-validation"), progress=False)
+    # The row names the suite whose drives the check drove (DriveCheck.suite, the one it was given).
+    [row] = pd.read_csv(out / "pilotnet.drive.csv").to_dict(orient="records")
+    assert (row["step"], row["suite"], row["kept"]) == (8, "two-lane-validation v1", True)
+    assert load_info(out / "pilotnet.drive.keras").checkpoint.kind == "drive-best"
+    record = json.loads((out / "run.json").read_text())
+    assert record["drive_check_suite"] == "two-lane-validation"
+    assert "--drive-check-suite two-lane-validation" in record["command"]
+    # run.json from before the setting existed still loads, with the classic suite.
+    del record["drive_check_suite"]
+    assert RunConfig.from_dict(record).drive_check_suite == "validation"
+
+
+def test_a_resumed_drive_check_compares_scores_on_its_own_suite_only(tmp_path):
+    """A row without a suite (a file older than the column) was driven on `validation`."""
+    from driving.evaluation.registry import SUITES
+    from driving.modelio import ModelInfo
+
+    folder = RunFolder(tmp_path)
+    folder.drive_best("m").write_bytes(b"kept")
+    rows = [
+        {"step": 8, "epoch": 0, "autonomy": 50.0, "mean_abs_cte_m": 1.0, "kept": True},
+        {"step": 16, "epoch": 1, "suite": "two-lane-validation v1", "autonomy": 70.0, "mean_abs_cte_m": 0.5}
+        | {"kept": True},
+    ]
+    for written in (rows[:1], rows):  # a file of old rows only, then one with the column
+        folder.drive_log("m").write_text(pd.DataFrame(written).to_csv(index=False))
+        best = {
+            name: stage._drive_check(folder, "m", ModelInfo(), 8, 16, suite=SUITES[name]).best
+            for name in ("validation", "two-lane-validation")
+        }
+        assert best["validation"] == (50.0, -1.0)
+        assert best["two-lane-validation"] == ((70.0, -0.5) if len(written) == 2 else None)
+
+
+def test_a_drive_check_suite_needs_a_known_name_and_a_drive_check(tmp_path, capsys):
+    for argv, message in (
+        (
+            ["--drive-check-steps", "8", "--drive-check-suite", "unseen"],
+            "--drive-check-suite: invalid choice",
+        ),
+        (["--drive-check-suite", "two-lane-validation"], "--drive-check-suite: is for a drive check"),
+    ):
+        with pytest.raises(SystemExit) as exit_code:
+            cli.main(["--data", str(tmp_path), *argv, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_code.value.code == 2 and message in err[-1], err
+        assert not (tmp_path / "out").exists()

@@ -21,7 +21,12 @@ in a new look, so the difference between the two isolates the look.
 
 The two-lane suites drive another kind of world (driving/sim/kinds.py: its own camera and steering
 scale; keep to the right lane) on maps of tight corners (driving/sim/lanes.py) whose seeds are
-split by purpose there: LANE_TRAINING_SEEDS for recordings, LANE_HELD_OUT_SEEDS for these suites.
+split by purpose there, as the classic tracks' are here:
+
+    LANE_TRAINING_SEEDS    0 - 4999      maps a recording may use
+    LANE_HELD_OUT_SEEDS    5000 - 9999   maps no recording may use: the two-lane suites'
+    LANE_VALIDATION_SEEDS  9000 - 9999   of those, the `two-lane-validation` suite's alone: the
+                                         maps that choose a two-lane model's drive-best checkpoint
 
 A recipe is how the training data is made and used: which recordings (the headless simulator
 records them on first use), with which settings. Each lever of docs/evaluation.md is one recipe,
@@ -36,7 +41,7 @@ from functools import cache
 from driving.config import AugmentConfig, Preprocessing
 from driving.sim.conditions import Conditions
 from driving.sim.kinds import KINDS, TWO_LANE
-from driving.sim.lanes import LANE_HELD_OUT_SEEDS, check_training_seed, lane_track
+from driving.sim.lanes import LANE_HELD_OUT_SEEDS, LANE_VALIDATION_SEEDS, check_training_seed, lane_track
 from driving.sim.looks import SUITE_LOOKS, check_suite_look, look_conditions, look_name
 from driving.sim.style import LANE_STYLES, styles_for
 from driving.sim.track import Track, builtin_track, suite_track
@@ -172,6 +177,13 @@ SUITES = {
         _lane_drives(LANE_HELD_OUT_SEEDS.start + 500, 4, 1.0),
         "4 held-out two-lane maps, one lap each: a quick look at the two-lane world",
     ),
+    "two-lane-validation": Suite(
+        "two-lane-validation",
+        1,
+        _lane_drives(LANE_VALIDATION_SEEDS.start, 3, 0.5),
+        "3 held-out two-lane half laps (two to four tight corners each): how train.py's drive check "
+        "picks a two-lane model's checkpoint (--drive-check-suite two-lane-validation)",
+    ),
 }
 SUITES["looks"] = Suite(
     "looks",
@@ -255,6 +267,7 @@ class Recipe:
     recordings: tuple[Recording, ...] = DEMO_RECORDINGS
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     drive_check_steps: int = 0
+    drive_check_suite: str = "validation"  # train.py --drive-check-suite (config.DRIVE_CHECK_SUITES)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     bn_refresh_batches: int = 0  # train.py --bn-refresh N
 
@@ -262,10 +275,11 @@ class Recipe:
 # What training must be told about data not made like the Udacity simulator's (docs/worlds.md): the
 # two-lane world's crop rows, its side cameras' correction and shift steering (computed from its
 # camera and steering scale), no flips (a mirror image drives on the left), no brightness
-# augmentation (the recordings vary their light, as `robust`'s do), and no drive check (it drives
-# the classic validation suite). Its recipe also refreshes the BatchNorm statistics from 20 clean
-# batches before each validation (--bn-refresh 20): without it effnet-slim's moving statistics,
-# averaged over augmented batches, were far from the clean frames it drives on (docs/worlds.md).
+# augmentation (the recordings vary their light, as `robust`'s do), and a drive check on the
+# two-lane world's own held-out half laps (as `robust`'s is on the classic ones). Its recipe also
+# refreshes the BatchNorm statistics from 20 clean batches before each validation and drive check
+# (--bn-refresh 20): without it effnet-slim's moving statistics, averaged over augmented batches,
+# were far from the clean frames it drives on (docs/worlds.md).
 TWO_LANE_AUGMENT = AugmentConfig(
     flip=False,
     brightness=False,
@@ -334,11 +348,15 @@ RECIPES = {
             "the two-lane world: 2 varied laps of each of 8 training maps (keep to the right lane, "
             "its own camera and steering scale), with its crop rows, side-camera correction and shift "
             "steering, no flips, no brightness augmentation, BatchNorm statistics refreshed from 20 "
-            "clean batches before each validation (--bn-refresh 20); drive it on the two-lane suites",
+            "clean batches before each validation (--bn-refresh 20), and a drive check every 120 "
+            "steps on held-out two-lane half laps (--drive-check-suite two-lane-validation); drive "
+            "it on the two-lane suites",
             recordings=TWO_LANE_RECORDINGS,
             augment=TWO_LANE_AUGMENT,
             preprocessing=TWO_LANE_PREPROCESSING,
             bn_refresh_batches=20,
+            drive_check_steps=120,
+            drive_check_suite="two-lane-validation",
         ),
     )
 }

@@ -73,6 +73,7 @@ def run_config(
         augment=recipe.augment,
         preprocessing=recipe.preprocessing,
         drive_check_steps=recipe.drive_check_steps,
+        drive_check_suite=recipe.drive_check_suite,
         bn_refresh_batches=recipe.bn_refresh_batches,
         cache_dir=str((cache_dir or out.parent.parent / "cache").absolute()),
         tensorboard=False,

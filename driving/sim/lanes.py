@@ -13,6 +13,8 @@ Map seeds come from two ranges kept apart by purpose, defined here once:
 
     LANE_TRAINING_SEEDS   0 - 4999     maps a recording may drive
     LANE_HELD_OUT_SEEDS   5000 - 9999  maps only evaluation drives (the two-lane suites)
+    LANE_VALIDATION_SEEDS 9000 - 9999  of those, the maps train.py's drive check drives (the
+                                       two-lane-validation suite); no other suite draws from them
 
 check_training_seed() refuses a held-out seed in one line; the recorder's command line and the
 recipes call it before anything is recorded.
@@ -37,6 +39,7 @@ from driving.sim.track import (
 
 LANE_TRAINING_SEEDS = range(0, 5000)
 LANE_HELD_OUT_SEEDS = range(5000, 10000)
+LANE_VALIDATION_SEEDS = range(9000, 10000)  # held out too: a checkpoint is chosen on them
 LANE_WIDTH_M = (6.5, 8.0)  # the whole road: two lanes of 1.6 to 2 m either side of the centre line
 LANE_MAX_WIDTH_M = 10.0  # a given width: wider roads would need wider corners to keep their clearance
 # Every corner's arc (the centre line's radius; the right lane's is a quarter width more or less).

@@ -16,7 +16,7 @@ import keras
 import pandas as pd
 from tqdm import tqdm
 
-from driving.evaluation.registry import SUITES
+from driving.evaluation.registry import SUITES, Suite
 from driving.evaluation.suites import drive_one
 from driving.files import write_text
 from driving.modelio import ModelInfo, save_keras, to_tflite
@@ -151,15 +151,17 @@ class RefreshBatchNorm(keras.callbacks.Callback):
 
 
 class DriveCheck(keras.callbacks.Callback):
-    """Every `every` training steps, drive the model on the held-out validation suite
-    (driving.evaluation.registry's `validation` suite: tracks no recording and no other suite uses) and keep
-    the best driver as NAME.drive.keras: validation loss does not say who drives.
+    """Every `every` training steps, drive the model on a held-out validation suite (`suite`,
+    default driving.evaluation.registry's `validation`; for the two-lane world, its
+    `two-lane-validation`: maps no recording and no other suite uses) and keep the best driver as
+    NAME.drive.keras: validation loss does not say who drives.
 
     The model is converted to LiteRT as drive.py would serve it and driven in this process
     (fixed step, deterministic). Score: mean autonomy over the drives, ties broken by the lower
-    mean |cross-track error|. Each check is one row of NAME.drive.csv (step, epoch, scores,
-    seconds it took). With `bn_batches` (clean frames, --bn-refresh), the BatchNorm statistics are
-    refreshed from them before each check, so the model driven and kept carries them."""
+    mean |cross-track error|. Each check is one row of NAME.drive.csv (step, epoch, the suite's
+    label, scores, seconds it took). With `bn_batches` (clean frames, --bn-refresh), the BatchNorm
+    statistics are refreshed from them before each check, so the model driven and kept carries
+    them."""
 
     def __init__(
         self,
@@ -167,7 +169,7 @@ class DriveCheck(keras.callbacks.Callback):
         name: str,
         info: ModelInfo,
         every: int,
-        suite=None,
+        suite: Suite | None = None,
         step: int = 0,
         bn_batches: Iterable | None = None,
     ):
@@ -202,7 +204,13 @@ class DriveCheck(keras.callbacks.Callback):
         drives = [drive_one("", d, pilot=pilot) for d in self.suite.drives]
         autonomy = sum(d.autonomy_pct for d in drives) / len(drives)
         cte = sum(d.mean_abs_cte_m for d in drives) / len(drives)
-        row = {"step": self.step, "epoch": self.epoch, "autonomy": autonomy, "mean_abs_cte_m": cte}
+        row = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "suite": self.suite.label,
+            "autonomy": autonomy,
+            "mean_abs_cte_m": cte,
+        }
         if self.best is None or (autonomy, -cte) > self.best:
             self.best = (autonomy, -cte)
             kept = Checkpoint(

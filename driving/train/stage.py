@@ -9,6 +9,8 @@ For each model NAME, under --out (every path is a method of driving/run.py's Run
     NAME.last.keras     the last epoch, with optimizer state: what --resume continues from
     NAME.history.csv    one row per epoch: loss, mae, val_loss, val_mae, epoch_seconds (and .json)
     NAME.loss.png       training and validation loss per epoch
+    NAME.drive.keras    with --drive-check-steps N: the best driver on --drive-check-suite, and
+    NAME.drive.csv      one row per check (step, epoch, suite, autonomy, mean |cte|)
     logs/NAME/          TensorBoard logs (tensorboard --logdir models/logs)
 and run.json (the RunConfig, the train.py command that remakes it, the package versions with the
 lock's hash, and the results: how the run was made) and loss_overlay.png. Every model file carries
@@ -51,6 +53,7 @@ from tensorflow.python.framework import config as tf_framework_config
 from driving import card, models
 from driving.config import ConfigError, RunConfig, model_seed
 from driving.data.reader import load_recordings, split_by_time
+from driving.evaluation.registry import SUITES, Suite
 from driving.files import RecordError, check_writable_folder, remove_stale_temps
 from driving.modelio import ModelInfo, load_info, load_keras
 from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_dataset
@@ -325,7 +328,15 @@ def train_model(
         fit_callbacks += [checkpoints, callbacks.HistoryLog(folder, name, history)]
         if config.drive_check_steps:
             fit_callbacks.append(
-                _drive_check(folder, name, info, config.drive_check_steps, initial_epoch * steps, bn_batches)
+                _drive_check(
+                    folder,
+                    name,
+                    info,
+                    config.drive_check_steps,
+                    initial_epoch * steps,
+                    bn_batches,
+                    SUITES[config.drive_check_suite],
+                )
             )
         if config.tensorboard:
             fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder.logs(name))))
@@ -367,10 +378,21 @@ def train_model(
     )
 
 
-def _drive_check(folder: RunFolder, name: str, info: ModelInfo, every: int, step: int, bn_batches=None):
-    """The DriveCheck callback, carrying on from NAME.drive.csv when a run resumes (so a resumed
-    run never replaces the drive-best checkpoint with a worse one)."""
-    check = callbacks.DriveCheck(folder, name, info, every, step=step, bn_batches=bn_batches)
+def _drive_check(
+    folder: RunFolder,
+    name: str,
+    info: ModelInfo,
+    every: int,
+    step: int,
+    bn_batches=None,
+    suite: Suite | None = None,
+) -> callbacks.DriveCheck:
+    """The DriveCheck callback on `suite` (default `validation`), carrying on from NAME.drive.csv
+    when a run resumes (so a resumed run never replaces the drive-best checkpoint with a worse
+    one). Only scores on the same suite are compared: a row without a suite (a file older than the
+    column) was driven on `validation` v1."""
+    suite = suite or SUITES["validation"]
+    check = callbacks.DriveCheck(folder, name, info, every, suite, step=step, bn_batches=bn_batches)
     log = folder.drive_log(name)
     if step and log.is_file() and folder.drive_best(name).is_file():
         try:
@@ -378,10 +400,17 @@ def _drive_check(folder: RunFolder, name: str, info: ModelInfo, every: int, step
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             rows = []
         check.rows = [r for r in rows if r.get("step", 0) <= step]
-        kept = [r for r in check.rows if r.get("kept") is True]
+        kept = [r for r in check.rows if r.get("kept") is True and _suite_of(r) == suite.label]
         if kept:
             check.best = max((r["autonomy"], -r["mean_abs_cte_m"]) for r in kept)
     return check
+
+
+def _suite_of(row: dict) -> str:
+    """The label of the suite a NAME.drive.csv row was driven on; rows written before the column
+    existed (absent, or empty beside newer rows) were driven on `validation`."""
+    suite = row.get("suite")
+    return suite if isinstance(suite, str) else SUITES["validation"].label
 
 
 def summary_table(results: Sequence[TrainResult]) -> str:
