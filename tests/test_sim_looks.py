@@ -17,7 +17,7 @@ import pytest
 
 from driving.config import CROP_BOTTOM, CROP_TOP
 from driving.evaluation.registry import RECIPES, SUITES, SuiteDrive
-from driving.sim import looks, recorder
+from driving.sim import looks
 from driving.sim.__main__ import main
 from driving.sim.conditions import MIN_ELEVATION_DEG, OVERCAST_BRIGHTNESS, Conditions
 from driving.sim.looks import (
@@ -215,7 +215,7 @@ def test_training_and_suite_looks_never_meet():
     specs = {spec.folder_name: spec for recipe in RECIPES.values() for spec in recipe.recordings}
     for spec in specs.values():
         looks.check_recordable(spec.make_track().style, spec.folder_name)
-        stretches = math.ceil(spec.laps * recorder.NEW_LOOKS_PER_LAP) + 1 if spec.new_looks else 0
+        stretches = math.ceil(spec.laps * looks.NEW_LOOKS_PER_LAP) + 1 if spec.new_looks else 0
         for index in range(stretches):
             style = lap_new_look(spec.seed, index)[0]
             assert look_seed(style) in TRAINING_LOOKS, (spec.folder_name, style)
@@ -245,8 +245,9 @@ def test_the_recorder_refuses_a_suite_look_in_one_line_before_writing(tmp_path, 
 
 
 def test_a_recording_in_new_looks_paints_each_stretch_in_a_training_look(tmp_path, ring):
-    done = record(ring, tmp_path / "a", laps=0.4, seed=5, vary="looks", progress=False, topdown=False)
-    assert [look["look"] for look in done.looks] == [0, 1, 2]  # six looks a lap
+    done = record(ring, tmp_path / "a", laps=0.1, seed=5, vary="looks", progress=False, topdown=False)
+    assert looks.NEW_LOOKS_PER_LAP == 24
+    assert [look["look"] for look in done.looks] == [0, 1, 2]  # 24 looks a lap: 2.4 in 0.1 lap
     for entry in done.looks:
         style, conditions, world_seed = lap_new_look(5, entry["look"])
         assert (entry["style"], entry["world_seed"]) == (style, world_seed)
@@ -259,7 +260,7 @@ def test_a_recording_in_new_looks_paints_each_stretch_in_a_training_look(tmp_pat
     cli = tmp_path / "b"
     track = tmp_path / "ring.json"
     track.write_text(json.dumps({"name": "ring", "width": 8.0, "points": ring.control.tolist()}))
-    args = ["record", "--track", str(track), "--laps", "0.4", "--seed", "5", "--out", str(cli), "--new-looks"]
+    args = ["record", "--track", str(track), "--laps", "0.1", "--seed", "5", "--out", str(cli), "--new-looks"]
     assert main(args) == 0
     assert json.loads((cli / "looks.json").read_text()) == done.looks
     images = sorted(p.name for p in (done.folder / "IMG").iterdir())

@@ -42,7 +42,7 @@ from driving.config import AugmentConfig, Preprocessing
 from driving.sim.conditions import Conditions
 from driving.sim.kinds import KINDS, TWO_LANE
 from driving.sim.lanes import LANE_HELD_OUT_SEEDS, LANE_VALIDATION_SEEDS, check_training_seed, lane_track
-from driving.sim.looks import SUITE_LOOKS, check_suite_look, look_conditions, look_name
+from driving.sim.looks import NEW_LOOKS_PER_LAP, SUITE_LOOKS, check_suite_look, look_conditions, look_name
 from driving.sim.style import LANE_STYLES, styles_for
 from driving.sim.track import Track, builtin_track, suite_track
 
@@ -222,7 +222,8 @@ class Recording:
         where = {"suite": f"suite{self.seed}-{self.style}", TWO_LANE.name: f"two-lane{self.seed}"}.get(
             self.track, self.track
         )
-        varied = "-newlooks" if self.new_looks else "-varied" if self.vary else ""
+        # The look density is in the name: a recording made at another density is another one.
+        varied = f"-newlooks{NEW_LOOKS_PER_LAP}" if self.new_looks else "-varied" if self.vary else ""
         return f"{where}-{self.laps:g}laps-seed{self.seed}{varied}"
 
     @property
@@ -247,13 +248,9 @@ SUITE_STYLE_RECORDINGS = tuple(
     for i, style in enumerate(("lake", "jungle", "desert", "lake"))
 )
 DIVERSE_RECORDINGS = VARIED_RECORDINGS + SUITE_STYLE_RECORDINGS
-# The same tracks again, each stretch in a generated training look: half the laps of the varied
-# ones, so the looks recipe records 1.5 times what robust does.
-NEW_LOOK_RECORDINGS = (
-    Recording("lake", 1.5, 0, new_looks=True),
-    Recording("jungle", 1.5, 1, new_looks=True),
-    *(Recording("suite", 0.75, r.seed, style=r.style, new_looks=True) for r in SUITE_STYLE_RECORDINGS),
-)
+# The same tracks and laps again, every stretch in a generated training look (24 a lap): the
+# looks recipe records twice what robust does, half of it in looks no style has.
+NEW_LOOK_RECORDINGS = tuple(replace(r, vary=False, new_looks=True) for r in DIVERSE_RECORDINGS)
 # Eight training maps of the two-lane world, two laps each, every third of a lap in a new look.
 TWO_LANE_RECORDINGS = tuple(
     Recording(TWO_LANE.name, 2.0, i, vary=True, style=LANE_STYLES[i % len(LANE_STYLES)]) for i in range(8)
@@ -336,12 +333,14 @@ RECIPES = {
         ),
         Recipe(
             "looks",
-            "robust's recordings, training and drive check, plus the same tracks again with every "
-            "sixth of a lap painted in a generated training look (sim record --new-looks; half the "
-            "laps): does a model meet looks no recording has better?",
+            "robust's recordings, training and drive check, plus the same laps again with every "
+            "24th of a lap painted in a generated training look (sim record --new-looks), and "
+            "BatchNorm statistics refreshed from 20 clean batches (--bn-refresh 20): a model that "
+            "meets looks no recording has",
             recordings=DIVERSE_RECORDINGS + NEW_LOOK_RECORDINGS,
             augment=AugmentConfig(brightness=False),
             drive_check_steps=120,
+            bn_refresh_batches=20,
         ),
         Recipe(
             "two-lane",

@@ -41,6 +41,10 @@ LOOK_PREFIX = "look-"
 MAX_LOOK_SEED = 2**31 - 1
 TRAINING_LOOKS = range(0, 1_000_000)
 SUITE_LOOKS = range(1_000_000, 2_000_000)
+# A recording with new looks (sim record --new-looks) paints every 1/24 of a lap in a look of its
+# own (about 20 m): a model meets hundreds of looks, not dozens. At 6 a lap the `looks` recipe
+# left the gap as it was; at 24 it narrowed it (docs/evaluation.md).
+NEW_LOOKS_PER_LAP = 24
 STYLE_NAMES = f"{', '.join(STYLES)} or look-N (N a whole number from 0 to {MAX_LOOK_SEED})"
 MIN_CONTRAST_UNMARKED = 45.0  # a road without edge markings: desert's measures 75, lake's 47
 MIN_CONTRAST_MARKED = 25.0  # with edge markings (jungle's curbed road measures 24)

@@ -35,7 +35,7 @@ from driving.files import MODEL_SUFFIXES, OutputRefused, check_writable_folder, 
 from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
 from driving.sim.kinds import WorldKind
-from driving.sim.looks import check_recordable, look_conditions, look_name, training_look
+from driving.sim.looks import NEW_LOOKS_PER_LAP, check_recordable, look_conditions, look_name, training_look
 from driving.sim.plot import save_topdown
 from driving.sim.simulator import Simulator
 from driving.sim.style import ONE_LANE_STYLES, styles_for
@@ -48,7 +48,6 @@ LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each stretch
 # With vary, the look changes this many times a lap, the styles taking turns: a model that learns
 # from a recording should see every style, not whichever ones a draw per lap happened to pick.
 LOOKS_PER_LAP = 3
-NEW_LOOKS_PER_LAP = 6  # vary="looks": every stretch a look of its own, so more of them a lap
 VARY_KINDS = ("styles", "looks")  # what vary may name; True is "styles"
 STALL_WINDOW_S, STALL_MIN_PROGRESS_M = 30.0, 5.0
 # The default bound on samples: the laps at an average of MIN_AVERAGE_MPS, plus START_S to get
