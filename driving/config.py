@@ -258,9 +258,9 @@ class Budget:
 BUDGETS = {"cpu": Budget(epochs=2, steps=180, batch=32), "full": Budget(epochs=21, steps=128, batch=128)}
 
 # The held-out suites a drive check may drive (driving/evaluation/registry.py defines them; config
-# must not import the registry, so a test holds the two together): the classic world's tracks, and
-# the two-lane world's maps.
-DRIVE_CHECK_SUITES = ("validation", "two-lane-validation")
+# must not import the registry, so a test holds the two together): the classic world's tracks, the
+# same tracks in new looks as well, and the two-lane world's maps.
+DRIVE_CHECK_SUITES = ("validation", "validation-looks", "two-lane-validation")
 
 TRAIN_PROG = "python train.py"  # how run.json's command starts
 ASYNC_MODES = ("threading", "eventlet")  # drive.py's server stacks (driving/drive_server.py)
@@ -328,8 +328,9 @@ class RunConfig:
     drive_check_suite: str = option(
         DRIVE_CHECK_SUITES[0],
         "--drive-check-suite",
-        "the held-out suite the drive check drives: 'validation' (classic tracks, default) or "
-        "'two-lane-validation' (two-lane maps, for a model of the two-lane world)",
+        "the held-out suite the drive check drives: 'validation' (classic tracks, default), "
+        "'validation-looks' (the same tracks in new looks as well, for a model trained on many "
+        "looks) or 'two-lane-validation' (two-lane maps, for a model of the two-lane world)",
         group=BUDGET,
         choices=DRIVE_CHECK_SUITES,
     )

@@ -55,7 +55,9 @@ def suite_result(rows: list[DriveResult]) -> SuiteResult:
 # --- the suites -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, seen", [("looks", "unseen"), ("quick-looks", "quick")])
+@pytest.mark.parametrize(
+    "name, seen", [("looks", "unseen"), ("quick-looks", "quick"), ("validation-looks", "validation")]
+)
 def test_the_looks_suites_drive_every_shape_seen_and_new(name, seen):
     suite, plain = SUITES[name], SUITES[seen]
     assert len(suite.drives) == 2 * len(plain.drives) and suite.version == 1

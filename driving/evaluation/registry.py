@@ -198,6 +198,14 @@ SUITES["quick-looks"] = Suite(
     _seen_and_new(SUITES["quick"].drives),
     "the 6 shapes of `quick`, each in its seen style and in a new look: a demo- and CI-sized look at the gap",
 )
+SUITES["validation-looks"] = Suite(
+    "validation-looks",
+    1,
+    _seen_and_new(SUITES["validation"].drives),
+    "the 3 held-out half laps of `validation`, each in its seen style and in a new look of its own: "
+    "a drive check that also asks for looks no recording has (every check of a look-trained model "
+    "scores 100% on `validation` alone, so the first one is kept)",
+)
 
 
 # --- seed-study recipes ---------------------------------------------------------------------------
@@ -333,13 +341,14 @@ RECIPES = {
         ),
         Recipe(
             "looks",
-            "robust's recordings, training and drive check, plus the same laps again with every "
-            "24th of a lap painted in a generated training look (sim record --new-looks), and "
-            "BatchNorm statistics refreshed from 20 clean batches (--bn-refresh 20): a model that "
-            "meets looks no recording has",
+            "robust's recordings and training, plus the same laps again with every 24th of a lap "
+            "painted in a generated training look (sim record --new-looks), BatchNorm statistics "
+            "refreshed from 20 clean batches (--bn-refresh 20), and a drive check every 120 steps "
+            "on the validation tracks in their seen styles and in new looks (validation-looks)",
             recordings=DIVERSE_RECORDINGS + NEW_LOOK_RECORDINGS,
             augment=AugmentConfig(brightness=False),
             drive_check_steps=120,
+            drive_check_suite="validation-looks",
             bn_refresh_batches=20,
         ),
         Recipe(
