@@ -342,8 +342,9 @@ RECIPES = {
             "looks",
             "robust's recordings and augmentation, plus the same laps again with every 24th of a "
             "lap painted in a generated training look (sim record --new-looks), BatchNorm "
-            "statistics refreshed from 20 clean batches (--bn-refresh 20), and no drive check: "
-            "its best-validation-loss checkpoint drove new looks as well or better in 5 of 5 seeds",
+            "statistics refreshed from 20 clean batches (--bn-refresh 20), and no drive check: its "
+            "best-validation-loss checkpoint drove new looks as well or better (effnet-slim, 5 of 5 "
+            "seeds)",
             recordings=DIVERSE_RECORDINGS + NEW_LOOK_RECORDINGS,
             augment=AugmentConfig(brightness=False),
             bn_refresh_batches=20,
