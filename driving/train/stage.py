@@ -335,7 +335,7 @@ def train_model(
                     config.drive_check_steps,
                     initial_epoch * steps,
                     bn_batches,
-                    SUITES[config.drive_check_suite],
+                    suite=SUITES[config.drive_check_suite],
                 )
             )
         if config.tensorboard:
@@ -385,13 +385,13 @@ def _drive_check(
     every: int,
     step: int,
     bn_batches=None,
-    suite: Suite | None = None,
+    *,
+    suite: Suite,
 ) -> callbacks.DriveCheck:
-    """The DriveCheck callback on `suite` (default `validation`), carrying on from NAME.drive.csv
-    when a run resumes (so a resumed run never replaces the drive-best checkpoint with a worse
-    one). Only scores on the same suite are compared: a row without a suite (a file older than the
-    column) was driven on `validation` v1."""
-    suite = suite or SUITES["validation"]
+    """The DriveCheck callback on `suite`, carrying on from NAME.drive.csv when a run resumes (so
+    a resumed run never replaces the drive-best checkpoint with a worse one). Only scores on the
+    same suite are compared: a row without a suite (a file older than the column) was driven on
+    `validation` v1."""
     check = callbacks.DriveCheck(folder, name, info, every, suite, step=step, bn_batches=bn_batches)
     log = folder.drive_log(name)
     if step and log.is_file() and folder.drive_best(name).is_file():
