@@ -201,7 +201,7 @@ def run(config: DemoConfig) -> str:
     step_done("record", t0)
 
     t0 = time.perf_counter()
-    size = f"{budget.epochs} epochs x {budget.steps} steps x batch {budget.batch}"
+    size = budget.describe()
     banner(f"2/5 train {', '.join(config.models)}: {size}, seed {config.seed}")
     train.run(
         run_config(recipe, config.models, config.seed, budget, folders, models_dir.root, config.out / "cache")

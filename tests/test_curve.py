@@ -219,7 +219,7 @@ def table_of(rows: list[CurveRow]) -> CurveTable:
         date="2026-12-05",
         machine="a test",
         recipe="robust",
-        budget=curves.describe_budget(CPU),
+        budget=CPU.describe(),
         suite=SUITES["quick"].label,
         tracks=len(SUITES["quick"].drives),
         rows=rows,

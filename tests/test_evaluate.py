@@ -378,11 +378,17 @@ def test_an_evaluate_config_is_remade_from_its_command_line(config):
             jobs=2,
             drive_timeout=30.0,
         ),
-        StudyConfig(seeds=1000, first_seed=2**31 - 1, models=["effnet", "base"]),
+        StudyConfig(seeds=1000, first_seed=2**31 - 1, models=["effnet", "base"], budget="cpu4x"),
     ],
 )
 def test_a_study_config_is_remade_from_its_command_line(config):
     assert study.parse_args(["seeds", *to_argv(config)]) == config
+
+
+def test_the_longer_cpu_budget_trains_on_four_times_the_frames_at_the_same_batch():
+    cpu, longer = BUDGETS["cpu"], BUDGETS["cpu4x"]
+    assert longer.frames == 4 * cpu.frames == 46_080 and longer.batch == cpu.batch
+    assert longer.describe() == "4 epochs x 360 steps x batch 32"
 
 
 @pytest.mark.parametrize("config", [TableConfig(), TableConfig(out=Path("runs/s"), suite="validation")])

@@ -263,10 +263,6 @@ def curve_rows(
 # --- which runs -------------------------------------------------------------------------------------
 
 
-def describe_budget(budget: Budget) -> str:
-    return f"{budget.epochs} epochs x {budget.steps} steps x batch {budget.batch}"
-
-
 def select_runs(
     runs: Sequence[StudyRecord], recipe: str, models: Sequence[str], seeds: Sequence[int], budget: Budget
 ) -> list[StudyRecord]:
@@ -371,7 +367,7 @@ def slimming_curve(
     if not drawn:
         raise CurveError(
             f"{out}: no finished run of {', '.join(models)} with recipe {chosen_recipe.name}, budget "
-            f"{describe_budget(size)} and suite {chosen_suite.label}"
+            f"{size.describe()} and suite {chosen_suite.label}"
         )
     for model in models:
         if model not in drawn:
@@ -388,7 +384,7 @@ def slimming_curve(
         date=date.today().isoformat(),
         machine=machine_description(),
         recipe=chosen_recipe.name,
-        budget=describe_budget(size),
+        budget=size.describe(),
         suite=chosen_suite.label,
         tracks=len(chosen_suite.drives),
         rows=rows,

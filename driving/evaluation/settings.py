@@ -101,7 +101,8 @@ class StudyConfig:
     budget: str = option(
         "cpu",
         "--budget",
-        "cpu: the demo's 2 x 180 x 32; full: the original 21 x 128 x 128",
+        "; ".join(f"{name}: {b.describe()}" for name, b in BUDGETS.items())
+        + " (cpu is the demo's, full the original work's)",
         choices=tuple(BUDGETS),
     )
     suite: str = option("unseen", "--suite", "the suite every run drives", choices=tuple(SUITES))
