@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from driving.config import Budget
 from driving.evaluation.registry import RECIPES, Suite
 from driving.files import RecordError, save_figure, write_text
 from driving.models import MODELS
@@ -102,8 +103,7 @@ def finished_runs(out: Path, suite: Suite) -> list[StudyRecord]:
 
 def header(suite: Suite, runs: list[StudyRecord]) -> str:
     budgets = dict.fromkeys(
-        f"{c.epochs} epochs x {c.steps_per_epoch} steps x batch {c.batch_size}"
-        for c in (r.run_config for r in runs)
+        Budget(c.epochs, c.steps_per_epoch, c.batch_size).describe() for c in (r.run_config for r in runs)
     )
     return (
         f"# Seed study\n\n{date.today().isoformat()}, {machine_description()}; budget "
