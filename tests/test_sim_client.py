@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from driving.sim.__main__ import build_parser
 from driving.sim.client import MAX_MESSAGE_BYTES, SimulatorClient
@@ -159,6 +159,12 @@ def hang_up(conn, stop):  # closes at once
     conn.close()
 
 
+def accept_and_close(conn, stop):  # the 101 reply and a close frame in one write
+    ws, reply = upgrade_reply(conn)
+    conn.sendall(reply + ws.send(CloseConnection(code=1000)))
+    hold(conn, stop)
+
+
 def huge(conn, stop):  # the handshake, then one message larger than any reply may be
     ws = upgrade(conn)
     conn.sendall(ws.send(TextMessage(OPEN)) + ws.send(TextMessage("4" + "x" * (MAX_MESSAGE_BYTES + 1))))
@@ -235,6 +241,13 @@ def test_sim_drive_ends_when_the_tcp_connection_is_never_accepted(hostile):
         (not_found, ConnectionError, r"{address}: refused the WebSocket upgrade \(HTTP 404\)"),
         (hang_up, ConnectionError, "{address}: (closed the connection|connection lost)"),
         (huge, ConnectionError, "{url}: sent a message of more than 1,048,576 bytes; the connection"),
+        # (the close frame usually comes in the reply's read; when it does not, the stream sees it)
+        (
+            accept_and_close,
+            ConnectionError,
+            "({address}: closed the WebSocket as soon as it accepted it"
+            "|{url}: connection closed while (sending|waiting for the Engine.IO OPEN packet))",
+        ),
     ],
 )
 def test_servers_that_answer_nonsense_end_in_one_line(hostile, behaviour, error, message):
@@ -244,6 +257,16 @@ def test_servers_that_answer_nonsense_end_in_one_line(hostile, behaviour, error,
     pattern = message.format(address=server.address, url=server.url).replace("?", r"\?")
     assert re.match(pattern, str(err.value)), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_message_too_large_ends_every_connection_the_same_way(hostile):
+    # The receiving thread closes the socket on a message too large while connect() goes on: once
+    # in about six connections, connect() used to meet the closed socket and raise a bare OSError.
+    server = hostile(huge)
+    for _ in range(40):
+        client = SimulatorClient(port=server.port, timeout=1, connect_timeout=1)
+        with pytest.raises(ConnectionError, match="sent a message of more than"), client as sim:
+            sim.connect(JPEG)
 
 
 def test_a_server_that_reads_nothing_ends_the_sends(hostile):

@@ -102,8 +102,9 @@ class _WebSocket(_WebSocketBase):
     escape as wsproto's exception; here each ends within `timeout` seconds or at once, as a
     TimeoutError or ConnectionError line naming the address."""
 
-    def __init__(self, host: str, port: int, path: str, timeout: float):
+    def __init__(self, host: str, port: int, path: str, timeout: float, send_timeout: float):
         self.host, self.path, self.timeout = host, path, timeout
+        self.send_timeout = send_timeout
         self.address = f"{host}:{port}"
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
@@ -140,7 +141,12 @@ class _WebSocket(_WebSocketBase):
                 )
             self._read_upgrade_reply(data)
         self.sock.settimeout(None)  # the receiving thread blocks; receive() bounds each wait
+        # Bound sends here, before the receiving thread starts: once it runs, it may close the
+        # socket at any moment (a message too large), and an option set then would meet a closed one.
+        self._limit_sends(self.send_timeout)
         self.connected = self._handle_events()  # frames that came with the reply
+        if not self.connected:  # Base would raise a ConnectionError that says nothing
+            raise ConnectionError(f"{self.address}: closed the WebSocket as soon as it accepted it")
 
     def _socket_call(self, call, *args):
         """`call(*args)` on the socket during the upgrade, its errors in one line naming the address."""
@@ -180,7 +186,7 @@ class _WebSocket(_WebSocketBase):
             self.event.set()
         return keep_going
 
-    def limit_sends(self, seconds: float) -> None:
+    def _limit_sends(self, seconds: float) -> None:
         """A send the server does not take fails after `seconds` (SO_SNDTIMEO); the receiving
         thread's reads are not touched."""
         whole = int(seconds)
@@ -235,10 +241,9 @@ class SimulatorClient:
         lock-step; returns the second one. The handshake (TCP, WebSocket upgrade, Engine.IO OPEN)
         waits at most `connect_timeout` for each step, the replies `timeout` each."""
         try:
-            self._ws = _WebSocket(self.host, self.port, PATH, self.connect_timeout)
+            self._ws = _WebSocket(self.host, self.port, PATH, self.connect_timeout, self.timeout)
         except simple_websocket.ConnectionError as e:
             raise ConnectionError(f"cannot open {self.url}: {e}") from None
-        self._ws.limit_sends(self.timeout)
         first = telemetry_packet(steering, throttle, speed, image_jpeg)
         self._send(first)  # chain 1: on WebSocket open, before the OPEN packet may have arrived
         deadline = time.monotonic() + self.connect_timeout
