@@ -132,7 +132,16 @@ def _curve(config: CurveConfig) -> int:
 
     try:
         table = curve(config)
-    except (CurveError, RecordingError, RecordError, TrainError, ModelFileError, DriveFailed, OSError) as e:
+    except (
+        CurveError,
+        RecordingError,
+        RecordError,
+        TrainError,
+        ModelFileError,
+        DriveFailed,
+        OSError,
+        ValueError,
+    ) as e:
         print(f"study: {e}", file=sys.stderr)
         return 1
     print(markdown(table))

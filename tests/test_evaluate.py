@@ -9,6 +9,7 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -197,6 +198,22 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     seed_tables.write_tables(tmp_path / "out", TINY, runs)
     assert "| tiny | pilotnet | 1 |" in (tmp_path / "out" / "study.md").read_text()
     assert seed_tables.finished_runs(tmp_path / "out", SUITES["quick"]) == []  # another suite
+
+    # Another suite drives the same training again; another budget is refused before any work,
+    # as the folder holds this one's training.
+    other = Suite("tiny2", 1, (SuiteDrive(10902, "lake", 1_010_902, 0.04),), "t2")
+    elsewhere = seeds_study(["pilotnet"], [3], progress=False, **(args | {"suite": other}))
+    assert model.stat().st_mtime_ns == stamp and elsewhere.runs[0].suite == other.label
+    with pytest.raises(ValueError, match="seed-3 holds a run trained with another budget") as refused:
+        seeds_study(["pilotnet"], [3], progress=False, **(args | {"budget": Budget(1, 7, 8)}))
+    assert "give the study another --out" in str(refused.value) and "\n" not in str(refused.value)
+    assert model.stat().st_mtime_ns == stamp
+
+    # A moved study resumes where it lies.
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "out", moved)
+    seeds_study(["pilotnet"], [3], progress=False, **(args | {"out": moved}))
+    assert (moved / "tiny" / "pilotnet" / "seed-3" / "pilotnet.keras").stat().st_mtime_ns == stamp
 
 
 def test_a_study_table_needs_finished_runs(tmp_path, capsys):

@@ -34,7 +34,7 @@ from driving.evaluation.seed_tables import StudyTable, same_weights, study_run, 
 from driving.evaluation.settings import DRIVE_TIMEOUT_S, StudyConfig
 from driving.files import RecordError, check_writable_folder
 from driving.modelio import load_info
-from driving.run import Checkpoint, RunFolder, StudyRecord, TrainResult
+from driving.run import Checkpoint, RunFolder, StudyRecord, TrainResult, read_record
 from driving.sim import recorder
 from driving.train import stage as train
 
@@ -111,20 +111,57 @@ def _finished(run: RunFolder, settings: dict, suite: Suite) -> StudyRecord | Non
     except RecordError as e:
         print(f"study: {e}; the run is done again", file=sys.stderr)
         return None
-    defaults = _settings(RunConfig(data=[]))
-    same = _with_defaults(saved.settings, defaults) == settings
+    same = _same_run(_with_defaults(saved.settings, _settings(RunConfig(data=[]))), settings)
     return saved if same and saved.suite == suite.label else None
 
 
-def _trained(run: RunFolder, name: str) -> TrainResult | None:
-    """Model `name`'s training figures, when the run trained it to the end and its file is there."""
+def _same_run(saved: dict, settings: dict) -> bool:
+    """Whether two runs' settings are one run's: all but where it was written (a study folder may
+    be moved)."""
+    return {k: v for k, v in saved.items() if k != "out"} == {k: v for k, v in settings.items() if k != "out"}
+
+
+def _saved_settings(run: RunFolder) -> dict | None:
+    """The settings run.json was trained with (older records' missing ones at their defaults);
+    None when the run has no readable run.json."""
+    try:
+        saved = read_record(run.record)
+    except RecordError:
+        return None
+    made = {key: saved[key] for key in _settings(RunConfig(data=[])) if key in saved}
+    return _with_defaults(made, _settings(RunConfig(data=[])))
+
+
+def _trained(run: RunFolder, name: str, settings: dict) -> TrainResult | None:
+    """Model `name`'s training figures, when the run trained it with these settings to the end
+    and its file is there: a drive over another suite reuses the training, another budget or
+    recipe does not."""
     if not (run.model(name).is_file() and run.record.is_file()):
+        return None
+    saved = _saved_settings(run)
+    if saved is None or not _same_run(saved, settings):
         return None
     try:
         return train_result(run, name)
     except RecordError as e:
         print(f"study: {e}; the model is trained again", file=sys.stderr)
         return None
+
+
+def check_budget(run: RunFolder, budget: Budget) -> None:
+    """Refuse to train over a run folder that holds another budget's training: the study would
+    overwrite it. Raises ValueError naming the folder and both budgets."""
+    saved = _saved_settings(run) if run.record.is_file() else None
+    if saved is None:
+        return
+    fields = ("epochs", "steps_per_epoch", "batch_size")
+    if tuple(saved[k] for k in fields) == (budget.epochs, budget.steps, budget.batch):
+        return
+    theirs = ", ".join(f"{k} {saved[k]}" for k in fields)
+    raise ValueError(
+        f"{run.root} holds a run trained with another budget ({theirs}), not {budget.describe()}; "
+        "give the study another --out to keep both"
+    )
 
 
 def one_run(
@@ -141,7 +178,7 @@ def one_run(
     if done is not None:
         return done
     name = config.models[0]
-    trained = _trained(run, name)
+    trained = _trained(run, name, settings)
     if trained is None:
         train.run(config, progress=progress)
         trained = train_result(run, name)
@@ -215,9 +252,13 @@ def seeds_study(
     check_writable_folder(out, "--out folder")
     chosen = SUITES[suite] if isinstance(suite, str) else suite
     size = BUDGETS[budget] if isinstance(budget, str) else budget
+    chosen_recipes = [RECIPES[r] if isinstance(r, str) else r for r in recipes]
+    for recipe in chosen_recipes:  # before any recording or training
+        for model in models:
+            for seed in seeds:
+                check_budget(study_run(out, recipe.name, model, seed), size)
     runs = []
-    for recipe in recipes:
-        recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    for recipe in chosen_recipes:
         folders = recordings(recipe, data)
         for model in models:
             for seed in seeds:
