@@ -378,35 +378,27 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class DriveResult:
-    """One closed-loop drive of one model over one suite drive: its metrics and what was driven."""
+class DriveMetrics:
+    """What one closed-loop drive measured (driving.evaluation.metrics.metrics_of makes it)."""
 
     track: str
     laps_target: float
-    laps: float
+    laps: float  # laps driven along the centre line (fractional)
     distance_m: float
-    elapsed_s: float
+    elapsed_s: float  # simulated seconds
     frames: int
     interventions: int
     autonomy_pct: float
     mean_abs_cte_m: float
     max_abs_cte_m: float
     mean_speed_mph: float
-    steering_rate_rms: float
+    steering_rate_rms: float  # steering units per simulated second, RMS
     latency_median_ms: float
     latency_p99_ms: float
-    completed: bool
+    completed: bool  # reached laps_target (otherwise: stalled or out of time)
     realtime: bool
     model: str = ""
     end_reason: str = ""
-    # what was driven (a suite's drive)
-    drive: str = ""
-    style: str = ""  # the style the world was painted in: a named style, or look-N
-    look: int | None = None  # the new look's seed (driving.sim.looks); None: a seen style
-    track_seed: int | None = None
-    conditions_seed: int | None = None
-    width_m: float | None = None
-    features: dict[str, Any] = field(default_factory=dict)
 
     def check(self, source: str) -> None:
         _nonnegative(source, distance_m=self.distance_m, frames=self.frames, interventions=self.interventions)
@@ -415,6 +407,19 @@ class DriveResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriveResult(DriveMetrics):
+    """One closed-loop drive of one model over one suite drive: its metrics and what was driven."""
+
+    drive: str = ""
+    style: str = ""  # the style the world was painted in: a named style, or look-N
+    look: int | None = None  # the new look's seed (driving.sim.looks); None: a seen style
+    track_seed: int | None = None
+    conditions_seed: int | None = None
+    width_m: float | None = None
+    features: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

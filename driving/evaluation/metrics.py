@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from driving.files import write_json
+from driving.run import DriveMetrics
 from driving.sim.plot import save_topdown
 from driving.sim.track import Track
 from driving.sim.world import World
@@ -86,31 +87,6 @@ class DriveTrace:
         """The last row is where the car left the road; the next one starts where it was put back."""
         self.interventions.append(Intervention(time_s, x, y, s))
         self._put_back = True
-
-
-@dataclass
-class DriveMetrics:
-    track: str
-    laps_target: float
-    laps: float  # laps driven along the centre line (fractional)
-    distance_m: float
-    elapsed_s: float  # simulated seconds
-    frames: int
-    interventions: int
-    autonomy_pct: float
-    mean_abs_cte_m: float
-    max_abs_cte_m: float
-    mean_speed_mph: float
-    steering_rate_rms: float  # steering units per simulated second, RMS
-    latency_median_ms: float
-    latency_p99_ms: float
-    completed: bool  # reached laps_target (otherwise: stalled or out of time)
-    realtime: bool
-    model: str = ""
-    end_reason: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def autonomy(interventions: int, elapsed_s: float) -> float:
