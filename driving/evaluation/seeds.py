@@ -128,8 +128,8 @@ def _saved_settings(run: RunFolder) -> dict | None:
         saved = read_record(run.record)
     except RecordError:
         return None
-    made = {key: saved[key] for key in _settings(RunConfig(data=[])) if key in saved}
-    return _with_defaults(made, _settings(RunConfig(data=[])))
+    defaults = _settings(RunConfig(data=[]))
+    return _with_defaults({key: saved[key] for key in defaults if key in saved}, defaults)
 
 
 def _trained(run: RunFolder, name: str, settings: dict) -> TrainResult | None:
