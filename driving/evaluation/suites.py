@@ -382,13 +382,30 @@ def _look_lines(result: SuiteResult) -> list[str]:
     return lines
 
 
+STYLE_COLOURS = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
+
+
+def _mean_bar(ax, x: float, mean: float, ci: tuple[float, float], marker: str) -> None:
+    """A mean as a black marker with its 95% interval as error bars, drawn above the drive dots."""
+    ax.errorbar(
+        x,
+        mean,
+        yerr=[[mean - ci[0]], [ci[1] - mean]],
+        fmt=marker,
+        color="black",
+        ms=7,
+        capsize=5,
+        lw=2,
+        zorder=5,
+    )
+
+
 def plot(result: SuiteResult, path: Path) -> Path:
     """Per model: mean autonomy with its 95% interval, and one dot per drive (coloured by style);
     for a suite of seen and new looks, the two side by side with the gap."""
     if any(s.has_both_looks for s in result.summary.values()):
         return _plot_looks(result, path)
     names = list(result.summary)
-    colours = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(names) + 2), 4.5))
     jitter = np.random.default_rng(0)
     for i, name in enumerate(names):
@@ -400,21 +417,10 @@ def plot(result: SuiteResult, path: Path) -> Path:
                 "o",
                 ms=4,
                 alpha=0.6,
-                color=colours.get(row.style, "0.5"),
+                color=STYLE_COLOURS.get(row.style, "0.5"),
             )
-        low, high = s.autonomy_ci95
-        ax.errorbar(
-            i,
-            s.autonomy_mean,
-            yerr=[[s.autonomy_mean - low], [high - s.autonomy_mean]],
-            fmt="D",
-            color="black",
-            ms=7,
-            capsize=6,
-            lw=2,
-            zorder=5,
-        )
-    for style, colour in colours.items():
+        _mean_bar(ax, i, s.autonomy_mean, s.autonomy_ci95, "D")
+    for style, colour in STYLE_COLOURS.items():
         ax.plot([], [], "o", color=colour, label=f"{style} drives")
     ax.plot([], [], "D", color="black", label="mean, 95% CI")
     ax.axhline(90, color="0.6", ls=":", lw=1)
@@ -435,7 +441,6 @@ def _plot_looks(result: SuiteResult, path: Path) -> Path:
     """Per model: seen-look drives (coloured by style) and new-look drives side by side, each
     kind's mean with its 95% interval, and the gap with its interval written above."""
     names = list(result.summary)
-    colours = {"lake": "tab:blue", "jungle": "tab:green", "desert": "tab:orange"}
     new_colour = "tab:purple"
     fig, ax = plt.subplots(figsize=(max(5.5, 2.2 * len(names) + 2), 4.8))
     jitter = np.random.default_rng(0)
@@ -443,29 +448,18 @@ def _plot_looks(result: SuiteResult, path: Path) -> Path:
         s = result.summary[name]
         for row in result.drives[name]:
             x = i + (0.2 if row.look is not None else -0.2) + jitter.uniform(-0.1, 0.1)
-            colour = new_colour if row.look is not None else colours.get(row.style, "0.5")
+            colour = new_colour if row.look is not None else STYLE_COLOURS.get(row.style, "0.5")
             ax.plot(x, row.autonomy_pct, "o", ms=4, alpha=0.6, color=colour)
         for dx, mean, ci, marker in (
             (-0.2, s.seen_autonomy_mean, s.seen_autonomy_ci95, "D"),
             (0.2, s.new_look_autonomy_mean, s.new_look_autonomy_ci95, "s"),
         ):
-            if mean is None or ci is None:
-                continue
-            ax.errorbar(
-                i + dx,
-                mean,
-                yerr=[[mean - ci[0]], [ci[1] - mean]],
-                fmt=marker,
-                color="black",
-                ms=7,
-                capsize=5,
-                lw=2,
-                zorder=5,
-            )
+            if mean is not None and ci is not None:
+                _mean_bar(ax, i + dx, mean, ci, marker)
         if s.look_gap is not None and s.look_gap_ci95 is not None:
             gap = _interval(s.look_gap, s.look_gap_ci95, "+", "")
             ax.text(i, 104, f"gap {gap}", ha="center", fontsize="small")
-    for style, colour in colours.items():
+    for style, colour in STYLE_COLOURS.items():
         ax.plot([], [], "o", color=colour, label=f"{style} drives (seen)")
     ax.plot([], [], "o", color=new_colour, label="new-look drives")
     ax.plot([], [], "D", color="black", label="seen: mean, 95% CI")
