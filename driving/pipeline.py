@@ -189,9 +189,13 @@ def cameras_used(augment: AugmentConfig) -> list[str]:
 
 
 def images_needed(train: pd.DataFrame, val: pd.DataFrame, augment: AugmentConfig) -> list[str]:
-    """Every image file the split reads: all cameras of training rows in use, centers of val."""
+    """Every image the split may read, sorted: the cameras in use of every row, training and
+    validation alike. The list does not depend on which rows went to validation, so every split of
+    the same recordings (each seed of a study) shares one disk cache instead of writing one of its
+    own; validation reads only its centre images, so its side images cost a little decoding, once."""
     cameras = cameras_used(augment)
-    return list(dict.fromkeys([p for c in cameras for p in train[c] if p] + list(val["center"])))
+    rows = pd.concat([train[cameras], val[cameras]])
+    return sorted({p for c in cameras for p in rows[c] if p})
 
 
 def cache_split(
@@ -208,7 +212,10 @@ def cache_split(
     in `summary` (RecordingError with `strict`): (cache, train, val)."""
     cache = build_cache(images_needed(train, val, augment), geometry, cache_dir, workers)
     train = drop_broken_images(train, cache.broken, summary, strict)
-    val = drop_broken_images(val, cache.broken, summary, strict)
+    centres = set(val["center"])  # a broken side image of a validation row is never read
+    val = drop_broken_images(
+        val, {p: why for p, why in cache.broken.items() if p in centres}, summary, strict
+    )
     return cache, train, val
 
 

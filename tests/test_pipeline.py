@@ -224,6 +224,33 @@ def test_disk_cache_gives_the_same_batches_and_is_reused(frames, tmp_path):
         np.testing.assert_array_equal(ym, yd)
 
 
+def test_every_split_of_the_same_recordings_shares_one_disk_cache(tmp_path):
+    rec = write_recording(tmp_path / "rec", n=12)
+    frames = reader.load_recordings([rec]).frames
+    cache = tmp_path / "cache"
+    batches = []
+    for val_rows in (slice(0, 3), slice(9, 12)):  # two seeds' splits: other rows held out
+        val = frames.iloc[val_rows]
+        train = frames.drop(val.index)
+        built, _ = pipeline.build_datasets(train, val, batch_size=4, seed=1, cache_dir=cache)
+        batches.append(take(built, 1)[0])
+    assert len(list(cache.glob("frames-*.npy"))) == 1
+    memory, _ = pipeline.build_datasets(train, val, batch_size=4, seed=1)
+    np.testing.assert_array_equal(take(memory, 1)[0][0], batches[1][0])
+
+
+def test_a_broken_side_image_of_a_validation_row_does_not_drop_it(tmp_path):
+    rec = write_recording(tmp_path / "rec", n=10)
+    loaded = reader.load_recordings([rec])
+    frames = loaded.frames
+    side = Path(frames["left"].iloc[8])
+    side.write_bytes(side.read_bytes()[:300])
+    cache, train, val = pipeline.cache_split(
+        frames.iloc[:6], frames.iloc[6:], summary=loaded.summary, strict=True
+    )
+    assert len(train) == 6 and len(val) == 4 and str(side) in cache.broken
+
+
 def test_frames_from_folders_splits_by_time(tmp_path):
     write_recording(tmp_path / "r", n=45, sides=False)
     train, val, summary = pipeline.frames_from_folders([tmp_path / "r"], val_fraction=0.3, block_seconds=1.0)
