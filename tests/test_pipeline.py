@@ -188,12 +188,18 @@ def test_same_seed_same_batches_other_seed_other_batches(frames):
     assert not np.array_equal(a[0][1], c[0][1])
 
 
+def _truncate(frames, camera: str, row: int) -> Path:
+    """Cut one image of `frames` short, as a crash mid-write leaves a JPEG; returns its path."""
+    path = Path(frames[camera].iloc[row])
+    path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
 def test_a_broken_jpeg_is_dropped_and_counted_not_fatal(tmp_path):
     rec = write_recording(tmp_path / "rec", n=10)
     loaded = reader.load_recordings([rec])
     frames = loaded.frames
-    broken = Path(frames["left"].iloc[3])
-    broken.write_bytes(broken.read_bytes()[:300])
+    _truncate(frames, "left", 3)
     with pytest.raises(reader.RecordingError, match=r"line 4: .*left_.*truncated JPEG"):
         pipeline.build_datasets(frames.iloc[:6], frames.iloc[6:], batch_size=4, strict=True)
     train, val = pipeline.build_datasets(
@@ -243,8 +249,7 @@ def test_a_broken_side_image_of_a_validation_row_does_not_drop_it(tmp_path):
     rec = write_recording(tmp_path / "rec", n=10)
     loaded = reader.load_recordings([rec])
     frames = loaded.frames
-    side = Path(frames["left"].iloc[8])
-    side.write_bytes(side.read_bytes()[:300])
+    side = _truncate(frames, "left", 8)
     cache, train, val = pipeline.cache_split(
         frames.iloc[:6], frames.iloc[6:], summary=loaded.summary, strict=True
     )
