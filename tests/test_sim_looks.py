@@ -221,6 +221,15 @@ def test_training_and_suite_looks_never_meet():
             assert look_seed(style) in TRAINING_LOOKS, (spec.folder_name, style)
     assert any(spec.new_looks for spec in RECIPES["looks"].recordings)
     assert set(RECIPES["robust"].recordings) < set(RECIPES["looks"].recordings)
+    # looks-only is looks less robust's named-style laps: every frame in a generated look.
+    only = RECIPES["looks-only"]
+    assert all(spec.new_looks for spec in only.recordings)
+    assert set(only.recordings) == set(RECIPES["looks"].recordings) - set(RECIPES["robust"].recordings)
+    looks_recipe = RECIPES["looks"]
+    same_otherwise = replace(
+        only, name="looks", description=looks_recipe.description, recordings=looks_recipe.recordings
+    )
+    assert same_otherwise == looks_recipe
 
 
 def test_the_recorder_refuses_a_suite_look_in_one_line_before_writing(tmp_path, ring, capsys):

@@ -349,6 +349,18 @@ RECIPES = {
             augment=AugmentConfig(brightness=False),
             bn_refresh_batches=20,
         ),
+        # The looks recipe's generated-look laps without robust's laps in the three named styles,
+        # whose grey asphalt made half of every frame: effnet-slim at cpu4x narrowed the gap in 5
+        # of 5 seeds (docs/evaluation.md).
+        Recipe(
+            "looks-only",
+            "looks' laps in generated training looks alone, without robust's laps in the named "
+            "styles (every frame in a generated look, so no road surface dominates), BatchNorm "
+            "statistics refreshed from 20 clean batches, no drive check",
+            recordings=NEW_LOOK_RECORDINGS,
+            augment=AugmentConfig(brightness=False),
+            bn_refresh_batches=20,
+        ),
         Recipe(
             "two-lane",
             "the two-lane world: 2 varied laps of each of 8 training maps (keep to the right lane, "
