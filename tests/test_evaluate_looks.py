@@ -9,6 +9,7 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -168,6 +169,17 @@ def test_the_seed_table_shows_seen_and_new_looks_only_when_the_suite_has_both():
     assert f"{np.median(gaps):+.1f} [{gaps[0]:+.1f}, {gaps[1]:+.1f}] |" in table
     plain = seed_tables.summary_table([run(0, [r for r in paired_rows() if r.look is None])])
     assert "seen looks" not in plain and "gap new" not in plain
+    # The study's figure: each seed's seen-look and new-look autonomy, where the table has them.
+    figure = seed_tables.study_figure([run(0, paired_rows()), run(1, worse)], "t v1")
+    drawn = {float(y) for line in figure.axes[0].lines for y in line.get_ydata()}
+    for rows in (paired_rows(), worse):
+        both = summarise(rows)
+        assert {both.seen_autonomy_mean, both.new_look_autonomy_mean} <= drawn
+        assert both.autonomy_mean not in drawn
+    assert "Seen looks" in figure.axes[0].get_title()
+    plain_figure = seed_tables.study_figure([run(0, [r for r in paired_rows() if r.look is None])], "t v1")
+    assert "hollow" in plain_figure.axes[0].get_title()
+    plt.close("all")
 
 
 # --- a tiny suite driven by a real model ----------------------------------------------------------

@@ -185,23 +185,40 @@ def summary_table(runs: list[StudyRecord]) -> str:
 
 
 def plot(runs: list[StudyRecord], path: Path, suite_label: str) -> Path:
-    """One point per seed: mean suite autonomy of each recipe x model (drive-best hollow)."""
+    """study.png: the figure of study_figure()."""
+    return save_figure(study_figure(runs, suite_label), path)
+
+
+def study_figure(runs: list[StudyRecord], suite_label: str) -> plt.Figure:
+    """One point per seed: mean suite autonomy of each recipe x model (drive-best hollow). When the
+    suite drove seen and new looks, each seed instead shows its served checkpoint's seen-look
+    (triangle) and new-look (dot) autonomy joined by a line: the gap, seed by seed."""
     keys = list(dict.fromkeys((r.recipe, r.model) for r in runs))
+    looks = any(r.summary["val-best"].has_both_looks for r in runs)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(keys) + 2), 4.5))
     for i, key in enumerate(keys):
         mine = [r for r in runs if (r.recipe, r.model) == key]
+        colour = f"C{i % 10}"
         for j, r in enumerate(mine):
-            x = i + (j - (len(mine) - 1) / 2) * 0.08
-            ax.plot(x, r.summary["val-best"].autonomy_mean, "o", color=f"C{i % 10}", ms=6)
+            x = i + (j - (len(mine) - 1) / 2) * (0.12 if looks else 0.08)
+            figures = served(r)
+            if looks and figures.has_both_looks:
+                seen, new = figures.seen_autonomy_mean, figures.new_look_autonomy_mean
+                ax.plot([x, x], [seen, new], color=colour, lw=1, alpha=0.5)
+                ax.plot(x, seen, "^", mfc="none", color=colour, ms=7)
+                ax.plot(x, new, "o", color=colour, ms=6)
+                continue
+            ax.plot(x, r.summary["val-best"].autonomy_mean, "o", color=colour, ms=6)
             if "drive-best" in r.summary:
-                ax.plot(x, r.summary["drive-best"].autonomy_mean, "o", mfc="none", color=f"C{i % 10}", ms=9)
+                ax.plot(x, r.summary["drive-best"].autonomy_mean, "o", mfc="none", color=colour, ms=9)
     ax.axhline(THRESHOLD, color="0.5", ls=":", lw=1)
     ax.set_xticks(range(len(keys)), [f"{m}\n{r}" for r, m in keys], fontsize="small")
-    ax.set(
-        ylabel="mean autonomy on the suite, %",
-        ylim=(-3, 103),
-        title=f"One point per training seed ({suite_label}); hollow: drive-best checkpoint",
+    title = (
+        f"Seen looks (triangle) and new looks (dot) per training seed ({suite_label}), served checkpoint"
+        if looks
+        else f"One point per training seed ({suite_label}); hollow: drive-best checkpoint"
     )
+    ax.set(ylabel="mean autonomy on the suite, %", ylim=(-3, 103), title=title)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
