@@ -177,6 +177,15 @@ def test_the_seed_table_shows_seen_and_new_looks_only_when_the_suite_has_both():
         assert {both.seen_autonomy_mean, both.new_look_autonomy_mean} <= drawn
         assert both.autonomy_mean not in drawn
     assert "Seen looks" in figure.axes[0].get_title()
+    # Runs in recipe order come out grouped by model, so a model's recipes stand side by side.
+    studied = [
+        replace(run(0, paired_rows()), model=m, recipe=r)
+        for r in ("looks", "looks-only")
+        for m in ("effnet", "pilotnet")
+    ]
+    axes = seed_tables.study_figure(studied, "t v1").axes[0]
+    ticks = [label.get_text() for label in axes.get_xticklabels()]
+    assert ticks == ["effnet\nlooks", "effnet\nlooks-only", "pilotnet\nlooks", "pilotnet\nlooks-only"]
     plain_figure = seed_tables.study_figure([run(0, [r for r in paired_rows() if r.look is None])], "t v1")
     assert "hollow" in plain_figure.axes[0].get_title()
     plt.close("all")

@@ -193,12 +193,14 @@ def study_figure(runs: list[StudyRecord], suite_label: str) -> plt.Figure:
     """One point per seed: mean suite autonomy of each recipe x model (drive-best hollow). When the
     suite drove seen and new looks, each seed instead shows its served checkpoint's seen-look
     (triangle) and new-look (dot) autonomy joined by a line: the gap, seed by seed."""
-    keys = list(dict.fromkeys((r.recipe, r.model) for r in runs))
+    # Grouped by model, one colour each, so the recipes of a model stand side by side.
+    models = list(dict.fromkeys(r.model for r in runs))
+    keys = sorted(dict.fromkeys((r.recipe, r.model) for r in runs), key=lambda k: models.index(k[1]))
     looks = any(r.summary["val-best"].has_both_looks for r in runs)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(keys) + 2), 4.5))
     for i, key in enumerate(keys):
         mine = [r for r in runs if (r.recipe, r.model) == key]
-        colour = f"C{i % 10}"
+        colour = f"C{models.index(key[1]) % 10}"
         for j, r in enumerate(mine):
             x = i + (j - (len(mine) - 1) / 2) * (0.12 if looks else 0.08)
             figures = served(r)
