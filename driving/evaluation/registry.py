@@ -293,6 +293,18 @@ TWO_LANE_AUGMENT = AugmentConfig(
 TWO_LANE_PREPROCESSING = Preprocessing(crop_top=TWO_LANE.crop_rows[0], crop_bottom=TWO_LANE.crop_rows[1])
 
 
+LOOKS = Recipe(
+    "looks",
+    "robust's recordings and augmentation, plus the same laps again with every 24th of a lap "
+    "painted in a generated training look (sim record --new-looks), BatchNorm statistics refreshed "
+    "from 20 clean batches (--bn-refresh 20), and no drive check: its best-validation-loss "
+    "checkpoint drove new looks as well or better (effnet-slim, 5 of 5 seeds)",
+    recordings=DIVERSE_RECORDINGS + NEW_LOOK_RECORDINGS,
+    augment=AugmentConfig(brightness=False),
+    bn_refresh_batches=20,
+)
+
+
 RECIPES = {
     r.name: r
     for r in (
@@ -338,28 +350,17 @@ RECIPES = {
             recordings=DIVERSE_RECORDINGS,
             augment=AugmentConfig(colour=True),
         ),
-        Recipe(
-            "looks",
-            "robust's recordings and augmentation, plus the same laps again with every 24th of a "
-            "lap painted in a generated training look (sim record --new-looks), BatchNorm "
-            "statistics refreshed from 20 clean batches (--bn-refresh 20), and no drive check: its "
-            "best-validation-loss checkpoint drove new looks as well or better (effnet-slim, 5 of 5 "
-            "seeds)",
-            recordings=DIVERSE_RECORDINGS + NEW_LOOK_RECORDINGS,
-            augment=AugmentConfig(brightness=False),
-            bn_refresh_batches=20,
-        ),
-        # The looks recipe's generated-look laps without robust's laps in the three named styles,
-        # whose grey asphalt made half of every frame: effnet-slim at cpu4x narrowed the gap in 5
-        # of 5 seeds (docs/evaluation.md).
-        Recipe(
-            "looks-only",
-            "looks' laps in generated training looks alone, without robust's laps in the named "
-            "styles (every frame in a generated look, so no road surface dominates), BatchNorm "
-            "statistics refreshed from 20 clean batches, no drive check",
+        LOOKS,
+        # The looks recipe less robust's laps in the three named styles, whose grey asphalt made
+        # half of every frame: effnet-slim at cpu4x narrowed the gap in 5 of 5 seeds
+        # (docs/evaluation.md).
+        replace(
+            LOOKS,
+            name="looks-only",
+            description="looks' laps in generated training looks alone, without robust's laps in "
+            "the named styles (every frame in a generated look, so no road surface dominates), "
+            "BatchNorm statistics refreshed from 20 clean batches, no drive check",
             recordings=NEW_LOOK_RECORDINGS,
-            augment=AugmentConfig(brightness=False),
-            bn_refresh_batches=20,
         ),
         Recipe(
             "two-lane",

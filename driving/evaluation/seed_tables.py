@@ -125,12 +125,17 @@ def served(run: StudyRecord):
     return run.summary.get("drive-best", run.summary["val-best"])
 
 
+def drove_both_looks(runs: list[StudyRecord]) -> bool:
+    """Whether the suite of these runs drove seen and new looks (a `looks` suite)."""
+    return any(r.summary["val-best"].has_both_looks for r in runs)
+
+
 def summary_table(runs: list[StudyRecord]) -> str:
     """Per recipe and model: seeds at >= THRESHOLD mean autonomy, median and range of the mean
     autonomy, success rate, validation MSE; and how the drive-best checkpoint compares. When the
     suite drove seen and new looks: the served checkpoint's seen-look and new-look autonomy and the
     gap between them, median and range over seeds."""
-    looks = any(r.summary["val-best"].has_both_looks for r in runs)
+    looks = drove_both_looks(runs)
     look_header = (
         " seen looks median [min, max] | new looks median [min, max] | gap new - seen median [min, max] |"
         if looks
@@ -196,7 +201,7 @@ def study_figure(runs: list[StudyRecord], suite_label: str) -> plt.Figure:
     # Grouped by model, one colour each, so the recipes of a model stand side by side.
     models = list(dict.fromkeys(r.model for r in runs))
     keys = sorted(dict.fromkeys((r.recipe, r.model) for r in runs), key=lambda k: models.index(k[1]))
-    looks = any(r.summary["val-best"].has_both_looks for r in runs)
+    looks = drove_both_looks(runs)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(keys) + 2), 4.5))
     for i, key in enumerate(keys):
         mine = [r for r in runs if (r.recipe, r.model) == key]
