@@ -76,23 +76,36 @@ def steering_output(x):
 
 
 @register("base")
-def base(input_shape=INPUT_SHAPE) -> keras.Model:
-    """Plain VGG-style CNN: 5 conv stages, a Flatten->Dense 256/128/64 head. 865,921 params."""
+def base(input_shape=INPUT_SHAPE, he_init: bool = False, name: str = "base") -> keras.Model:
+    """Plain VGG-style CNN: 5 conv stages, a Flatten->Dense 256/128/64 head. 865,921 params.
+
+    he_init: He-initialise its convolutions and Dense layers. False keeps Keras' defaults (Glorot),
+    as the original work did: its features then reach the head at under 1% of the input's scale
+    (docs/models.md)."""
     import keras
     from keras import layers
 
+    init = "he_normal" if he_init else "glorot_uniform"
     inputs = keras.Input(input_shape, name="frame")
     x = inputs
     for i, (filters, kernel) in enumerate([(64, 5), (64, 3), (64, 3), (128, 3), (128, 3)]):
-        x = layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        x = layers.Conv2D(
+            filters, kernel, padding="same", activation="relu", kernel_initializer=init, name=f"conv{i + 1}"
+        )(x)
         x = layers.Dropout(0.2)(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     for units in (256, 128, 64):
-        x = layers.Dense(units, activation="relu")(x)
+        x = layers.Dense(units, activation="relu", kernel_initializer=init)(x)
         x = layers.Dropout(0.5)(x)
     outputs = steering_output(x)
-    return keras.Model(inputs, outputs, name="base")
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register("base-he")
+def base_he(input_shape=INPUT_SHAPE) -> keras.Model:
+    """base, He-initialised: the same layers and 865,921 params, its features at the input's scale."""
+    return base(input_shape, he_init=True, name="base-he")
 
 
 # --- EffNet family ------------------------------------------------------------------------------
