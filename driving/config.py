@@ -263,10 +263,12 @@ class Budget:
 # bench/models.py --models effnet --batch-size 32|64`) and twice the updates, which a short
 # budget needs most. cpu4x trains on 4 times as many frames (46,080): for new looks and the
 # two-lane world the CPU budget leaves models under-trained (docs/evaluation.md), at about 4 times
-# the training time. The full budget is the original work's (for a GPU).
+# the training time; cpu8x continues it for 4 more epochs of the same length, so its first 4
+# epochs are cpu4x's. The full budget is the original work's (for a GPU).
 BUDGETS = {
     "cpu": Budget(epochs=2, steps=180, batch=32),
     "cpu4x": Budget(epochs=4, steps=360, batch=32),
+    "cpu8x": Budget(epochs=8, steps=360, batch=32),
     "full": Budget(epochs=21, steps=128, batch=128),
 }
 
