@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, replace
@@ -22,6 +24,7 @@ import pytest
 from driving import demo, evaluate, study
 from driving.config import (
     BUDGETS,
+    CSV_NAME,
     MAX_BATCH_SIZE,
     MAX_SEEDS,
     TARGET_SPEED_MPH,
@@ -41,6 +44,7 @@ from driving.files import write_json
 from driving.modelio import ModelInfo, save_keras
 from driving.options import from_args, to_argv
 from driving.run import SCHEMA, Checkpoint, DriveResult, RunFolder, StudyRecord, SuiteResult, SuiteSummary
+from driving.sim import recorder
 from driving.sim.track import track_features
 from tests.test_runtime import tiny_model
 
@@ -214,6 +218,47 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     shutil.copytree(tmp_path / "out", moved)
     seeds_study(["pilotnet"], [3], progress=False, **(args | {"out": moved}))
     assert (moved / "tiny" / "pilotnet" / "seed-3" / "pilotnet.keras").stat().st_mtime_ns == stamp
+
+
+def test_a_recording_killed_half_way_is_recorded_again_not_taken_for_whole(tmp_path):
+    """The study records into NAME.partial and renames it when whole: a study killed while
+    recording (SIGKILL: no clean-up runs) leaves no NAME for the next study to reuse."""
+    from driving.data.reader import load_recordings
+    from driving.evaluation import seeds
+    from driving.evaluation.registry import Recipe, Recording
+
+    spec = Recording("lake", laps=0.5, seed=0)
+    folder, partial = tmp_path / spec.folder_name, tmp_path / (spec.folder_name + seeds.PARTIAL_SUFFIX)
+    child = (
+        "import sys; from pathlib import Path; from driving.evaluation import seeds; "
+        "from driving.evaluation.registry import Recipe, Recording; "
+        "recipe = Recipe('r', 'r', recordings=(Recording('lake', laps=0.5, seed=0),)); "
+        "seeds.recordings(recipe, Path(sys.argv[1]))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (
+            (partial / CSV_NAME).is_file() and len((partial / CSV_NAME).read_bytes().splitlines()) >= 10
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, "the recording never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert partial.is_dir() and not folder.exists()  # killed half way: nothing under the final name
+
+    [made] = seeds.recordings(Recipe("r", "r", recordings=(spec,)), tmp_path)
+    assert made == folder and not partial.exists()
+    whole = recorder.record(spec.make_track(), tmp_path / "reference", laps=0.5, seed=0, progress=False)
+    frames = load_recordings([folder]).frames
+    assert len(frames) == whole.samples > 10
+    log = (folder / CSV_NAME).read_text()
+    assert str(partial) not in log and log.count(str(folder / "IMG")) == 3 * whole.samples
+    before = (folder / CSV_NAME).stat().st_mtime_ns
+    seeds.recordings(Recipe("r", "r", recordings=(spec,)), tmp_path)  # whole now: reused as it is
+    assert (folder / CSV_NAME).stat().st_mtime_ns == before
 
 
 def test_a_study_table_needs_finished_runs(tmp_path, capsys):

@@ -22,6 +22,8 @@ driving/evaluation/registry.py (RECIPES).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -32,7 +34,7 @@ from driving.evaluation import suites
 from driving.evaluation.registry import RECIPES, SUITES, Recipe, Suite
 from driving.evaluation.seed_tables import StudyTable, same_weights, study_run, train_result, write_tables
 from driving.evaluation.settings import DRIVE_TIMEOUT_S, StudyConfig
-from driving.files import RecordError, check_writable_folder
+from driving.files import RecordError, check_writable_folder, write_text
 from driving.modelio import load_info
 from driving.run import Checkpoint, RunFolder, StudyRecord, TrainResult, read_record
 from driving.sim import recorder
@@ -41,15 +43,39 @@ from driving.train import stage as train
 # --- one run ----------------------------------------------------------------------------------------
 
 
+PARTIAL_SUFFIX = ".partial"  # a recording the study is making, renamed when whole
+
+
 def recordings(recipe: Recipe, data: Path) -> list[Path]:
-    """The recipe's recording folders under `data`, recorded now where missing."""
+    """The recipe's recording folders under `data`, recorded now where missing.
+
+    A missing folder is recorded as NAME.partial and renamed to NAME once whole, so a recording
+    killed half way (SIGKILL, power) is never taken for a finished one: the next study records
+    it again over what the killed one left."""
     folders = []
     for spec in recipe.recordings:
         folder = data / spec.folder_name
-        if not ((folder / CSV_NAME).is_file() and (folder / CSV_NAME).stat().st_size):
+        if (folder / CSV_NAME).is_file() and (folder / CSV_NAME).stat().st_size:
+            folders.append(folder)
+            continue
+        if folder.exists():  # an empty log, someone else's folder: recorded into as it is
             recorder.record(spec.make_track(), folder, laps=spec.laps, seed=spec.seed, vary=spec.varies)
+        else:
+            partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
+            shutil.rmtree(partial, ignore_errors=True)  # what a killed study left
+            recorder.record(spec.make_track(), partial, laps=spec.laps, seed=spec.seed, vary=spec.varies)
+            _name_images_in(partial, folder)
+            os.replace(partial, folder)
         folders.append(folder)
     return folders
+
+
+def _name_images_in(recording: Path, final: Path) -> None:
+    """Rewrite `recording`'s log so its image paths name `final`, the folder it is about to become
+    (the recorder writes absolute paths, as the simulator does)."""
+    log = recording / CSV_NAME
+    old, new = str(recording.absolute()) + os.sep, str(final.absolute()) + os.sep
+    write_text(log, log.read_text(encoding="utf-8").replace(old, new))
 
 
 def run_config(
