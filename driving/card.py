@@ -80,6 +80,7 @@ class TrainingData:
     val_fraction: float
     block_seconds: float
     sha256: str  # over the recordings' hashes, in order: one figure for "the same data"
+    validation: list[str] = field(default_factory=list)  # --val-data's folders: whole recordings validate
 
     @property
     def rows(self) -> int:
@@ -340,7 +341,7 @@ def training_data(config: RunConfig, train_rows, val_rows) -> TrainingData:
             sha256=recording_sha256(folder),
             excluded=(folder / EXCLUDED_NAME).is_file(),
         )
-        for folder in find_recordings(config.data)
+        for folder in find_recordings([*config.data, *config.val_data])
     ]
     return TrainingData(
         given=[str(d) for d in config.data],
@@ -350,6 +351,7 @@ def training_data(config: RunConfig, train_rows, val_rows) -> TrainingData:
         val_fraction=config.val_fraction,
         block_seconds=config.block_seconds,
         sha256=hashlib.sha256("".join(r.sha256 for r in recordings).encode()).hexdigest(),
+        validation=[str(d) for d in config.val_data],
     )
 
 
@@ -609,12 +611,17 @@ def markdown(card: ModelCard) -> str:
     if card.augment:
         on = [k for k, v in card.augment.items() if v is True]  # the switches; the rest are their knobs
         lines += ["", f"Augmentation in training: {', '.join(on) if on else 'none'}."]
+    held_out = (
+        f"every row of {', '.join(d.validation)}"
+        if d.validation
+        else f"blocks of {d.block_seconds:g} s, {d.val_fraction:.0%} held out"
+    )
     lines += [
         "",
         "## Training data",
         "",
         f"{len(d.recordings)} recording(s), {d.rows:,} rows: {d.train_rows:,} for training, {d.val_rows:,} "
-        f"for validation (blocks of {d.block_seconds:g} s, {d.val_fraction:.0%} held out). "
+        f"for validation ({held_out}). "
         f"Content hash (sha256 over each driving_log.csv and excluded.json): `{d.sha256[:16]}`.",
         "",
         "| recording | rows | excluded.json | sha256 |",

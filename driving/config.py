@@ -392,6 +392,18 @@ class RunConfig:
         low_open=True,
         high=86_400,
     )
+    # Or whole recordings of their own (another track, looks the training never saw): then the
+    # val loss, early stopping and the val-best checkpoint measure how the model carries over to
+    # them, not how it fits held-out moments of its own laps.
+    val_data: list[str] = option(
+        list,
+        "--val-data",
+        "validate on these recording folders (or parents of them) instead of held-out blocks of "
+        "--data; every --data frame then trains, and --val-fraction and --block-seconds are unused",
+        group=SPLIT,
+        metavar="DIR",
+        nargs="+",
+    )
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     # how it runs: the results do not depend on these, except mixed precision (float16 compute)
@@ -490,13 +502,15 @@ class RunConfig:
         return f"{TRAIN_PROG} {shlex.join(to_argv(self))}"
 
     def split(self) -> dict:
-        """What decides which frames are validation frames."""
-        return {
+        """What decides which frames are validation frames (val_data only when given, so a run
+        recorded before the option existed keeps the same split)."""
+        split = {
             "data": list(self.data),
             "val_fraction": self.val_fraction,
             "block_seconds": self.block_seconds,
             "seed": self.seed,
         }
+        return {**split, "val_data": list(self.val_data)} if self.val_data else split
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -31,7 +31,15 @@ from tqdm import tqdm
 
 from driving import augment as aug
 from driving.config import CAMERAS, DEFAULT_PREPROCESSING, AugmentConfig, Preprocessing
-from driving.data.reader import LoadSummary, drop_broken_images, load_recordings, split_by_time
+from driving.data.reader import (
+    LoadSummary,
+    RecordingError,
+    drop_broken_images,
+    find_recordings,
+    load_recordings,
+    split_by_recording,
+    split_by_time,
+)
 from driving.files import atomic_path, remove_stale_temps, write_json
 from driving.preprocess import FrameError, crop_resize, read_frame, scale
 
@@ -339,8 +347,29 @@ def frames_from_folders(
     seed: int = 0,
     strict: bool = False,
     block_seconds: float = 10.0,
+    val_folders: Sequence[str | Path] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, LoadSummary]:
-    """Load recordings and split them by blocks of time: (train, val, summary)."""
-    recordings = load_recordings(folders, strict=strict)
-    train, val = split_by_time(recordings.frames, val_fraction, block_seconds, seed)
+    """Load recordings and split them: (train, val, summary). By blocks of time; or, given
+    `val_folders` (train.py --val-data), every row of `folders` trains and every row of
+    `val_folders` validates. RecordingError, in one line, for a recording named on both sides or
+    held-out recordings without a usable row."""
+    if not val_folders:
+        recordings = load_recordings(folders, strict=strict)
+        train, val = split_by_time(recordings.frames, val_fraction, block_seconds, seed)
+        return train, val, recordings.summary
+    try:
+        held_out = find_recordings(val_folders)
+    except RecordingError as e:
+        raise RecordingError(f"--val-data: {e}") from None
+    shared = [r for r in find_recordings(folders) if r in held_out]
+    if shared:
+        raise RecordingError(
+            f"--val-data: {shared[0]} is a training recording too (--data); validate on others"
+        )
+    recordings = load_recordings([*folders, *val_folders], strict=strict)
+    train, val = split_by_recording(recordings.frames, held_out)
+    if len(val) == 0:
+        raise RecordingError(
+            f"--val-data {' '.join(map(str, val_folders))}: no usable rows\n{recordings.summary}"
+        )
     return train, val, recordings.summary

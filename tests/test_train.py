@@ -180,6 +180,53 @@ def test_resume_with_another_split_refuses(data, tmp_path):
         stage.run(config(data, out, epochs=2, resume=True, seed=2), progress=False)
 
 
+def test_val_data_validates_on_whole_recordings_of_its_own(data, tmp_path):
+    """--val-data: every --data row trains, and the validation loss (what early stopping and the
+    val-best checkpoint go by) is the model's error on the other recording, which the run, the
+    card and the slimming report all record and use."""
+    from driving.report.config import ReportConfig
+    from driving.report.stage import model_split, validation_frames
+
+    other = write_recording(tmp_path / "other", n=40, seed=5)
+    out = tmp_path / "models"
+    [result] = stage.run(config(data, out, val_data=[str(other)]), progress=False)
+    run = json.loads((out / "run.json").read_text())
+    assert run["val_data"] == [str(other.absolute())]
+    assert cli.parse(shlex.split(run["command"])[2:])[0].val_data == [str(other.absolute())]
+    held_out = json.loads((out / "pilotnet.card.json").read_text())["data"]
+    assert (held_out["train_rows"], held_out["val_rows"]) == (120, 40)
+    assert held_out["validation"] == [str(other.absolute())]
+    assert f"every row of {other.absolute()}" in (out / "pilotnet.card.md").read_text()
+
+    split = model_split(out / "pilotnet.keras", None, ReportConfig(folder=out))
+    x_val, y_val, _ = validation_frames(split)
+    assert len(y_val) == 40  # the report scores the model where it was validated
+    model, _ = load_keras(out / "pilotnet.keras")
+    mse = float(np.mean((model.predict(x_val, verbose=0)[:, 0] - y_val) ** 2))
+    assert mse == pytest.approx(result.best_val_loss, rel=1e-4)
+
+    with pytest.raises(stage.TrainError, match="the split differs"):  # a resume keeps its split
+        stage.run(config(data, out, epochs=2, resume=True), progress=False)
+
+
+@pytest.mark.parametrize(
+    "val_data, message",
+    [
+        (["{data}"], "--val-data: .*/rec is a training recording too"),
+        (["{tmp}/nowhere"], "--val-data: .*/nowhere: no such folder"),
+    ],
+)
+def test_val_data_that_cannot_validate_is_refused_in_one_line_before_training(
+    data, tmp_path, val_data, message
+):
+    from driving.data.reader import RecordingError
+
+    given = [v.format(data=data, tmp=tmp_path) for v in val_data]
+    with pytest.raises(RecordingError, match=message):
+        stage.run(config(data, tmp_path / "out", val_data=given), progress=False)
+    assert not (tmp_path / "out" / "run.json").exists()
+
+
 def files_of(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -254,6 +301,7 @@ def test_two_runs_into_one_folder_the_second_is_refused_naming_the_first(data, t
         + ["--crop-top", "40", "--crop-bottom", "110", "--drive-check-steps", "60", "--val-fraction", "0.3"],
         ["--data", "rec", "--bn-refresh", "20", "--drive-check-steps", "120"],
         ["--data", "rec", "--drive-check-steps", "120", "--drive-check-suite", "two-lane-validation"],
+        ["--data", "rec", "--val-data", "other", "third one"],
     ],
 )
 def test_the_recorded_command_remakes_the_config(argv):

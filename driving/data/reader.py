@@ -455,6 +455,13 @@ def check_decodable(
     return drop_broken_images(frames, broken, summary, strict)
 
 
+def split_by_recording(frames: pd.DataFrame, held_out: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split into training and validation sets by whole recordings: the rows of the recording
+    folders `held_out` (find_recordings' paths) validate, every other row trains."""
+    is_val = frames["recording"].isin([str(p) for p in held_out])
+    return frames[~is_val], frames[is_val]
+
+
 def split_by_time(
     frames: pd.DataFrame, val_fraction: float = 0.2, block_seconds: float = 10.0, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -67,12 +67,15 @@ class Split:
     block_seconds: float
     seed: int
     preprocessing: Preprocessing
+    val_data: tuple[str, ...] = ()  # train.py --val-data: whole recordings validate instead
 
     def describe(self) -> str:
-        return (
-            f"data {', '.join(self.data)}; val fraction {self.val_fraction:g}, blocks of "
-            f"{self.block_seconds:g} s, seed {self.seed}; {self.preprocessing.describe()}"
+        held_out = (
+            f"validated on {', '.join(self.val_data)}"
+            if self.val_data
+            else f"val fraction {self.val_fraction:g}, blocks of {self.block_seconds:g} s, seed {self.seed}"
         )
+        return f"data {', '.join(self.data)}; {held_out}; {self.preprocessing.describe()}"
 
 
 def read_run(out: RunFolder) -> RunConfig | None:
@@ -105,6 +108,7 @@ def model_split(path: Path, run: RunConfig | None, config: ReportConfig) -> Spli
             made.block_seconds,
             made.seed,
             info.preprocessing if info else made.preprocessing,
+            tuple(made.val_data),
         )
     if not config.data:
         raise ReportError(f"{path}: no record of its training data; give --data (and the split it used)")
@@ -123,7 +127,11 @@ def validation_frames(
     """(x_val, y_val, x_calibration): up to `limit` validation frames as the pipeline makes them,
     and up to `calibration_frames` training frames (not augmented) to calibrate int8 quantisation."""
     train_df, val_df, _ = frames_from_folders(
-        split.data, split.val_fraction, split.seed, block_seconds=split.block_seconds
+        split.data,
+        split.val_fraction,
+        split.seed,
+        block_seconds=split.block_seconds,
+        val_folders=split.val_data,
     )
     if len(val_df) == 0:
         raise ReportError(f"{', '.join(split.data)}: no validation frames in this split")

@@ -52,11 +52,10 @@ from tensorflow.python.framework import config as tf_framework_config
 
 from driving import card, models
 from driving.config import ConfigError, RunConfig, model_seed
-from driving.data.reader import load_recordings, split_by_time
 from driving.evaluation.registry import SUITES, Suite
 from driving.files import RecordError, check_writable_folder, remove_stale_temps
 from driving.modelio import ModelInfo, load_info, load_keras
-from driving.pipeline import cache_split, steps_per_epoch, train_dataset, val_dataset
+from driving.pipeline import cache_split, frames_from_folders, steps_per_epoch, train_dataset, val_dataset
 from driving.preprocess import FrameError, read_frame
 from driving.run import RunFolder, TrainResult, read_record, write_record
 from driving.train import batchnorm, callbacks
@@ -147,25 +146,32 @@ def _frame_size(frames) -> tuple[int, int] | None:
 
 
 def load_split(config: RunConfig):
-    """The recordings, checked and split, before anything is decoded: (train, val, summary)."""
-    recordings = load_recordings(config.data)
-    train, val = split_by_time(recordings.frames, config.val_fraction, config.block_seconds, config.seed)
+    """The recordings, checked and split (by blocks of time, or --val-data's recordings), before
+    anything is decoded: (train, val, summary)."""
+    train, val, summary = frames_from_folders(
+        config.data,
+        config.val_fraction,
+        config.seed,
+        block_seconds=config.block_seconds,
+        val_folders=config.val_data,
+    )
     if len(val) == 0 or len(train) == 0:
         raise TrainError(
             f"the split left {len(train)} training and {len(val)} validation frames: record more, or "
             "change --val-fraction / --block-seconds"
         )
     geometry = config.preprocessing
-    size = _frame_size(train)
-    if size is not None and size != (geometry.frame_height, geometry.frame_width):
-        raise TrainError(
-            f"the recordings' frames are {size[1]}x{size[0]}, "
-            f"not {geometry.frame_width}x{geometry.frame_height}: "
-            f"pass --frame-size {size[0]}x{size[1]} with crop rows that fit (--crop-top, --crop-bottom)"
-        )
+    for rows, whose in ((train, "the recordings'"), (val, "the --val-data recordings'")):
+        size = _frame_size(rows)
+        if size is not None and size != (geometry.frame_height, geometry.frame_width):
+            raise TrainError(
+                f"{whose} frames are {size[1]}x{size[0]}, "
+                f"not {geometry.frame_width}x{geometry.frame_height}: "
+                f"pass --frame-size {size[0]}x{size[1]} with crop rows that fit (--crop-top, --crop-bottom)"
+            )
     if config.batch_size > len(train):
         raise TrainError(f"--batch-size {config.batch_size} is more than the {len(train)} training frames")
-    return train, val, recordings.summary
+    return train, val, summary
 
 
 def decode(config: RunConfig, train, val, summary):
@@ -193,6 +199,7 @@ def run(config: RunConfig, progress: bool = True) -> list[TrainResult]:
     chief = is_chief(config)  # a TF_CONFIG of the wrong shape is refused here, in one line
     folder = RunFolder(check_writable_folder(config.out, "--out folder"))
     config.data = [os.path.abspath(d) for d in config.data]  # run.json must find them from anywhere
+    config.val_data = [os.path.abspath(d) for d in config.val_data]
     # One run per folder; in a multi-worker run the chief alone holds it (the others write nothing).
     with folder.hold() if chief else contextlib.nullcontext():
         if config.resume:
