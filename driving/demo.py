@@ -197,14 +197,23 @@ def run(config: DemoConfig) -> str:
 
     t0 = time.perf_counter()
     banner(f"1/5 record the {recipe.name} recipe's training data: {recipe.description}")
-    folders = recordings(recipe, config.data)
+    folders, held_out = recordings(recipe, config.data)
     step_done("record", t0)
 
     t0 = time.perf_counter()
     size = budget.describe()
     banner(f"2/5 train {', '.join(config.models)}: {size}, seed {config.seed}")
     train.run(
-        run_config(recipe, config.models, config.seed, budget, folders, models_dir.root, config.out / "cache")
+        run_config(
+            recipe,
+            config.models,
+            config.seed,
+            budget,
+            folders,
+            models_dir.root,
+            config.out / "cache",
+            val_folders=held_out,
+        )
     )
     step_done("train", t0)
 

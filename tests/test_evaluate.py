@@ -249,7 +249,7 @@ def test_a_recording_killed_half_way_is_recorded_again_not_taken_for_whole(tmp_p
         proc.wait(30)
     assert partial.is_dir() and not folder.exists()  # killed half way: nothing under the final name
 
-    [made] = seeds.recordings(Recipe("r", "r", recordings=(spec,)), tmp_path)
+    [made], _ = seeds.recordings(Recipe("r", "r", recordings=(spec,)), tmp_path)
     assert made == folder and not partial.exists()
     whole = recorder.record(spec.make_track(), tmp_path / "reference", laps=0.5, seed=0, progress=False)
     frames = load_recordings([folder]).frames
@@ -259,6 +259,28 @@ def test_a_recording_killed_half_way_is_recorded_again_not_taken_for_whole(tmp_p
     before = (folder / CSV_NAME).stat().st_mtime_ns
     seeds.recordings(Recipe("r", "r", recordings=(spec,)), tmp_path)  # whole now: reused as it is
     assert (folder / CSV_NAME).stat().st_mtime_ns == before
+
+
+def test_a_recipe_that_validates_on_recordings_of_its_own_records_them_and_trains_with_them(tmp_path):
+    """Recipe.validation: recorded beside the training recordings, handed to training as
+    --val-data, and part of what makes a run: a run validated otherwise is not reused."""
+    from driving.evaluation import seeds
+    from driving.evaluation.registry import Recipe, Recording
+
+    recipe = Recipe(
+        "v", "v", recordings=(Recording("jungle", 0.05, 1),), validation=(Recording("lake", 0.05, 0),)
+    )
+    folders, held_out = seeds.recordings(recipe, tmp_path)
+    assert [f.name for f in folders] == ["jungle-0.05laps-seed1"] and [f.name for f in held_out] == [
+        "lake-0.05laps-seed0"
+    ]
+    assert all((f / CSV_NAME).stat().st_size for f in folders + held_out)
+    cpu = BUDGETS["cpu"]
+    config = seeds.run_config(recipe, ["pilotnet"], 0, cpu, folders, tmp_path / "run", val_folders=held_out)
+    assert config.val_data == [str(held_out[0].absolute())] and config.data == [str(folders[0].absolute())]
+    assert seeds._settings(config)["val_data"] == config.val_data
+    assert seeds._settings(replace(config, val_data=[])) != seeds._settings(config)
+    assert seeds.run_config(recipe, ["pilotnet"], 0, cpu, folders, tmp_path / "run").val_data == []
 
 
 def test_a_study_table_needs_finished_runs(tmp_path, capsys):

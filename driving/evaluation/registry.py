@@ -274,6 +274,8 @@ class Recipe:
     drive_check_suite: str = "validation"  # train.py --drive-check-suite (config.DRIVE_CHECK_SUITES)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     bn_refresh_batches: int = 0  # train.py --bn-refresh N
+    # Recordings validated on instead of held-out blocks of `recordings` (train.py --val-data).
+    validation: tuple[Recording, ...] = ()
 
 
 # What training must be told about data not made like the Udacity simulator's (docs/worlds.md): the

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from driving.config import BUDGETS, CSV_NAME, Budget, RunConfig
 from driving.evaluation import suites
-from driving.evaluation.registry import RECIPES, SUITES, Recipe, Suite
+from driving.evaluation.registry import RECIPES, SUITES, Recipe, Recording, Suite
 from driving.evaluation.seed_tables import StudyTable, same_weights, study_run, train_result, write_tables
 from driving.evaluation.settings import DRIVE_TIMEOUT_S, StudyConfig
 from driving.files import RecordError, check_writable_folder, write_text
@@ -46,14 +46,20 @@ from driving.train import stage as train
 PARTIAL_SUFFIX = ".partial"  # a recording the study is making, renamed when whole
 
 
-def recordings(recipe: Recipe, data: Path) -> list[Path]:
-    """The recipe's recording folders under `data`, recorded now where missing.
+def recordings(recipe: Recipe, data: Path) -> tuple[list[Path], list[Path]]:
+    """The recipe's recording folders under `data`, recorded now where missing: (training,
+    validation), the second empty unless the recipe validates on recordings of its own."""
+    return _recorded(recipe.recordings, data), _recorded(recipe.validation, data)
+
+
+def _recorded(specs: Sequence[Recording], data: Path) -> list[Path]:
+    """The folders of `specs` under `data`, recorded now where missing.
 
     A missing folder is recorded as NAME.partial and renamed to NAME once whole, so a recording
     killed half way (SIGKILL, power) is never taken for a finished one: the next study records
     it again over what the killed one left."""
     folders = []
-    for spec in recipe.recordings:
+    for spec in specs:
         folder = data / spec.folder_name
         if (folder / CSV_NAME).is_file() and (folder / CSV_NAME).stat().st_size:
             folders.append(folder)
@@ -86,10 +92,13 @@ def run_config(
     folders: list[Path],
     out: Path,
     cache_dir: Path | None = None,
+    val_folders: Sequence[Path] = (),
 ) -> RunConfig:
-    """The training run of `recipe` for `models` with `seed` and `budget` (cache: beside the runs)."""
+    """The training run of `recipe` for `models` with `seed` and `budget` (cache: beside the runs),
+    validated on `val_folders` where the recipe names recordings to validate on."""
     return RunConfig(
         data=[str(f.absolute()) for f in folders],
+        val_data=[str(f.absolute()) for f in val_folders],
         models=list(models),
         out=str(out.absolute()),
         seed=seed,
@@ -285,11 +294,11 @@ def seeds_study(
                 check_budget(study_run(out, recipe.name, model, seed), size)
     runs = []
     for recipe in chosen_recipes:
-        folders = recordings(recipe, data)
+        folders, held_out = recordings(recipe, data)
         for model in models:
             for seed in seeds:
                 folder = study_run(out, recipe.name, model, seed).root
-                config = run_config(recipe, [model], seed, size, folders, folder)
+                config = run_config(recipe, [model], seed, size, folders, folder, val_folders=held_out)
                 record = one_run(config, chosen, jobs, progress, drive_timeout, recipe.name)
                 runs.append(replace(record, recipe=recipe.name))
                 write_tables(out, chosen, runs, with_plot=False)
