@@ -39,6 +39,7 @@ def one_changed(config: RunConfig) -> list[tuple[str, RunConfig]]:
         "seed": 2**31 - 1,
         "val_fraction": 0.15,
         "block_seconds": 12.5,
+        "val_data": ["held out", "c"],
         "out": "runs/x y",
         "cache_dir": "/tmp/cache",
         "resume": True,
