@@ -361,12 +361,13 @@ def frames_from_folders(
         held_out = find_recordings(val_folders)
     except RecordingError as e:
         raise RecordingError(f"--val-data: {e}") from None
-    shared = [r for r in find_recordings(folders) if r in held_out]
+    training = find_recordings(folders)
+    shared = [r for r in training if r in held_out]
     if shared:
         raise RecordingError(
             f"--val-data: {shared[0]} is a training recording too (--data); validate on others"
         )
-    recordings = load_recordings([*folders, *val_folders], strict=strict)
+    recordings = load_recordings([*training, *held_out], strict=strict)  # found once, above
     train, val = split_by_recording(recordings.frames, held_out)
     if len(val) == 0:
         raise RecordingError(
