@@ -319,12 +319,15 @@ class RunConfig:
     lr: float = option(
         1e-3, "--lr", "Adam learning rate, above 0 and at most 1", group=BUDGET, low=0, low_open=True, high=1
     )
+    # 0 makes the budget fixed: on new looks the last checkpoint of such a run drove better than
+    # its val-best one (docs/evaluation.md), so a study serves NAME.last.keras then.
     patience: int = option(
         3,
         "--patience",
-        "stop after this many epochs without a better val loss",
+        "stop after this many epochs without a better val loss (0: never stop early; every "
+        "--epochs epoch trains and OUT/NAME.last.keras holds the end of the budget)",
         group=BUDGET,
-        low=1,
+        low=0,
         high=100_000,
     )
     # Every this many steps, drive the model on a held-out validation suite and keep the best

@@ -220,6 +220,33 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     assert (moved / "tiny" / "pilotnet" / "seed-3" / "pilotnet.keras").stat().st_mtime_ns == stamp
 
 
+def test_a_recipe_with_a_fixed_budget_drives_and_serves_its_last_checkpoint(tmp_path):
+    """Recipe.patience 0: training runs every epoch (train.py --patience 0), and the study drives
+    the last checkpoint beside val-best and serves it in the table."""
+    recipe = registry.Recipe(
+        "fixed",
+        "a short suite-style training track, a fixed budget",
+        recordings=(registry.Recording("suite", 0.4, 7, style="jungle"),),
+        augment=AugmentConfig.off(),
+        patience=0,
+    )
+    result = seeds_study(
+        ["pilotnet"], [3], [recipe], Budget(epochs=3, steps=4, batch=8), TINY, tmp_path / "data",
+        tmp_path / "out", jobs=1, progress=False,
+    )  # fmt: skip
+    [run] = result.runs
+    assert run.settings["patience"] == 0 and set(run.summary) == {"val-best", "last"}
+    assert run.steps["last"] == 12 and run.checkpoints["last"].startswith("last")
+    assert seed_tables.served_kind(run) == "last" and seed_tables.served(run) == run.summary["last"]
+    folder = tmp_path / "out" / "fixed" / "pilotnet" / "seed-3"
+    assert len((folder / "pilotnet.history.csv").read_text().splitlines()) == 1 + 3  # every epoch
+    suite = json.loads((folder / "suite-tiny.json").read_text())
+    # The last checkpoint is driven on its own unless it holds val-best's very weights.
+    driven = {"val-best"} if run.steps["val-best"] == 12 else {"val-best", "last"}
+    assert set(suite["models"]) == driven and suite["models"]["val-best"] == str(folder / "pilotnet.keras")
+    assert "| last: " in (tmp_path / "out" / "study.md").read_text()
+
+
 def test_a_recording_killed_half_way_is_recorded_again_not_taken_for_whole(tmp_path):
     """The study records into NAME.partial and renames it when whole: a study killed while
     recording (SIGKILL: no clean-up runs) leaves no NAME for the next study to reuse."""

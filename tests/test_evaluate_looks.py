@@ -167,6 +167,19 @@ def test_the_seed_table_shows_seen_and_new_looks_only_when_the_suite_has_both():
     assert "| seen looks median [min, max] | new looks median [min, max] | gap new - seen" in table
     gaps = sorted([summarise(paired_rows()).look_gap, summarise(worse).look_gap])
     assert f"{np.median(gaps):+.1f} [{gaps[0]:+.1f}, {gaps[1]:+.1f}] |" in table
+    # A run of a fixed budget serves its last checkpoint: the look cells are the last one's, and
+    # the comparison column names it against val-best.
+    best, last = summarise(worse), summarise(paired_rows())
+    fixed = replace(
+        run(0, worse), summary={"val-best": best, "last": last}, steps={"val-best": 10, "last": 20}
+    )
+    assert seed_tables.served_kind(fixed) == "last"
+    fixed_table = seed_tables.summary_table([fixed])
+    assert f"| {last.new_look_autonomy_mean:.1f}% [" in fixed_table
+    assert f"| {best.new_look_autonomy_mean:.1f}% [" not in fixed_table
+    gain = last.autonomy_mean - best.autonomy_mean
+    assert f"| last: {int(last.autonomy_mean >= 90)} of 1, " in fixed_table
+    assert f"1 of 1, {gain:+.1f} points" in fixed_table
     plain = seed_tables.summary_table([run(0, [r for r in paired_rows() if r.look is None])])
     assert "seen looks" not in plain and "gap new" not in plain
     # The study's figure: each seed's seen-look and new-look autonomy, where the table has them.

@@ -230,6 +230,9 @@ def test_training_and_suite_looks_never_meet():
         only, name="looks", description=looks_recipe.description, recordings=looks_recipe.recordings
     )
     assert same_otherwise == looks_recipe
+    # looks-only-fixed is looks-only trained for its whole budget, nothing else.
+    fixed = RECIPES["looks-only-fixed"]
+    assert replace(fixed, name="looks-only", description=only.description, patience=None) == only
 
 
 def test_the_recorder_refuses_a_suite_look_in_one_line_before_writing(tmp_path, ring, capsys):

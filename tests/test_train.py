@@ -142,6 +142,17 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
     assert list(history["epoch"]) == [0, 1, 2]
 
 
+def test_patience_zero_trains_the_whole_budget(data, tmp_path):
+    # At a learning rate this small no weight moves, so the val loss never improves after epoch 1:
+    # patience 1 stops after epoch 2; patience 0 (a fixed budget) trains all four.
+    stopped = stage.run(config(data, tmp_path / "p1", epochs=4, lr=1e-12, patience=1), progress=False)
+    fixed = stage.run(config(data, tmp_path / "p0", epochs=4, lr=1e-12, patience=0), progress=False)
+    assert (stopped[0].epochs, fixed[0].epochs) == (2, 4)
+    last = load_info(tmp_path / "p0" / "pilotnet.last.keras").checkpoint
+    assert (last.kind, last.epoch, last.step) == ("last", 4, 32)
+    assert load_info(tmp_path / "p0" / "pilotnet.keras").checkpoint.epoch == 1
+
+
 def test_each_model_is_seeded_by_its_name_not_by_what_was_built_before(data, tmp_path):
     alone = stage.run(config(data, tmp_path / "alone", models=["effnet-slim"], seed=3), progress=False)
     beside = stage.run(

@@ -120,9 +120,15 @@ def _spread(values: list[float], sign: str = "", unit: str = "%") -> str:
     return f"{np.median(v):{sign}.1f}{unit} [{v.min():{sign}.1f}, {v.max():{sign}.1f}]"
 
 
+def served_kind(run: StudyRecord) -> str:
+    """The checkpoint a run serves: drive-best where it kept one, else the last one where it trained
+    a fixed budget (--patience 0), else val-best."""
+    return next((kind for kind in ("drive-best", "last") if kind in run.summary), "val-best")
+
+
 def served(run: StudyRecord):
-    """The summary of the checkpoint a run serves: drive-best where it kept one, else val-best."""
-    return run.summary.get("drive-best", run.summary["val-best"])
+    """The summary of the checkpoint a run serves (served_kind)."""
+    return run.summary[served_kind(run)]
 
 
 def drove_both_looks(runs: list[StudyRecord]) -> bool:
@@ -143,8 +149,9 @@ def summary_table(runs: list[StudyRecord]) -> str:
     )
     lines = [
         f"| recipe | model | seeds | >= {THRESHOLD:g}% autonomy | autonomy median [min, max] | "
-        "drives without intervention | val MSE median [min, max] | drive-best: >= "
-        f"{THRESHOLD:g}%, autonomy median [min, max], differs from val-best, mean gain |" + look_header,
+        "drives without intervention | val MSE median [min, max] | served where not val-best "
+        f"(drive-best, or last): >= {THRESHOLD:g}%, autonomy median [min, max], differs from "
+        "val-best, mean gain |" + look_header,
         "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" * 3 if looks else ""),
     ]
     keys = list(dict.fromkeys((r.recipe, r.model) for r in runs))
@@ -154,14 +161,15 @@ def summary_table(runs: list[StudyRecord]) -> str:
         success = np.mean([r.summary["val-best"].success_rate for r in mine])
         mse = np.array([r.val_mse for r in mine if r.val_mse is not None], dtype=float)
         mse_text = f"{np.median(mse):.4f} [{mse.min():.4f}, {mse.max():.4f}]" if mse.size else "-"
-        drive = [r for r in mine if "drive-best" in r.summary]
-        if drive:
-            d_auto = np.array([r.summary["drive-best"].autonomy_mean for r in drive])
-            v_auto = np.array([r.summary["val-best"].autonomy_mean for r in drive])
-            differs = sum(not same_weights(r.steps, "drive-best") for r in drive)
+        other = [r for r in mine if served_kind(r) != "val-best"]
+        if other:
+            kinds = " / ".join(dict.fromkeys(served_kind(r) for r in other))
+            d_auto = np.array([served(r).autonomy_mean for r in other])
+            v_auto = np.array([r.summary["val-best"].autonomy_mean for r in other])
+            differs = sum(not same_weights(r.steps, served_kind(r)) for r in other)
             drive_text = (
-                f"{int((d_auto >= THRESHOLD).sum())} of {len(drive)}, {np.median(d_auto):.1f}% "
-                f"[{d_auto.min():.1f}, {d_auto.max():.1f}], {differs} of {len(drive)}, "
+                f"{kinds}: {int((d_auto >= THRESHOLD).sum())} of {len(other)}, {np.median(d_auto):.1f}% "
+                f"[{d_auto.min():.1f}, {d_auto.max():.1f}], {differs} of {len(other)}, "
                 f"{np.mean(d_auto - v_auto):+.1f} points"
             )
         else:
@@ -182,9 +190,10 @@ def summary_table(runs: list[StudyRecord]) -> str:
     if looks:
         lines += [
             "",
-            "Seen and new looks: the served checkpoint's (drive-best where a run kept one, else "
-            "val-best) mean autonomy on the suite's seen styles and on its new looks, and the gap "
-            "new - seen in points, paired by track shape; median and range over seeds.",
+            "Seen and new looks: the served checkpoint's (drive-best where a run kept one, the "
+            "last one where it trained a fixed budget, else val-best) mean autonomy on the suite's "
+            "seen styles and on its new looks, and the gap new - seen in points, paired by track "
+            "shape; median and range over seeds.",
         ]
     return "\n".join(lines)
 
@@ -195,7 +204,8 @@ def plot(runs: list[StudyRecord], path: Path, suite_label: str) -> Path:
 
 
 def study_figure(runs: list[StudyRecord], suite_label: str) -> plt.Figure:
-    """One point per seed: mean suite autonomy of each recipe x model (drive-best hollow). When the
+    """One point per seed: mean suite autonomy of each recipe x model (the served checkpoint hollow
+    where it is not val-best: drive-best, last). When the
     suite drove seen and new looks, each seed instead shows its served checkpoint's seen-look
     (triangle) and new-look (dot) autonomy joined by a line: the gap, seed by seed."""
     # Grouped by model, one colour each, so the recipes of a model stand side by side.
@@ -216,14 +226,14 @@ def study_figure(runs: list[StudyRecord], suite_label: str) -> plt.Figure:
                 ax.plot(x, new, "o", color=colour, ms=6)
                 continue
             ax.plot(x, r.summary["val-best"].autonomy_mean, "o", color=colour, ms=6)
-            if "drive-best" in r.summary:
-                ax.plot(x, r.summary["drive-best"].autonomy_mean, "o", mfc="none", color=colour, ms=9)
+            if served_kind(r) != "val-best":
+                ax.plot(x, figures.autonomy_mean, "o", mfc="none", color=colour, ms=9)
     ax.axhline(THRESHOLD, color="0.5", ls=":", lw=1)
     ax.set_xticks(range(len(keys)), [f"{m}\n{r}" for r, m in keys], fontsize="small")
     title = (
         f"Seen looks (triangle) and new looks (dot) per training seed ({suite_label}), served checkpoint"
         if looks
-        else f"One point per training seed ({suite_label}); hollow: drive-best checkpoint"
+        else f"One point per training seed ({suite_label}); hollow: the served checkpoint (drive-best, last)"
     )
     ax.set(ylabel="mean autonomy on the suite, %", ylim=(-3, 103), title=title)
     ax.grid(axis="y", alpha=0.3)

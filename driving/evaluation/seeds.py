@@ -96,7 +96,9 @@ def run_config(
 ) -> RunConfig:
     """The training run of `recipe` for `models` with `seed` and `budget` (cache: beside the runs),
     validated on `val_folders` where the recipe names recordings to validate on."""
+    patience = {} if recipe.patience is None else {"patience": recipe.patience}
     return RunConfig(
+        **patience,
         data=[str(f.absolute()) for f in folders],
         val_data=[str(f.absolute()) for f in val_folders],
         models=list(models),
@@ -218,6 +220,8 @@ def one_run(
         train.run(config, progress=progress)
         trained = train_result(run, name)
     checkpoints = run.checkpoints(name)  # val-best, and drive-best when the drive check kept one
+    if config.patience == 0 and run.last(name).is_file():  # a fixed budget serves its end
+        checkpoints["last"] = run.last(name)
     kept = {kind: checkpoint_of(path) for kind, path in checkpoints.items()}
     steps = {kind: training_step(c, config.steps_per_epoch) for kind, c in kept.items()}
     # The drive check may keep the very checkpoint the validation loss kept: drive it once.

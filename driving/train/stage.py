@@ -6,7 +6,8 @@ For each model NAME, under --out (every path is a method of driving/run.py's Run
     NAME.keras          best-by-validation model, with optimizer state (written first: an .h5 save
                         before it would drop the optimizer from it)
     NAME.h5             the same weights in the legacy .h5 format the original comparison used
-    NAME.last.keras     the last epoch, with optimizer state: what --resume continues from
+    NAME.last.keras     the last epoch, with optimizer state: what --resume continues from, and
+                        with --patience 0 (a fixed budget) the model to serve
     NAME.history.csv    one row per epoch: loss, mae, val_loss, val_mae, epoch_seconds (and .json)
     NAME.loss.png       training and validation loss per epoch
     NAME.drive.keras    with --drive-check-steps N: the best driver on --drive-check-suite, and
@@ -320,15 +321,17 @@ def train_model(
     initial_epoch = len(history)
     best = float(history["val_loss"].min()) if len(history) else math.inf
 
-    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
-    if len(history):  # carry the patience count across a resume
-        early.best = best
-        early.wait = len(history) - 1 - int(history["val_loss"].idxmin())
     divergence = callbacks.StopOnDivergence()
     checkpoints = callbacks.Checkpoints(folder, name, info, steps, best)
     # Every worker of a multi-worker run stops on the same signals (losses are all-reduced, so
     # they agree); only the chief writes.
-    fit_callbacks = [callbacks.EpochTimer(), divergence, early]
+    fit_callbacks = [callbacks.EpochTimer(), divergence]
+    if config.patience:  # 0: a fixed budget, every epoch trains
+        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
+        if len(history):  # carry the patience count across a resume
+            early.best = best
+            early.wait = len(history) - 1 - int(history["val_loss"].idxmin())
+        fit_callbacks.append(early)
     if bn_batches is not None:
         fit_callbacks.append(callbacks.RefreshBatchNorm(bn_batches))
     if chief:
