@@ -48,6 +48,7 @@ from driving.run import (
     TrainResult,
     read_record,
     record_from_dict,
+    served_kind,
     write_record,
 )
 
@@ -395,8 +396,7 @@ def trained(
         return None
     model, info = load_keras(path)
     total, trainable = models.count_params(model)
-    kinds = ("val-best", "drive-best") if config.drive_check_steps else ("val-best",)
-    records = {kind: load_info(file) for kind, file in folder.checkpoints(name).items() if kind in kinds}
+    records = {kind: load_info(file) for kind, file in folder.kept(name, config).items()}
     checkpoints = {
         kind: as_checkpoint(record.checkpoint if record else None, steps_per_epoch)
         for kind, record in records.items()
@@ -663,6 +663,14 @@ def markdown(card: ModelCard) -> str:
         lines.append(
             f"| {kind} | {file} | {_or_dash(c.epoch)} | {_or_dash(c.step)} | {c.metric or '-'} | {value} |"
         )
+    if card.checkpoints:
+        kind = served_kind(card.checkpoints)
+        why = {
+            "drive-best": "it drove the validation suite best, and validation loss does not say who drives",
+            "last": "the run trained a fixed budget (--patience 0), and its end is the model",
+            "val-best": "the run had no drive check and no fixed budget, so validation loss chose it",
+        }[kind]
+        lines += ["", f"Serve {folder.checkpoint(card.name, kind).name}: {why}."]
     lines += [
         "",
         "## Validation",

@@ -24,7 +24,7 @@ import fcntl
 import math
 import os
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,15 @@ PRECISIONS = ("float32", "float16", "int8")
 TFLITE_SUFFIXES = {"float32": ".tflite", "float16": ".float16.tflite", "int8": ".int8.tflite"}
 CheckpointKind = Literal["val-best", "drive-best", "last", "unknown"]
 CHECKPOINT_KINDS: tuple[str, ...] = typing.get_args(CheckpointKind)
+
+
+def served_kind(kinds: Iterable[str]) -> str:
+    """Which of a run's checkpoints (`kinds`) to serve: drive-best where the drive check kept one
+    (validation loss does not say who drives); else the last one, which a run keeps among its
+    checkpoints only when it trained a fixed budget (--patience 0; on new looks such ends drove
+    better than val-best, docs/evaluation.md); else val-best."""
+    kinds = set(kinds)
+    return next((kind for kind in ("drive-best", "last") if kind in kinds), "val-best")
 
 
 # --- the folder -----------------------------------------------------------------------------------
@@ -121,10 +130,27 @@ class RunFolder:
             raise ValueError(f"checkpoint kind must be one of {', '.join(paths)}, got {kind!r}")
         return paths[kind](name)
 
-    def checkpoints(self, name: str) -> dict[str, Path]:
-        """The checkpoints of `name` that exist, by kind: val-best first, then drive-best."""
-        found = {kind: self.checkpoint(name, kind) for kind in ("val-best", "drive-best")}
+    def checkpoints(self, name: str, fixed_budget: bool = False) -> dict[str, Path]:
+        """The checkpoints of `name` that exist, by kind: val-best first, then drive-best, then,
+        for a run that trained a fixed budget (--patience 0), the last one: its end is a checkpoint
+        in its own right, not only what --resume continues from."""
+        kinds = ("val-best", "drive-best", "last") if fixed_budget else ("val-best", "drive-best")
+        found = {kind: self.checkpoint(name, kind) for kind in kinds}
         return {kind: path for kind, path in found.items() if path.is_file()}
+
+    def kept(self, name: str, config: RunConfig) -> dict[str, Path]:
+        """The checkpoints of `name` that the run of `config` kept, by kind: val-best; drive-best
+        where it ran the drive check (not a file an earlier run left); last where it trained a
+        fixed budget."""
+        found = self.checkpoints(name, fixed_budget=config.patience == 0)
+        if not config.drive_check_steps:
+            found.pop("drive-best", None)
+        return found
+
+    def served(self, name: str, config: RunConfig) -> Path | None:
+        """The checkpoint of `name` to serve (served_kind), or None when the run kept none."""
+        found = self.kept(name, config)
+        return found[served_kind(found)] if found else None
 
     def models(self) -> list[str]:
         """The models trained here (those with a validation-best checkpoint), sorted."""

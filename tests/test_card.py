@@ -165,6 +165,7 @@ def test_the_markdown_shows_every_section(run, evaluated):
         "One training run is one seed" in text and f"| val-best | {NAME}.keras | 1 | 3 | val_loss |" in text
     )
     assert f"| tiny v1 | {NAME}.keras | val-best | keras | 2 |" in text
+    assert f"Serve {NAME}.keras: the run had no drive check and no fixed budget" in text
     assert evaluated.data.sha256[:16] in text and "| yes |" in text  # recording b's excluded.json
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from driving.config import RunConfig
 from driving.files import RecordError, read_json
 from driving.run import (
     SCHEMA,
@@ -20,6 +21,7 @@ from driving.run import (
     TrainResult,
     read_record,
     record_from_dict,
+    served_kind,
     write_record,
 )
 
@@ -40,6 +42,22 @@ def test_the_folder_names_every_file_of_a_run(tmp_path: Path):
     assert run.models() == ["base", "effnet"]
     assert list(run.checkpoints("effnet")) == ["val-best", "drive-best"]
     assert list(run.checkpoints("base")) == ["val-best"]
+    assert list(run.checkpoints("effnet", fixed_budget=True)) == ["val-best", "drive-best", "last"]
+
+
+def test_one_rule_says_which_checkpoint_a_run_serves(tmp_path: Path):
+    assert served_kind(["val-best", "drive-best", "last"]) == "drive-best"
+    assert served_kind(["val-best", "last"]) == "last"
+    assert served_kind(["val-best"]) == "val-best"
+    run = RunFolder(tmp_path)
+    for name in ("effnet.keras", "effnet.last.keras", "effnet.drive.keras"):
+        (tmp_path / name).write_bytes(b"")
+    checked = RunConfig(data=["x"], drive_check_steps=100)
+    assert run.served("effnet", checked) == run.drive_best("effnet")
+    # A drive-best file that this run's config never made (no drive check) is not its own.
+    assert list(run.kept("effnet", RunConfig(data=["x"]))) == ["val-best"]
+    assert run.served("effnet", RunConfig(data=["x"], patience=0)) == run.last("effnet")
+    assert run.served("base", checked) is None
 
 
 def test_a_checkpoint_record_round_trips_and_reads_old_labels():

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driving import models
+from driving import card, models
 from driving.config import AugmentConfig, ConfigError, Preprocessing, RunConfig, model_seed
 from driving.modelio import load_info, load_keras, save_keras
 from driving.preprocess import encode_jpeg
@@ -145,12 +145,22 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
 def test_patience_zero_trains_the_whole_budget(data, tmp_path):
     # At a learning rate this small no weight moves, so the val loss never improves after epoch 1:
     # patience 1 stops after epoch 2; patience 0 (a fixed budget) trains all four.
-    stopped = stage.run(config(data, tmp_path / "p1", epochs=4, lr=1e-12, patience=1), progress=False)
-    fixed = stage.run(config(data, tmp_path / "p0", epochs=4, lr=1e-12, patience=0), progress=False)
+    early = config(data, tmp_path / "p1", epochs=4, lr=1e-12, patience=1)
+    fixed_budget = config(data, tmp_path / "p0", epochs=4, lr=1e-12, patience=0)
+    stopped, fixed = stage.run(early, progress=False), stage.run(fixed_budget, progress=False)
     assert (stopped[0].epochs, fixed[0].epochs) == (2, 4)
     last = load_info(tmp_path / "p0" / "pilotnet.last.keras").checkpoint
     assert (last.kind, last.epoch, last.step) == ("last", 4, 32)
     assert load_info(tmp_path / "p0" / "pilotnet.keras").checkpoint.epoch == 1
+    # A fixed budget's end is the model: the card lists it and says to serve it.
+    run = RunFolder(tmp_path / "p0")
+    assert run.served("pilotnet", fixed_budget) == run.last("pilotnet")
+    assert list(card.read(run, "pilotnet").checkpoints) == ["val-best", "last"]
+    assert "Serve pilotnet.last.keras: the run trained a fixed budget" in run.card_md("pilotnet").read_text()
+    early_run = RunFolder(tmp_path / "p1")
+    assert early_run.served("pilotnet", early) == early_run.model("pilotnet")
+    assert list(card.read(early_run, "pilotnet").checkpoints) == ["val-best"]
+    assert "Serve pilotnet.keras: " in early_run.card_md("pilotnet").read_text()
 
 
 def test_each_model_is_seeded_by_its_name_not_by_what_was_built_before(data, tmp_path):
@@ -346,6 +356,7 @@ def test_a_full_disk_loses_nothing_and_says_so_in_one_line(data, tmp_path):
     out = tmp_path / "models"
     first = run_cli("--data", str(data), "--model", "pilotnet", "--epochs", "1", "--out", str(out), *ARGS)
     assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.strip().splitlines()[-1] == f"serve pilotnet: {out / 'pilotnet.keras'}"
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     # A model file is about 3 MB: with writes capped at 1 MB, saving the second epoch fails.
     full = run_cli(

@@ -22,7 +22,15 @@ from driving.evaluation.registry import RECIPES, Suite
 from driving.files import RecordError, save_figure, write_text
 from driving.models import MODELS
 from driving.report.measure import machine_description
-from driving.run import RunFolder, StudyRecord, TrainResult, read_record, record_from_dict, write_record
+from driving.run import (
+    RunFolder,
+    StudyRecord,
+    TrainResult,
+    read_record,
+    record_from_dict,
+    write_record,
+)
+from driving.run import served_kind as run_served_kind
 
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
 
@@ -121,9 +129,9 @@ def _spread(values: list[float], sign: str = "", unit: str = "%") -> str:
 
 
 def served_kind(run: StudyRecord) -> str:
-    """The checkpoint a run serves: drive-best where it kept one, else the last one where it trained
-    a fixed budget (--patience 0), else val-best."""
-    return next((kind for kind in ("drive-best", "last") if kind in run.summary), "val-best")
+    """The checkpoint a run serves, by driving.run.served_kind: drive-best where it kept one, else
+    the last one where it trained a fixed budget (--patience 0), else val-best."""
+    return run_served_kind(run.summary)
 
 
 def served(run: StudyRecord):

@@ -219,9 +219,7 @@ def one_run(
     if trained is None:
         train.run(config, progress=progress)
         trained = train_result(run, name)
-    checkpoints = run.checkpoints(name)  # val-best, and drive-best when the drive check kept one
-    if config.patience == 0 and run.last(name).is_file():  # a fixed budget serves its end
-        checkpoints["last"] = run.last(name)
+    checkpoints = run.kept(name, config)  # val-best, drive-best if checked, last if a fixed budget
     kept = {kind: checkpoint_of(path) for kind, path in checkpoints.items()}
     steps = {kind: training_step(c, config.steps_per_epoch) for kind, c in kept.items()}
     # The drive check may keep the very checkpoint the validation loss kept: drive it once.

@@ -29,7 +29,7 @@ from driving.config import (
 )
 from driving.models import MODELS
 from driving.options import add_options, flag_for, from_args
-from driving.run import FolderInUse
+from driving.run import FolderInUse, RunFolder
 from driving.train.cluster import cluster_of
 
 PROG = TRAIN_PROG
@@ -116,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, before)
     print("\n" + stage.summary_table(results))
     print(f"\nmodels, histories and plots in {config.out}/ (loss_overlay.png compares them; run.json: how)")
+    folder = RunFolder(config.out)
+    for r in results:
+        served = folder.served(r.name, config)
+        if served is not None:  # which file drive.py should get; NAME.card.md says why
+            print(f"serve {r.name}: {served}")
     if args.report:
         # The report stage, loaded only when --report asks for it.
         from driving.report import stage as report
