@@ -204,6 +204,43 @@ def test_the_seed_table_shows_seen_and_new_looks_only_when_the_suite_has_both():
     plt.close("all")
 
 
+def test_the_seed_table_says_which_new_looks_cost_most(tmp_path, capsys):
+    settings = json.loads(json.dumps(RunConfig(data=["/rec"], models=["pilotnet"]).to_dict()))
+    suite = Suite("t", 1, (), "d")
+    worse = [replace(r, autonomy_pct=r.autonomy_pct / 2) if r.look is not None else r for r in paired_rows()]
+
+    def run(seed: int, drives: dict[str, list[DriveResult]], write: bool = True) -> StudyRecord:
+        if write:
+            folder = seed_tables.study_run(tmp_path, "looks", "pilotnet", seed)
+            folder.root.mkdir(parents=True)
+            found = {kind: summarise(rows) for kind, rows in drives.items()}
+            SuiteResult({"name": "t"}, 9.0, {}, drives, found).write(folder.suite("t"))
+        return StudyRecord(
+            settings=settings, suite="t v1", model="pilotnet", seed=seed, val_mse=0.02,
+            summary={kind: summarise(rows) for kind, rows in drives.items()},
+            steps={kind: 10 * (i + 1) for i, kind in enumerate(drives)}, recipe="looks",
+        )  # fmt: skip
+
+    # Seed 1 trained a fixed budget: its last checkpoint is served, so its drives are the ones read.
+    runs = [
+        run(0, {"val-best": paired_rows()}),
+        run(1, {"val-best": worse, "last": paired_rows()}),
+        run(2, {"val-best": paired_rows()}, write=False),  # no suite file: left out, in one line
+    ]
+    table = seed_tables.write_tables(tmp_path, suite, runs, with_plot=False).table
+    # Each run's new looks cost -20, 0, -40 and +1 points against their shapes seen (SEEN, NEW).
+    first, third = SUITE_LOOKS.start + 10000, SUITE_LOOKS.start + 10002
+    row = f"| looks | pilotnet | 2 | look-{third} -40.0 (2 of 2), look-{first} -20.0 (2 of 2) | 102% |"
+    assert row in table.splitlines()
+    assert f"- `look-{third}`: {new_look(third).describe()}" in table
+    assert table in (tmp_path / "study.md").read_text()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed-2/suite-t.json" in err[0] and "left out of where the gap lives" in err[0]
+    # A suite of seen looks alone has no such section.
+    seen_only = [run(3, {"val-best": [r for r in paired_rows() if r.look is None]})]
+    assert "Where the gap lives" not in seed_tables.write_tables(tmp_path, suite, seen_only).table
+
+
 # --- a tiny suite driven by a real model ----------------------------------------------------------
 
 

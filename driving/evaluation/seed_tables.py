@@ -25,14 +25,18 @@ from driving.report.measure import machine_description
 from driving.run import (
     RunFolder,
     StudyRecord,
+    SuiteResult,
     TrainResult,
     read_record,
     record_from_dict,
     write_record,
 )
 from driving.run import served_kind as run_served_kind
+from driving.sim.looks import look_name, new_look
 
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
+COSTLIEST_LOOKS = 3  # how many of the new looks that cost most the study table names
+LOST_POINTS = 10.0  # a new look's drive that lost more than this against its seen shape is counted
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,11 @@ class StudyTable:
 
 
 def write_tables(out: Path, suite: Suite, runs: list[StudyRecord], with_plot: bool = True) -> StudyTable:
-    """OUT/study.md, study.json and (with_plot) study.png for these runs; the summary."""
+    """OUT/study.md, study.json and (with_plot) study.png for these runs; the summary, and where
+    the suite drove seen and new looks, the new looks that cost most (costliest_looks)."""
     table = summary_table(runs)
+    if drove_both_looks(runs):
+        table += "\n\n" + costliest_looks(out, suite, runs)
     record = RunFolder(out).study_record
     write_text(record.with_suffix(".md"), header(suite, runs) + table + "\n")
     write_record(record, {"suite": suite.label, "runs": [r.to_dict() for r in runs]})
@@ -204,6 +211,65 @@ def summary_table(runs: list[StudyRecord]) -> str:
             "shape; median and range over seeds.",
         ]
     return "\n".join(lines)
+
+
+def look_losses(out: Path, suite: Suite, run: StudyRecord) -> list[tuple[int, float]]:
+    """What each new-look drive of the suite cost the run's served checkpoint: (look seed, its
+    autonomy minus the same shape's in its seen style, in points), from the run's
+    suite-NAME.json. RecordError (or OSError) when that file cannot be used."""
+    result = SuiteResult.read(study_run(out, run.recipe, run.model, run.seed).suite(suite.name))
+    # A served checkpoint with val-best's very weights was driven once, as val-best.
+    drives = result.drives.get(served_kind(run)) or result.drives.get("val-best") or []
+    seen = {d.track_seed: d.autonomy_pct for d in drives if d.look is None}
+    return [
+        (d.look, d.autonomy_pct - seen[d.track_seed])
+        for d in drives
+        if d.look is not None and d.track_seed in seen
+    ]
+
+
+def costliest_looks(out: Path, suite: Suite, runs: list[StudyRecord]) -> str:
+    """Where the gap lives: per recipe and model, the COSTLIEST_LOOKS new looks whose drives lost
+    most against the same shapes in their seen styles (the mean over its drives in every run, and
+    how many lost more than LOST_POINTS), their share of the summed gap, and what those looks are.
+    A run whose suite file cannot be read is left out of it, with one line naming the file."""
+    lines = [
+        "Where the gap lives: per recipe and model, the new looks that lost most against the same "
+        "shape in its seen style (the served checkpoint's autonomy, new - seen in points: the mean "
+        f"over its drives, and how many of them lost more than {LOST_POINTS:g}), and their share of "
+        "the gap summed over every shape and run.",
+        "",
+        f"| recipe | model | runs | the {COSTLIEST_LOOKS} new looks that lost most | share of the gap |",
+        "|---|---|---:|---|---:|",
+    ]
+    named: dict[int, None] = {}
+    for recipe, model in dict.fromkeys((r.recipe, r.model) for r in runs):
+        losses: dict[int, list[float]] = {}
+        used = 0
+        for run in (r for r in runs if (r.recipe, r.model) == (recipe, model)):
+            try:
+                costs = look_losses(out, suite, run)
+            except (RecordError, OSError) as e:
+                print(f"study: {e}; left out of where the gap lives", file=sys.stderr)
+                continue
+            used += 1
+            for look, cost in costs:
+                losses.setdefault(look, []).append(cost)
+        if not losses:
+            continue
+        means = {look: float(np.mean(v)) for look, v in losses.items()}
+        worst = [look for look in sorted(means, key=means.get) if means[look] < 0][:COSTLIEST_LOOKS]
+        total = sum(sum(v) for v in losses.values())
+        share = f"{sum(sum(losses[look]) for look in worst) / total:.0%}" if total < 0 and worst else "-"
+        cells = ", ".join(
+            f"{look_name(look)} {means[look]:+.1f} ({sum(v < -LOST_POINTS for v in losses[look])} of "
+            f"{len(losses[look])})"
+            for look in worst
+        )
+        lines.append(f"| {recipe} | {model} | {used} | {cells or '-'} | {share} |")
+        named.update(dict.fromkeys(worst))
+    lines += ["", *[f"- `{look_name(look)}`: {new_look(look).describe()}" for look in named]]
+    return "\n".join(lines).rstrip()
 
 
 def plot(runs: list[StudyRecord], path: Path, suite_label: str) -> Path:
