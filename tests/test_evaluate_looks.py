@@ -230,8 +230,9 @@ def test_the_seed_table_says_which_new_looks_cost_most(tmp_path, capsys):
     table = seed_tables.write_tables(tmp_path, suite, runs, with_plot=False).table
     # Each run's new looks cost -20, 0, -40 and +1 points against their shapes seen (SEEN, NEW).
     first, third = SUITE_LOOKS.start + 10000, SUITE_LOOKS.start + 10002
-    row = f"| looks | pilotnet | 2 | look-{third} -40.0 (2 of 2), look-{first} -20.0 (2 of 2) | 102% |"
-    assert row in table.splitlines()
+    # Every shape's gap is -14.75 in both runs; without the two costliest looks', +0.5.
+    row = f"| looks | pilotnet | 2 | look-{third} -40.0 (2 of 2), look-{first} -20.0 (2 of 2) | "
+    assert row + "-14.8 [-14.8, -14.8] | +0.5 [+0.5, +0.5] |" in table.splitlines()
     assert f"- `look-{third}`: {new_look(third).describe()}" in table
     assert table in (tmp_path / "study.md").read_text()
     err = capsys.readouterr().err.strip().splitlines()

@@ -231,42 +231,48 @@ def look_losses(out: Path, suite: Suite, run: StudyRecord) -> list[tuple[int, fl
 def costliest_looks(out: Path, suite: Suite, runs: list[StudyRecord]) -> str:
     """Where the gap lives: per recipe and model, the COSTLIEST_LOOKS new looks whose drives lost
     most against the same shapes in their seen styles (the mean over its drives in every run, and
-    how many lost more than LOST_POINTS), their share of the summed gap, and what those looks are.
-    A run whose suite file cannot be read is left out of it, with one line naming the file."""
+    how many lost more than LOST_POINTS), the gap over every shape beside the gap without those
+    looks' shapes (median and range over runs), and what those looks are. A diagnosis: the
+    suite's gap is the one over every shape. A run whose suite file cannot be read is left out of
+    it, with one line naming the file."""
     lines = [
         "Where the gap lives: per recipe and model, the new looks that lost most against the same "
         "shape in its seen style (the served checkpoint's autonomy, new - seen in points: the mean "
-        f"over its drives, and how many of them lost more than {LOST_POINTS:g}), and their share of "
-        "the gap summed over every shape and run.",
+        f"over its drives, and how many of them lost more than {LOST_POINTS:g}), and the gap over "
+        "every shape beside the gap over the shapes left without those looks (median and range "
+        "over runs; a diagnosis, not the suite's figure).",
         "",
-        f"| recipe | model | runs | the {COSTLIEST_LOOKS} new looks that lost most | share of the gap |",
-        "|---|---|---:|---|---:|",
+        f"| recipe | model | runs | the {COSTLIEST_LOOKS} new looks that lost most | gap, every shape | "
+        "gap without them |",
+        "|---|---|---:|---|---:|---:|",
     ]
     named: dict[int, None] = {}
     for recipe, model in dict.fromkeys((r.recipe, r.model) for r in runs):
-        losses: dict[int, list[float]] = {}
-        used = 0
+        per_run: list[list[tuple[int, float]]] = []
         for run in (r for r in runs if (r.recipe, r.model) == (recipe, model)):
             try:
-                costs = look_losses(out, suite, run)
+                per_run.append(look_losses(out, suite, run))
             except (RecordError, OSError) as e:
                 print(f"study: {e}; left out of where the gap lives", file=sys.stderr)
-                continue
-            used += 1
-            for look, cost in costs:
-                losses.setdefault(look, []).append(cost)
+        losses: dict[int, list[float]] = {}
+        for look, cost in (pair for costs in per_run for pair in costs):
+            losses.setdefault(look, []).append(cost)
         if not losses:
             continue
         means = {look: float(np.mean(v)) for look, v in losses.items()}
         worst = [look for look in sorted(means, key=means.get) if means[look] < 0][:COSTLIEST_LOOKS]
-        total = sum(sum(v) for v in losses.values())
-        share = f"{sum(sum(losses[look]) for look in worst) / total:.0%}" if total < 0 and worst else "-"
+        every = [float(np.mean([c for _, c in costs])) for costs in per_run if costs]
+        kept = [[c for look, c in costs if look not in worst] for costs in per_run]
+        without = [float(np.mean(k)) for k in kept if k]
         cells = ", ".join(
             f"{look_name(look)} {means[look]:+.1f} ({sum(v < -LOST_POINTS for v in losses[look])} of "
             f"{len(losses[look])})"
             for look in worst
         )
-        lines.append(f"| {recipe} | {model} | {used} | {cells or '-'} | {share} |")
+        lines.append(
+            f"| {recipe} | {model} | {len(per_run)} | {cells or '-'} | {_spread(every, '+', '')} | "
+            f"{_spread(without, '+', '')} |"
+        )
         named.update(dict.fromkeys(worst))
     lines += ["", *[f"- `{look_name(look)}`: {new_look(look).describe()}" for look in named]]
     return "\n".join(lines).rstrip()
