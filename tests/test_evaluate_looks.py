@@ -226,6 +226,7 @@ def test_the_seed_table_says_which_new_looks_cost_most(tmp_path, capsys):
         run(0, {"val-best": paired_rows()}),
         run(1, {"val-best": worse, "last": paired_rows()}),
         run(2, {"val-best": paired_rows()}, write=False),  # no suite file: left out, in one line
+        run(4, {"val-best": [replace(r, look=-5) if r.look else r for r in paired_rows()]}),  # tampered
     ]
     table = seed_tables.write_tables(tmp_path, suite, runs, with_plot=False).table
     # Each run's new looks cost -20, 0, -40 and +1 points against their shapes seen (SEEN, NEW).
@@ -236,7 +237,8 @@ def test_the_seed_table_says_which_new_looks_cost_most(tmp_path, capsys):
     assert f"- `look-{third}`: {new_look(third).describe()}" in table
     assert table in (tmp_path / "study.md").read_text()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "seed-2/suite-t.json" in err[0] and "left out of where the gap lives" in err[0]
+    assert len(err) == 2 and "seed-2/suite-t.json" in err[0] and "left out of where the gap lives" in err[0]
+    assert "seed-4/suite-t.json: drive " in err[1] and "field 'look' is not a look seed: -5" in err[1]
     # A suite of seen looks alone has no such section.
     seen_only = [run(3, {"val-best": [r for r in paired_rows() if r.look is None]})]
     assert "Where the gap lives" not in seed_tables.write_tables(tmp_path, suite, seen_only).table

@@ -32,7 +32,7 @@ from driving.run import (
     write_record,
 )
 from driving.run import served_kind as run_served_kind
-from driving.sim.looks import look_name, new_look
+from driving.sim.looks import MAX_LOOK_SEED, look_name, new_look
 
 THRESHOLD = 90.0  # mean autonomy a run must reach on the suite to count as driving
 COSTLIEST_LOOKS = 3  # how many of the new looks that cost most the study table names
@@ -217,10 +217,14 @@ def look_losses(out: Path, suite: Suite, run: StudyRecord) -> list[tuple[int, fl
     """What each new-look drive of the suite cost the run's served checkpoint: (look seed, its
     autonomy minus the same shape's in its seen style, in points), from the run's
     suite-NAME.json. RecordError (or OSError) when that file cannot be used."""
-    result = SuiteResult.read(study_run(out, run.recipe, run.model, run.seed).suite(suite.name))
+    path = study_run(out, run.recipe, run.model, run.seed).suite(suite.name)
+    result = SuiteResult.read(path)
     # A served checkpoint with val-best's very weights was driven once, as val-best.
     drives = result.drives.get(served_kind(run)) or result.drives.get("val-best") or []
     seen = {d.track_seed: d.autonomy_pct for d in drives if d.look is None}
+    for d in drives:
+        if d.look is not None and not 0 <= d.look <= MAX_LOOK_SEED:
+            raise RecordError(f"{path}: drive {d.drive}: field 'look' is not a look seed: {d.look!r}")
     return [
         (d.look, d.autonomy_pct - seen[d.track_seed])
         for d in drives
