@@ -204,8 +204,25 @@ class AugmentConfig:
     saturation_range: tuple[float, float] = (0.6, 1.4)
     channel_gain: float = 0.15  # each channel's gain drawn within 1 -+ this
     contrast_range: tuple[float, float] = (0.7, 1.3)
+    random_conv: bool = option(
+        False,
+        "--random-conv",
+        "switch on random convolutions: half the frames seen through a random 3x3 filter each (other "
+        "colours, contrasts and textures; the same edges)",
+        group=AUGMENT,
+    )
+    random_conv_share: float = 0.5  # the share of frames filtered; the rest stay as they are
 
-    SWITCHES = ("side_cameras", "flip", "brightness", "shadow", "shift", "drop_straight", "colour")
+    SWITCHES = (
+        "side_cameras",
+        "flip",
+        "brightness",
+        "shadow",
+        "shift",
+        "drop_straight",
+        "colour",
+        "random_conv",
+    )
 
     @classmethod
     def off(cls) -> AugmentConfig:
@@ -225,6 +242,7 @@ class AugmentConfig:
         )
         _check(0 <= _finite(self.hue_deg, "hue_deg") <= 180, "hue_deg", "must be 0 to 180")
         _check(0 <= _finite(self.channel_gain, "channel_gain") < 1, "channel_gain", "must be 0 to 1")
+        _check(0 <= _finite(self.random_conv_share, "random_conv_share") <= 1, "random_conv_share", "0 to 1")
         for name in ("saturation_range", "contrast_range"):
             low, high = (_finite(v, name) for v in getattr(self, name))
             _check(0 <= low <= high <= 3, name, f"must satisfy 0 <= low <= high <= 3, got {low}, {high}")

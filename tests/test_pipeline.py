@@ -152,6 +152,49 @@ def test_colour_changes_each_frame_keeps_the_range_and_leaves_the_other_draws_al
     np.testing.assert_array_equal(ya.numpy(), yb.numpy())
 
 
+def test_each_frame_is_convolved_with_its_own_kernel():
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.uniform(0, 255, (4, 9, 11, 3)), tf.float32)
+    kernels = tf.constant(rng.normal(size=(4, 3, 3, 3, 3)), tf.float32)
+    got = aug._convolve_each(images, kernels).numpy()
+    for b in range(4):  # the reference: one ordinary convolution per frame
+        want = tf.nn.conv2d(images[b : b + 1], kernels[b], 1, "SAME").numpy()[0]
+        np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=1e-2)
+
+
+def test_random_convolutions_repaint_a_share_of_frames_and_keep_their_edges():
+    # A road edge: the left half one colour, the right half another, a colour of its own per frame.
+    rng = np.random.default_rng(2)
+    frames = np.zeros((200, 16, 24, 3), np.uint8)
+    frames[:, :, :12] = rng.integers(0, 256, (200, 1, 1, 3))
+    frames[:, :, 12:] = rng.integers(0, 256, (200, 1, 1, 3))
+    images, seed = tf.constant(frames), tf.constant([3, 4])
+    config = replace(OFF, random_conv=True, random_conv_share=0.5)
+    out, _ = aug.augment_batch(images, tf.zeros(200), seed, config)
+    again, _ = aug.augment_batch(images, tf.zeros(200), seed, config)
+    out = out.numpy()
+    np.testing.assert_array_equal(out, again.numpy())  # stateless: the same seed, the same frames
+    assert out.min() >= 0 and out.max() <= 255
+    changed = (out != frames).any(axis=(1, 2, 3))
+    assert 0.35 < changed.mean() < 0.65
+    untouched = ~changed
+    np.testing.assert_array_equal(out[untouched], frames[untouched].astype(np.float32))
+    # Inside each half (away from the edge and the zero padding) a filtered frame is flat again:
+    # the filter changed the colours, not where the edge is.
+    inner = out[changed][:, 2:-2]
+    for half in (inner[:, :, 2:10], inner[:, :, 14:22]):
+        assert np.ptp(half, axis=(1, 2)).max() < 1e-2
+    repainted = np.abs(inner[:, :, 2:10].mean(axis=(1, 2)) - frames[changed][:, 0, 0]).max(axis=1)
+    assert np.median(repainted) > 10  # the colours did change
+    # Off: untouched; on: it does not change what the other transforms draw.
+    plain, _ = aug.augment_batch(images, tf.zeros(200), seed, OFF)
+    np.testing.assert_array_equal(plain.numpy(), frames.astype(np.float32))
+    full = replace(AugmentConfig(), side_cameras=False, drop_straight=False)
+    _, ya = aug.augment_batch(images, tf.zeros(200), seed, full)
+    _, yb = aug.augment_batch(images, tf.zeros(200), seed, replace(full, random_conv=True))
+    np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+
+
 def test_near_straight_rows_are_redrawn_each_epoch():
     steering = tf.constant(np.r_[np.zeros(5000), np.full(1000, 0.3)], tf.float32)
     first = aug.keep_mask(steering, tf.constant([0, 1]), 0.01, 0.2).numpy()
