@@ -209,6 +209,20 @@ def test_the_recorder_command_refuses_a_held_out_map_in_one_line(tmp_path, capsy
     assert "for --track two-lane" in capsys.readouterr().err and not out.exists()
 
 
+def test_the_recorder_library_refuses_a_held_out_map_but_not_a_namesake(tmp_path):
+    out = tmp_path / "rec"
+    for seed in (FIRST_HELD_OUT, LANE_VALIDATION_SEEDS.start):
+        with pytest.raises(
+            HeldOutSeed, match=rf"^track lanes-{seed}: two-lane map {seed}: .*held out"
+        ) as caught:
+            record(lane_track(seed, LANE_STYLES[1]), out, laps=0.05, progress=False)
+        assert "\n" not in str(caught.value) and not out.exists()
+    # A road of one's own that only shares a held-out map's name is recorded.
+    namesake = replace(lane_track(LANE_TRAINING_SEEDS.start), name=f"lanes-{FIRST_HELD_OUT}")
+    result = record(namesake, out, laps=0.05, progress=False, topdown=False)
+    assert result.samples > 0 and (out / "driving_log.csv").stat().st_size > 0
+
+
 # --- the kind of world ---------------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ Map seeds come from two ranges kept apart by purpose, defined here once:
                                        two-lane-validation suite); no other suite draws from them
 
 check_training_seed() refuses a held-out seed in one line; the recorder's command line and the
-recipes call it before anything is recorded.
+recipes call it before anything is recorded, and the recorder's record() refuses a held-out map
+handed to it as a Track (check_recordable_map).
 """
 
 from __future__ import annotations
@@ -66,6 +67,26 @@ def check_training_seed(seed: int, option: str = "map seed") -> int:
             "for evaluation (the two-lane suites)"
         )
     return seed
+
+
+def check_recordable_map(track: Track, what: str = "") -> None:
+    """Refuse, in one line naming `what`, a held-out two-lane map handed to a recording as a
+    Track: one named lanes-<seed> whose seed is held out and whose road is that map's. A track of
+    one's own that only shares the name is recorded."""
+    prefix = "lanes-"
+    digits = track.name[len(prefix) :] if track.name.startswith(prefix) else ""
+    if (
+        track.lanes != 2
+        or not (digits.isascii() and digits.isdigit())
+        or int(digits) not in LANE_HELD_OUT_SEEDS
+    ):
+        return
+    try:
+        generated = lane_track(int(digits), width=track.width)
+    except TrackError:
+        return  # no generated map has this width
+    if generated.control.shape == track.control.shape and np.allclose(generated.control, track.control):
+        check_training_seed(int(digits), f"{what + ': ' if what else ''}two-lane map")
 
 
 def _corners(rng: np.random.Generator) -> np.ndarray:

@@ -35,6 +35,7 @@ from driving.files import MODEL_SUFFIXES, OutputRefused, check_writable_folder, 
 from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
 from driving.sim.kinds import WorldKind
+from driving.sim.lanes import check_recordable_map
 from driving.sim.looks import NEW_LOOKS_PER_LAP, check_recordable, look_conditions, look_name, training_look
 from driving.sim.plot import save_topdown
 from driving.sim.simulator import Simulator
@@ -199,14 +200,16 @@ def record(
     """Drive `laps` expert laps of `track` and write them to a new recording folder `out`, in
     `conditions` (unless `vary` paints every stretch anew).
 
-    Before any rendering: ValueError for bad arguments (a track in a suite look included),
-    FileExistsError when `out` already holds a recording, OSError when it cannot be written.
+    Before any rendering: ValueError for bad arguments (a track in a suite look, or a held-out
+    two-lane map, included), FileExistsError when `out` already holds a recording, OSError when it
+    cannot be written.
     RecordError when the expert stalls or the laps take more than `max_samples` (default: the laps
     at MIN_AVERAGE_MPS); nothing is kept then. `kind`: the kind of world (cameras, steering
     scale); default the track's own."""
     _check_arguments(laps, seed, max_samples)
     vary = vary_kind(vary)
     check_recordable(track.style, f"track {track.name}")
+    check_recordable_map(track, f"track {track.name}")
     goal = laps * track.length
     if max_samples is None:
         max_samples = min(MAX_SAMPLES, math.ceil((goal / MIN_AVERAGE_MPS + START_S) * SAMPLE_RATE_HZ))
