@@ -288,6 +288,21 @@ def test_a_recording_killed_half_way_is_recorded_again_not_taken_for_whole(tmp_p
     assert (folder / CSV_NAME).stat().st_mtime_ns == before
 
 
+def test_a_partial_folder_the_study_did_not_make_is_left_alone_in_one_line(tmp_path):
+    from driving.evaluation import seeds
+    from driving.evaluation.registry import Recipe, Recording
+
+    specs = (Recording("lake", laps=0.05, seed=0), Recording("jungle", laps=0.05, seed=1))
+    theirs = tmp_path / (specs[1].folder_name + seeds.PARTIAL_SUFFIX)
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="was not made by a study") as caught:
+        seeds.recordings(Recipe("r", "r", recordings=specs), tmp_path)
+    assert str(theirs) in str(caught.value) and "\n" not in str(caught.value)
+    assert (theirs / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name]  # refused before recording anything
+
+
 def test_a_recipe_that_validates_on_recordings_of_its_own_records_them_and_trains_with_them(tmp_path):
     """Recipe.validation: recorded beside the training recordings, handed to training as
     --val-data, and part of what makes a run: a run validated otherwise is not reused."""

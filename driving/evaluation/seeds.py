@@ -44,6 +44,9 @@ from driving.train import stage as train
 
 
 PARTIAL_SUFFIX = ".partial"  # a recording the study is making, renamed when whole
+PARTIAL_MARK = (
+    "made-by-study"  # in NAME.partial while the study records there: only such a folder is replaced
+)
 
 
 def recordings(recipe: Recipe, data: Path) -> tuple[list[Path], list[Path]]:
@@ -57,7 +60,19 @@ def _recorded(specs: Sequence[Recording], data: Path) -> list[Path]:
 
     A missing folder is recorded as NAME.partial and renamed to NAME once whole, so a recording
     killed half way (SIGKILL, power) is never taken for a finished one: the next study records
-    it again over what the killed one left."""
+    it again over what the killed one left. A NAME.partial the study did not make (no
+    PARTIAL_MARK in it) is someone else's: FileExistsError naming it, before anything is recorded."""
+    for spec in specs:
+        partial = _partial(data / spec.folder_name)
+        if (
+            not (data / spec.folder_name).exists()
+            and partial.exists()
+            and not (partial / PARTIAL_MARK).is_file()
+        ):
+            raise FileExistsError(
+                f"{partial} is in the way of recording {spec.folder_name} and was not made by a study; "
+                "move or remove it"
+            )
     folders = []
     for spec in specs:
         folder = data / spec.folder_name
@@ -67,13 +82,20 @@ def _recorded(specs: Sequence[Recording], data: Path) -> list[Path]:
         if folder.exists():  # an empty log, someone else's folder: recorded into as it is
             recorder.record(spec.make_track(), folder, laps=spec.laps, seed=spec.seed, vary=spec.varies)
         else:
-            partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
+            partial = _partial(folder)
             shutil.rmtree(partial, ignore_errors=True)  # what a killed study left
+            partial.mkdir(parents=True)
+            (partial / PARTIAL_MARK).write_bytes(b"")
             recorder.record(spec.make_track(), partial, laps=spec.laps, seed=spec.seed, vary=spec.varies)
+            (partial / PARTIAL_MARK).unlink()
             _name_images_in(partial, folder)
             os.replace(partial, folder)
         folders.append(folder)
     return folders
+
+
+def _partial(folder: Path) -> Path:
+    return folder.with_name(folder.name + PARTIAL_SUFFIX)
 
 
 def _name_images_in(recording: Path, final: Path) -> None:
