@@ -208,7 +208,8 @@ class AugmentConfig:
         False,
         "--random-conv",
         "switch on random convolutions: half the frames seen through a random 3x3 filter each (other "
-        "colours, contrasts and textures; the same edges)",
+        "colours, contrasts and textures; the same edges); it drove new looks worse in every run "
+        "measured here (docs/evaluation.md)",
         group=AUGMENT,
     )
     random_conv_share: float = 0.5  # the share of frames filtered; the rest stay as they are
