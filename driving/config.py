@@ -243,7 +243,11 @@ class AugmentConfig:
         )
         _check(0 <= _finite(self.hue_deg, "hue_deg") <= 180, "hue_deg", "must be 0 to 180")
         _check(0 <= _finite(self.channel_gain, "channel_gain") < 1, "channel_gain", "must be 0 to 1")
-        _check(0 <= _finite(self.random_conv_share, "random_conv_share") <= 1, "random_conv_share", "0 to 1")
+        _check(
+            0 <= _finite(self.random_conv_share, "random_conv_share") <= 1,
+            "random_conv_share",
+            "must be 0 to 1",
+        )
         for name in ("saturation_range", "contrast_range"):
             low, high = (_finite(v, name) for v in getattr(self, name))
             _check(0 <= low <= high <= 3, name, f"must satisfy 0 <= low <= high <= 3, got {low}, {high}")

@@ -44,9 +44,8 @@ from driving.train import stage as train
 
 
 PARTIAL_SUFFIX = ".partial"  # a recording the study is making, renamed when whole
-PARTIAL_MARK = (
-    "made-by-study"  # in NAME.partial while the study records there: only such a folder is replaced
-)
+# In NAME.partial while the study records there: only a folder holding it is ever replaced.
+PARTIAL_MARK = "made-by-study"
 
 
 def recordings(recipe: Recipe, data: Path) -> tuple[list[Path], list[Path]]:

@@ -38,6 +38,7 @@ from driving.sim.track import (
     make_track,
 )
 
+LANE_PREFIX = "lanes-"  # a two-lane map's track name: lanes-<seed>
 LANE_TRAINING_SEEDS = range(0, 5000)
 LANE_HELD_OUT_SEEDS = range(5000, 10000)
 LANE_VALIDATION_SEEDS = range(9000, 10000)  # held out too: a checkpoint is chosen on them
@@ -73,8 +74,7 @@ def check_recordable_map(track: Track, what: str = "") -> None:
     """Refuse, in one line naming `what`, a held-out two-lane map handed to a recording as a
     Track: one named lanes-<seed> whose seed is held out and whose road is that map's. A track of
     one's own that only shares the name is recorded."""
-    prefix = "lanes-"
-    digits = track.name[len(prefix) :] if track.name.startswith(prefix) else ""
+    digits = track.name.removeprefix(LANE_PREFIX) if track.name.startswith(LANE_PREFIX) else ""
     if (
         track.lanes != 2
         or not (digits.isascii() and digits.isdigit())
@@ -156,7 +156,7 @@ def lane_track(seed: int, style: str = LANE_STYLES[0], width: float | None = Non
         if points is None:
             continue
         try:
-            track = make_track(f"lanes-{seed}", width, points, style, source, lanes=2)
+            track = make_track(f"{LANE_PREFIX}{seed}", width, points, style, source, lanes=2)
         except TrackError:
             continue
         turns = [turn for _, _, turn in _bends(track)]
