@@ -164,9 +164,28 @@ def test_the_seed_table_shows_seen_and_new_looks_only_when_the_suite_has_both():
 
     worse = [replace(r, autonomy_pct=r.autonomy_pct / 2) if r.look is not None else r for r in paired_rows()]
     table = seed_tables.summary_table([run(0, paired_rows()), run(1, worse)])
-    assert "| seen looks median [min, max] | new looks median [min, max] | gap new - seen" in table
+    assert (
+        "| seen looks median [min, max] | new looks median [min, max] | new looks >= 90% | gap new - seen"
+        in table
+    )
+    assert table.splitlines()[0].endswith("| gap within 3 points |")
     gaps = sorted([summarise(paired_rows()).look_gap, summarise(worse).look_gap])
     assert f"{np.median(gaps):+.1f} [{gaps[0]:+.1f}, {gaps[1]:+.1f}] |" in table
+    # The target's counts: seeds driving new looks at >= 90%, and gaps within 3 points either way.
+    news = [summarise(rows).new_look_autonomy_mean for rows in (paired_rows(), worse)]
+    assert f"| {sum(v >= 90 for v in news)} of 2 | {np.median(gaps):+.1f}" in table
+    assert table.splitlines()[2].endswith(f"| {sum(abs(g) <= 3 for g in gaps)} of 2 |")
+
+    def seen_at(offset: float) -> list[DriveResult]:  # each shape's seen drive `offset` from its new one
+        return [
+            replace(r, autonomy_pct=NEW[i // 2] + offset) if r.look is None else r
+            for i, r in enumerate(paired_rows())
+        ]
+
+    near, above = seen_at(2.5), seen_at(-20.0)
+    counted = seed_tables.summary_table([run(0, near), run(1, above), run(2, worse)]).splitlines()[2]
+    assert [summarise(near).look_gap, summarise(above).look_gap] == pytest.approx([-2.5, +20])
+    assert counted.endswith("| 1 of 3 |")  # -2.5 counts; +20 (seen looks fell) and worse's do not
     # A run of a fixed budget serves its last checkpoint: the look cells are the last one's, and
     # the comparison column names it against val-best.
     best, last = summarise(worse), summarise(paired_rows())
