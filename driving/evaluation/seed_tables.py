@@ -158,7 +158,8 @@ def summary_table(runs: list[StudyRecord]) -> str:
     """Per recipe and model: seeds at >= THRESHOLD mean autonomy, median and range of the mean
     autonomy, success rate, validation MSE; and how the drive-best checkpoint compares. When the
     suite drove seen and new looks: the served checkpoint's seen-look and new-look autonomy and the
-    gap between them, median and range over seeds."""
+    gap between them, median and range over seeds, with the seeds whose new looks reach THRESHOLD
+    and whose gap lies within GAP_POINTS either way."""
     looks = drove_both_looks(runs)
     look_header = (
         f" seen looks median [min, max] | new looks median [min, max] | new looks >= {THRESHOLD:g}% |"
@@ -200,10 +201,10 @@ def summary_table(runs: list[StudyRecord]) -> str:
                 [v for v in (getattr(f, name) for f in figures) if v is not None]
                 for name in ("seen_autonomy_mean", "new_look_autonomy_mean", "look_gap")
             )
-            driving = sum(v >= THRESHOLD for v in new)
+            drove = sum(v >= THRESHOLD for v in new)
             close = sum(abs(v) <= GAP_POINTS for v in gap)
             look_cells = (
-                f" {_spread(seen)} | {_spread(new)} | {driving} of {len(new)} |"
+                f" {_spread(seen)} | {_spread(new)} | {drove} of {len(new)} |"
                 f" {_spread(gap, '+', '')} | {close} of {len(gap)} |"
             )
         lines.append(
