@@ -215,9 +215,10 @@ def test_training_and_suite_looks_never_meet():
     specs = {spec.folder_name: spec for recipe in RECIPES.values() for spec in recipe.recordings}
     for spec in specs.values():
         looks.check_recordable(spec.make_track().style, spec.folder_name)
-        stretches = math.ceil(spec.laps * looks.NEW_LOOKS_PER_LAP) + 1 if spec.new_looks else 0
+        generated = spec.new_looks or spec.faint_looks
+        stretches = math.ceil(spec.laps * looks.NEW_LOOKS_PER_LAP) + 1 if generated else 0
         for index in range(stretches):
-            style = lap_new_look(spec.seed, index)[0]
+            style = lap_new_look(spec.seed, index, faint=spec.faint_looks)[0]
             assert look_seed(style) in TRAINING_LOOKS, (spec.folder_name, style)
     assert any(spec.new_looks for spec in RECIPES["looks"].recordings)
     assert set(RECIPES["robust"].recordings) < set(RECIPES["looks"].recordings)
@@ -233,6 +234,16 @@ def test_training_and_suite_looks_never_meet():
     # looks-only-fixed is looks-only trained for its whole budget, nothing else.
     fixed = RECIPES["looks-only-fixed"]
     assert replace(fixed, name="looks-only", description=only.description, patience=None) == only
+    # looks-faint is looks-only-fixed with the same laps again, in faint-road looks.
+    faint = RECIPES["looks-faint"]
+    again = tuple(replace(spec, new_looks=False, faint_looks=True) for spec in fixed.recordings)
+    assert faint.recordings == fixed.recordings + again
+    assert (
+        replace(faint, name=fixed.name, description=fixed.description, recordings=fixed.recordings) == fixed
+    )
+    assert len({spec.folder_name for spec in faint.recordings}) == len(faint.recordings)
+    with pytest.raises(ValueError, match="new looks or faint looks, not both"):
+        replace(fixed.recordings[0], faint_looks=True)
 
 
 def test_the_recorder_refuses_a_suite_look_in_one_line_before_writing(tmp_path, ring, capsys):
@@ -277,6 +288,60 @@ def test_a_recording_in_new_looks_paints_each_stretch_in_a_training_look(tmp_pat
     assert json.loads((cli / "looks.json").read_text()) == done.looks
     images = sorted(p.name for p in (done.folder / "IMG").iterdir())
     assert all((done.folder / "IMG" / n).read_bytes() == (cli / "IMG" / n).read_bytes() for n in images[:30])
+
+
+def test_faint_roads_are_weakly_marked_and_close_to_their_roadside(drawn):
+    faint = [look for look in drawn if looks.faint_road(look)]
+    assert 0.1 < len(faint) / len(drawn) < 0.25  # about one look in six
+    for look in faint:
+        style = look.style
+        assert style.edge in ("none", "dashed")
+        if style.edge == "dashed":
+            assert style.dash_m / (style.dash_m + style.dash_gap_m) < looks.FAINT_DASH_SHARE
+        assert min(road_contrast(style), road_contrast(style, look.conditions)) < looks.FAINT_CONTRAST
+    # Solid lines and curbs mark a road whatever its colour; a road far from its roadside's colour,
+    # lit and unlit, stands out whatever its markings.
+    assert not any(looks.faint_road(look) for look in drawn if look.style.edge in ("lines", "curbs"))
+    standing_out = [
+        look
+        for look in drawn
+        if min(road_contrast(look.style), road_contrast(look.style, look.conditions)) >= looks.FAINT_CONTRAST
+    ]
+    assert standing_out and not any(looks.faint_road(look) for look in standing_out)
+    # A brown dirt road on red soil, its edges orange dashes a sixth of their length: faint.
+    assert looks.faint_road(new_look(1_010_022))
+
+
+def test_faint_training_looks_are_faint_training_looks_of_their_own_stream():
+    picked = [looks.training_look(seed, i, faint=True) for seed in range(4) for i in range(12)]
+    assert all(seed in TRAINING_LOOKS and looks.faint_road(new_look(seed)) for seed in picked)
+    assert picked == [looks.training_look(seed, i, faint=True) for seed in range(4) for i in range(12)]
+    assert len(set(picked)) > 40  # a look of its own for nearly every stretch
+    plain = [looks.training_look(seed, i) for seed in range(4) for i in range(12)]
+    assert sum(looks.faint_road(new_look(seed)) for seed in plain) < len(plain) / 2
+
+
+def test_a_recording_in_faint_looks_paints_each_stretch_in_a_faint_training_look(tmp_path, ring, capsys):
+    done = record(ring, tmp_path / "a", laps=0.1, seed=5, vary="faint-looks", progress=False, topdown=False)
+    assert [look["look"] for look in done.looks] == [0, 1, 2]
+    plain = record(ring, tmp_path / "p", laps=0.1, seed=5, vary="looks", progress=False, topdown=False)
+    for entry, other in zip(done.looks, plain.looks, strict=True):
+        style, conditions, world_seed = lap_new_look(5, entry["look"], faint=True)
+        assert (entry["style"], entry["world_seed"]) == (style, world_seed)
+        assert look_seed(style) in TRAINING_LOOKS and looks.faint_road(new_look(look_seed(style)))
+        assert Conditions.from_dict(entry["conditions"]) == looks.look_conditions(look_seed(style))
+        assert entry["style"] != other["style"] and entry["world_seed"] == other["world_seed"]
+    # The command line's --faint-looks is the same recording; it and --new-looks exclude each other.
+    cli = tmp_path / "b"
+    track = tmp_path / "ring.json"
+    track.write_text(json.dumps({"name": "ring", "width": 8.0, "points": ring.control.tolist()}))
+    args = ["record", "--track", str(track), "--laps", "0.1", "--seed", "5", "--out", str(cli)]
+    assert main([*args, "--faint-looks"]) == 0
+    assert json.loads((cli / "looks.json").read_text()) == done.looks
+    with pytest.raises(SystemExit):
+        main([*args[:-1], str(tmp_path / "c"), "--faint-looks", "--new-looks"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 def test_style_option_paints_a_recorded_track_in_a_look_and_its_light(tmp_path, ring):

@@ -215,7 +215,8 @@ class Recording:
     """One training recording: a built-in track, a suite-style track (TRAINING_SEEDS) in a style,
     or a two-lane map (driving.sim.lanes' training seeds, recorded in the two-lane world),
     recorded with `laps` expert laps; `vary` paints each lap in a new style and light,
-    `new_looks` each stretch in a generated training look (driving.sim.looks.TRAINING_LOOKS)."""
+    `new_looks` each stretch in a generated training look (driving.sim.looks.TRAINING_LOOKS),
+    `faint_looks` each stretch in a faint-road one (driving.sim.looks.faint_road)."""
 
     track: str  # a built-in name, "suite" or "two-lane"
     laps: float
@@ -223,6 +224,11 @@ class Recording:
     vary: bool = False
     style: str = "lake"  # for suite tracks
     new_looks: bool = False
+    faint_looks: bool = False
+
+    def __post_init__(self) -> None:
+        if self.new_looks and self.faint_looks:
+            raise ValueError("a recording paints new looks or faint looks, not both")
 
     @property
     def folder_name(self) -> str:
@@ -230,13 +236,16 @@ class Recording:
             self.track, self.track
         )
         # The look density is in the name: a recording made at another density is another one.
-        varied = f"-newlooks{NEW_LOOKS_PER_LAP}" if self.new_looks else "-varied" if self.vary else ""
+        if self.new_looks or self.faint_looks:
+            varied = f"-{'new' if self.new_looks else 'faint'}looks{NEW_LOOKS_PER_LAP}"
+        else:
+            varied = "-varied" if self.vary else ""
         return f"{where}-{self.laps:g}laps-seed{self.seed}{varied}"
 
     @property
     def varies(self) -> bool | str:
         """The recorder's `vary` argument for this recording."""
-        return "looks" if self.new_looks else self.vary
+        return "looks" if self.new_looks else "faint-looks" if self.faint_looks else self.vary
 
     def make_track(self) -> Track:
         if self.track == TWO_LANE.name:
@@ -258,6 +267,8 @@ DIVERSE_RECORDINGS = VARIED_RECORDINGS + SUITE_STYLE_RECORDINGS
 # The same tracks and laps again, every stretch in a generated training look (24 a lap): the
 # looks recipe records twice what robust does, half of it in looks no style has.
 NEW_LOOK_RECORDINGS = tuple(replace(r, vary=False, new_looks=True) for r in DIVERSE_RECORDINGS)
+# The same laps once more, every stretch in a faint-road training look (driving.sim.looks.faint_road).
+FAINT_LOOK_RECORDINGS = tuple(replace(r, new_looks=False, faint_looks=True) for r in NEW_LOOK_RECORDINGS)
 # Eight training maps of the two-lane world, two laps each, every third of a lap in a new look.
 TWO_LANE_RECORDINGS = tuple(
     Recording(TWO_LANE.name, 2.0, i, vary=True, style=LANE_STYLES[i % len(LANE_STYLES)]) for i in range(8)
@@ -320,6 +331,27 @@ LOOKS_ONLY = replace(
     recordings=NEW_LOOK_RECORDINGS,
 )
 
+# cpu8x's last checkpoints drove new looks better than its val-best ones in 5 of 5 seeds
+# (effnet-slim, docs/evaluation.md): train the whole budget and serve its end.
+LOOKS_ONLY_FIXED = replace(
+    LOOKS_ONLY,
+    name="looks-only-fixed",
+    description="looks-only trained for the whole budget (early stopping off: --patience 0) "
+    "and serving its last checkpoint, NAME.last.keras; the study drives val-best as well",
+    patience=0,
+)
+
+# The looks that cost every model most have faint roads: weak edge markings, a road near its
+# roadside's colour. One training look in six is of that kind; here more than half are.
+LOOKS_FAINT = replace(
+    LOOKS_ONLY_FIXED,
+    name="looks-faint",
+    description="looks-only-fixed's laps, and the same laps again with every stretch in a faint-road "
+    "training look (sim record --faint-looks: edges unmarked or sparsely dashed, a road close in "
+    "colour to its roadside), trained for the whole budget and serving its last checkpoint",
+    recordings=NEW_LOOK_RECORDINGS + FAINT_LOOK_RECORDINGS,
+)
+
 
 RECIPES = {
     r.name: r
@@ -368,15 +400,8 @@ RECIPES = {
         ),
         LOOKS,
         LOOKS_ONLY,
-        # cpu8x's last checkpoints drove new looks better than its val-best ones in 5 of 5 seeds
-        # (effnet-slim, docs/evaluation.md): train the whole budget and serve its end.
-        replace(
-            LOOKS_ONLY,
-            name="looks-only-fixed",
-            description="looks-only trained for the whole budget (early stopping off: --patience 0) "
-            "and serving its last checkpoint, NAME.last.keras; the study drives val-best as well",
-            patience=0,
-        ),
+        LOOKS_ONLY_FIXED,
+        LOOKS_FAINT,
         Recipe(
             "two-lane",
             "the two-lane world: 2 varied laps of each of 8 training maps (keep to the right lane, "

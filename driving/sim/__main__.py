@@ -1,7 +1,8 @@
 """Command line of the headless simulator.
 
 python -m driving.sim tracks
-python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N] [--vary [--new-looks]]
+python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N]
+                              [--vary | --new-looks | --faint-looks]
 python -m driving.sim record --track two-lane --map-seed 3 --laps 2 --out data/lanes-3 [--vary]
 python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
                                [--report run.json] [--video run.mp4] [--connect-timeout S]
@@ -39,6 +40,7 @@ from driving.sim.expert import ExpertConfig
 from driving.sim.kinds import KINDS, TWO_LANE
 from driving.sim.lanes import LANE_HELD_OUT_SEEDS, LANE_TRAINING_SEEDS, check_training_seed, lane_track
 from driving.sim.looks import (
+    NEW_LOOKS_PER_LAP,
     STYLE_NAMES,
     SUITE_LOOKS,
     TRAINING_LOOKS,
@@ -196,7 +198,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             laps=args.laps,
             seed=args.seed,
             config=config,
-            vary="looks" if args.new_looks else args.vary,
+            vary="looks" if args.new_looks else "faint-looks" if args.faint_looks else args.vary,
             conditions=conditions,
             kind=_kind(args),
         )
@@ -510,12 +512,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drive each lap in a fresh look: style and conditions drawn from the seed and the lap",
     )
-    p.add_argument(
+    generated = p.add_mutually_exclusive_group()
+    generated.add_argument(
         "--new-looks",
         action="store_true",
-        help="vary in generated looks instead of the three styles: each sixth of a lap painted in a "
-        f"look drawn from the training looks (seeds {TRAINING_LOOKS.start} to {TRAINING_LOOKS.stop - 1}), "
-        "in its own light",
+        help=f"vary in generated looks instead of the three styles: each 1/{NEW_LOOKS_PER_LAP} of a lap "
+        f"painted in a look drawn from the training looks (seeds {TRAINING_LOOKS.start} to "
+        f"{TRAINING_LOOKS.stop - 1}), in its own light",
+    )
+    generated.add_argument(
+        "--faint-looks",
+        action="store_true",
+        help="as --new-looks, in faint-road training looks only: edges unmarked or sparsely dashed, "
+        "and a road close in colour to its roadside (the looks that cost models most)",
     )
     p.add_argument(
         "--save-track",

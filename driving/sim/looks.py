@@ -24,6 +24,10 @@ Look seeds are kept apart by purpose, as the suites' track seeds are (driving/ev
     TRAINING_LOOKS  0 - 999,999            looks a recording may paint (recorder: vary="looks")
     SUITE_LOOKS     1,000,000 - 1,999,999  looks only evaluation suites drive; recordings refuse them
     above           up to MAX_LOOK_SEED    neither: free for checks of one's own
+
+A faint road (faint_road) is one told from its roadside by little: weak edge markings and a road
+colour near the roadside's. A recording may ask for training looks of that kind alone
+(recorder: vary="faint-looks"), as the `looks-faint` recipe does for half its laps.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ STYLE_NAMES = f"{', '.join(STYLES)} or look-N (N a whole number from 0 to {MAX_L
 MIN_CONTRAST_UNMARKED = 45.0  # a road without edge markings: desert's measures 75, lake's 47
 MIN_CONTRAST_MARKED = 25.0  # with edge markings (jungle's curbed road measures 24)
 MIN_MARKING_CONTRAST = 60.0  # paint against the road it is painted on
+# A faint road (faint_road): edges unmarked or dashed under half their length, and the road's
+# colour near its roadside's (the named styles measure 24 to 75; an unmarked road needs 45).
+FAINT_DASH_SHARE = 0.5
+FAINT_CONTRAST = 60.0
 BUSH_AREA_M2 = 14.5  # the mean area of one ground-cover blob as world.py paints them (axes 0.8-3.5 m)
 _STREAM = 0x100C  # keeps a look's stream apart from other draws made with the same seed
 
@@ -232,10 +240,17 @@ def check_suite_look(seed: object, what: str) -> int:
     return seed
 
 
-def training_look(seed: int, index: int) -> int:
-    """The look (a seed in TRAINING_LOOKS) of stretch `index` of a recording made with `seed`."""
-    rng = np.random.default_rng([_STREAM, seed, index])
-    return TRAINING_LOOKS.start + int(rng.integers(len(TRAINING_LOOKS)))
+def training_look(seed: int, index: int, faint: bool = False) -> int:
+    """The look (a seed in TRAINING_LOOKS) of stretch `index` of a recording made with `seed`;
+    with `faint`, the first faint-road look (faint_road) of a stream of its own."""
+    if not faint:
+        rng = np.random.default_rng([_STREAM, seed, index])
+        return TRAINING_LOOKS.start + int(rng.integers(len(TRAINING_LOOKS)))
+    rng = np.random.default_rng([_STREAM, seed, index, 2])
+    while True:  # about one training look in six is faint
+        look = TRAINING_LOOKS.start + int(rng.integers(len(TRAINING_LOOKS)))
+        if faint_road(new_look(look)):
+            return look
 
 
 # --- drawing a look -------------------------------------------------------------------------------
@@ -298,6 +313,18 @@ def drivable(style: Style, conditions: Conditions = Conditions()) -> bool:
     floor = MIN_CONTRAST_UNMARKED if style.edge == "none" else MIN_CONTRAST_MARKED
     marks = marking_contrast(style, conditions).values()
     return road_contrast(style, conditions) >= floor and all(m >= MIN_MARKING_CONTRAST for m in marks)
+
+
+def faint_road(look: Look) -> bool:
+    """Whether the look's road is told from its roadside by little: its edges unmarked or marked by
+    dashes that cover under FAINT_DASH_SHARE of the edge, and its colour within FAINT_CONTRAST of
+    the roadside's (road_contrast, lit or unlit). About one look in six; the looks that cost the
+    models most are of this kind (docs/evaluation.md)."""
+    style = look.style
+    dashes = style.dash_m / (style.dash_m + style.dash_gap_m)
+    weakly_marked = style.edge == "none" or (style.edge == "dashed" and dashes < FAINT_DASH_SHARE)
+    contrast = min(road_contrast(style), road_contrast(style, look.conditions))
+    return weakly_marked and contrast < FAINT_CONTRAST
 
 
 def new_look(seed: int) -> Look:

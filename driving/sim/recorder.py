@@ -9,8 +9,9 @@ run wrote are removed again.
 With `vary`, each lap is driven in a fresh world whose style and conditions are drawn from
 (seed, lap): one recording holds several looks of the same road. vary=True (or "styles") takes
 the named styles in turn; vary="looks" paints each stretch in a generated look drawn from the
-training looks (driving/sim/looks.py). A track painted in a suite look is refused before anything
-is written: those looks are kept for evaluation.
+training looks (driving/sim/looks.py), vary="faint-looks" in a faint-road one (looks.faint_road:
+weak edge markings, a road near its roadside's colour). A track painted in a suite look is refused
+before anything is written: those looks are kept for evaluation.
 
 The kind of world (driving/sim/kinds.py: cameras, steering scale) is the track's own unless named;
 on a two-lane road the cross-track error reported is the lane's, and a sample off the lane counts.
@@ -49,7 +50,8 @@ LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each stretch
 # With vary, the look changes this many times a lap, the styles taking turns: a model that learns
 # from a recording should see every style, not whichever ones a draw per lap happened to pick.
 LOOKS_PER_LAP = 3
-VARY_KINDS = ("styles", "looks")  # what vary may name; True is "styles"
+VARY_KINDS = ("styles", "looks", "faint-looks")  # what vary may name; True is "styles"
+NEW_LOOK_KINDS = ("looks", "faint-looks")  # the kinds that paint generated looks
 STALL_WINDOW_S, STALL_MIN_PROGRESS_M = 30.0, 5.0
 # The default bound on samples: the laps at an average of MIN_AVERAGE_MPS, plus START_S to get
 # going, and never more than MAX_SAMPLES (about 9 simulated hours, some 1.5 million JPEGs).
@@ -82,16 +84,17 @@ def lap_look(seed: int, index: int, styles: tuple[str, ...] = ONE_LANE_STYLES) -
     return style, Conditions.draw(int(rng.integers(2**31)), styles), int(rng.integers(2**31))
 
 
-def lap_new_look(seed: int, index: int) -> tuple[str, Conditions, int]:
+def lap_new_look(seed: int, index: int, faint: bool = False) -> tuple[str, Conditions, int]:
     """The style name (look-N, N in TRAINING_LOOKS), conditions (the look's own light) and texture
-    seed of stretch `index` of a recording made with `seed` and vary="looks"."""
-    look = training_look(seed, index)
+    seed of stretch `index` of a recording made with `seed` and vary="looks" (or, with `faint`,
+    vary="faint-looks": the texture seed is the same, the look a faint-road one)."""
+    look = training_look(seed, index, faint)
     rng = np.random.default_rng([seed, index, 1])  # apart from lap_look's stream
     return look_name(look), look_conditions(look), int(rng.integers(2**31))
 
 
 def vary_kind(vary: bool | str | None) -> str | None:
-    """None (one look), "styles" or "looks" for a `vary` argument; ValueError otherwise."""
+    """None (one look), or one of VARY_KINDS for a `vary` argument; ValueError otherwise."""
     if vary is None or vary is False:
         return None
     if vary is True:
@@ -167,10 +170,10 @@ def _restore(folder: Path, before: dict[Path, frozenset[str] | None]) -> None:
 
 
 def _paint_look(sim: Simulator, track: Track, seed: int, index: int, sample: int, vary: bool | str) -> dict:
-    """Give `sim` look `index` (lap_look, or lap_new_look when `vary` is "looks"); returns its
-    entry for looks.json."""
-    if vary == "looks":
-        style, conditions, world_seed = lap_new_look(seed, index)
+    """Give `sim` look `index` (lap_look, or lap_new_look when `vary` paints generated looks);
+    returns its entry for looks.json."""
+    if vary in NEW_LOOK_KINDS:
+        style, conditions, world_seed = lap_new_look(seed, index, faint=vary == "faint-looks")
     else:
         style, conditions, world_seed = lap_look(seed, index, styles_for(track.lanes))
     world = World(replace(track, style=style), seed=world_seed, conditions=conditions)
@@ -246,7 +249,7 @@ def _record(
 ) -> RecordResult:
     """record()'s drive and writes, once its arguments and folder are checked."""
     sim = Simulator(track, seed=seed, render=not vary, conditions=conditions, kind=kind)
-    per_lap = NEW_LOOKS_PER_LAP if vary == "looks" else LOOKS_PER_LAP
+    per_lap = NEW_LOOKS_PER_LAP if vary in NEW_LOOK_KINDS else LOOKS_PER_LAP
     expert = Expert(track, seed=seed, config=config)
     dt = 1.0 / SAMPLE_RATE_HZ
     goal = laps * track.length
