@@ -2,7 +2,7 @@
 
 python -m driving.sim tracks
 python -m driving.sim record --track lake --laps 3 --out data/sim-lake [--seed N]
-                              [--vary | --new-looks | --faint-looks]
+                              [--vary] [--new-looks | --faint-looks]
 python -m driving.sim record --track two-lane --map-seed 3 --laps 2 --out data/lanes-3 [--vary]
 python -m driving.sim drive --track lake --laps 2 [--port 4567] [--realtime]
                                [--report run.json] [--video run.mp4] [--connect-timeout S]
