@@ -342,7 +342,9 @@ LOOKS_ONLY_FIXED = replace(
 )
 
 # The looks that cost every model most have faint roads: weak edge markings, a road near its
-# roadside's colour. One training look in six is of that kind; here more than half are.
+# roadside's colour. One training look in six is of that kind; here more than half are. Measured
+# at cpu8x, not kept: pilotnet gained on the suite's own faint looks and not on faint looks no
+# suite holds, effnet-slim lost a little (docs/evaluation.md).
 LOOKS_FAINT = replace(
     LOOKS_ONLY_FIXED,
     name="looks-faint",
