@@ -398,9 +398,9 @@ def test_the_two_lane_recipe_trains_with_the_flags_its_world_needs(tmp_path):
     # Only the two-lane and looks recipes refresh BatchNorm, and only two-lane drives another suite
     # in its drive check: every other recipe's runs are as they were.
     refreshing = [name for name, r in RECIPES.items() if r.bn_refresh_batches]
-    assert refreshing == ["looks", "looks-only", "looks-only-fixed", "two-lane"]
+    assert refreshing == ["looks", "looks-only", "looks-only-fixed", "looks-faint", "two-lane"]
     fixed = {name: r.patience for name, r in RECIPES.items() if r.patience is not None}
-    assert fixed == {"looks-only-fixed": 0}  # every other recipe keeps train.py's early stopping
+    assert fixed == {"looks-only-fixed": 0, "looks-faint": 0}  # the others keep train.py's early stopping
     changed = {n: r.drive_check_suite for n, r in RECIPES.items() if r.drive_check_suite != "validation"}
     assert changed == {"two-lane": "two-lane-validation"}
     assert RECIPES["robust"].drive_check_steps == 120
