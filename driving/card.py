@@ -40,12 +40,14 @@ from driving.data.reader import find_recordings
 from driving.files import RecordError, write_text
 from driving.modelio import load_info, load_keras
 from driving.run import (
+    LEARNT_NOTHING_SHARE,
     PRECISIONS,
     Checkpoint,
     DrivenFile,
     ReportRow,
     RunFolder,
     TrainResult,
+    learnt_nothing,
     read_record,
     record_from_dict,
     served_kind,
@@ -180,6 +182,13 @@ class ModelCard:
     # (hiding its most salient pixels moves the steering clearly more than hiding the same mask
     # elsewhere) is shown as the model's.
     saliency: dict[str, SaliencyFigures] = field(default_factory=dict)
+    # The validation frames' steering variance, what one constant angle scores (None: older cards).
+    val_steering_variance: float | None = None
+
+    @property
+    def learnt_nothing(self) -> bool:
+        """Its training learnt nothing from the frames (driving.run.learnt_nothing)."""
+        return learnt_nothing(self.val_mse, self.val_steering_variance)
 
     def check(self, source: str) -> None:
         for key in self.sizes:
@@ -217,7 +226,7 @@ class ModelCard:
             f"({self.data.rows:,} rows) seed {self.seed}"
         ]
         if self.val_mse is not None:
-            parts.append(f"val MSE {self.val_mse:.4f}")
+            parts.append(f"val MSE {self.val_mse:.4f}" + (" (did not learn)" if self.learnt_nothing else ""))
         parts += [s.describe() for s in self.figures_for(file or RunFolder(".").model(self.name).name)]
         return ", ".join(parts)
 
@@ -432,6 +441,7 @@ def trained(
         checkpoints=checkpoints,
         val_mse=_finite(result.best_val_loss),
         val_mae=_finite(result.best_val_mae),
+        val_steering_variance=_finite(result.val_steering_variance),
         sizes=sizes,
         versions=dict(config.versions or {}),
     )
@@ -678,6 +688,18 @@ def markdown(card: ModelCard) -> str:
         f"Best validation MSE in training {_or_dash(card.val_mse, '{:.5f}')}, "
         f"MAE {_or_dash(card.val_mae, '{:.4f}')} (steering units).",
     ]
+    if card.val_steering_variance is not None:
+        lines[-1] += (
+            f" One constant steering angle would score {card.val_steering_variance:.5f} (the validation "
+            "steering's variance)."
+        )
+    if card.learnt_nothing:
+        lines += [
+            "",
+            f"**This run did not learn to steer**: its best validation MSE is at least "
+            f"{LEARNT_NOTHING_SHARE:g} times what one constant angle scores. Train it again with "
+            "another seed or a lower learning rate.",
+        ]
     if card.report is not None:
         r = card.report
         lines += [

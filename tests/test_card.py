@@ -175,7 +175,11 @@ def test_the_summary_line_says_what_is_served(run, evaluated):
     assert line.startswith(
         f"{NAME}: {evaluated.params:,} params, trained on 2 recordings ({rows:,} rows) seed {SEED}, "
     )
-    assert f"val MSE {evaluated.val_mse:.4f}, tiny suite " in line and line.endswith("over 2 tracks, 1 seed")
+    # The tiny budget of these tests leaves the model no better than one constant angle: it says so.
+    learnt = " (did not learn)" if evaluated.learnt_nothing else ""
+    assert f"val MSE {evaluated.val_mse:.4f}{learnt}, tiny suite " in line and line.endswith(
+        "over 2 tracks, 1 seed"
+    )
     assert card.summary_line(run.h5(NAME)) == line  # the same weights in the other Keras format
     assert "suite" not in card.summary_line(run.checkpoint(NAME, "last"))  # never driven
     assert card.summary_line(run.root / "suites" / "elsewhere.keras") is None

@@ -390,6 +390,20 @@ def test_a_study_record_round_trips_typed(tmp_path):
     assert record.run_config.seed == 0
 
 
+def test_a_run_that_learnt_nothing_is_named_in_the_study_table(tmp_path):
+    from driving.evaluation import seed_tables
+
+    learnt, idle, older = (finished_run(tmp_path, seed) for seed in range(3))
+    edit(learnt.study_record, lambda d: d.update(val_steering_variance=0.05))  # val MSE 0.02: 0.4 of it
+    edit(idle.study_record, lambda d: d.update(val_mse=0.048, val_steering_variance=0.05))
+    runs = seed_tables.finished_runs(tmp_path, SUITES["quick"])
+    # A record from before the field says nothing either way.
+    assert [r.val_steering_variance for r in runs] == [0.05, 0.05, None]
+    assert [r.learnt_nothing for r in runs] == [False, True, False]
+    assert "; did not learn: seed 1 |" in seed_tables.summary_table(runs)
+    assert "did not learn" not in seed_tables.summary_table([runs[0], runs[2]])
+
+
 def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_default(tmp_path):
     """A run recorded before --bn-refresh or --drive-check-suite (and, nested, before --colour)
     existed is a run made with their defaults: a study resumes it and a curve selects it, unless

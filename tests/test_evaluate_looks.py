@@ -168,24 +168,31 @@ def test_the_seed_table_shows_seen_and_new_looks_only_when_the_suite_has_both():
         "| seen looks median [min, max] | new looks median [min, max] | new looks >= 90% | gap new - seen"
         in table
     )
-    assert table.splitlines()[0].endswith("| gap within 3 points |")
+    assert table.splitlines()[0].endswith("| new >= 90% and gap within 3 points |")
     gaps = sorted([summarise(paired_rows()).look_gap, summarise(worse).look_gap])
     assert f"{np.median(gaps):+.1f} [{gaps[0]:+.1f}, {gaps[1]:+.1f}] |" in table
-    # The target's counts: seeds driving new looks at >= 90%, and gaps within 3 points either way.
+    # The target's counts: seeds driving new looks at >= 90%, and of those, gaps within 3 points
+    # either way (neither run here drives new looks at 90%, so none counts, whatever its gap).
     news = [summarise(rows).new_look_autonomy_mean for rows in (paired_rows(), worse)]
     assert f"| {sum(v >= 90 for v in news)} of 2 | {np.median(gaps):+.1f}" in table
-    assert table.splitlines()[2].endswith(f"| {sum(abs(g) <= 3 for g in gaps)} of 2 |")
+    assert table.splitlines()[2].endswith("| 0 of 2 |")
 
-    def seen_at(offset: float) -> list[DriveResult]:  # each shape's seen drive `offset` from its new one
-        return [
-            replace(r, autonomy_pct=NEW[i // 2] + offset) if r.look is None else r
-            for i, r in enumerate(paired_rows())
-        ]
+    def drove(seen: float, new: float) -> list[DriveResult]:  # every shape at these autonomies
+        return [replace(r, autonomy_pct=seen if r.look is None else new) for r in paired_rows()]
 
-    near, above = seen_at(2.5), seen_at(-20.0)
-    counted = seed_tables.summary_table([run(0, near), run(1, above), run(2, worse)]).splitlines()[2]
-    assert [summarise(near).look_gap, summarise(above).look_gap] == pytest.approx([-2.5, +20])
-    assert counted.endswith("| 1 of 3 |")  # -2.5 counts; +20 (seen looks fell) and worse's do not
+    near, above, nothing = drove(97.5, 95.0), drove(75.0, 95.0), drove(0.0, 0.0)
+    slow_near = [
+        replace(r, autonomy_pct=NEW[i // 2] + 2.5) if r.look is None else r
+        for i, r in enumerate(paired_rows())
+    ]
+    runs = [run(0, near), run(1, above), run(2, nothing), run(3, slow_near)]
+    assert [summarise(rows).look_gap for rows in (near, above, nothing, slow_near)] == pytest.approx(
+        [-2.5, +20, 0, -2.5]
+    )
+    counted = seed_tables.summary_table(runs).splitlines()[2]
+    # -2.5 at 95% counts; +20 (seen looks fell), a run that drove nothing (gap 0) and -2.5 at 70% do not.
+    cells = [c.strip() for c in counted.split("|")]
+    assert (cells[-4], cells[-2]) == ("2 of 4", "1 of 4")  # new looks >= 90%; and the gap met too
     # A run of a fixed budget serves its last checkpoint: the look cells are the last one's, and
     # the comparison column names it against val-best.
     best, last = summarise(worse), summarise(paired_rows())

@@ -8,6 +8,7 @@ import os
 import queue
 import resource
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from driving import card, models
 from driving.config import AugmentConfig, ConfigError, Preprocessing, RunConfig, model_seed
 from driving.modelio import load_info, load_keras, save_keras
 from driving.preprocess import encode_jpeg
-from driving.run import SCHEMA, Checkpoint, RunFolder
+from driving.run import LEARNT_NOTHING_SHARE, SCHEMA, Checkpoint, RunFolder
 from driving.train import cli, cluster, stage
 from tests.conftest import wait_until, write_recording
 
@@ -90,6 +91,9 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
 
     _, val_df, _ = frames_from_folders([data], seed=1, block_seconds=1)
     assert result.best_val_loss < 0.5 * float(np.mean(val_df["steering"] ** 2))
+    # ...and the record knows what one constant angle scores, so it can tell that it learnt.
+    assert result.val_steering_variance == pytest.approx(float(val_df["steering"].var(ddof=0)))
+    assert not result.learnt_nothing and "did not learn" not in stage.summary_table([result])
 
     history = pd.read_csv(out / "pilotnet.history.csv")
     assert list(history["epoch"]) == [0, 1]
@@ -140,6 +144,27 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
     stage.run(config(data, out, epochs=3, resume=True), progress=False)
     history = pd.read_csv(out / "pilotnet.history.csv")
     assert list(history["epoch"]) == [0, 1, 2]
+
+
+def test_a_run_on_steering_unrelated_to_its_frames_says_it_did_not_learn(data, tmp_path, capsys):
+    # The same frames, each row's steering drawn at random: nothing in an image tells its label.
+    noise = tmp_path / "noise"
+    shutil.copytree(data, noise)
+    log = pd.read_csv(noise / "driving_log.csv", header=None)
+    log[3] = np.random.default_rng(0).uniform(-0.5, 0.5, len(log))
+    log.to_csv(noise / "driving_log.csv", header=False, index=False)
+    out = tmp_path / "models"
+    [result] = stage.run(config(noise, out, epochs=2), progress=False)
+
+    assert result.learnt_nothing
+    assert result.best_val_loss >= LEARNT_NOTHING_SHARE * result.val_steering_variance
+    assert "pilotnet: did not learn to steer: best val MSE" in capsys.readouterr().err
+    assert "did not learn (val MSE >= 0.95 x the steering's variance)" in stage.summary_table([result])
+    recorded = json.loads((out / "run.json").read_text())["results"]["pilotnet"]
+    assert recorded["val_steering_variance"] == result.val_steering_variance
+    model_card = card.read(out, "pilotnet")
+    assert model_card.learnt_nothing and "(did not learn)" in model_card.summary()
+    assert "**This run did not learn to steer**" in RunFolder(out).card_md("pilotnet").read_text()
 
 
 def test_patience_zero_trains_the_whole_budget(data, tmp_path):

@@ -26,6 +26,7 @@ from driving.run import (
     RunFolder,
     StudyRecord,
     SuiteResult,
+    SuiteSummary,
     TrainResult,
     read_record,
     record_from_dict,
@@ -156,14 +157,15 @@ def drove_both_looks(runs: list[StudyRecord]) -> bool:
 
 def summary_table(runs: list[StudyRecord]) -> str:
     """Per recipe and model: seeds at >= THRESHOLD mean autonomy, median and range of the mean
-    autonomy, success rate, validation MSE; and how the drive-best checkpoint compares. When the
-    suite drove seen and new looks: the served checkpoint's seen-look and new-look autonomy and the
-    gap between them, median and range over seeds, with the seeds whose new looks reach THRESHOLD
-    and whose gap lies within GAP_POINTS either way."""
+    autonomy, success rate, validation MSE (naming the seeds that learnt nothing); and how the
+    drive-best checkpoint compares. When the suite drove seen and new looks: the served
+    checkpoint's seen-look and new-look autonomy and the gap between them, median and range over
+    seeds, with the seeds whose new looks reach THRESHOLD and those that also meet the gap
+    (close_gap)."""
     looks = drove_both_looks(runs)
     look_header = (
         f" seen looks median [min, max] | new looks median [min, max] | new looks >= {THRESHOLD:g}% |"
-        f" gap new - seen median [min, max] | gap within {GAP_POINTS:g} points |"
+        f" gap new - seen median [min, max] | new >= {THRESHOLD:g}% and gap within {GAP_POINTS:g} points |"
         if looks
         else ""
     )
@@ -181,6 +183,9 @@ def summary_table(runs: list[StudyRecord]) -> str:
         success = np.mean([r.summary["val-best"].success_rate for r in mine])
         mse = np.array([r.val_mse for r in mine if r.val_mse is not None], dtype=float)
         mse_text = f"{np.median(mse):.4f} [{mse.min():.4f}, {mse.max():.4f}]" if mse.size else "-"
+        idle = [r.seed for r in mine if r.learnt_nothing]
+        if idle:
+            mse_text += f"; did not learn: seed {', '.join(map(str, idle))}"
         other = [r for r in mine if served_kind(r) != "val-best"]
         if other:
             kinds = " / ".join(dict.fromkeys(served_kind(r) for r in other))
@@ -202,7 +207,7 @@ def summary_table(runs: list[StudyRecord]) -> str:
                 for name in ("seen_autonomy_mean", "new_look_autonomy_mean", "look_gap")
             )
             drove = sum(v >= THRESHOLD for v in new)
-            close = sum(abs(v) <= GAP_POINTS for v in gap)
+            close = sum(close_gap(f) for f in figures)
             look_cells = (
                 f" {_spread(seen)} | {_spread(new)} | {drove} of {len(new)} |"
                 f" {_spread(gap, '+', '')} | {close} of {len(gap)} |"
@@ -219,10 +224,19 @@ def summary_table(runs: list[StudyRecord]) -> str:
             "last one where it trained a fixed budget, else val-best) mean autonomy on the suite's "
             "seen styles and on its new looks, and the gap new - seen in points, paired by track "
             f"shape; median and range over seeds. The counts are the seeds that drove new looks at "
-            f">= {THRESHOLD:g}% and those whose gap lies within {GAP_POINTS:g} points either way "
-            "(seen looks that fell below new ones are no closer to the target).",
+            f">= {THRESHOLD:g}% and those that did so with a gap within {GAP_POINTS:g} points either "
+            "way (a run that drove nothing has no gap worth the name, and seen looks that fell "
+            "below new ones are no closer to the target). A run whose best val MSE is no better "
+            "than one constant steering angle's is named in the val MSE column: it did not learn.",
         ]
     return "\n".join(lines)
+
+
+def close_gap(figures: SuiteSummary) -> bool:
+    """The looks target, for one run's served checkpoint: it drove new looks at >= THRESHOLD and
+    its gap new - seen lies within GAP_POINTS either way."""
+    new, gap = figures.new_look_autonomy_mean, figures.look_gap
+    return new is not None and gap is not None and new >= THRESHOLD and abs(gap) <= GAP_POINTS
 
 
 def look_losses(out: Path, suite: Suite, run: StudyRecord) -> list[tuple[int, float]]:

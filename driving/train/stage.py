@@ -39,10 +39,11 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -58,7 +59,7 @@ from driving.files import RecordError, check_writable_folder, remove_stale_temps
 from driving.modelio import ModelInfo, load_info, load_keras
 from driving.pipeline import cache_split, frames_from_folders, steps_per_epoch, train_dataset, val_dataset
 from driving.preprocess import FrameError, read_frame
-from driving.run import RunFolder, TrainResult, read_record, write_record
+from driving.run import LEARNT_NOTHING_SHARE, RunFolder, TrainResult, read_record, write_record
 from driving.train import batchnorm, callbacks
 from driving.train.cluster import is_chief
 from driving.train.distribute import make_strategy, setup_devices, shard
@@ -251,6 +252,8 @@ def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> l
             .prefetch(tf.data.AUTOTUNE)
         )
     bn_batches = _bn_refresh_batches(config, train_rows, cache)
+    # What one constant steering angle scores on validation: the yardstick of "learnt nothing".
+    steering_variance = float(val_rows["steering"].to_numpy(np.float64).var())
     results = []
     for name in config.models:
         seed = model_seed(config.seed, name)
@@ -258,11 +261,12 @@ def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> l
             train_rows, cache, config.batch_size, config.augment, config.preprocessing, seed
         )
         train_ds = shard(train_ds, config)
-        results.append(
-            train_model(
-                name, config, train_ds, val_ds, steps, strategy, progress and chief, chief, bn_batches
-            )
+        result = train_model(
+            name, config, train_ds, val_ds, steps, strategy, progress and chief, chief, bn_batches
         )
+        results.append(replace(result, val_steering_variance=steering_variance))
+        if chief and results[-1].learnt_nothing:
+            print(f"{name}: {learnt_nothing_warning(results[-1])}", file=sys.stderr)
         if chief:  # the model's card: what it is, what it learnt from, which checkpoint and why
             card.trained(config.out, name, config, results[-1], (train_rows, val_rows), steps)
         keras.backend.clear_session(free_memory=True)
@@ -423,6 +427,15 @@ def _suite_of(row: dict) -> str:
     return suite if isinstance(suite, str) else SUITES["validation"].label
 
 
+def learnt_nothing_warning(result: TrainResult) -> str:
+    """One line saying that a run learnt nothing from its frames, with the figures that show it."""
+    return (
+        f"did not learn to steer: best val MSE {result.best_val_loss:.4f} against "
+        f"{result.val_steering_variance:.4f} for one constant angle (>= {LEARNT_NOTHING_SHARE:g} of it); "
+        "train it again with another --seed, or a lower --lr"
+    )
+
+
 def summary_table(results: Sequence[TrainResult]) -> str:
     def cell(value: float | None, width: int, digits: int) -> str:
         return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
@@ -431,7 +444,10 @@ def summary_table(results: Sequence[TrainResult]) -> str:
         f"{'model':<12} {'params':>9} {'epochs':>7} {'best val MSE':>13} {'val MAE':>8} {'s/epoch':>8}  note"
     ]
     for r in results:
-        note = f"diverged at {r.diverged}" if r.diverged else "stopped early" if r.stopped_early else ""
+        notes = [f"diverged at {r.diverged}" if r.diverged else "stopped early" if r.stopped_early else ""]
+        if r.learnt_nothing:
+            notes.append(f"did not learn (val MSE >= {LEARNT_NOTHING_SHARE:g} x the steering's variance)")
+        note = "; ".join(n for n in notes if n)
         lines.append(
             f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {cell(r.best_val_loss, 13, 5)} "
             f"{cell(r.best_val_mae, 8, 4)} {cell(r.seconds_per_epoch, 8, 1)}  {note}"
