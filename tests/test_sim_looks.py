@@ -215,16 +215,16 @@ def test_training_and_suite_looks_never_meet():
     specs = {spec.folder_name: spec for recipe in RECIPES.values() for spec in recipe.recordings}
     for spec in specs.values():
         looks.check_recordable(spec.make_track().style, spec.folder_name)
-        generated = spec.new_looks or spec.faint_looks
+        generated = spec.vary in looks.NEW_LOOK_KINDS
         stretches = math.ceil(spec.laps * looks.NEW_LOOKS_PER_LAP) + 1 if generated else 0
         for index in range(stretches):
-            style = lap_new_look(spec.seed, index, faint=spec.faint_looks)[0]
+            style = lap_new_look(spec.seed, index, faint=spec.vary == "faint-looks")[0]
             assert look_seed(style) in TRAINING_LOOKS, (spec.folder_name, style)
-    assert any(spec.new_looks for spec in RECIPES["looks"].recordings)
+    assert any(spec.vary == "looks" for spec in RECIPES["looks"].recordings)
     assert set(RECIPES["robust"].recordings) < set(RECIPES["looks"].recordings)
     # looks-only is looks less robust's named-style laps: every frame in a generated look.
     only = RECIPES["looks-only"]
-    assert all(spec.new_looks for spec in only.recordings)
+    assert all(spec.vary == "looks" for spec in only.recordings)
     assert set(only.recordings) == set(RECIPES["looks"].recordings) - set(RECIPES["robust"].recordings)
     looks_recipe = RECIPES["looks"]
     same_otherwise = replace(
@@ -236,14 +236,15 @@ def test_training_and_suite_looks_never_meet():
     assert replace(fixed, name="looks-only", description=only.description, patience=None) == only
     # looks-faint is looks-only-fixed with the same laps again, in faint-road looks.
     faint = RECIPES["looks-faint"]
-    again = tuple(replace(spec, new_looks=False, faint_looks=True) for spec in fixed.recordings)
+    again = tuple(replace(spec, vary="faint-looks") for spec in fixed.recordings)
     assert faint.recordings == fixed.recordings + again
     assert (
         replace(faint, name=fixed.name, description=fixed.description, recordings=fixed.recordings) == fixed
     )
     assert len({spec.folder_name for spec in faint.recordings}) == len(faint.recordings)
-    with pytest.raises(ValueError, match="new looks or faint looks, not both"):
-        replace(fixed.recordings[0], faint_looks=True)
+    assert [spec.folder_name for spec in again[:1]] == ["lake-3laps-seed0-faintlooks24"]
+    with pytest.raises(ValueError, match="vary must be True, False or one of styles, looks, faint-looks"):
+        replace(fixed.recordings[0], vary="new-looks")
 
 
 def test_the_recorder_refuses_a_suite_look_in_one_line_before_writing(tmp_path, ring, capsys):

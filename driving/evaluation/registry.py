@@ -42,7 +42,15 @@ from driving.config import AugmentConfig, Preprocessing
 from driving.sim.conditions import Conditions
 from driving.sim.kinds import KINDS, TWO_LANE
 from driving.sim.lanes import LANE_HELD_OUT_SEEDS, LANE_VALIDATION_SEEDS, check_training_seed, lane_track
-from driving.sim.looks import NEW_LOOKS_PER_LAP, SUITE_LOOKS, check_suite_look, look_conditions, look_name
+from driving.sim.looks import (
+    NEW_LOOK_KINDS,
+    NEW_LOOKS_PER_LAP,
+    SUITE_LOOKS,
+    check_suite_look,
+    look_conditions,
+    look_name,
+    vary_kind,
+)
 from driving.sim.style import LANE_STYLES, styles_for
 from driving.sim.track import Track, builtin_track, suite_track
 
@@ -214,38 +222,32 @@ SUITES["validation-looks"] = Suite(
 class Recording:
     """One training recording: a built-in track, a suite-style track (TRAINING_SEEDS) in a style,
     or a two-lane map (driving.sim.lanes' training seeds, recorded in the two-lane world),
-    recorded with `laps` expert laps; `vary` paints each lap in a new style and light,
-    `new_looks` each stretch in a generated training look (driving.sim.looks.TRAINING_LOOKS),
-    `faint_looks` each stretch in a faint-road one (driving.sim.looks.faint_road)."""
+    recorded with `laps` expert laps. `vary` is the recorder's (driving.sim.looks.vary_kind):
+    True paints each lap in a new style and light, "looks" each stretch in a generated training
+    look (driving.sim.looks.TRAINING_LOOKS), "faint-looks" each stretch in a faint-road one
+    (driving.sim.looks.faint_road)."""
 
     track: str  # a built-in name, "suite" or "two-lane"
     laps: float
     seed: int
-    vary: bool = False
+    vary: bool | str = False
     style: str = "lake"  # for suite tracks
-    new_looks: bool = False
-    faint_looks: bool = False
 
     def __post_init__(self) -> None:
-        if self.new_looks and self.faint_looks:
-            raise ValueError("a recording paints new looks or faint looks, not both")
+        vary_kind(self.vary)  # ValueError, naming the kinds, for anything else
 
     @property
     def folder_name(self) -> str:
         where = {"suite": f"suite{self.seed}-{self.style}", TWO_LANE.name: f"two-lane{self.seed}"}.get(
             self.track, self.track
         )
+        kind = vary_kind(self.vary)
         # The look density is in the name: a recording made at another density is another one.
-        if self.new_looks or self.faint_looks:
-            varied = f"-{'new' if self.new_looks else 'faint'}looks{NEW_LOOKS_PER_LAP}"
+        if kind in NEW_LOOK_KINDS:
+            varied = f"-{'new' if kind == 'looks' else 'faint'}looks{NEW_LOOKS_PER_LAP}"
         else:
-            varied = "-varied" if self.vary else ""
+            varied = "-varied" if kind else ""
         return f"{where}-{self.laps:g}laps-seed{self.seed}{varied}"
-
-    @property
-    def varies(self) -> bool | str:
-        """The recorder's `vary` argument for this recording."""
-        return "looks" if self.new_looks else "faint-looks" if self.faint_looks else self.vary
 
     def make_track(self) -> Track:
         if self.track == TWO_LANE.name:
@@ -266,9 +268,9 @@ SUITE_STYLE_RECORDINGS = tuple(
 DIVERSE_RECORDINGS = VARIED_RECORDINGS + SUITE_STYLE_RECORDINGS
 # The same tracks and laps again, every stretch in a generated training look (24 a lap): the
 # looks recipe records twice what robust does, half of it in looks no style has.
-NEW_LOOK_RECORDINGS = tuple(replace(r, vary=False, new_looks=True) for r in DIVERSE_RECORDINGS)
+NEW_LOOK_RECORDINGS = tuple(replace(r, vary="looks") for r in DIVERSE_RECORDINGS)
 # The same laps once more, every stretch in a faint-road training look (driving.sim.looks.faint_road).
-FAINT_LOOK_RECORDINGS = tuple(replace(r, new_looks=False, faint_looks=True) for r in NEW_LOOK_RECORDINGS)
+FAINT_LOOK_RECORDINGS = tuple(replace(r, vary="faint-looks") for r in NEW_LOOK_RECORDINGS)
 # Eight training maps of the two-lane world, two laps each, every third of a lap in a new look.
 TWO_LANE_RECORDINGS = tuple(
     Recording(TWO_LANE.name, 2.0, i, vary=True, style=LANE_STYLES[i % len(LANE_STYLES)]) for i in range(8)

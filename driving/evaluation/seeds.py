@@ -79,13 +79,13 @@ def _recorded(specs: Sequence[Recording], data: Path) -> list[Path]:
             folders.append(folder)
             continue
         if folder.exists():  # an empty log, someone else's folder: recorded into as it is
-            recorder.record(spec.make_track(), folder, laps=spec.laps, seed=spec.seed, vary=spec.varies)
+            recorder.record(spec.make_track(), folder, laps=spec.laps, seed=spec.seed, vary=spec.vary)
         else:
             partial = _partial(folder)
             shutil.rmtree(partial, ignore_errors=True)  # what a killed study left
             partial.mkdir(parents=True)
             (partial / PARTIAL_MARK).write_bytes(b"")
-            recorder.record(spec.make_track(), partial, laps=spec.laps, seed=spec.seed, vary=spec.varies)
+            recorder.record(spec.make_track(), partial, laps=spec.laps, seed=spec.seed, vary=spec.vary)
             (partial / PARTIAL_MARK).unlink()
             _name_images_in(partial, folder)
             os.replace(partial, folder)

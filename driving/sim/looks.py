@@ -49,6 +49,11 @@ SUITE_LOOKS = range(1_000_000, 2_000_000)
 # own (about 20 m): a model meets hundreds of looks, not dozens. At 6 a lap the `looks` recipe
 # left the gap as it was; at 24 it narrowed it (docs/evaluation.md).
 NEW_LOOKS_PER_LAP = 24
+# How a recording varies its look (the recorder's `vary`): "styles" (also True) each part of a lap
+# in another named style and light; "looks" each 1/24 of a lap a generated training look;
+# "faint-looks" the same in faint-road looks alone.
+VARY_KINDS = ("styles", "looks", "faint-looks")
+NEW_LOOK_KINDS = ("looks", "faint-looks")  # the kinds that paint generated looks
 STYLE_NAMES = f"{', '.join(STYLES)} or look-N (N a whole number from 0 to {MAX_LOOK_SEED})"
 MIN_CONTRAST_UNMARKED = 45.0  # a road without edge markings: desert's measures 75, lake's 47
 MIN_CONTRAST_MARKED = 25.0  # with edge markings (jungle's curbed road measures 24)
@@ -238,6 +243,17 @@ def check_suite_look(seed: object, what: str) -> int:
             f"looks no recording paints ({_span(SUITE_LOOKS)})"
         )
     return seed
+
+
+def vary_kind(vary: bool | str | None) -> str | None:
+    """None (one look), or one of VARY_KINDS for a `vary` argument; ValueError otherwise."""
+    if vary is None or vary is False:
+        return None
+    if vary is True:
+        return "styles"
+    if vary in VARY_KINDS:
+        return vary
+    raise ValueError(f"vary must be True, False or one of {', '.join(VARY_KINDS)}, got {vary!r}")
 
 
 def training_look(seed: int, index: int, faint: bool = False) -> int:

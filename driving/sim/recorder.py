@@ -37,7 +37,15 @@ from driving.sim.conditions import Conditions
 from driving.sim.expert import Expert, ExpertConfig
 from driving.sim.kinds import WorldKind
 from driving.sim.lanes import check_recordable_map
-from driving.sim.looks import NEW_LOOKS_PER_LAP, check_recordable, look_conditions, look_name, training_look
+from driving.sim.looks import (
+    NEW_LOOK_KINDS,
+    NEW_LOOKS_PER_LAP,
+    check_recordable,
+    look_conditions,
+    look_name,
+    training_look,
+    vary_kind,
+)
 from driving.sim.plot import save_topdown
 from driving.sim.simulator import Simulator
 from driving.sim.style import ONE_LANE_STYLES, styles_for
@@ -50,8 +58,6 @@ LOOKS_NAME = "looks.json"  # with vary: the style and conditions of each stretch
 # With vary, the look changes this many times a lap, the styles taking turns: a model that learns
 # from a recording should see every style, not whichever ones a draw per lap happened to pick.
 LOOKS_PER_LAP = 3
-VARY_KINDS = ("styles", "looks", "faint-looks")  # what vary may name; True is "styles"
-NEW_LOOK_KINDS = ("looks", "faint-looks")  # the kinds that paint generated looks
 STALL_WINDOW_S, STALL_MIN_PROGRESS_M = 30.0, 5.0
 # The default bound on samples: the laps at an average of MIN_AVERAGE_MPS, plus START_S to get
 # going, and never more than MAX_SAMPLES (about 9 simulated hours, some 1.5 million JPEGs).
@@ -91,17 +97,6 @@ def lap_new_look(seed: int, index: int, faint: bool = False) -> tuple[str, Condi
     look = training_look(seed, index, faint)
     rng = np.random.default_rng([seed, index, 1])  # apart from lap_look's stream
     return look_name(look), look_conditions(look), int(rng.integers(2**31))
-
-
-def vary_kind(vary: bool | str | None) -> str | None:
-    """None (one look), or one of VARY_KINDS for a `vary` argument; ValueError otherwise."""
-    if vary is None or vary is False:
-        return None
-    if vary is True:
-        return "styles"
-    if vary in VARY_KINDS:
-        return vary
-    raise ValueError(f"vary must be True, False or one of {', '.join(VARY_KINDS)}, got {vary!r}")
 
 
 def _check_arguments(laps: float, seed: int, max_samples: int | None) -> None:
