@@ -40,14 +40,12 @@ from driving.data.reader import find_recordings
 from driving.files import RecordError, write_text
 from driving.modelio import load_info, load_keras
 from driving.run import (
-    LEARNT_NOTHING_SHARE,
     PRECISIONS,
     Checkpoint,
     DrivenFile,
     ReportRow,
     RunFolder,
     TrainResult,
-    learnt_nothing,
     read_record,
     record_from_dict,
     served_kind,
@@ -182,13 +180,10 @@ class ModelCard:
     # (hiding its most salient pixels moves the steering clearly more than hiding the same mask
     # elsewhere) is shown as the model's.
     saliency: dict[str, SaliencyFigures] = field(default_factory=dict)
-    # The validation frames' steering variance, what one constant angle scores (None: older cards).
+    # The validation frames' steering variance, what one constant angle scores (None: older cards),
+    # and whether training learnt nothing from its frames (driving.train.history.learnt_nothing).
     val_steering_variance: float | None = None
-
-    @property
-    def learnt_nothing(self) -> bool:
-        """Its training learnt nothing from the frames (driving.run.learnt_nothing)."""
-        return learnt_nothing(self.val_mse, self.val_steering_variance)
+    learnt_nothing: bool = False
 
     def check(self, source: str) -> None:
         for key in self.sizes:
@@ -442,6 +437,7 @@ def trained(
         val_mse=_finite(result.best_val_loss),
         val_mae=_finite(result.best_val_mae),
         val_steering_variance=_finite(result.val_steering_variance),
+        learnt_nothing=result.learnt_nothing,
         sizes=sizes,
         versions=dict(config.versions or {}),
     )
@@ -696,9 +692,9 @@ def markdown(card: ModelCard) -> str:
     if card.learnt_nothing:
         lines += [
             "",
-            f"**This run did not learn to steer**: its best validation MSE is at least "
-            f"{LEARNT_NOTHING_SHARE:g} times what one constant angle scores. Train it again with "
-            "another seed or a lower learning rate.",
+            "**This run did not learn to steer**: its best validation MSE is no better than one "
+            "constant angle's, and its training loss never fell below its first epoch's. Train it "
+            "again with another seed or a lower learning rate.",
         ]
     if card.report is not None:
         r = card.report

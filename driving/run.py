@@ -336,21 +336,6 @@ check_nonnegative = _nonnegative
 # --- the records ----------------------------------------------------------------------------------
 
 
-# A run whose best validation MSE is at least this share of the validation steering's variance (the
-# MSE of the best constant steering) learnt nothing from its frames. A run that sat at a constant
-# for its whole budget scored 1.21 times it; runs that learnt to drive, 0.22-0.75 (docs/evaluation.md,
-# "A run that never learnt"). Not lower: the slimmed models learn to drive at high val MSE.
-LEARNT_NOTHING_SHARE = 0.95
-
-
-def learnt_nothing(val_mse: float | None, steering_variance: float | None) -> bool:
-    """Whether a best validation MSE is no better than steering one constant angle would score
-    (LEARNT_NOTHING_SHARE of the validation steering's variance). False when either is unknown."""
-    if val_mse is None or not steering_variance:
-        return False
-    return val_mse >= LEARNT_NOTHING_SHARE * steering_variance
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """Which checkpoint of a run a model file is, and why it was kept: stored inside every model
@@ -409,11 +394,7 @@ class TrainResult:
     # The validation frames' steering variance: the val MSE of the best constant steering (None in
     # records older than the field).
     val_steering_variance: float | None = None
-
-    @property
-    def learnt_nothing(self) -> bool:
-        """Its best val MSE is no better than one constant steering angle's (learnt_nothing)."""
-        return learnt_nothing(self.best_val_loss, self.val_steering_variance)
+    learnt_nothing: bool = False  # by driving.train.history.learnt_nothing
 
     def check(self, source: str) -> None:
         _nonnegative(
@@ -580,11 +561,7 @@ class StudyRecord:
     checkpoints: dict[str, str] = field(default_factory=dict)  # each checkpoint's label, for people
     recipe: str = ""  # the recipe's name (its folder: RECIPE/MODEL/seed-N)
     val_steering_variance: float | None = None  # TrainResult's: None in records older than it
-
-    @property
-    def learnt_nothing(self) -> bool:
-        """Its training learnt nothing from the frames (driving.run.learnt_nothing)."""
-        return learnt_nothing(self.val_mse, self.val_steering_variance)
+    learnt_nothing: bool = False  # TrainResult's
 
     def check(self, source: str) -> None:
         _nonnegative(

@@ -394,14 +394,18 @@ def test_a_run_that_learnt_nothing_is_named_in_the_study_table(tmp_path):
     from driving.evaluation import seed_tables
 
     learnt, idle, older = (finished_run(tmp_path, seed) for seed in range(3))
-    edit(learnt.study_record, lambda d: d.update(val_steering_variance=0.05))  # val MSE 0.02: 0.4 of it
-    edit(idle.study_record, lambda d: d.update(val_mse=0.048, val_steering_variance=0.05))
+    edit(learnt.study_record, lambda d: d.update(val_steering_variance=0.05))
+    edit(
+        idle.study_record, lambda d: d.update(val_mse=0.048, val_steering_variance=0.05, learnt_nothing=True)
+    )
     runs = seed_tables.finished_runs(tmp_path, SUITES["quick"])
-    # A record from before the field says nothing either way.
+    # A record from before the fields reads as one that claims nothing.
     assert [r.val_steering_variance for r in runs] == [0.05, 0.05, None]
     assert [r.learnt_nothing for r in runs] == [False, True, False]
     assert "; did not learn: seed 1 |" in seed_tables.summary_table(runs)
     assert "did not learn" not in seed_tables.summary_table([runs[0], runs[2]])
+    edit(older.study_record, lambda d: d.update(learnt_nothing="yes"))
+    assert [r.seed for r in seed_tables.finished_runs(tmp_path, SUITES["quick"])] == [0, 1]
 
 
 def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_default(tmp_path):

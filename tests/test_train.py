@@ -8,7 +8,6 @@ import os
 import queue
 import resource
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,8 +26,9 @@ from driving import card, models
 from driving.config import AugmentConfig, ConfigError, Preprocessing, RunConfig, model_seed
 from driving.modelio import load_info, load_keras, save_keras
 from driving.preprocess import encode_jpeg
-from driving.run import LEARNT_NOTHING_SHARE, SCHEMA, Checkpoint, RunFolder
+from driving.run import SCHEMA, Checkpoint, RunFolder
 from driving.train import cli, cluster, stage
+from driving.train.history import LEARNT_NOTHING_SHARE, learnt_nothing
 from tests.conftest import wait_until, write_recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,10 +146,10 @@ def test_training_lowers_validation_loss_saves_models_and_resumes(data, tmp_path
     assert list(history["epoch"]) == [0, 1, 2]
 
 
-def test_a_run_on_steering_unrelated_to_its_frames_says_it_did_not_learn(data, tmp_path, capsys):
-    # The same frames, each row's steering drawn at random: nothing in an image tells its label.
-    noise = tmp_path / "noise"
-    shutil.copytree(data, noise)
+def test_a_run_on_steering_unrelated_to_its_frames_says_it_did_not_learn(tmp_path, capsys):
+    # Frames whose steering is drawn at random: nothing in an image tells its label. More rows than
+    # two epochs show, so the model cannot learn the noise by heart either.
+    noise = write_recording(tmp_path / "noise", n=360, seed=4)
     log = pd.read_csv(noise / "driving_log.csv", header=None)
     log[3] = np.random.default_rng(0).uniform(-0.5, 0.5, len(log))
     log.to_csv(noise / "driving_log.csv", header=False, index=False)
@@ -159,12 +159,31 @@ def test_a_run_on_steering_unrelated_to_its_frames_says_it_did_not_learn(data, t
     assert result.learnt_nothing
     assert result.best_val_loss >= LEARNT_NOTHING_SHARE * result.val_steering_variance
     assert "pilotnet: did not learn to steer: best val MSE" in capsys.readouterr().err
-    assert "did not learn (val MSE >= 0.95 x the steering's variance)" in stage.summary_table([result])
+    assert (
+        "did not learn (val MSE >= 0.95 x the steering's variance, training loss flat)"
+        in stage.summary_table([result])
+    )
     recorded = json.loads((out / "run.json").read_text())["results"]["pilotnet"]
-    assert recorded["val_steering_variance"] == result.val_steering_variance
+    assert recorded["val_steering_variance"] == result.val_steering_variance and recorded["learnt_nothing"]
     model_card = card.read(out, "pilotnet")
     assert model_card.learnt_nothing and "(did not learn)" in model_card.summary()
     assert "**This run did not learn to steer**" in RunFolder(out).card_md("pilotnet").read_text()
+
+
+@pytest.mark.parametrize(
+    "loss, val_loss, verdict",
+    [
+        ([0.100, 0.099, 0.101], [0.056, 0.058, 0.055], True),  # flat at the constant (variance 0.046)
+        ([0.090, 0.060, 0.040], [0.056, 0.058, 0.055], False),  # it fits; validation on stale BN statistics
+        ([0.100, 0.099, 0.101], [0.056, 0.030, 0.055], False),  # one epoch beat the constant
+        ([0.100], [0.050], True),  # one epoch: validation alone decides
+        ([0.100, 0.099], [float("nan"), float("inf")], False),  # no finite validation: nothing to tell
+    ],
+)
+def test_learnt_nothing_needs_a_constant_val_mse_and_a_flat_training_loss(loss, val_loss, verdict):
+    history = pd.DataFrame({"loss": loss, "val_loss": val_loss})
+    assert learnt_nothing(history, 0.046) is verdict
+    assert learnt_nothing(history, None) is False  # a run that did not measure the variance
 
 
 def test_patience_zero_trains_the_whole_budget(data, tmp_path):

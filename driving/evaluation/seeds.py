@@ -261,6 +261,7 @@ def one_run(
         seed=config.seed,
         val_mse=trained.best_val_loss,
         val_steering_variance=trained.val_steering_variance,
+        learnt_nothing=trained.learnt_nothing,
         epoch_seconds=trained.seconds_per_epoch,
         summary={k: result.summary[k if k in distinct else "val-best"] for k in checkpoints},
         checkpoints={kind: c.label if c else "" for kind, c in kept.items()},

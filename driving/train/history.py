@@ -31,6 +31,31 @@ def read_history(out: Path, name: str) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable history ({str(e).splitlines()[0]})") from None
 
 
+# A run learnt nothing from its frames when its best validation MSE is at least this share of the
+# validation steering's variance (the MSE of the best constant steering) and its training loss
+# never fell below this share of its first epoch's. Seen (docs/evaluation.md, "A run that never
+# learnt"): a run that sat at a constant for 8 epochs scored 1.21 times the variance with its
+# training loss at 0.97 of its first epoch's; runs that learnt to drive, 0.22-0.75 of the variance.
+# The training loss is asked too because a model with BatchNorm can score a high val MSE on stale
+# statistics and still drive (val-best `effnet` runs of `robust`).
+LEARNT_NOTHING_SHARE = 0.95
+
+
+def learnt_nothing(history: pd.DataFrame, steering_variance: float | None) -> bool:
+    """Whether the run of `history` (loss and val_loss per epoch) learnt nothing from its frames
+    (LEARNT_NOTHING_SHARE). False where the variance or a finite val_loss is unknown; with one
+    epoch, the validation MSE alone decides."""
+    if not steering_variance or not len(history) or "val_loss" not in history:
+        return False
+    val = history["val_loss"].replace([float("inf"), float("-inf")], float("nan")).dropna()
+    if not len(val) or val.min() < LEARNT_NOTHING_SHARE * steering_variance:
+        return False
+    loss = history["loss"] if "loss" in history else pd.Series(dtype=float)
+    if len(loss) < 2:
+        return True
+    return bool(loss.iloc[1:].min() >= LEARNT_NOTHING_SHARE * loss.iloc[0])
+
+
 def write_history(out: Path, name: str, history: pd.DataFrame) -> None:
     """NAME.history.csv and NAME.history.json, each written atomically."""
     folder = RunFolder(out)

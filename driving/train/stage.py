@@ -39,7 +39,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -59,11 +59,18 @@ from driving.files import RecordError, check_writable_folder, remove_stale_temps
 from driving.modelio import ModelInfo, load_info, load_keras
 from driving.pipeline import cache_split, frames_from_folders, steps_per_epoch, train_dataset, val_dataset
 from driving.preprocess import FrameError, read_frame
-from driving.run import LEARNT_NOTHING_SHARE, RunFolder, TrainResult, read_record, write_record
+from driving.run import RunFolder, TrainResult, read_record, write_record
 from driving.train import batchnorm, callbacks
 from driving.train.cluster import is_chief
 from driving.train.distribute import make_strategy, setup_devices, shard
-from driving.train.history import all_histories, plot_loss, plot_loss_overlay, read_history
+from driving.train.history import (
+    LEARNT_NOTHING_SHARE,
+    all_histories,
+    learnt_nothing,
+    plot_loss,
+    plot_loss_overlay,
+    read_history,
+)
 from driving.versions import package_versions
 
 
@@ -261,10 +268,20 @@ def _run(config: RunConfig, folder: RunFolder, chief: bool, progress: bool) -> l
             train_rows, cache, config.batch_size, config.augment, config.preprocessing, seed
         )
         train_ds = shard(train_ds, config)
-        result = train_model(
-            name, config, train_ds, val_ds, steps, strategy, progress and chief, chief, bn_batches
+        results.append(
+            train_model(
+                name,
+                config,
+                train_ds,
+                val_ds,
+                steps,
+                strategy,
+                progress and chief,
+                chief,
+                bn_batches,
+                steering_variance=steering_variance,
+            )
         )
-        results.append(replace(result, val_steering_variance=steering_variance))
         if chief and results[-1].learnt_nothing:
             print(f"{name}: {learnt_nothing_warning(results[-1])}", file=sys.stderr)
         if chief:  # the model's card: what it is, what it learnt from, which checkpoint and why
@@ -301,10 +318,13 @@ def train_model(
     progress: bool,
     chief: bool = True,
     bn_batches=None,
+    *,
+    steering_variance: float | None = None,
 ) -> TrainResult:
     """Fit one registered model; its files land in config.out (see the module docstring).
     `bn_batches`: clean batches its BatchNorm statistics are refreshed from before every
-    validation and drive check (--bn-refresh), or None."""
+    validation and drive check (--bn-refresh), or None. `steering_variance`: the validation
+    frames' steering variance, to tell a run that learnt nothing (history.learnt_nothing)."""
     folder = RunFolder(config.out)
     history = read_history(folder.root, name) if config.resume else None
     info = ModelInfo(
@@ -389,6 +409,8 @@ def train_model(
         seconds_per_epoch=float(history["epoch_seconds"].median()) if "epoch_seconds" in history else None,
         stopped_early=len(history) < config.epochs and not divergence.diverged,
         diverged=divergence.diverged,
+        val_steering_variance=steering_variance,
+        learnt_nothing=learnt_nothing(history, steering_variance),
     )
 
 
@@ -431,8 +453,8 @@ def learnt_nothing_warning(result: TrainResult) -> str:
     """One line saying that a run learnt nothing from its frames, with the figures that show it."""
     return (
         f"did not learn to steer: best val MSE {result.best_val_loss:.4f} against "
-        f"{result.val_steering_variance:.4f} for one constant angle (>= {LEARNT_NOTHING_SHARE:g} of it); "
-        "train it again with another --seed, or a lower --lr"
+        f"{result.val_steering_variance:.4f} for one constant angle, and the training loss never fell "
+        "below its first epoch's; train it again with another --seed, or a lower --lr"
     )
 
 
@@ -446,7 +468,9 @@ def summary_table(results: Sequence[TrainResult]) -> str:
     for r in results:
         notes = [f"diverged at {r.diverged}" if r.diverged else "stopped early" if r.stopped_early else ""]
         if r.learnt_nothing:
-            notes.append(f"did not learn (val MSE >= {LEARNT_NOTHING_SHARE:g} x the steering's variance)")
+            notes.append(
+                f"did not learn (val MSE >= {LEARNT_NOTHING_SHARE:g} x the steering's variance, training loss flat)"
+            )
         note = "; ".join(n for n in notes if n)
         lines.append(
             f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {cell(r.best_val_loss, 13, 5)} "
