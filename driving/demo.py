@@ -41,7 +41,7 @@ from driving.evaluation.settings import MAX_JOBS, MAX_SEED, MAX_SPEED_MPH, drive
 from driving.files import check_writable_folder, write_text
 from driving.models import MODELS as REGISTRY
 from driving.options import add_options, check_bounds, from_args, option
-from driving.run import RunFolder, SuiteResult, read_record
+from driving.run import RunFolder, SuiteResult, TrainResult, read_record
 
 MODELS = ("base", "effnet", "effnet-slim", "pilotnet")
 DEFAULT_RECIPE = "robust"
@@ -169,6 +169,24 @@ def summary_table(report_rows: list[dict], driven: SuiteResult) -> str:
     return "\n".join(lines)
 
 
+def learnt_nothing_note(results: list[TrainResult], seed: int) -> str:
+    """A paragraph naming the models whose training learnt nothing (TrainResult.learnt_nothing):
+    their rows measure a constant steering angle, not the recipe. Empty when every model learnt."""
+    idle = [r for r in results if r.learnt_nothing]
+    if not idle:
+        return ""
+    named = "; ".join(
+        f"`{r.name}` (best val MSE {r.best_val_loss:.4f} against {r.val_steering_variance:.4f} for one "
+        "constant angle, its training loss flat)"
+        for r in idle
+    )
+    return (
+        f"**Did not learn to steer:** {named}. Such a row shows what seed {seed} did, not what the "
+        f"recipe does: run the demo again with another --seed (docs/evaluation.md, a run that never "
+        "learnt).\n\n"
+    )
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{os.cpu_count()}-core {cpu} ({platform.system()}), Python {platform.python_version()}"
@@ -203,7 +221,7 @@ def run(config: DemoConfig) -> str:
     t0 = time.perf_counter()
     size = budget.describe()
     banner(f"2/5 train {', '.join(config.models)}: {size}, seed {config.seed}")
-    train.run(
+    trained = train.run(
         run_config(
             recipe,
             config.models,
@@ -254,6 +272,7 @@ def run(config: DemoConfig) -> str:
         f"per model); drives: the {suite.label} suite ({len(suite.drives)} drives of unseen tracks) at "
         f"{config.speed:g} mph, fixed 1/15 s physics step. Total {total / 60:.1f} min ({steps} min).\n\n"
         f"{summary_table(slimming, driven)}\n\n"
+        f"{learnt_nothing_note(trained, config.seed)}"
         f"{LOOKS_NOTE if any(s.new_look_drives for s in driven.summary.values()) else ''}"
         f"Driven: {', '.join(p.name for p in served)} (the params, sizes, latency and val MSE "
         f"columns are the report's, of NAME.keras). "

@@ -18,7 +18,7 @@ from driving.evaluation import seed_tables, suites
 from driving.evaluation.registry import SUITES, UNSEEN_SEEDS, Suite, SuiteDrive
 from driving.evaluation.suites import bootstrap_ci, bootstrap_difference_ci, markdown, summarise
 from driving.modelio import ModelInfo, save_keras
-from driving.run import DriveResult, StudyRecord, SuiteResult, write_record
+from driving.run import DriveResult, StudyRecord, SuiteResult, TrainResult, write_record
 from driving.sim.looks import SUITE_LOOKS, look_conditions, new_look
 from tests.test_runtime import tiny_model
 
@@ -300,6 +300,18 @@ def test_a_tiny_suite_of_one_shape_seen_and_new_is_driven_and_summed_up(model_fi
 
 
 # --- the demo's table -----------------------------------------------------------------------------
+
+
+def test_the_demo_names_a_model_that_learnt_nothing():
+    from driving.demo import learnt_nothing_note
+
+    def result(name: str, idle: bool) -> TrainResult:
+        return TrainResult(name, 10, 2, 0.048 if idle else 0.01, 0.2, 3.0, False, None, 0.046, idle)
+
+    assert learnt_nothing_note([result("effnet", False), result("pilotnet", False)], 0) == ""
+    note = learnt_nothing_note([result("effnet", False), result("base", True)], 3)
+    assert note.startswith("**Did not learn to steer:** `base` (best val MSE 0.0480 against 0.0460")
+    assert "effnet" not in note and "seed 3 did" in note and note.endswith("\n\n")
 
 
 def test_the_demo_table_shows_the_gap_beside_the_seen_styles():

@@ -468,9 +468,8 @@ def summary_table(results: Sequence[TrainResult]) -> str:
     for r in results:
         notes = [f"diverged at {r.diverged}" if r.diverged else "stopped early" if r.stopped_early else ""]
         if r.learnt_nothing:
-            notes.append(
-                f"did not learn (val MSE >= {LEARNT_NOTHING_SHARE:g} x the steering's variance, training loss flat)"
-            )
+            share = f"{LEARNT_NOTHING_SHARE:g}"
+            notes.append(f"did not learn (val MSE >= {share} x the steering's variance, training loss flat)")
         note = "; ".join(n for n in notes if n)
         lines.append(
             f"{r.name:<12} {r.params:>9,} {r.epochs:>7} {cell(r.best_val_loss, 13, 5)} "
