@@ -194,6 +194,12 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     assert model.stat().st_mtime_ns == stamp
     assert [r.summary for r in again.runs] == [r.summary for r in result.runs]
     assert np.isfinite(again.runs[0].val_mse)
+    # The training's verdict on whether it learnt travels into the study's record.
+    trained = seed_tables.train_result(
+        seed_tables.study_run(tmp_path / "out", "tiny", "pilotnet", 3), "pilotnet"
+    )
+    assert again.runs[0].val_steering_variance == trained.val_steering_variance > 0
+    assert again.runs[0].learnt_nothing is trained.learnt_nothing
 
     # The table of the finished runs, without training: what `study table` writes.
     (tmp_path / "out" / "study.md").unlink()
