@@ -46,6 +46,7 @@ from driving.run import (
     ReportRow,
     RunFolder,
     TrainResult,
+    check_nonnegative,
     read_record,
     record_from_dict,
     served_kind,
@@ -189,6 +190,8 @@ class ModelCard:
         for key in self.sizes:
             if key not in ("keras", "h5", *PRECISIONS):
                 raise RecordError(f"{source}: field 'sizes' has an unknown file kind {key!r}")
+        figures = {"val_mse": self.val_mse, "val_mae": self.val_mae}
+        check_nonnegative(source, **figures, val_steering_variance=self.val_steering_variance)
 
     def to_dict(self) -> dict:
         return asdict(self)

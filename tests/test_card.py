@@ -228,6 +228,15 @@ def test_a_damaged_card_is_left_alone_with_one_line(tmp_path, capsys):
     assert "its card is unreadable" in card.summary_line(tmp_path / "m.keras")
 
 
+@pytest.mark.parametrize("field", ["val_mse", "val_mae", "val_steering_variance"])
+def test_a_card_with_a_negative_error_figure_is_refused_naming_the_field(run, field):
+    raw = read_record(run.card_json(NAME))
+    raw[field] = -0.01
+    with pytest.raises(RecordError, match=f"field '{field}' must not be negative") as refused:
+        card.ModelCard.from_dict(raw, "m.card.json")
+    assert "\n" not in str(refused.value)
+
+
 def test_checkpoint_labels_of_older_files_are_read():
     best = card.as_checkpoint("best validation loss, epoch 4", steps_per_epoch=10)
     assert (best.kind, best.epoch, best.step, best.metric) == ("val-best", 4, 40, "val_loss")
