@@ -73,6 +73,25 @@ def test_the_looks_suites_drive_every_shape_seen_and_new(name, seen):
     assert old.track().style == old.style and old.conditions() == plain.drives[0].conditions()
 
 
+def test_the_held_out_looks_suite_shares_no_shape_and_no_look_with_another_suite():
+    held_out = SUITES["looks-holdout"]
+    seen, new = held_out.drives[0::2], held_out.drives[1::2]
+    assert held_out.version == 1 and len(seen) == len(new) == 24
+    assert [d.track_seed for d in seen] == list(range(11000, 11024))
+    assert all(d.look is None and d.track_seed in UNSEEN_SEEDS for d in seen)
+    for old, painted in zip(seen, new, strict=True):
+        assert painted == replace(old, look=SUITE_LOOKS.start + old.track_seed)
+    assert [d.style for d in seen[:3]] == ["lake", "jungle", "desert"]  # the styles take turns
+    others = [d for name, suite in SUITES.items() if name != "looks-holdout" for d in suite.drives]
+
+    def shapes(drives):
+        return {(d.world, d.track_seed) for d in drives}
+
+    assert shapes(held_out.drives).isdisjoint(shapes(others))
+    assert {d.look for d in new}.isdisjoint({d.look for d in others})
+    assert {d.conditions_seed for d in seen}.isdisjoint({d.conditions_seed for d in others})
+
+
 def test_the_suites_of_seen_looks_are_as_they_were():
     for name, first, count in (("unseen", 10000, 24), ("quick", 10500, 6)):
         drives = SUITES[name].drives

@@ -11,7 +11,8 @@ kept apart by purpose, so no recording ever drives a suite's track:
 
     TRAINING_SEEDS    0 - 4999      suite-style tracks a recording may use
     VALIDATION_SEEDS  5000 - 9999   the held-out tracks that choose a drive-best checkpoint
-    UNSEEN_SEEDS      10000 -       the `unseen` and `quick` suites (and their shapes in `looks`)
+    UNSEEN_SEEDS      10000 -       the `unseen` and `quick` suites (and their shapes in `looks`),
+                                    and `looks-holdout`'s shapes (11000 -)
 
 A drive may also carry a look: a seed of driving.sim.looks.SUITE_LOOKS, whose generated style and
 light it is driven in instead of its named style under drawn conditions. Looks are kept apart by
@@ -205,6 +206,16 @@ SUITES["quick-looks"] = Suite(
     1,
     _seen_and_new(SUITES["quick"].drives),
     "the 6 shapes of `quick`, each in its seen style and in a new look: a demo- and CI-sized look at the gap",
+)
+# Held out from every choice: the recipes and levers of docs/evaluation.md were chosen by their
+# figures on `looks`, so a choice is confirmed here, on shapes and looks none of them was made on.
+SUITES["looks-holdout"] = Suite(
+    "looks-holdout",
+    1,
+    _seen_and_new(_drives(UNSEEN_SEEDS.start + 1000, 24, 1.0)),
+    "24 more unseen shapes, each in its seen style and in a new look, held out from choosing "
+    "recipes and levers (they were chosen on `looks`): confirms a choice on shapes and looks it "
+    "was not made on",
 )
 SUITES["validation-looks"] = Suite(
     "validation-looks",
