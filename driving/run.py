@@ -191,9 +191,21 @@ class RunFolder:
         """Where the report's drives of every exported precision go (their suite-NAME files)."""
         return RunFolder(self.root / "precision")
 
+    def study_record(self, suite: str) -> Path:
+        """One seed-study run's figures over the suite named `suite` (driving.study): a file per
+        suite, so driving the run over another suite keeps what this one measured."""
+        return self.root / f"study-{suite}.json"
+
     @property
-    def study_record(self) -> Path:
-        """One seed-study run's figures (driving.study)."""
+    def older_study_record(self) -> Path:
+        """study.json: a run's one record, whatever its suite, from before a run kept one per suite
+        (read, never written)."""
+        return self.root / "study.json"
+
+    @property
+    def study_table(self) -> Path:
+        """A seed study's table of its runs over the suite last asked for (study.json, with .md
+        and .png beside it); `python -m driving.study table --suite NAME` redraws any suite's."""
         return self.root / "study.json"
 
     @property
@@ -548,7 +560,7 @@ class SuiteResult:
 @dataclass(frozen=True)
 class StudyRecord:
     """One run of a seed study, one recipe x model x seed trained and driven over a suite: what
-    RECIPE/MODEL/seed-N/study.json holds, and one row of the study's study.json."""
+    RECIPE/MODEL/seed-N/study-SUITE.json holds, and one row of the study's study.json."""
 
     settings: dict[str, Any]  # the run's RunConfig, less where and on what it ran
     suite: str  # the suite's label: "unseen v1"

@@ -7,8 +7,9 @@ For each recipe, model and seed it trains one run (driving.train.stage.run) and 
 over the suite (driving.evaluate): the one with the best validation loss (NAME.keras) and, when
 the recipe checks driving during training, the best validation driver (NAME.drive.keras). It
 writes one table (study.md, study.json) and one PNG with a point per seed. Finished runs are
-reused: a run folder whose study.json matches the run's settings and the suite is not redone, so an
-interrupted study resumes where it stopped.
+reused: a run folder whose record of the suite matches the run's settings is not redone, so an
+interrupted study resumes where it stopped, and the same study over another suite (say
+`--suite looks-holdout` after `--suite looks`) trains nothing again and keeps both suites' records.
 
 A recipe is how the training data is made and used: which recordings (the headless simulator
 records them on first use), with which settings. Each lever of docs/evaluation.md is one recipe,

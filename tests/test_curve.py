@@ -88,7 +88,7 @@ def test_redrawing_needs_finished_runs(tmp_path, capsys):
 
 
 def write_run(out: Path, model: str, seed: int, autonomy: float, recipe="robust", budget=CPU, suite="quick"):
-    """A finished seed-study run as it lies on disk (its study.json and run.json), untrained."""
+    """A finished seed-study run as it lies on disk (its study-SUITE.json and run.json), untrained."""
     run = RunFolder(out / recipe / model / f"seed-{seed}")
     config = RunConfig(
         data=["/rec"],
@@ -112,7 +112,7 @@ def write_run(out: Path, model: str, seed: int, autonomy: float, recipe="robust"
         val_mse=0.01 + seed / 1000,
         summary={"val-best": summary},
         steps={"val-best": 360},
-    ).write(run.study_record)
+    ).write(run.study_record(suite))
     trained = {"name": model, "params": 10, "epochs": 2, "best_val_loss": 0.02, "best_val_mae": 0.1}
     write_json(
         run.record,
@@ -301,7 +301,7 @@ def test_a_curve_reuses_a_finished_seed_study_and_draws_its_records(tmp_path):
     text = (tmp_path / "out" / "curve.md").read_text()
     assert "recipe tiny; suite one v1 (1 tracks); 1 seed per model (seeds 0-0" in text
     for model, params in zip(models, (8_141, 6_605), strict=True):
-        record = StudyRecord.read(files[model].parent / "study.json")
+        record = StudyRecord.read(files[model].parent / "study-one.json")
         row = table.row(model)
         assert row.seeds == [0] and row.autonomy == [record.summary["val-best"].autonomy_mean]
         assert row.val_mse == [record.val_mse] and row.cost.params == params and row.cost.seed == 0
@@ -322,11 +322,11 @@ def test_the_checkpoint_drawn_is_the_served_one_unless_asked_otherwise(tmp_path)
 
     from driving.evaluation.curve import served_autonomy
 
-    kept = StudyRecord.read(write_run(tmp_path, "effnet-tiny", 0, 71.8).study_record)
+    kept = StudyRecord.read(write_run(tmp_path, "effnet-tiny", 0, 71.8).study_record("quick"))
     kept = replace(
         kept, summary=kept.summary | {"drive-best": replace(kept.summary["val-best"], autonomy_mean=97.0)}
     )
-    none_kept = StudyRecord.read(write_run(tmp_path, "effnet-tiny", 1, 80.0).study_record)
+    none_kept = StudyRecord.read(write_run(tmp_path, "effnet-tiny", 1, 80.0).study_record("quick"))
     assert served_autonomy(kept) == 97.0 and served_autonomy(kept, "val-best") == 71.8
     assert served_autonomy(none_kept) == 80.0
     with pytest.raises(ValueError, match="checkpoint must be one of"):

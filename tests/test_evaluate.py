@@ -212,8 +212,15 @@ def test_a_seed_study_trains_drives_tabulates_and_resumes(tmp_path):
     # Another suite drives the same training again; another budget is refused before any work,
     # as the folder holds this one's training.
     other = Suite("tiny2", 1, (SuiteDrive(10902, "lake", 1_010_902, 0.04),), "t2")
+    driven = tmp_path / "out" / "tiny" / "pilotnet" / "seed-3" / "suite-tiny.json"
+    driven_stamp = driven.stat().st_mtime_ns
     elsewhere = seeds_study(["pilotnet"], [3], progress=False, **(args | {"suite": other}))
     assert model.stat().st_mtime_ns == stamp and elsewhere.runs[0].suite == other.label
+    # Each suite keeps its record: the first suite's runs are neither trained nor driven again.
+    kept = seed_tables.finished_runs(tmp_path / "out", TINY)
+    assert [r.summary for r in kept] == [r.summary for r in result.runs]
+    assert seeds_study(["pilotnet"], [3], progress=False, **args).runs == again.runs
+    assert driven.stat().st_mtime_ns == driven_stamp and model.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="seed-3 holds a run trained with another budget") as refused:
         seeds_study(["pilotnet"], [3], progress=False, **(args | {"budget": Budget(1, 7, 8)}))
     assert "give the study another --out" in str(refused.value) and "\n" not in str(refused.value)
@@ -326,8 +333,8 @@ def test_a_recipe_that_validates_on_recordings_of_its_own_records_them_and_train
     cpu = BUDGETS["cpu"]
     config = seeds.run_config(recipe, ["pilotnet"], 0, cpu, folders, tmp_path / "run", val_folders=held_out)
     assert config.val_data == [str(held_out[0].absolute())] and config.data == [str(folders[0].absolute())]
-    assert seeds._settings(config)["val_data"] == config.val_data
-    assert seeds._settings(replace(config, val_data=[])) != seeds._settings(config)
+    assert seed_tables.run_settings(config)["val_data"] == config.val_data
+    assert seed_tables.run_settings(replace(config, val_data=[])) != seed_tables.run_settings(config)
     assert seeds.run_config(recipe, ["pilotnet"], 0, cpu, folders, tmp_path / "run").val_data == []
 
 
@@ -358,7 +365,7 @@ def test_models_are_named_apart_in_the_tables():
 
 
 def finished_run(root: Path, seed: int) -> RunFolder:
-    """A finished run of a seed study as it lies on disk (run.json and study.json), untrained."""
+    """A finished run of a seed study as it lies on disk (run.json and study-quick.json), untrained."""
     run = RunFolder(root / "tiny" / "pilotnet" / f"seed-{seed}")
     settings = json.loads(json.dumps(RunConfig(data=["/rec"], models=["pilotnet"], seed=seed).to_dict()))
     summary = SuiteSummary(
@@ -374,7 +381,7 @@ def finished_run(root: Path, seed: int) -> RunFolder:
         val_mse=0.02,
         summary={"val-best": summary},
         steps={"val-best": 360},
-    ).write(run.study_record)
+    ).write(run.study_record("quick"))
     trained = {"name": "pilotnet", "params": 10, "epochs": 2, "best_val_loss": 0.02, "best_val_mae": 0.1}
     trained |= {"seconds_per_epoch": 3.0, "stopped_early": False}
     write_json(run.record, {**settings, "results": {"pilotnet": trained}})
@@ -389,9 +396,9 @@ def edit(path: Path, change) -> None:
 
 def test_a_study_record_round_trips_typed(tmp_path):
     run = finished_run(tmp_path, 0)
-    record = StudyRecord.read(run.study_record)
+    record = StudyRecord.read(run.study_record("quick"))
     assert isinstance(record.summary["val-best"], SuiteSummary) and record.steps == {"val-best": 360}
-    assert json.loads(run.study_record.read_text())["schema"] == SCHEMA
+    assert json.loads(run.study_record("quick").read_text())["schema"] == SCHEMA
     assert StudyRecord.read(record.write(tmp_path / "again.json")) == record
     assert record.run_config.seed == 0
 
@@ -400,17 +407,16 @@ def test_a_run_that_learnt_nothing_is_named_in_the_study_table(tmp_path):
     from driving.evaluation import seed_tables
 
     learnt, idle, older = (finished_run(tmp_path, seed) for seed in range(3))
-    edit(learnt.study_record, lambda d: d.update(val_steering_variance=0.05))
-    edit(
-        idle.study_record, lambda d: d.update(val_mse=0.048, val_steering_variance=0.05, learnt_nothing=True)
-    )
+    edit(learnt.study_record("quick"), lambda d: d.update(val_steering_variance=0.05))
+    nothing = {"val_mse": 0.048, "val_steering_variance": 0.05, "learnt_nothing": True}
+    edit(idle.study_record("quick"), lambda d: d.update(nothing))
     runs = seed_tables.finished_runs(tmp_path, SUITES["quick"])
     # A record from before the fields reads as one that claims nothing.
     assert [r.val_steering_variance for r in runs] == [0.05, 0.05, None]
     assert [r.learnt_nothing for r in runs] == [False, True, False]
     assert "; did not learn: seed 1 |" in seed_tables.summary_table(runs)
     assert "did not learn" not in seed_tables.summary_table([runs[0], runs[2]])
-    edit(older.study_record, lambda d: d.update(learnt_nothing="yes"))
+    edit(older.study_record("quick"), lambda d: d.update(learnt_nothing="yes"))
     assert [r.seed for r in seed_tables.finished_runs(tmp_path, SUITES["quick"])] == [0, 1]
 
 
@@ -425,16 +431,16 @@ def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_defau
     config = RunConfig(data=["/rec"], models=["pilotnet"], seed=0, epochs=cpu.epochs,
                        steps_per_epoch=cpu.steps, batch_size=cpu.batch)  # fmt: skip
     run = finished_run(tmp_path, 0)
-    older = seeds._settings(config)
+    older = seed_tables.run_settings(config)
     del older["bn_refresh_batches"], older["augment"]["colour"], older["drive_check_suite"]
 
     def setting(data):
         data["settings"] = older
         data["recipe"] = "tiny"
 
-    edit(run.study_record, setting)
-    assert "bn_refresh_batches" not in json.loads(run.study_record.read_text())["settings"]
-    found = seeds._finished(run, seeds._settings(config), SUITES["quick"])
+    edit(run.study_record("quick"), setting)
+    assert "bn_refresh_batches" not in json.loads(run.study_record("quick").read_text())["settings"]
+    found = seeds._finished(run, seed_tables.run_settings(config), SUITES["quick"])
     assert found is not None and found.settings == older  # the record is read as it was written
     assert found.run_config.bn_refresh_batches == 0 and found.run_config.augment.colour is False
     assert found.run_config.drive_check_suite == "validation"
@@ -443,9 +449,36 @@ def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_defau
         replace(config, drive_check_suite="two-lane-validation"),
         replace(config, augment=AugmentConfig(colour=True)),
     ):
-        assert seeds._finished(run, seeds._settings(changed), SUITES["quick"]) is None
-    assert seeds._finished(run, seeds._settings(config), SUITES["unseen"]) is None  # another suite
+        assert seeds._finished(run, seed_tables.run_settings(changed), SUITES["quick"]) is None
+    assert seeds._finished(run, seed_tables.run_settings(config), SUITES["unseen"]) is None  # another suite
     assert select_runs([found], "tiny", ["pilotnet"], [0], cpu) == [found]
+
+
+def test_a_run_keeps_a_record_per_suite_and_reads_an_older_runs_single_one(tmp_path, capsys):
+    from driving.evaluation import seeds
+
+    run = finished_run(tmp_path, 0)
+    settings = StudyRecord.read(run.study_record("quick")).settings
+    # An older run's one study.json is the record of the suite it drove, and of no other.
+    run.study_record("quick").rename(run.older_study_record)
+    assert [r.seed for r in seed_tables.finished_runs(tmp_path, SUITES["quick"])] == [0]
+    assert seed_tables.finished_runs(tmp_path, SUITES["looks"]) == []
+    assert seeds._finished(run, settings, SUITES["quick"]) is not None
+    assert seeds._finished(run, settings, SUITES["looks"]) is None
+    # A record of the suite's own is read before it.
+    run.older_study_record.rename(run.study_record("quick"))
+    write_json(run.older_study_record, {"suite": "quick v1"})  # damaged, and no longer read
+    assert [r.seed for r in seed_tables.finished_runs(tmp_path, SUITES["quick"])] == [0]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_record_of_a_training_since_replaced_is_left_out_in_one_line(tmp_path, capsys):
+    finished_run(tmp_path, 0)
+    retrained = finished_run(tmp_path, 1)
+    edit(retrained.record, lambda d: d.update(epochs=9))  # trained again, with other settings
+    assert [r.seed for r in seed_tables.finished_runs(tmp_path, SUITES["quick"])] == [0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(retrained.root) in err and "earlier training" in err, err
 
 
 @pytest.mark.parametrize(
@@ -455,15 +488,15 @@ def test_a_study_record_older_than_a_setting_still_counts_as_made_with_its_defau
         ("run.json", lambda d: d["results"]["pilotnet"].update(best_val_loss=-0.5), "best_val_loss"),
         ("run.json", lambda d: d["results"]["pilotnet"].update(best_val_loss=float("nan")), "NaN"),
         ("run.json", lambda d: d["results"]["pilotnet"].update(epochs=-1), "field 'epochs'"),
-        ("study.json", lambda d: d["summary"]["val-best"].update(autonomy_mean=150), "autonomy_mean"),
-        ("study.json", lambda d: d["summary"]["val-best"].update(autonomy_mean=float("nan")), "NaN"),
-        ("study.json", lambda d: d.update(seed=-1), "field 'seed'"),
-        ("study.json", lambda d: d.update(val_mse=-0.01), "field 'val_mse'"),
-        ("study.json", lambda d: d.update(val_mse="low"), "field 'val_mse'"),
-        ("study.json", lambda d: d["steps"].update({"val-best": -3}), "steps.val-best"),
-        ("study.json", lambda d: d["summary"].pop("val-best"), "no 'val-best'"),
-        ("study.json", lambda d: d["settings"].update(batch_size=0), "field 'settings': batch_size"),
-        ("study.json", lambda d: d.pop("summary"), "field 'summary' is missing"),
+        ("study-quick.json", lambda d: d["summary"]["val-best"].update(autonomy_mean=150), "autonomy_mean"),
+        ("study-quick.json", lambda d: d["summary"]["val-best"].update(autonomy_mean=float("nan")), "NaN"),
+        ("study-quick.json", lambda d: d.update(seed=-1), "field 'seed'"),
+        ("study-quick.json", lambda d: d.update(val_mse=-0.01), "field 'val_mse'"),
+        ("study-quick.json", lambda d: d.update(val_mse="low"), "field 'val_mse'"),
+        ("study-quick.json", lambda d: d["steps"].update({"val-best": -3}), "steps.val-best"),
+        ("study-quick.json", lambda d: d["summary"].pop("val-best"), "no 'val-best'"),
+        ("study-quick.json", lambda d: d["settings"].update(batch_size=0), "field 'settings': batch_size"),
+        ("study-quick.json", lambda d: d.pop("summary"), "field 'summary' is missing"),
     ],
 )
 def test_a_tampered_run_is_left_out_of_the_table_in_one_line(tmp_path, capsys, file, change, field):

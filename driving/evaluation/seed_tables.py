@@ -1,11 +1,13 @@
 """The tables of a seed study (driving/evaluation/seeds.py): every finished run's record read
-back, summarised per recipe and model, and written as OUT/study.md, study.json and study.png.
+back (RECIPE/MODEL/seed-N/study-SUITE.json, one per suite it drove), summarised per recipe and
+model, and written as OUT/study.md, study.json and study.png for the suite asked for.
 Nothing here trains or drives, so `python -m driving.study table` shows a study still running
 without loading TensorFlow.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, replace
 from datetime import date
@@ -17,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from driving.config import Budget
+from driving.config import Budget, RunConfig
 from driving.evaluation.registry import RECIPES, Suite
 from driving.files import RecordError, save_figure, write_text
 from driving.models import MODELS
@@ -58,7 +60,7 @@ def write_tables(out: Path, suite: Suite, runs: list[StudyRecord], with_plot: bo
     table = summary_table(runs)
     if drove_both_looks(runs):
         table += "\n\n" + costliest_looks(out, suite, runs)
-    record = RunFolder(out).study_record
+    record = RunFolder(out).study_table
     write_text(record.with_suffix(".md"), header(suite, runs) + table + "\n")
     write_record(record, {"suite": suite.label, "runs": [r.to_dict() for r in runs]})
     if with_plot:
@@ -69,6 +71,57 @@ def write_tables(out: Path, suite: Suite, runs: list[StudyRecord], with_plot: bo
 def study_run(out: Path, recipe: str, model: str, seed: int) -> RunFolder:
     """Where a seed study under OUT keeps the run of `recipe`, `model` and `seed`."""
     return RunFolder(out / recipe / model / f"seed-{seed}")
+
+
+def run_settings(config: RunConfig) -> dict:
+    """What makes a run what it is (not where it ran or with which versions)."""
+    made = config.to_dict()
+    for key in ("versions", "cache_dir", "resume", "tensorboard"):
+        made.pop(key, None)
+    return json.loads(json.dumps(made))  # as it reads back from a record (tuples become lists)
+
+
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` settings with every key it lacks taken from `defaults`, nested objects (augment,
+    preprocessing) key by key: a record written before a setting existed was made with its
+    default, whatever it holds."""
+    filled = dict(saved)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(default, dict) and isinstance(filled[key], dict):
+            filled[key] = with_defaults(filled[key], default)
+    return filled
+
+
+def same_run(saved: dict, settings: dict) -> bool:
+    """Whether two runs' settings are one run's: all but where it was written (a study folder may
+    be moved)."""
+    return {k: v for k, v in saved.items() if k != "out"} == {k: v for k, v in settings.items() if k != "out"}
+
+
+def saved_settings(run: RunFolder) -> dict | None:
+    """The settings run.json was trained with (older records' missing ones at their defaults);
+    None when the run has no readable run.json."""
+    try:
+        saved = read_record(run.record)
+    except RecordError:
+        return None
+    defaults = run_settings(RunConfig(data=[]))
+    return with_defaults({key: saved[key] for key in defaults if key in saved}, defaults)
+
+
+def study_record_of(run: RunFolder, suite: Suite) -> StudyRecord | None:
+    """The run's record over `suite`: its own file (study-SUITE.json), else the one study.json of a
+    run recorded before runs kept one per suite, where that drove this suite; None when neither.
+    RecordError, naming the file and field, when the one to read is damaged."""
+    path = run.study_record(suite.name)
+    if path.is_file():
+        return StudyRecord.read(path)
+    if run.older_study_record.is_file():
+        record = StudyRecord.read(run.older_study_record)
+        return record if record.suite == suite.label else None
+    return None
 
 
 def same_weights(steps: dict[str, int | None], kind: str) -> bool:
@@ -90,22 +143,33 @@ def train_result(run: RunFolder, name: str) -> TrainResult:
 
 
 def finished_runs(out: Path, suite: Suite) -> list[StudyRecord]:
-    """Every finished run under OUT (OUT/RECIPE/MODEL/seed-N/study.json) that drove `suite`, in
-    recipe, model and seed order: the table of a study still running, stopped, or run in parts. A
-    run whose study.json or run.json cannot be used (damaged, tampered, figures out of range) is
-    left out, with one line naming the file and the field."""
+    """Every finished run under OUT (OUT/RECIPE/MODEL/seed-N/study-SUITE.json) that drove `suite`
+    with the training its run.json holds, in recipe, model and seed order: the table of a study
+    still running, stopped, or run in parts. A run whose record or run.json cannot be used
+    (damaged, tampered, figures out of range, or a drive of a training since replaced) is left
+    out, with one line naming the file and the field."""
     runs = []
-    for path in out.glob("*/*/seed-*/study.json"):
-        run = RunFolder(path.parent)
+    defaults = run_settings(RunConfig(data=[]))
+    for folder in sorted(p for p in out.glob("*/*/seed-*") if p.is_dir()):
+        run = RunFolder(folder)
         try:
-            record = StudyRecord.read(run.study_record)
-            if record.suite != suite.label:
+            record = study_record_of(run, suite)
+            if record is None or record.suite != suite.label:
                 continue
             train_result(run, record.model)  # the training it sums up must be whole too
         except RecordError as e:
             print(f"study: {e}; left out", file=sys.stderr)
             continue
-        runs.append(replace(record, recipe=path.parents[2].name))
+        drove = with_defaults({k: record.settings[k] for k in defaults if k in record.settings}, defaults)
+        trained = saved_settings(run)
+        if trained is not None and not same_run(drove, trained):
+            print(
+                f"study: {folder}: its {suite.label} drives were of an earlier training (run.json "
+                "holds other settings); left out until the study drives this one",
+                file=sys.stderr,
+            )
+            continue
+        runs.append(replace(record, recipe=folder.parents[1].name))
     recipes, models = list(RECIPES), list(MODELS)
 
     def order(run: StudyRecord) -> tuple:

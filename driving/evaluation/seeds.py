@@ -10,10 +10,11 @@ For each recipe, model and seed it trains one run (driving.train.run) and drives
 over the suite (driving/evaluation/suites.py): the one with the best validation loss (NAME.keras)
 and, when the recipe checks driving during training, the best validation driver
 (NAME.drive.keras). It writes one table (study.md, study.json) and one PNG with a point per seed
-(driving/evaluation/seed_tables.py). Finished runs are reused: a run folder whose study.json
-(a driving.run.StudyRecord, checked on read) matches the run's settings and the suite is not
-redone, so an interrupted study resumes where it stopped; a model whose run.json holds no whole
-result for it is trained again.
+(driving/evaluation/seed_tables.py). Finished runs are reused: a run folder whose record of the
+suite (study-SUITE.json, a driving.run.StudyRecord, checked on read) matches the run's settings is
+not redone, so an interrupted study resumes where it stopped; a model whose run.json holds no
+whole result for it is trained again. A run keeps one record per suite, so the same study driven
+over another suite (`looks-holdout` after `looks`) reuses its training and keeps both.
 
 The recipes (which recordings, which training settings) are named in
 driving/evaluation/registry.py (RECIPES).
@@ -21,7 +22,6 @@ driving/evaluation/registry.py (RECIPES).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -32,11 +32,22 @@ from pathlib import Path
 from driving.config import BUDGETS, CSV_NAME, Budget, RunConfig
 from driving.evaluation import suites
 from driving.evaluation.registry import RECIPES, SUITES, Recipe, Recording, Suite
-from driving.evaluation.seed_tables import StudyTable, same_weights, study_run, train_result, write_tables
+from driving.evaluation.seed_tables import (
+    StudyTable,
+    run_settings,
+    same_run,
+    same_weights,
+    saved_settings,
+    study_record_of,
+    study_run,
+    train_result,
+    with_defaults,
+    write_tables,
+)
 from driving.evaluation.settings import DRIVE_TIMEOUT_S, StudyConfig
 from driving.files import RecordError, check_writable_folder, write_text
 from driving.modelio import load_info
-from driving.run import Checkpoint, RunFolder, StudyRecord, TrainResult, read_record
+from driving.run import Checkpoint, RunFolder, StudyRecord, TrainResult
 from driving.sim import recorder
 from driving.train import stage as train
 
@@ -138,56 +149,18 @@ def run_config(
     )
 
 
-def _settings(config: RunConfig) -> dict:
-    """What makes a run what it is (not where it ran or with which versions)."""
-    made = config.to_dict()
-    for key in ("versions", "cache_dir", "resume", "tensorboard"):
-        made.pop(key, None)
-    return json.loads(json.dumps(made))  # as it reads back from study.json (tuples become lists)
-
-
-def _with_defaults(saved: dict, defaults: dict) -> dict:
-    """`saved` settings with every key it lacks taken from `defaults`, nested objects (augment,
-    preprocessing) key by key: a record written before a setting existed was made with its
-    default, whatever it holds."""
-    filled = dict(saved)
-    for key, default in defaults.items():
-        if key not in filled:
-            filled[key] = default
-        elif isinstance(default, dict) and isinstance(filled[key], dict):
-            filled[key] = _with_defaults(filled[key], default)
-    return filled
-
-
 def _finished(run: RunFolder, settings: dict, suite: Suite) -> StudyRecord | None:
     """The run's record, when it holds these settings driven over this suite. A setting the record
     lacks (it is older than the setting) counts as its default."""
-    if not run.study_record.is_file():
-        return None
     try:
-        saved = StudyRecord.read(run.study_record)
+        saved = study_record_of(run, suite)
     except RecordError as e:
         print(f"study: {e}; the run is done again", file=sys.stderr)
         return None
-    same = _same_run(_with_defaults(saved.settings, _settings(RunConfig(data=[]))), settings)
-    return saved if same and saved.suite == suite.label else None
-
-
-def _same_run(saved: dict, settings: dict) -> bool:
-    """Whether two runs' settings are one run's: all but where it was written (a study folder may
-    be moved)."""
-    return {k: v for k, v in saved.items() if k != "out"} == {k: v for k, v in settings.items() if k != "out"}
-
-
-def _saved_settings(run: RunFolder) -> dict | None:
-    """The settings run.json was trained with (older records' missing ones at their defaults);
-    None when the run has no readable run.json."""
-    try:
-        saved = read_record(run.record)
-    except RecordError:
+    if saved is None:
         return None
-    defaults = _settings(RunConfig(data=[]))
-    return _with_defaults({key: saved[key] for key in defaults if key in saved}, defaults)
+    same = same_run(with_defaults(saved.settings, run_settings(RunConfig(data=[]))), settings)
+    return saved if same and saved.suite == suite.label else None
 
 
 def _trained(run: RunFolder, name: str, settings: dict) -> TrainResult | None:
@@ -196,8 +169,8 @@ def _trained(run: RunFolder, name: str, settings: dict) -> TrainResult | None:
     recipe does not."""
     if not (run.model(name).is_file() and run.record.is_file()):
         return None
-    saved = _saved_settings(run)
-    if saved is None or not _same_run(saved, settings):
+    saved = saved_settings(run)
+    if saved is None or not same_run(saved, settings):
         return None
     try:
         return train_result(run, name)
@@ -209,7 +182,7 @@ def _trained(run: RunFolder, name: str, settings: dict) -> TrainResult | None:
 def check_budget(run: RunFolder, budget: Budget) -> None:
     """Refuse to train over a run folder that holds another budget's training: the study would
     overwrite it. Raises ValueError naming the folder and both budgets."""
-    saved = _saved_settings(run) if run.record.is_file() else None
+    saved = saved_settings(run) if run.record.is_file() else None
     if saved is None:
         return
     fields = ("epochs", "steps_per_epoch", "batch_size")
@@ -231,7 +204,7 @@ def one_run(
     recipe: str = "",
 ) -> StudyRecord:
     """Train (unless done) and drive the suite (unless done); the run's figures."""
-    run, settings = RunFolder(config.out), _settings(config)
+    run, settings = RunFolder(config.out), run_settings(config)
     done = _finished(run, settings, suite)
     if done is not None:
         return done
@@ -268,7 +241,7 @@ def one_run(
         steps=steps,
         recipe=recipe,
     )
-    record.write(run.study_record)
+    record.write(run.study_record(suite.name))
     return record
 
 
