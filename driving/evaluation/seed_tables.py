@@ -100,15 +100,20 @@ def same_run(saved: dict, settings: dict) -> bool:
     return {k: v for k, v in saved.items() if k != "out"} == {k: v for k, v in settings.items() if k != "out"}
 
 
+def settings_of(made: dict) -> dict:
+    """A record's settings as runs compare: only what makes a run (run_settings' keys), each one
+    the record lacks at its default."""
+    defaults = run_settings(RunConfig(data=[]))
+    return with_defaults({key: made[key] for key in defaults if key in made}, defaults)
+
+
 def saved_settings(run: RunFolder) -> dict | None:
     """The settings run.json was trained with (older records' missing ones at their defaults);
     None when the run has no readable run.json."""
     try:
-        saved = read_record(run.record)
+        return settings_of(read_record(run.record))
     except RecordError:
         return None
-    defaults = run_settings(RunConfig(data=[]))
-    return with_defaults({key: saved[key] for key in defaults if key in saved}, defaults)
 
 
 def study_record_of(run: RunFolder, suite: Suite) -> StudyRecord | None:
@@ -149,7 +154,6 @@ def finished_runs(out: Path, suite: Suite) -> list[StudyRecord]:
     (damaged, tampered, figures out of range, or a drive of a training since replaced) is left
     out, with one line naming the file and the field."""
     runs = []
-    defaults = run_settings(RunConfig(data=[]))
     for folder in sorted(p for p in out.glob("*/*/seed-*") if p.is_dir()):
         run = RunFolder(folder)
         try:
@@ -160,9 +164,8 @@ def finished_runs(out: Path, suite: Suite) -> list[StudyRecord]:
         except RecordError as e:
             print(f"study: {e}; left out", file=sys.stderr)
             continue
-        drove = with_defaults({k: record.settings[k] for k in defaults if k in record.settings}, defaults)
         trained = saved_settings(run)
-        if trained is not None and not same_run(drove, trained):
+        if trained is not None and not same_run(settings_of(record.settings), trained):
             print(
                 f"study: {folder}: its {suite.label} drives were of an earlier training (run.json "
                 "holds other settings); left out until the study drives this one",
