@@ -99,6 +99,7 @@ def drive_one(
 
 
 Task = tuple[str, SuiteDrive, float]  # model file, drive, speed
+WORKER_CHECK_S = 1.0  # how often a suite checks that none of its workers has died
 
 
 def _task(task: Task) -> DriveResult:
@@ -162,22 +163,28 @@ def drive_in_workers(
     def named(indices) -> str:
         return ", ".join(f"{tasks[i][1].name} of {Path(tasks[i][0]).name}" for i in indices)
 
+    def died() -> DriveFailed:
+        return DriveFailed(
+            f"{what}: a worker process died (killed, or out of memory) while "
+            f"driving {named(index for index, _ in running.values())}"
+        )
+
     try:
         while waiting or running:
             while waiting and len(running) < jobs:
                 i = waiting.popleft()
                 running[pool.submit(function, tasks[i])] = (i, time.monotonic())
             first_due = min(started for _, started in running.values()) + timeout
-            done, _ = wait(running, max(0.0, first_due - time.monotonic()), FIRST_COMPLETED)
+            due_in = max(0.0, first_due - time.monotonic())
+            done, _ = wait(running, min(due_in, WORKER_CHECK_S), FIRST_COMPLETED)
+            if not done and _a_worker_died(pool):
+                raise died()
             for future in done:
                 i, _ = running[future]
                 try:
                     rows[i] = future.result()
                 except BrokenProcessPool:
-                    raise DriveFailed(
-                        f"{what}: a worker process died (killed, or out of memory) while "
-                        f"driving {named(index for index, _ in running.values())}"
-                    ) from None
+                    raise died() from None
                 del running[future]
                 done_one()
             now = time.monotonic()
@@ -193,6 +200,14 @@ def drive_in_workers(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return rows
+
+
+def _a_worker_died(pool: ProcessPoolExecutor) -> bool:
+    """Whether a worker of `pool` has ended. Asked on our own clock: the executor (Python 3.11)
+    watches only the workers it knew of when it last woke, so one that dies just after it was
+    started goes unnoticed until another drive ends, or for good."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # its process table
+    return any(process.exitcode is not None for process in processes)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
