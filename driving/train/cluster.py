@@ -10,9 +10,12 @@ run, not even a timer) and, once its coordination service is up, catching SIGTER
 that never starts would leave the others waiting without a word, deaf to Ctrl-C and `kill`. So each
 worker first listens on its own address and greets every other one, in Python, with bounded socket
 calls: a progress line every PROGRESS_S seconds, a one-line error at the deadline, signals honoured
-at once. A worker goes on only when it has greeted every peer and been greeted by every one: then
-no peer needs its listener any more, and all of them are about to start TensorFlow. That start is
-watched too (`watchdog`): a worker that dies in between cannot leave the others stuck for good.
+at once. Greetings are answered by a thread of their own, so two workers greeting each other at
+once never wait on each other. A worker goes on only when it has greeted every peer and been greeted
+by every one: then all of them are about to start TensorFlow, on the ports they listened on. A peer
+that greeted us and then answers not as a worker has gone on, so our greeting's answer was lost, not
+refused. That start is watched too (`watchdog`): a worker that dies in between cannot leave the
+others stuck for good.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +39,8 @@ JOBS = ("chief", "worker")  # the tasks a training run has (no parameter servers
 PROGRESS_S = 10.0  # a line this often while waiting for the other workers
 GREETING = "driving.train"
 IO_TIMEOUT_S = 2.0  # one connect, send or receive of the handshake
+ANSWER_POLL_S = 0.2  # how soon the answering thread sees that the wait is over
+ROUND_S = 0.5  # between two rounds of greetings
 
 
 class WorkersMissing(TimeoutError):
@@ -189,6 +195,9 @@ def _read_line(sock: socket.socket) -> str:
     return data.decode(errors="replace").strip()
 
 
+NOT_A_WORKER = "answered, but not as a worker of this cluster (another --workers list or TF_CONFIG?)"
+
+
 def _greet(peer: str, hello: str, expect: str) -> str | None:
     """Greet `peer`; None when it answered as a worker of this cluster, else why not."""
     host, port = host_port(peer)
@@ -200,21 +209,20 @@ def _greet(peer: str, hello: str, expect: str) -> str | None:
         return "no answer"
     except OSError as e:
         return f"no answer: {e.strerror or e}"
-    if answer == expect:
-        return None
-    return "answered, but not as a worker of this cluster (another --workers list or TF_CONFIG?)"
+    return None if answer == expect else NOT_A_WORKER
 
 
-def _answer(listener: socket.socket, cluster: Cluster, until: float) -> set[str]:
-    """Answer the greetings that arrive before `until`; the peers they came from."""
-    heard = set()
+def _answer(listener: socket.socket, cluster: Cluster, heard: set[str], stop: threading.Event) -> None:
+    """Answer greetings until `stop` is set, adding each peer that greets to `heard`. It runs in a
+    thread of its own: two workers greeting each other at the same moment would otherwise each
+    wait for the other to answer, time out, and answer greetings their senders had given up on."""
     prefix = f"{GREETING} {cluster.token()} "
-    while (left := until - time.monotonic()) > 0:
-        listener.settimeout(left)
+    listener.settimeout(ANSWER_POLL_S)
+    while not stop.is_set():
         try:
             sock, _ = listener.accept()
         except TimeoutError:
-            break
+            continue
         with sock:
             sock.settimeout(IO_TIMEOUT_S)
             try:
@@ -226,7 +234,6 @@ def _answer(listener: socket.socket, cluster: Cluster, until: float) -> set[str]
                     _read_line(sock)  # the greeter closes first: no TIME_WAIT left on our port
             except OSError:
                 continue  # a half-done greeting: the peer greets again
-    return heard
 
 
 def _say(line: str) -> None:
@@ -244,33 +251,44 @@ def wait_for_peers(cluster: Cluster, timeout: float, say: Callable[[str], None] 
     start = time.monotonic()
     deadline, next_line = start + timeout, start + PROGRESS_S
     missing = {peer: "not tried yet" for peer in peers}  # those that have not answered us
-    unheard = set(peers)  # those that have not greeted us
+    heard: set[str] = set()  # those that have greeted us (filled by the answering thread)
     say(f"{cluster.name}: waiting up to {timeout:g} s for the other workers: {', '.join(peers)}")
+    stop = threading.Event()
     with _listen(cluster.address) as listener:
-        while missing or unheard:
-            for peer in list(missing):
-                why = _greet(peer, f"{prefix} {cluster.address}", f"{prefix} {peer}")
-                if why is None:
-                    del missing[peer]
-                else:
-                    missing[peer] = why
-            unheard -= _answer(listener, cluster, min(deadline, time.monotonic() + 0.5))
-            now = time.monotonic()
-            if not (missing or unheard):
-                break
-            late = "; ".join(
-                f"{p} ({missing.get(p, 'has not greeted this worker')})"
-                for p in peers
-                if p in missing or p in unheard
-            )
-            if now >= deadline:
-                raise WorkersMissing(
-                    f"{cluster.name}: no start within {timeout:g} s (--start-timeout) from {late}: "
-                    "start every worker, with the same --workers list or TF_CONFIG cluster"
+        answering = threading.Thread(target=_answer, args=(listener, cluster, heard, stop), daemon=True)
+        answering.start()
+        try:
+            while True:
+                for peer in list(missing):
+                    why = _greet(peer, f"{prefix} {cluster.address}", f"{prefix} {peer}")
+                    # A peer leaves only once it has heard us and we have heard it; after that
+                    # its port is TensorFlow's. If our greeting's answer was lost in between, that
+                    # port no longer answers as a worker: the peer has gone on, having heard us.
+                    if why is None or (why == NOT_A_WORKER and peer in heard):
+                        del missing[peer]
+                    else:
+                        missing[peer] = why
+                unheard = set(peers) - heard
+                now = time.monotonic()
+                if not (missing or unheard):
+                    break
+                late = "; ".join(
+                    f"{p} ({missing.get(p, 'has not greeted this worker')})"
+                    for p in peers
+                    if p in missing or p in unheard
                 )
-            if now >= next_line:
-                say(f"{cluster.name}: still waiting for {late} ({now - start:.0f} of {timeout:g} s)")
-                next_line = now + PROGRESS_S
+                if now >= deadline:
+                    raise WorkersMissing(
+                        f"{cluster.name}: no start within {timeout:g} s (--start-timeout) from "
+                        f"{late}: start every worker, with the same --workers list or TF_CONFIG cluster"
+                    )
+                if now >= next_line:
+                    say(f"{cluster.name}: still waiting for {late} ({now - start:.0f} of {timeout:g} s)")
+                    next_line = now + PROGRESS_S
+                time.sleep(min(ROUND_S, max(0.0, deadline - now)))
+        finally:
+            stop.set()
+            answering.join()
     say(f"{cluster.name}: every worker answered after {time.monotonic() - start:.1f} s")
 
 
