@@ -208,9 +208,13 @@ def test_patience_zero_trains_the_whole_budget(data, tmp_path):
 
 
 def test_each_model_is_seeded_by_its_name_not_by_what_was_built_before(data, tmp_path):
-    alone = stage.run(config(data, tmp_path / "alone", models=["effnet-slim"], seed=3), progress=False)
+    small = Preprocessing(input_height=32, input_width=64)  # the seeding does not depend on it
+    alone = stage.run(
+        config(data, tmp_path / "alone", models=["effnet-slim"], seed=3, preprocessing=small), progress=False
+    )
     beside = stage.run(
-        config(data, tmp_path / "beside", models=["pilotnet", "effnet-slim"], seed=3), progress=False
+        config(data, tmp_path / "beside", models=["pilotnet", "effnet-slim"], seed=3, preprocessing=small),
+        progress=False,
     )
     a, _ = load_keras(tmp_path / "alone" / "effnet-slim.last.keras")
     b, _ = load_keras(tmp_path / "beside" / "effnet-slim.last.keras")
