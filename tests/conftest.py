@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import datetime, timedelta
 from functools import partial
@@ -61,6 +62,17 @@ def write_recording(folder: Path, n: int = 60, seed: int = 0, sides: bool = True
                 speed=9.0,
             )
     return folder
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 just now (all held at once while picked)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def wait_until(condition, timeout: float) -> bool:

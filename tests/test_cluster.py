@@ -11,17 +11,12 @@ import pytest
 
 from driving.train import cluster
 from driving.train.cluster import GREETING, Cluster
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_ports
 
 
 def two_workers() -> tuple[Cluster, str]:
     """Worker 0 (the one under test) and the address of worker 1 (played by the test)."""
-    me, peer = (f"127.0.0.1:{free_port()}" for _ in range(2))
+    me, peer = (f"127.0.0.1:{port}" for port in free_ports(2))
     return Cluster({"worker": [me, peer]}, "worker", 0), peer
 
 
@@ -159,7 +154,7 @@ def test_a_port_that_answers_not_as_a_worker_is_waited_for_and_named():
 
 
 def test_three_workers_started_together_all_go_on():
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(3)]
     workers = [Cluster({"worker": addresses}, "worker", i) for i in range(3)]
     runs = [waiting(worker, timeout=30) for worker in workers]
     for thread, outcome in runs:

@@ -29,7 +29,7 @@ from driving.preprocess import encode_jpeg
 from driving.run import SCHEMA, Checkpoint, RunFolder
 from driving.train import cli, cluster, stage
 from driving.train.history import LEARNT_NOTHING_SHARE, learnt_nothing
-from tests.conftest import wait_until, write_recording
+from tests.conftest import free_ports, wait_until, write_recording
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--batch-size", "16", "--steps-per-epoch", "8", "--no-augment", "--no-tensorboard", "--seed", "1"]
@@ -591,22 +591,10 @@ def test_help_is_instant_because_it_imports_no_tensorflow():
     assert run.returncode == 0, run.stderr
 
 
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_train_as_one_process_would_and_resume(data, tmp_path):
     """MultiWorkerMirroredStrategy for real: two worker processes on 127.0.0.1, the global batch
     split between them; the chief alone writes. Same weights as one process with that batch."""
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     common = ["--data", str(data), "--model", "pilotnet", *ARGS]  # 8 steps of a global batch of 16
     common += ["--strategy", "multiworker", "--workers", *workers]
 
@@ -690,7 +678,7 @@ def silent_peer() -> tuple[socket.socket, str]:
 
 
 def start_worker(data: Path, out: Path, peer: str, timeout: str) -> subprocess.Popen:
-    [port] = _free_ports(1)
+    [port] = free_ports(1)
     argv = ["--data", str(data), "--model", "pilotnet", "--out", str(out), *ARGS, "--strategy", "multiworker"]
     argv += ["--workers", f"127.0.0.1:{port}", peer, "--worker-index", "0", "--start-timeout", timeout]
     return subprocess.Popen(
