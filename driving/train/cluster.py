@@ -223,6 +223,9 @@ def _answer(listener: socket.socket, cluster: Cluster, heard: set[str], stop: th
             sock, _ = listener.accept()
         except TimeoutError:
             continue
+        except OSError:  # out of file descriptors, say: the thread lives on, to answer the next one
+            stop.wait(ANSWER_POLL_S)
+            continue
         with sock:
             sock.settimeout(IO_TIMEOUT_S)
             try:
