@@ -160,3 +160,12 @@ def test_three_workers_started_together_all_go_on():
     for thread, outcome in runs:
         thread.join(timeout=40)
         assert outcome == {"error": None}
+
+
+def test_the_answering_thread_ends_quietly_when_its_listener_was_closed_under_it():
+    """A SIGTERM can end the wait (closing its listener) while the answering thread starts."""
+    me, _ = two_workers()
+    host, port = cluster.host_port(me.address)
+    listener = socket.create_server((host, port))
+    listener.close()
+    cluster._answer(listener, me, set(), threading.Event())  # returns: no OSError, no traceback

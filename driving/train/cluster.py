@@ -217,14 +217,16 @@ def _answer(listener: socket.socket, cluster: Cluster, heard: set[str], stop: th
     thread of its own: two workers greeting each other at the same moment would otherwise each
     wait for the other to answer, time out, and answer greetings their senders had given up on."""
     prefix = f"{GREETING} {cluster.token()} "
-    listener.settimeout(ANSWER_POLL_S)
     while not stop.is_set():
         try:
+            listener.settimeout(ANSWER_POLL_S)
             sock, _ = listener.accept()
         except TimeoutError:
             continue
-        except OSError:  # out of file descriptors, say: the thread lives on, to answer the next one
-            stop.wait(ANSWER_POLL_S)
+        except OSError:
+            if listener.fileno() == -1:
+                return  # a signal ended the wait, and closed the listener, as this thread started
+            stop.wait(ANSWER_POLL_S)  # out of file descriptors, say: live on, to answer the next
             continue
         with sock:
             sock.settimeout(IO_TIMEOUT_S)
@@ -259,8 +261,8 @@ def wait_for_peers(cluster: Cluster, timeout: float, say: Callable[[str], None] 
     stop = threading.Event()
     with _listen(cluster.address) as listener:
         answering = threading.Thread(target=_answer, args=(listener, cluster, heard, stop), daemon=True)
-        answering.start()
         try:
+            answering.start()  # in the try: a SIGTERM may end the wait while it starts
             while True:
                 for peer in list(missing):
                     why = _greet(peer, f"{prefix} {cluster.address}", f"{prefix} {peer}")
@@ -291,7 +293,8 @@ def wait_for_peers(cluster: Cluster, timeout: float, say: Callable[[str], None] 
                 time.sleep(min(ROUND_S, max(0.0, deadline - now)))
         finally:
             stop.set()
-            answering.join()
+            if answering.is_alive():
+                answering.join()
     say(f"{cluster.name}: every worker answered after {time.monotonic() - start:.1f} s")
 
 
