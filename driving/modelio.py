@@ -230,6 +230,8 @@ def load_keras(path: str | Path, compile: bool = False):
 
     import keras
 
+    import driving.contrast  # noqa: F401  (Keras must know the package's own layer by name first)
+
     try:
         model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as e:  # Keras raises ValueError, OSError, TypeError... by format and fault

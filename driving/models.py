@@ -2,8 +2,9 @@
 
 A model is a function that returns a keras.Model for a given input shape; `@register("name")`
 puts it in MODELS, so a variant is one line. Every model takes float32 frames in [-0.5, 0.5]
-(driving.preprocess scales them; no normalisation inside the model) and outputs one steering
-value. Only keras.layers / keras.ops are used, so the same code runs on the JAX or PyTorch backends.
+(driving.preprocess scales them) and outputs one steering value; only the `-lcn` variants
+normalise inside the model, with a parameter-free first layer (see model_input). Only
+keras.layers / keras.ops are used, so the same code runs on the JAX or PyTorch backends.
 Model files (with the preprocessing they carry) are driving/modelio.py.
 
     python -m driving.models              # table of models: params and forward MACs per frame
@@ -63,6 +64,32 @@ def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> k
     except ValueError as e:  # e.g. an input too small for five halvings
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"model {name!r} cannot take input {input_shape}: {first[:200]}") from None
+
+
+LOCAL_CONTRAST = ("only", "beside")
+
+
+def model_input(input_shape, local_contrast: str | None = None, name: str = "frame"):
+    """(the model's Input, what its first layer sees): the frame itself; with `local_contrast`
+    "only" its local contrast instead (driving.contrast.LocalContrast), or "beside" the frame and
+    its local contrast stacked as six channels. The layer has no weights and travels inside the
+    model file, so serving and every export apply it as training did."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape, name=name)
+    if local_contrast is None:
+        return inputs, inputs
+    if local_contrast not in LOCAL_CONTRAST:
+        raise ValueError(
+            f"local_contrast must be one of {', '.join(LOCAL_CONTRAST)} or None, not {local_contrast!r}"
+        )
+    from driving.contrast import LocalContrast
+
+    contrast = LocalContrast(name="local_contrast")(inputs)
+    if local_contrast == "only":
+        return inputs, contrast
+    return inputs, layers.Concatenate(name="frame_and_contrast")([inputs, contrast])
 
 
 def steering_output(x):
@@ -204,6 +231,7 @@ def effnet_family(
     head_dropout: float = 0.5,
     input_pool: int = 1,
     norm_first: bool = False,
+    local_contrast: str | None = None,
 ) -> keras.Model:
     """EffNet blocks, then an optional 1x1 `squeeze` conv that thins the last feature map before
     Flatten (the Flatten->Dense 256 layer holds 83% of EffNet's weights), then the dense head.
@@ -212,12 +240,12 @@ def effnet_family(
     input_pool block of the input, what an INTER_AREA resize of it would give. It lives in the
     model because a run's Preprocessing (its input size) is one for all the models it trains, so
     a model cannot ask the pipeline for a smaller input; as pilotnet resizes inside. count_macs
-    leaves the pooling out (input_pixels x 3 additions: 49,152 at 128x128)."""
+    leaves the pooling out (input_pixels x 3 additions: 49,152 at 128x128). local_contrast: see
+    model_input."""
     import keras
     from keras import layers
 
-    inputs = keras.Input(input_shape, name="frame")
-    x = inputs
+    inputs, x = model_input(input_shape, local_contrast)
     if input_pool > 1:
         x = layers.AveragePooling2D(input_pool, name="input_pool")(x)
     for ch_in, ch_out in blocks:
@@ -239,9 +267,10 @@ SLIM_BLOCKS = ((16, 32), (32, 64), (32, 64), (64, 96), (64, 96))
 
 
 @register("effnet")
-def effnet(input_shape=INPUT_SHAPE) -> keras.Model:
-    """EffNet-slimmed base, as originally trained (block BN switched off). 630,433 params."""
-    return effnet_family("effnet", input_shape, EFFNET_BLOCKS, head=(256, 128, 64))
+def effnet(input_shape=INPUT_SHAPE, local_contrast: str | None = None, name: str = "effnet") -> keras.Model:
+    """EffNet-slimmed base, as originally trained (block BN switched off). 630,433 params.
+    local_contrast: see model_input."""
+    return effnet_family(name, input_shape, EFFNET_BLOCKS, head=(256, 128, 64), local_contrast=local_contrast)
 
 
 @register("effnet-bn")
@@ -309,14 +338,17 @@ def effnet_gap(input_shape=INPUT_SHAPE) -> keras.Model:
 
 
 @register("pilotnet")
-def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
+def pilotnet(
+    input_shape=INPUT_SHAPE, local_contrast: str | None = None, name: str = "pilotnet"
+) -> keras.Model:
     """NVIDIA's PilotNet (Bojarski et al. 2016): 5 convs, Dense 100/50/10. A Resizing layer maps
-    our 128x128 input to NVIDIA's 66x200, so every layer after it is exactly theirs (252,219 params)."""
+    our 128x128 input to NVIDIA's 66x200, so every layer after it is exactly theirs (252,219 params).
+    local_contrast: see model_input."""
     import keras
     from keras import layers
 
-    inputs = keras.Input(input_shape, name="frame")
-    x = layers.Resizing(66, 200, interpolation="bilinear")(inputs)
+    inputs, x = model_input(input_shape, local_contrast)
+    x = layers.Resizing(66, 200, interpolation="bilinear")(x)
     # He initialisation: with Keras' default (Glorot) the ReLU activations shrink layer by layer to
     # about 0.01, and Adam's first steps on the biases (1e-3 each) switched the whole Dense 10
     # layer off, leaving a constant output (docs/models.md).
@@ -328,7 +360,7 @@ def pilotnet(input_shape=INPUT_SHAPE) -> keras.Model:
     for units in (100, 50, 10):
         x = layers.Dense(units, activation="relu", kernel_initializer="he_normal")(x)
     outputs = steering_output(x)
-    return keras.Model(inputs, outputs, name="pilotnet")
+    return keras.Model(inputs, outputs, name=name)
 
 
 # --- the slimming family: effnet-slim slimmed one step at a time ------------------------------
@@ -355,6 +387,12 @@ variant("effnet-w050-h32-r64", width=0.5, squeeze=8, head=32, blocks=SLIM_D4, in
 variant("effnet-w025-h32-r64", width=0.25, squeeze=8, head=32, blocks=SLIM_D4, input_pool=2)  # quarter width
 # 32x32 with a block fewer again, and BN folded at export: an int8 file under 32 KiB
 variant("effnet-tiny", width=0.25, squeeze=8, head=32, blocks=SLIM_D3, input_pool=4, norm_first=True)
+
+# Local contrast at the input (docs/evaluation.md, "Local contrast at the input"): the frame's
+# local contrast instead of the frame, or beside it.
+variant("pilotnet-lcn", pilotnet, local_contrast="only")
+variant("pilotnet-rawlcn", pilotnet, local_contrast="beside")
+variant("effnet-lcn", effnet, local_contrast="only")
 
 # effnet-slim first, then each step above: parameters and MACs fall all along.
 SLIMMING_FAMILY = (

@@ -75,6 +75,20 @@ def test_visual_backprop_works_for_every_registered_model(name):
     keras.backend.clear_session()
 
 
+def test_a_model_that_branches_is_refused_and_one_that_stacks_its_input_is_read():
+    inputs = keras.Input((32, 32, 3))
+    conv = layers.Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    flat = layers.Flatten()(layers.Add()([inputs, conv]))  # a skip connection: not a chain
+    with pytest.raises(ValueError, match="layer add is not fed by the layer before it"):
+        methods.VisualBackProp(keras.Model(inputs, layers.Dense(1)(flat)))
+    stacked = layers.Concatenate()([inputs, layers.Conv2D(3, 1)(inputs)])  # the frame beside a map of it
+    conv = layers.Conv2D(4, 3, activation="relu")(stacked)
+    maps = methods.VisualBackProp(keras.Model(inputs, layers.Dense(1)(layers.Flatten()(conv))))(
+        frames(2, (32, 32, 3))
+    )
+    assert maps.shape == (2, 32, 32) and maps.max() > 0
+
+
 @pytest.mark.parametrize(
     "kernel, strides, padding",
     [((3, 3), (1, 1), "same"), ((5, 5), (2, 2), "valid"), ((3, 1), (2, 1), "same"), ((2, 1), (1, 2), "same")],

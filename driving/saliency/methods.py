@@ -74,18 +74,24 @@ def _is_feature_map(layer) -> bool:
 def _conv_chain(model) -> list:
     """The layers from the input to the last one with a rank-4 output (where Flatten or pooling
     ends the convolutional part). They must form a chain, each fed by the one before, as every
-    registered model's do; a branching model is refused rather than misread."""
+    registered model's do, except that a Concatenate may stack maps of the chain so far (the
+    frame beside its local contrast); any other branching model is refused rather than misread."""
 
     chain, previous = [], model.inputs[0]
+    seen = [previous]
     for layer in model.layers:
         if isinstance(layer, layers.InputLayer):
             continue
         if len(layer.output.shape) != 4:
             break
-        if layer.input is not previous:
+        stacked = isinstance(layer, layers.Concatenate) and all(
+            any(t is s for s in seen) for t in layer.input
+        )
+        if layer.input is not previous and not stacked:
             raise ValueError(f"{model.name}: layer {layer.name} is not fed by the layer before it")
         chain.append(layer)
         previous = layer.output
+        seen.append(previous)
     return chain
 
 
@@ -112,6 +118,8 @@ def _transposed_ones(mask: np.ndarray, layer) -> np.ndarray:
 
 def _back_through(layer, mask: np.ndarray) -> np.ndarray:
     """A mask over `layer`'s output, carried back to its input's size."""
+    if isinstance(layer, layers.Concatenate):  # maps of one size, stacked: every pixel stays put
+        return mask
     in_h, in_w = layer.input.shape[1:3]
     if isinstance(
         layer,
@@ -161,7 +169,9 @@ class VisualBackProp:
         self._means = tf.function(lambda x: features(x, training=False), input_signature=[frames])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        means = dict(zip(self.maps, (_normalise(m.numpy()) for m in self._means(x)), strict=True))
+        outs = self._means(x)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]  # a model of one feature map
+        means = dict(zip(self.maps, (_normalise(m.numpy()) for m in outs), strict=True))
         # Each mean is divided by its maximum: a pure rescaling (the final normalisation removes
         # it), which keeps a product of twenty maps (the EffNets) far from float32's underflow.
         mask = np.ones_like(means[self.maps[-1]])

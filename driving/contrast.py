@@ -1,0 +1,83 @@
+"""Local contrast at a model's input: the package's one Keras layer of its own, imported before
+any model file loads (driving.modelio), so that Keras in safe mode knows it by name.
+
+LocalContrast sets each pixel against its neighbourhood. A road whose tone is near its roadside's, or
+a frame in dim light, reaches the layers after it with the contrast of a clear one; what is lost
+is the frame's overall colour and brightness. It has no weights: a model that starts with it keeps
+its parameter count, and the same arithmetic runs in training, serving and every export.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """A normalised 1-D Gaussian out to 3 sigma."""
+    radius = int(np.ceil(3 * sigma))
+    t = np.arange(-radius, radius + 1, dtype=np.float32)
+    taps = np.exp(-0.5 * (t / np.float32(sigma)) ** 2)
+    return taps / taps.sum()
+
+
+def _reflect_pad(x, radius: int):
+    """Mirror `radius` pixels onto each side of both spatial axes. A mirror can add at most
+    size - 1 pixels at a time, so a map smaller than the radius is mirrored in steps."""
+    while radius > 0:
+        step = min(radius, x.shape[1] - 1, x.shape[2] - 1)
+        if step < 1:
+            raise ValueError(f"a {x.shape[1]}x{x.shape[2]} map is too small to mirror")
+        x = ops.pad(x, [[0, 0], [step, step], [step, step], [0, 0]], mode="reflect")
+        radius -= step
+    return x
+
+
+@keras.saving.register_keras_serializable(package="driving")
+class LocalContrast(keras.layers.Layer):
+    """(x - local mean) / max(local spread, floor) * gain, per pixel and colour channel.
+
+    The neighbourhood is a Gaussian of `sigma` input pixels; the spread is one for all colour
+    channels, so hues keep their proportions. `floor` (in the input's units: the package's inputs
+    span 1.0) keeps flat regions, where the spread is only noise, from being blown up; `gain`
+    brings unit spread down to about the raw input's. Both blurs run on a `pool` times smaller
+    map, resized back bilinearly: at 128x128 that is 32x32, and the layer costs little beside
+    the model (count_macs leaves it out, as it does pooling)."""
+
+    def __init__(self, sigma: float = 16.0, floor: float = 0.02, gain: float = 0.25, pool: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        if sigma <= 0 or floor <= 0 or gain <= 0 or pool < 1:
+            raise ValueError(
+                f"LocalContrast needs sigma, floor and gain > 0 and pool >= 1, "
+                f"not {sigma}, {floor}, {gain} and {pool}"
+            )
+        self.sigma, self.floor, self.gain, self.pool = float(sigma), float(floor), float(gain), int(pool)
+        self._taps = gaussian_taps(self.sigma / self.pool)
+
+    def _blur(self, x):
+        height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+        small = ops.average_pool(x, self.pool, self.pool, padding="valid") if self.pool > 1 else x
+        small = _reflect_pad(small, len(self._taps) // 2)
+        taps = ops.convert_to_tensor(self._taps)
+        down = ops.tile(ops.reshape(taps, (-1, 1, 1, 1)), (1, 1, channels, 1))
+        across = ops.tile(ops.reshape(taps, (1, -1, 1, 1)), (1, 1, channels, 1))
+        small = ops.depthwise_conv(ops.depthwise_conv(small, down, 1, "valid"), across, 1, "valid")
+        return ops.image.resize(small, (height, width), interpolation="bilinear")
+
+    def call(self, x):
+        detail = x - self._blur(x)
+        spread = ops.sqrt(self._blur(ops.mean(detail * detail, axis=-1, keepdims=True)))
+        return self.gain * detail / ops.maximum(spread, self.floor)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "sigma": self.sigma,
+            "floor": self.floor,
+            "gain": self.gain,
+            "pool": self.pool,
+        }
