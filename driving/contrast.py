@@ -47,7 +47,7 @@ class LocalContrast(keras.layers.Layer):
 
     def __init__(self, sigma: float = 16.0, floor: float = 0.02, gain: float = 0.25, pool: int = 4, **kwargs):
         super().__init__(**kwargs)
-        if sigma <= 0 or floor <= 0 or gain <= 0 or pool < 1:
+        if not (sigma > 0 and floor > 0 and gain > 0 and pool >= 1):  # NaN fails too
             raise ValueError(
                 f"LocalContrast needs sigma, floor and gain > 0 and pool >= 1, "
                 f"not {sigma}, {floor}, {gain} and {pool}"

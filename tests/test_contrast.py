@@ -61,7 +61,14 @@ def test_the_gaussian_is_normalised_and_three_sigma_wide():
 
 
 def test_bad_settings_are_refused_by_name():
-    for bad in ({"sigma": 0}, {"floor": -1}, {"gain": 0}, {"pool": 0}):
+    for bad in (
+        {"sigma": 0},
+        {"floor": -1},
+        {"gain": 0},
+        {"pool": 0},
+        {"sigma": float("nan")},
+        {"floor": float("inf") * 0},
+    ):
         with pytest.raises(ValueError, match="LocalContrast needs"):
             LocalContrast(**bad)
     with pytest.raises(ValueError, match="local_contrast must be one of only, beside"):
