@@ -103,18 +103,19 @@ def steering_output(x):
 
 
 @register("base")
-def base(input_shape=INPUT_SHAPE, he_init: bool = False, name: str = "base") -> keras.Model:
+def base(
+    input_shape=INPUT_SHAPE, he_init: bool = False, local_contrast: str | None = None, name: str = "base"
+) -> keras.Model:
     """Plain VGG-style CNN: 5 conv stages, a Flatten->Dense 256/128/64 head. 865,921 params.
 
     he_init: He-initialise its convolutions and Dense layers. False keeps Keras' defaults (Glorot),
     as the original work did: its features then reach the head at under 1% of the input's scale
-    (docs/models.md)."""
+    (docs/models.md). local_contrast: see model_input."""
     import keras
     from keras import layers
 
     init = "he_normal" if he_init else "glorot_uniform"
-    inputs = keras.Input(input_shape, name="frame")
-    x = inputs
+    inputs, x = model_input(input_shape, local_contrast)
     for i, (filters, kernel) in enumerate([(64, 5), (64, 3), (64, 3), (128, 3), (128, 3)]):
         x = layers.Conv2D(
             filters, kernel, padding="same", activation="relu", kernel_initializer=init, name=f"conv{i + 1}"
@@ -288,6 +289,7 @@ def effnet_slim(
     head: int = 64,
     input_pool: int = 1,
     norm_first: bool = False,
+    local_contrast: str | None = None,
     name: str = "effnet-slim",
 ) -> keras.Model:
     """Slimmer EffNet: half-width first block, a 1x1 squeeze to 16 channels before Flatten (keeps
@@ -296,7 +298,8 @@ def effnet_slim(
     Its knobs slim it further (the slimming family below): the block channels times `width`,
     `blocks` (fewer of them: depth), the `squeeze` channels and the Dense `head` units, the input
     average-pooled by `input_pool` (resolution, see effnet_family), and `norm_first` (BN before
-    each activation, where the LiteRT converter folds it: see effnet_block); `name` is the model's.
+    each activation, where the LiteRT converter folds it: see effnet_block), `local_contrast` (see
+    model_input); `name` is the model's.
     `build("effnet-slim", width=0.75)` tries a step without registering it."""
     return effnet_family(
         name,
@@ -309,6 +312,7 @@ def effnet_slim(
         head_dropout=0.1,
         input_pool=input_pool,
         norm_first=norm_first,
+        local_contrast=local_contrast,
     )
 
 
@@ -393,6 +397,8 @@ variant("effnet-tiny", width=0.25, squeeze=8, head=32, blocks=SLIM_D3, input_poo
 variant("pilotnet-lcn", pilotnet, local_contrast="only")
 variant("pilotnet-rawlcn", pilotnet, local_contrast="beside")
 variant("effnet-lcn", effnet, local_contrast="only")
+variant("effnet-slim-lcn", local_contrast="only")
+variant("base-lcn", base, local_contrast="only")
 
 # effnet-slim first, then each step above: parameters and MACs fall all along.
 SLIMMING_FAMILY = (

@@ -78,6 +78,10 @@ def test_bad_settings_are_refused_by_name():
 def test_the_lcn_models_keep_their_base_models_parameters():
     assert models.count_params(models.build("pilotnet-lcn")) == models.count_params(models.build("pilotnet"))
     assert models.count_params(models.build("effnet-lcn")) == (630_433, 629_537)
+    assert models.count_params(models.build("effnet-slim-lcn")) == (70_625, 68_545)
+    assert models.count_params(models.build("base-lcn")) == (865_921, 865_921)
+    for name in ("pilotnet-lcn", "effnet-lcn", "effnet-slim-lcn", "base-lcn"):
+        assert models.build(name).layers[1].name == "local_contrast"  # the first thing the frame meets
     # beside the frame: PilotNet's first convolution reads 6 channels, 24 x 5 x 5 x 3 weights more
     assert models.build("pilotnet-rawlcn").count_params() == 252_219 + 1_800
     layer = LocalContrast()
