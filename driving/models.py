@@ -50,9 +50,13 @@ def register(name: str) -> Callable:
     return add
 
 
+class OptionError(ValueError):
+    """A builder option out of range: a wrong setting, not an input its layers cannot take."""
+
+
 def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> keras.Model:
     """A fresh, untrained model by registry name. Raises KeyError for an unknown name, and
-    ValueError (naming the model) for an input shape its layers cannot take."""
+    ValueError naming the model for a bad option or an input shape its layers cannot take."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
     from driving import tfsetup
@@ -61,6 +65,8 @@ def build(name: str, input_shape: tuple[int, int, int] = INPUT_SHAPE, **kw) -> k
 
     try:
         return MODELS[name](input_shape=input_shape, **kw)
+    except OptionError as e:
+        raise ValueError(f"model {name!r}: {e}") from None
     except ValueError as e:  # e.g. an input too small for five halvings
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"model {name!r} cannot take input {input_shape}: {first[:200]}") from None
@@ -81,7 +87,7 @@ def model_input(input_shape, local_contrast: str | None = None, name: str = "fra
     if local_contrast is None:
         return inputs, inputs
     if local_contrast not in LOCAL_CONTRAST:
-        raise ValueError(
+        raise OptionError(
             f"local_contrast must be one of {', '.join(LOCAL_CONTRAST)} or None, not {local_contrast!r}"
         )
     from driving.contrast import LocalContrast
@@ -177,7 +183,7 @@ def effnet_block(
     from keras import layers
 
     if activation not in ("leaky_relu", "relu"):
-        raise ValueError(f"activation must be 'leaky_relu' or 'relu', not {activation!r}")
+        raise OptionError(f"activation must be 'leaky_relu' or 'relu', not {activation!r}")
     inside = "relu" if activation == "relu" else None  # the activation the conv layers apply
     conv_init = "he_normal" if he_init else "glorot_uniform"
 

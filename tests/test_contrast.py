@@ -71,7 +71,7 @@ def test_bad_settings_are_refused_by_name():
     ):
         with pytest.raises(ValueError, match="LocalContrast needs"):
             LocalContrast(**bad)
-    with pytest.raises(ValueError, match="local_contrast must be one of only, beside"):
+    with pytest.raises(ValueError, match="^model 'pilotnet': local_contrast must be one of only, beside"):
         models.build("pilotnet", local_contrast="always")
 
 
