@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,8 +290,10 @@ def _save_h5(model, tmp: Path, include_optimizer: bool) -> None:
 def to_tflite(model, kind: str = "float32", calibration: np.ndarray | None = None) -> bytes:
     """`model` as a LiteRT flatbuffer with a fixed batch-1 input, the shape serving uses: float32,
     float16 weights, or full-integer int8 (int8 input and output, calibrated on `calibration`,
-    preprocessed frames float32 [N, H, W, 3]). The one conversion path of the project: drive.py's
-    in-memory conversion and the report's exported files are the same model."""
+    preprocessed frames float32 [N, H, W, 3]). In int8, a LocalContrast layer's ops stay float
+    between the int8 input and the int8 body: its division by a small local spread is what 8 bits
+    lose most (docs/models.md). The one conversion path of the project: drive.py's in-memory
+    conversion and the report's exported files are the same model."""
     if kind not in TFLITE_KINDS:
         raise ValueError(f"unknown TFLite kind {kind!r}; choose from {', '.join(TFLITE_KINDS)}")
     if kind == "int8" and (calibration is None or len(calibration) == 0):
@@ -325,7 +328,38 @@ def to_tflite(model, kind: str = "float32", calibration: np.ndarray | None = Non
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+            keep_float = _local_contrast_tensors(model, saved)
+            if keep_float:
+                options = tf.lite.experimental.QuantizationDebugOptions(
+                    denylisted_nodes=keep_float, fully_quantize=True
+                )
+                debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter, debug_dataset=converter.representative_dataset, debug_options=options
+                )
+                return debugger.get_nondebug_quantized_model()
         return converter.convert()
+
+
+def _local_contrast_tensors(model, saved_model: str) -> list[str]:
+    """The names, in the converted graph, of the tensors the model's LocalContrast layers compute
+    (the converter names each op's output after the layer that made it); [] without such a layer."""
+    from driving.contrast import LocalContrast
+
+    def walk(layer):
+        for inner in getattr(layer, "layers", []):
+            yield inner
+            yield from walk(inner)
+
+    names = [layer.name for layer in walk(model) if isinstance(layer, LocalContrast)]
+    if not names:
+        return []
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    # Keras may add a counter to a layer's name when it traces the model for export: "name_1".
+    pattern = re.compile("|".join(rf"(^|/){re.escape(name)}(_\d+)?/" for name in names))
+    graph = Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(saved_model).convert())
+    return [t["name"] for t in graph.get_tensor_details() if pattern.search(t["name"])]
 
 
 def with_info(content: bytes, info: ModelInfo) -> bytes:
