@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,10 +334,16 @@ def to_tflite(model, kind: str = "float32", calibration: np.ndarray | None = Non
                 options = tf.lite.experimental.QuantizationDebugOptions(
                     denylisted_nodes=keep_float, fully_quantize=True
                 )
-                debugger = tf.lite.experimental.QuantizationDebugger(
-                    converter=converter, debug_dataset=converter.representative_dataset, debug_options=options
-                )
-                return debugger.get_nondebug_quantized_model()
+                # The debugger builds TensorFlow's own interpreter, which announces its deprecation;
+                # the file it writes is read by LiteRT like any other.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "\\s*Warning: tf.lite.Interpreter is deprecated")
+                    debugger = tf.lite.experimental.QuantizationDebugger(
+                        converter=converter,
+                        debug_dataset=converter.representative_dataset,
+                        debug_options=options,
+                    )
+                    return debugger.get_nondebug_quantized_model()
         return converter.convert()
 
 
