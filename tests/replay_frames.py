@@ -32,6 +32,23 @@ POSES = 6  # per look
 QUALITY = 90  # what the closed loop sends the drive server (driving.preprocess.encode_jpeg)
 
 
+def steer_along_first_component(model, x: np.ndarray, spread: float) -> None:
+    """Give `model`'s zero-initialised "steering" head weights that point along the direction the
+    features of frames `x` differ most (their first principal component), scaled so the steering
+    over `x` has mean 0 and standard deviation `spread`, as a driver's does. An untrained model
+    would answer 0.0 to every frame, and every serving path would agree for nothing."""
+    import keras
+
+    steering = model.get_layer("steering")
+    features = keras.ops.convert_to_numpy(keras.Model(model.input, steering.input)(x, training=False))
+    centred = features - features.mean(axis=0)
+    direction = np.linalg.svd(centred, full_matrices=False)[2][0][:, None]
+    projected = features @ direction
+    gain = spread / projected.std()
+    steering.kernel.assign((direction * gain).astype("float32"))
+    steering.bias.assign(np.full(1, -projected.mean() * gain, "float32"))
+
+
 def frames(tracks: tuple[str, ...] = TRACKS) -> list[tuple[dict, bytes]]:
     """(index entry, JPEG bytes) of the replay frames of `tracks` (of TRACKS), in order. Poses
     come from an RNG seeded by the track's place in TRACKS and the look, so one track's frames

@@ -118,14 +118,7 @@ def test_int8_keeps_the_layer_float_between_an_int8_input_and_int8_body(tmp_path
     x = np.stack([preprocess(read_frame(path)) for path in sorted(replay_frames.FOLDER.glob("*.jpg"))])
     keras.utils.set_random_seed(0)
     model = models.build("pilotnet-lcn")
-    # The steering head starts at zero: give it weights that spread these frames' steering as a
-    # driver's does (standard deviation 0.25), so that rounding shows.
-    head = model.get_layer("steering")
-    features = keras.ops.convert_to_numpy(keras.Model(model.input, head.input)(x))
-    direction = np.linalg.svd(features - features.mean(0), full_matrices=False)[2][0]
-    projected = features @ direction
-    head.kernel.assign((direction / projected.std() * 0.25)[:, None].astype("float32"))
-    head.bias.assign(np.array([-projected.mean() / projected.std() * 0.25], "float32"))
+    replay_frames.steer_along_first_component(model, x, 0.25)  # so that rounding shows
     expected = keras.ops.convert_to_numpy(model(x)).reshape(-1)
 
     path = export_tflite(model, tmp_path / "m.int8.tflite", "int8", ModelInfo(model="pilotnet-lcn"), x)

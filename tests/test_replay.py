@@ -78,18 +78,7 @@ def served(tmp_path_factory):
     cache = build_cache(paths, DEFAULT_PREPROCESSING, workers=1)
     frames = pd.DataFrame({"center": paths, "steering": np.zeros(len(paths), np.float32)})
     x = np.concatenate([batch.numpy() for batch, _ in val_dataset(frames, cache, batch_size=len(paths))])
-    # The steering output starts at zero weights: every frame would give 0.0 and any path would
-    # agree. Point it along the direction the replay frames' features differ most (the first
-    # principal component), scaled so their steering spreads as a driver's does (mean 0, standard
-    # deviation STEERING_SPREAD).
-    steering = model.get_layer("steering")
-    features = keras.ops.convert_to_numpy(keras.Model(model.input, steering.input)(x, training=False))
-    centred = features - features.mean(axis=0)
-    direction = np.linalg.svd(centred, full_matrices=False)[2][0][:, None]
-    projected = features @ direction
-    gain = STEERING_SPREAD / projected.std()
-    steering.kernel.assign((direction * gain).astype("float32"))
-    steering.bias.assign(np.full(1, -projected.mean() * gain, "float32"))
+    replay_frames.steer_along_first_component(model, x, STEERING_SPREAD)
     reference = keras.ops.convert_to_numpy(model(x, training=False)).reshape(-1)
     info = ModelInfo(
         preprocessing=DEFAULT_PREPROCESSING, model=MODEL, checkpoint=Checkpoint(kind="unknown", note="seeded")
