@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from driving import models
-from driving.contrast import LocalContrast, gaussian_taps
+from driving.contrast import LocalContrast, gaussian_taps, mirrored_blur
 from driving.modelio import ModelInfo, export_tflite, load_keras, save_keras
 from driving.runtime import Predictor
 
@@ -58,6 +58,19 @@ def test_the_gaussian_is_normalised_and_three_sigma_wide():
     taps = gaussian_taps(4.0)
     assert taps.dtype == np.float32 and len(taps) == 25 and taps.sum() == pytest.approx(1.0)
     assert taps.argmax() == 12 and np.allclose(taps, taps[::-1])
+
+
+@pytest.mark.parametrize("size, sigma", [(32, 4.0), (8, 4.0), (2, 1.0)])
+def test_the_blur_is_a_mirror_padded_gaussian_even_where_the_taps_reach_past_the_mirror(size, sigma):
+    # The reference: numpy's reflect padding (which mirrors again past a mirror) and a convolution.
+    taps = gaussian_taps(sigma)
+    line = np.random.default_rng(size).uniform(size=size)
+    padded = np.pad(line, len(taps) // 2, mode="reflect")
+    np.testing.assert_allclose(
+        mirrored_blur(size, sigma) @ line, np.convolve(padded, taps, "valid"), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="a line of 1 pixel"):
+        mirrored_blur(1, sigma)
 
 
 def test_bad_settings_are_refused_by_name():
