@@ -39,7 +39,9 @@ def mirrored_blur(size: int, sigma: float) -> np.ndarray:
     source = np.where(source >= size, period - source, source)
     matrix = np.zeros((size, size), np.float64)
     np.add.at(matrix, (np.repeat(np.arange(size), len(taps)), source.ravel()), np.tile(taps, size))
-    return matrix.astype(np.float32)
+    matrix = matrix.astype(np.float32)
+    matrix.flags.writeable = False  # cached: shared by every layer of this size
+    return matrix
 
 
 @keras.saving.register_keras_serializable(package="driving")
@@ -54,7 +56,10 @@ class LocalContrast(keras.layers.Layer):
     the model (count_macs leaves it out, as it does pooling)."""
 
     def __init__(self, sigma: float = 16.0, floor: float = 0.02, gain: float = 0.25, pool: int = 4, **kwargs):
-        super().__init__(**kwargs)
+        # float32 under a mixed-precision policy too: a division by a small spread and its square
+        # root are what low precision loses first (as in int8 files), and the layer has no weights
+        # whose float16 copies would save time.
+        super().__init__(**{"dtype": "float32", **kwargs})
         if not (sigma > 0 and floor > 0 and gain > 0 and pool >= 1):  # NaN fails too
             raise ValueError(
                 f"LocalContrast needs sigma, floor and gain > 0 and pool >= 1, "

@@ -24,6 +24,7 @@ import pytest
 
 from driving import card, models
 from driving.config import AugmentConfig, ConfigError, Preprocessing, RunConfig, model_seed
+from driving.contrast import LocalContrast
 from driving.modelio import load_info, load_keras, save_keras
 from driving.preprocess import encode_jpeg
 from driving.run import SCHEMA, Checkpoint, RunFolder
@@ -551,14 +552,19 @@ def test_mirrored_strategy_trains_on_two_logical_cpu_devices(data, tmp_path):
     assert len(pd.read_csv(out / "pilotnet.history.csv")) == 1
 
 
-def test_a_mixed_precision_step_is_finite_and_updates_every_layer():
+@pytest.mark.parametrize("name", ["effnet-slim", "effnet-slim-lcn"])
+def test_a_mixed_precision_step_is_finite_and_updates_every_layer(name):
     """The GPU path's numerics, run on the CPU: float16 compute, float32 weights, BatchNorm, and the
     zero-initialised float32 steering head (whose zeros block every other layer's gradient on the
-    first step), under Keras' dynamic loss scaling."""
+    first step), under Keras' dynamic loss scaling; the local-contrast layer stays float32."""
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         keras.utils.set_random_seed(0)
-        model = models.build("effnet-slim", input_shape=(32, 32, 3))
+        model = models.build(name, input_shape=(32, 32, 3))
+        contrast = [layer for layer in model.layers if isinstance(layer, LocalContrast)]
+        assert all(layer.compute_dtype == "float32" for layer in contrast) and len(contrast) == name.endswith(
+            "-lcn"
+        )
         models.compile_for_training(model)
         before = [w.numpy().copy() for w in model.trainable_weights]
         rng = np.random.default_rng(0)
