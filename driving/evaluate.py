@@ -2,6 +2,7 @@
 themselves: driving/evaluation/registry.py; the settings: driving/evaluation/settings.py).
 
     python -m driving.evaluate models/effnet.h5 models/base.h5 --suite unseen [--jobs 2] [--out DIR]
+    python -m driving.evaluate models/effnet.keras --suite looks --ablate-look 1010006
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from driving.evaluation.registry import SUITES
 from driving.evaluation.settings import EvalConfig
 from driving.files import check_writable_folder
 from driving.modelio import ModelFileError, load_info
-from driving.options import add_options, from_args
+from driving.options import ConfigError, add_options, flag_for, from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
-    return from_args(EvalConfig, build_parser().parse_args(argv))
+    """The EvalConfig a command line means; a setting that cannot work ends it in one line."""
+    parser = build_parser()
+    try:
+        return from_args(EvalConfig, parser.parse_args(argv)).validate()
+    except ConfigError as e:
+        parser.error(f"{flag_for(EvalConfig, e.field) or e.field}: {e.message}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tfsetup.setup()
     from driving.evaluation import suites  # loads TensorFlow: once the arguments and files are good
 
+    if config.ablate_look is not None:
+        return _ablate(config)
     try:
         result = suites.evaluate(config)
     except ModelFileError as e:
@@ -58,6 +66,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(suites.markdown(result))
     print(f"wrote {config.out / ('suite-' + config.suite)}.json, .md and .png")
+    return 0
+
+
+def _ablate(config: EvalConfig) -> int:
+    from driving.evaluation import ablation, suites
+
+    try:
+        result = ablation.ablate_look(
+            config.models,
+            SUITES[config.suite],
+            config.ablate_look,
+            config.jobs,
+            config.speed,
+            drive_timeout=config.drive_timeout,
+        )
+        ablation.write(result, config.out)
+    except (ModelFileError, OSError) as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 2
+    except suites.DriveFailed as e:
+        print(f"evaluate: {e}", file=sys.stderr)
+        return 1
+    print(ablation.markdown(result))
+    print(f"wrote {config.out / 'ablation-look-'}{config.ablate_look}.json, .md and .png")
     return 0
 
 

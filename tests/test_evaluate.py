@@ -352,14 +352,14 @@ def test_a_study_table_needs_finished_runs(tmp_path, capsys):
 
 
 def test_models_are_named_apart_in_the_tables():
-    from driving.evaluation.suites import _labels
+    from driving.evaluation.suites import model_labels
 
-    assert _labels(["a/b/seed-0/effnet.keras", "c/b/seed-0/effnet.keras", "x/pilot.h5"]) == [
+    assert model_labels(["a/b/seed-0/effnet.keras", "c/b/seed-0/effnet.keras", "x/pilot.h5"]) == [
         "a/b/seed-0/effnet",
         "c/b/seed-0/effnet",
         "pilot",
     ]
-    assert _labels(["m.keras", "m.keras"]) == ["m#1", "m#2"]
+    assert model_labels(["m.keras", "m.keras"]) == ["m#1", "m#2"]
 
 
 # --- a study's records: typed, checked, and a bad one left out in one line ------------------------

@@ -49,6 +49,7 @@ from driving.sim.client import ProtocolError, SimulatorClient, parse_steer, tele
 from driving.sim.conditions import Conditions
 from driving.sim.kinds import WorldKind
 from driving.sim.simulator import Simulator
+from driving.sim.style import Style
 from driving.sim.track import Track
 from driving.video.writer import write_video
 
@@ -66,6 +67,7 @@ class DriveOptions:
     seed: int = 0  # world textures
     conditions: Conditions = field(default_factory=Conditions)  # light, shadows, palette
     world: WorldKind | None = None  # cameras and steering scale; None: the track's own kind
+    style: Style | None = None  # paints the world; None: the track's named style
     video: Path | None = None  # MP4 of the camera view with an overlay
     timeout: float = 10.0  # seconds to wait for one reply (model warm-up included)
     progress: bool = True  # tqdm bar
@@ -191,7 +193,9 @@ def drive(track: Track, link: Link, options: DriveOptions | None = None) -> tupl
     there or silent, and ProtocolError if it answers something the real simulator could not use
     (e.g. a number in `steer`, which stalls the real simulator for good)."""
     options = (options or DriveOptions()).validate()
-    sim = Simulator(track, seed=options.seed, conditions=options.conditions, kind=options.world)
+    sim = Simulator(
+        track, seed=options.seed, conditions=options.conditions, kind=options.world, style=options.style
+    )
     sim.reset(s=0.0, offset=0.0, speed=0.0)  # on the lane's centre
     trace = DriveTrace(track)
     max_seconds = options.max_seconds or options.laps * track.length / MIN_SPEED_MPS

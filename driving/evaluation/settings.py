@@ -70,9 +70,27 @@ class EvalConfig:
         Path("runs/evaluate"), "--out", "where suite-NAME.json/.md/.png go (default runs/evaluate)"
     )
     drive_timeout: float = drive_timeout_option()
+    ablate_look: int | None = option(
+        None,
+        "--ablate-look",
+        "instead of the whole suite: its drives in new look N, as drawn and with one part of the "
+        "look changed at a time (edges solid, no shadows, midday light, ...), to find what part "
+        "costs the models; writes OUT/ablation-look-N.json/.md/.png",
+        low=0,
+        metavar="N",
+    )
 
     def validate(self) -> EvalConfig:
         check_bounds(self)
+        if self.ablate_look is not None:
+            looks = sorted({d.look for d in SUITES[self.suite].drives if d.look is not None})
+            if self.ablate_look not in looks:
+                shown = ", ".join(map(str, looks[:6])) + (", ..." if len(looks) > 6 else "")
+                raise ConfigError(
+                    "ablate_look",
+                    f"{self.ablate_look}: suite {self.suite} has no drive in that look "
+                    f"({'its new looks: ' + shown if looks else 'it drives no new look'})",
+                )
         return self
 
 

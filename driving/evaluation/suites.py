@@ -33,6 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import matplotlib
 
@@ -50,8 +51,10 @@ from driving.files import save_figure, write_text
 from driving.pilot import Pilot, PilotConfig
 from driving.run import DriveResult, RunFolder, SuiteResult, SuiteSummary
 from driving.runtime import Predictor
+from driving.sim.conditions import Conditions
 from driving.sim.kinds import KINDS
 from driving.sim.looks import look_name, look_seed, new_look
+from driving.sim.style import Style
 from driving.sim.track import track_features
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -72,18 +75,25 @@ def _pilot(model: str, speed: float) -> Pilot:
 
 
 def drive_one(
-    model: str, drive: SuiteDrive, speed: float = TARGET_SPEED_MPH, pilot: Pilot | None = None
+    model: str,
+    drive: SuiteDrive,
+    speed: float = TARGET_SPEED_MPH,
+    pilot: Pilot | None = None,
+    look: tuple[Style, Conditions] | None = None,
 ) -> DriveResult:
     """Drive one suite drive with `model` (or an in-memory `pilot`); the drive's metrics, with
-    what was driven (track features, conditions)."""
+    what was driven (track features, conditions). `look` paints and lights the world instead of
+    the drive's own style and conditions (driving/evaluation/ablation.py changes one part of it)."""
     track = drive.track()
+    style, conditions = look if look is not None else (None, drive.conditions())
     options = DriveOptions(
         laps=drive.laps,
         seed=drive.conditions_seed,
-        conditions=drive.conditions(),
+        conditions=conditions,
         progress=False,
         model=Path(model).stem if model else "",
         world=KINDS[drive.world],
+        style=style,
     )
     metrics, _ = drive_pilot(pilot or _pilot(model, speed), track, options, direct=True)
     return DriveResult(
@@ -99,6 +109,7 @@ def drive_one(
 
 
 Task = tuple[str, SuiteDrive, float]  # model file, drive, speed
+AnyTask = TypeVar("AnyTask", bound=tuple)  # a task that begins with a model file and a drive
 WORKER_CHECK_S = 1.0  # how often a suite checks that none of its workers has died
 
 
@@ -141,8 +152,8 @@ def drive_suite(
 
 
 def drive_in_workers(
-    function: Callable[[Task], DriveResult],
-    tasks: Sequence[Task],
+    function: Callable[[AnyTask], DriveResult],
+    tasks: Sequence[AnyTask],
     jobs: int,
     timeout: float = DRIVE_TIMEOUT_S,
     what: str = "suite",
@@ -507,7 +518,7 @@ def run(
     `names` label the models in tables (default: their file stems, made unique). A drive that
     takes over `drive_timeout` seconds in a worker process raises DriveFailed."""
     models = [str(m) for m in models]
-    names = list(names or _labels(models))
+    names = list(names or model_labels(models))
     drives = drive_suite(models, suite, jobs, speed, progress, drive_timeout)
     result = SuiteResult(
         suite={
@@ -545,7 +556,7 @@ def evaluate(config: EvalConfig, progress: bool = True) -> SuiteResult:
     )
 
 
-def _labels(models: Sequence[str]) -> list[str]:
+def model_labels(models: Sequence[str]) -> list[str]:
     """Unique names for tables: each file's stem, with folders added only where names clash (the
     same file given twice gets a number)."""
     paths = [Path(m).absolute() for m in models]

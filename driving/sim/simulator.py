@@ -20,6 +20,7 @@ from driving.sim.camera import Camera, CameraSpec
 from driving.sim.car import Car
 from driving.sim.conditions import Conditions
 from driving.sim.kinds import CLASSIC, WorldKind, kind_for
+from driving.sim.style import Style
 from driving.sim.track import Track
 from driving.sim.world import World
 
@@ -39,13 +40,14 @@ class Simulator:
         ppm: float = 10.0,
         conditions: Conditions = Conditions(),
         kind: WorldKind | None = None,
+        style: Style | None = None,  # paints the world instead of the track's named style
     ):
         self.track = track
         self.kind = kind or kind_for(track)
         self.world: World | None = None
         self.cameras: dict[str, Camera] = {}
         if render:
-            self.use_world(World(track, ppm=ppm, seed=seed, conditions=conditions), seed)
+            self.use_world(World(track, ppm=ppm, seed=seed, conditions=conditions, style=style), seed)
         self.car = Car()
         self.reset()
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from driving.sim.conditions import Conditions
 from driving.sim.looks import style_named
+from driving.sim.style import Style
 from driving.sim.track import Track
 
 MARGIN_M = 45.0  # ground around the track's bounding box; beyond it the texture is mirrored
@@ -75,11 +76,20 @@ def cast_shadow(
 class World:
     """Top-down texture pyramid of one track. Deterministic for a given track, seed and conditions."""
 
-    def __init__(self, track: Track, ppm: float = 10.0, seed: int = 0, conditions: Conditions = Conditions()):
+    def __init__(
+        self,
+        track: Track,
+        ppm: float = 10.0,
+        seed: int = 0,
+        conditions: Conditions = Conditions(),
+        style: Style | None = None,
+    ):
+        """`style` paints the world instead of the one the track names (a look with one of its parts
+        changed: driving/evaluation/ablation.py)."""
         if not (isinstance(ppm, (int, float)) and math.isfinite(ppm) and ppm >= 1):
             raise ValueError(f"ppm must be a number of texture pixels per metre >= 1, got {ppm!r}")
         self.track, self.conditions = track, conditions
-        self.style = conditions.paint(style_named(track.style))
+        self.style = conditions.paint(style if style is not None else style_named(track.style))
         lo = track.points.min(axis=0) - MARGIN_M
         hi = track.points.max(axis=0) + MARGIN_M
         width_m, height_m = hi - lo
