@@ -54,43 +54,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     tfsetup.setup()
     from driving.evaluation import suites  # loads TensorFlow: once the arguments and files are good
 
-    if config.ablate_look is not None:
-        return _ablate(config)
     try:
-        result = suites.evaluate(config)
-    except ModelFileError as e:
-        print(f"evaluate: {e}", file=sys.stderr)
-        return 2
-    except suites.DriveFailed as e:
-        print(f"evaluate: {e}", file=sys.stderr)
-        return 1
-    print(suites.markdown(result))
-    print(f"wrote {config.out / ('suite-' + config.suite)}.json, .md and .png")
-    return 0
-
-
-def _ablate(config: EvalConfig) -> int:
-    from driving.evaluation import ablation, suites
-
-    try:
-        result = ablation.ablate_look(
-            config.models,
-            SUITES[config.suite],
-            config.ablate_look,
-            config.jobs,
-            config.speed,
-            drive_timeout=config.drive_timeout,
-        )
-        ablation.write(result, config.out)
+        table, stem = _ablate(config) if config.ablate_look is not None else _suite(config)
     except (ModelFileError, OSError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
     except suites.DriveFailed as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 1
-    print(ablation.markdown(result))
-    print(f"wrote {config.out / 'ablation-look-'}{config.ablate_look}.json, .md and .png")
+    print(table)
+    print(f"wrote {config.out / stem}.json, .md and .png")
     return 0
+
+
+def _suite(config: EvalConfig) -> tuple[str, str]:
+    """The suite driven and written: its table, and the stem of its files."""
+    from driving.evaluation import suites
+
+    return suites.markdown(suites.evaluate(config)), f"suite-{config.suite}"
+
+
+def _ablate(config: EvalConfig) -> tuple[str, str]:
+    """The look's drives, as drawn and with each part changed, written: the table, and the stem."""
+    from driving.evaluation import ablation
+
+    result = ablation.ablate_look(
+        config.models,
+        SUITES[config.suite],
+        config.ablate_look,
+        config.jobs,
+        config.speed,
+        drive_timeout=config.drive_timeout,
+    )
+    paths = ablation.write(result, config.out)
+    return ablation.markdown(result), paths[0].stem
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ that matters, and a part found this way is a lead for a training lever, judged o
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,12 +20,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from tqdm import tqdm
 
 from driving.config import TARGET_SPEED_MPH
 from driving.evaluation.registry import Suite, SuiteDrive
 from driving.evaluation.settings import DRIVE_TIMEOUT_S
-from driving.evaluation.suites import drive_in_workers, drive_one, model_labels
+from driving.evaluation.suites import drive_one, drive_tasks, model_labels
 from driving.files import save_figure, write_json, write_text
 from driving.run import DriveResult
 from driving.sim.conditions import Conditions
@@ -169,20 +167,7 @@ def ablate_look(
     models = [str(m) for m in models]
     tasks = [(m, d, speed, look_) for _, look_ in looks.values() for m in models for d in drives]
     changes = [name for name in looks for _ in models for _ in drives]  # the change of each task
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
-    bar = tqdm(total=len(tasks), desc=f"ablate {look_name(look)}", unit="drive", disable=not progress)
-    try:
-        if jobs == 1:
-            rows = []
-            for task in tasks:
-                rows.append(_drive(task))
-                bar.update(1)
-        else:
-            rows = drive_in_workers(
-                _drive, tasks, jobs, drive_timeout, f"ablation of {look_name(look)}", lambda: bar.update(1)
-            )
-    finally:
-        bar.close()
+    rows = drive_tasks(_drive, tasks, jobs, drive_timeout, f"ablate {look_name(look)}", progress)
     labels = model_labels(models)
     autonomy: dict[str, dict[str, list[float]]] = {c: {label: [] for label in labels} for c in looks}
     by_model = dict(zip(models, labels, strict=True))

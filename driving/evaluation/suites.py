@@ -131,24 +131,35 @@ def drive_suite(
     dies, fails the suite with DriveFailed (with one job the drives run in this process, where
     nothing is waited for: no time limit applies)."""
     tasks: list[Task] = [(str(m), d, speed) for m in models for d in suite.drives]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
-    bar = tqdm(total=len(tasks), desc=f"suite {suite.label}", unit="drive", disable=not progress)
-    try:
-        if jobs == 1:
-            rows = []
-            for task in tasks:
-                rows.append(_task(task))
-                bar.update(1)
-        else:
-            rows = drive_in_workers(
-                _task, tasks, jobs, drive_timeout, f"suite {suite.label}", lambda: bar.update(1)
-            )
-    finally:
-        bar.close()
+    rows = drive_tasks(_task, tasks, jobs, drive_timeout, f"suite {suite.label}", progress)
     out: dict[str, list[DriveResult]] = {str(m): [] for m in models}
     for (model, _, _), row in zip(tasks, rows, strict=True):
         out[model].append(row)
     return out
+
+
+def drive_tasks(
+    function: Callable[[AnyTask], DriveResult],
+    tasks: Sequence[AnyTask],
+    jobs: int | None,
+    timeout: float,
+    what: str,
+    progress: bool = True,
+) -> list[DriveResult]:
+    """`function(task)` for every task with a progress bar: in this process with one job (no time
+    limit), else in `jobs` worker processes (default: one per core; see drive_in_workers)."""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    bar = tqdm(total=len(tasks), desc=what, unit="drive", disable=not progress)
+    try:
+        if jobs == 1:
+            rows = []
+            for task in tasks:
+                rows.append(function(task))
+                bar.update(1)
+            return rows
+        return drive_in_workers(function, tasks, jobs, timeout, what, lambda: bar.update(1))
+    finally:
+        bar.close()
 
 
 def drive_in_workers(
