@@ -88,17 +88,19 @@ def model_file(tmp_path_factory):
 def test_a_look_is_driven_as_drawn_and_once_per_change_with_its_files(model_file, tmp_path):
     drive = SuiteDrive(10900, "lake", 1_010_900, 0.04, look=1_010_006)
     suite = Suite("tiny-ablation", 1, (replace(drive, look=None), drive), "t")
-    result = ablation.ablate_look([model_file], suite, 1_010_006, jobs=1, progress=False)
+    result = ablation.ablate_look([model_file, model_file], suite, 1_010_006, jobs=1, progress=False)
     look = new_look(1_010_006)
     expected = [ablation.AS_DRAWN] + [
         c.name for c in ablation.CHANGES if c.applies(look.style, look.conditions)
     ]
     assert list(result.changes) == expected and "solid edges" in expected
-    assert result.drives == ["look-1010006-10900"] and list(result.models) == ["tiny"]
-    assert all(len(result.autonomy[c]["tiny"]) == 1 for c in expected)
+    # the same file given twice is two models with the same figures
+    assert result.drives == ["look-1010006-10900"] and list(result.models) == ["tiny#1", "tiny#2"]
+    assert all(len(result.autonomy[c][m]) == 1 for c in expected for m in result.models)
+    assert all(result.autonomy[c]["tiny#1"] == result.autonomy[c]["tiny#2"] for c in expected)
     # as drawn is the suite's own drive of that look, to the figure
     driven = suites.run([model_file], Suite("one", 1, (drive,), "t"), jobs=1, progress=False)
-    assert result.autonomy[ablation.AS_DRAWN]["tiny"] == [driven.drives["tiny"][0].autonomy_pct]
+    assert result.autonomy[ablation.AS_DRAWN]["tiny#1"] == [driven.drives["tiny"][0].autonomy_pct]
 
     written = ablation.write(result, tmp_path)
     assert [p.name for p in written] == [f"ablation-look-1010006{s}" for s in (".json", ".md", ".png")]

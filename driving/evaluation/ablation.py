@@ -166,13 +166,13 @@ def ablate_look(
             looks[change.name] = (change.description, change.apply(style, conditions))
     models = [str(m) for m in models]
     tasks = [(m, d, speed, look_) for _, look_ in looks.values() for m in models for d in drives]
-    changes = [name for name in looks for _ in models for _ in drives]  # the change of each task
+    labels = model_labels(models)  # unique even where a file is given twice
+    # The change and the model label of each task, in the tasks' order.
+    owners = [(name, label) for name in looks for label in labels for _ in drives]
     rows = drive_tasks(_drive, tasks, jobs, drive_timeout, f"ablate {look_name(look)}", progress)
-    labels = model_labels(models)
     autonomy: dict[str, dict[str, list[float]]] = {c: {label: [] for label in labels} for c in looks}
-    by_model = dict(zip(models, labels, strict=True))
-    for change, (model, *_), row in zip(changes, tasks, rows, strict=True):
-        autonomy[change][by_model[model]].append(row.autonomy_pct)
+    for (change, label), row in zip(owners, rows, strict=True):
+        autonomy[change][label].append(row.autonomy_pct)
     return Ablation(
         suite=suite.label,
         look=look,
