@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from driving import tfsetup
 from driving.evaluation.registry import SUITES
 from driving.evaluation.settings import EvalConfig
-from driving.files import check_writable_folder
+from driving.files import OutputRefused, check_output_file, check_writable_folder
 from driving.modelio import ModelFileError, load_info
 from driving.options import ConfigError, add_options, flag_for, from_args
 
@@ -44,18 +44,21 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
+    outputs = [config.out / f"{output_stem(config)}{suffix}" for suffix in (".json", ".md", ".png")]
     try:
+        for path in outputs:  # a recording's folder, or a file of another kind, is refused
+            check_output_file(path, "--out", (path.suffix,))
         check_writable_folder(config.out, "--out folder")
         for model in config.models:
             load_info(model)  # a missing or damaged file is named before any drive starts
-    except (ModelFileError, OSError) as e:
+    except (ModelFileError, OutputRefused, OSError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
     tfsetup.setup()
     from driving.evaluation import suites  # loads TensorFlow: once the arguments and files are good
 
     try:
-        table, stem = _ablate(config) if config.ablate_look is not None else _suite(config)
+        table = _ablate(config) if config.ablate_look is not None else _suite(config)
     except (ModelFileError, OSError) as e:
         print(f"evaluate: {e}", file=sys.stderr)
         return 2
@@ -63,19 +66,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evaluate: {e}", file=sys.stderr)
         return 1
     print(table)
-    print(f"wrote {config.out / stem}.json, .md and .png")
+    print(f"wrote {outputs[0]}, .md and .png")
     return 0
 
 
-def _suite(config: EvalConfig) -> tuple[str, str]:
-    """The suite driven and written: its table, and the stem of its files."""
+def output_stem(config: EvalConfig) -> str:
+    """The name, less its suffix, of the files the command writes into --out."""
+    if config.ablate_look is not None:
+        return f"ablation-look-{config.ablate_look}"  # as driving.evaluation.ablation.write names them
+    return f"suite-{config.suite}"
+
+
+def _suite(config: EvalConfig) -> str:
+    """The suite driven and written; its table."""
     from driving.evaluation import suites
 
-    return suites.markdown(suites.evaluate(config)), f"suite-{config.suite}"
+    return suites.markdown(suites.evaluate(config))
 
 
-def _ablate(config: EvalConfig) -> tuple[str, str]:
-    """The look's drives, as drawn and with each part changed, written: the table, and the stem."""
+def _ablate(config: EvalConfig) -> str:
+    """The look's drives, as drawn and with each part changed, written; the table."""
     from driving.evaluation import ablation
 
     result = ablation.ablate_look(
@@ -86,8 +96,8 @@ def _ablate(config: EvalConfig) -> tuple[str, str]:
         config.speed,
         drive_timeout=config.drive_timeout,
     )
-    paths = ablation.write(result, config.out)
-    return ablation.markdown(result), paths[0].stem
+    ablation.write(result, config.out)
+    return ablation.markdown(result)
 
 
 if __name__ == "__main__":

@@ -132,3 +132,14 @@ def test_a_look_the_suite_does_not_drive_is_refused_in_one_line_before_any_drive
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in error
+
+
+@pytest.mark.parametrize("ablate", [[], ["--ablate-look", "1010006"]])
+def test_evaluate_writes_nothing_into_a_recording(ablate, model_file, tmp_path, capsys):
+    recording = tmp_path / "rec"
+    recording.mkdir()
+    (recording / "driving_log.csv").write_text("kept\n")
+    code = evaluate.main([str(model_file), "--suite", "looks", "--out", str(recording), *ablate])
+    assert code == 2
+    assert "inside a recording" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert sorted(p.name for p in recording.iterdir()) == ["driving_log.csv"]
